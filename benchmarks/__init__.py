@@ -1,0 +1,1 @@
+"""Measurement of exported artifacts and the reports made from it."""

@@ -1,0 +1,42 @@
+"""Compress trained Keras models for edge devices.
+
+The public API is small: ``load_model`` reads any supported model into tf-keras,
+``inspect_model`` describes it, ``compressor.data`` feeds it data.
+"""
+
+from compressor import keras_env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from compressor.errors import (
+    BadInputError,
+    CompressorError,
+    ConversionError,
+    ParityError,
+    UnsafeModelError,
+    UnsupportedModelError,
+)
+from compressor.version import __version__
+
+__all__ = [
+    "BadInputError",
+    "CompressorError",
+    "ConversionError",
+    "ParityError",
+    "UnsafeModelError",
+    "UnsupportedModelError",
+    "__version__",
+    "inspect_model",
+    "load_model",
+]
+
+
+def load_model(model, *, trust_model: bool = False, verify_bridge: bool = True):
+    """See :func:`compressor.loading.load_model`."""
+    from compressor.loading import load_model as _load
+
+    return _load(model, trust_model=trust_model, verify_bridge=verify_bridge)
+
+
+def inspect_model(model):
+    """See :func:`compressor.inspection.inspect_model`."""
+    from compressor.inspection import inspect_model as _inspect
+
+    return _inspect(model)

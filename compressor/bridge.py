@@ -1,0 +1,259 @@
+"""Bridge Keras 3 models to tf-keras, which the compression engine works on.
+
+tensorflow-model-optimization rejects Keras 3 models (tfmot #1119, #1141, #1167), and
+Keras 3 files do not load in tf-keras: the config differs (``batch_shape`` vs
+``batch_input_shape``, dtype-policy objects, a new node format, new options such as
+``lora_rank``). The bridge translates the architecture config, rebuilds the model with
+tf-keras, copies the weights layer by layer, and checks that both give the same outputs.
+Options that tf-keras lacks are dropped only when they hold their default value;
+anything else is an error naming the layer and the option.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from compressor import keras_env
+from compressor.errors import ConversionError, UnsupportedModelError
+
+BRIDGE_TOLERANCE = 1e-5
+# Keyword arguments tf-keras' base Layer/RNN accept through **kwargs.
+BASE_LAYER_KWARGS = {
+    "input_dim", "input_shape", "batch_input_shape", "batch_size", "weights", "activity_regularizer",
+    "autocast", "implementation", "name", "trainable", "dtype", "dynamic",
+    "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "time_major",
+}
+DEFAULT_LIKE = (None, False, "auto", (), [])
+SERIALIZED_MODULES = {
+    "keras.initializers": "initializers",
+    "keras.regularizers": "regularizers",
+    "keras.constraints": "constraints",
+}
+MODEL_CLASSES = ("Functional", "Sequential", "Model")
+
+
+def _accepted_kwargs(cls) -> set[str]:
+    """Names ``cls.__init__`` accepts, following ``**kwargs`` up the class hierarchy.
+
+    The walk stops at tf-keras' base ``Layer``, whose ``**kwargs`` are the fixed set
+    ``BASE_LAYER_KWARGS``.
+    """
+    layer_base = keras_env.tf_keras().layers.Layer
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is layer_base:
+            return (names | BASE_LAYER_KWARGS) - {"self"}
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names - {"self"}
+
+
+def _filter_kwargs(cls, config: dict, where: str) -> dict:
+    accepted = _accepted_kwargs(cls)
+    kept = {}
+    for key, value in config.items():
+        if key in accepted:
+            kept[key] = value
+        elif not _is_default_like(value):
+            raise UnsupportedModelError(
+                f"{where}: option '{key}={value!r}' has no tf-keras equivalent; "
+                "export the model as a SavedModel or remove that option"
+            )
+    return kept
+
+
+def _is_default_like(value: Any) -> bool:
+    return any(value is d or (type(value) is type(d) and value == d) for d in DEFAULT_LIKE)
+
+
+def _translate_object(obj: dict, where: str) -> Any:
+    """A serialized Keras 3 object (initializer, dtype policy, ...) in tf-keras form."""
+    tfk = keras_env.tf_keras()
+    class_name = obj.get("class_name")
+    config = obj.get("config")
+    if class_name in ("DTypePolicy", "FloatDTypePolicy") and isinstance(config, dict):
+        return config.get("name", "float32")
+    if class_name == "__tuple__":
+        return tuple(_translate_value(v, where) for v in config.get("value", []))
+    family = SERIALIZED_MODULES.get(str(obj.get("module", "")))
+    if family is None or not isinstance(config, dict):
+        return {"class_name": class_name, "config": _translate_value(config, where)}
+    cls = getattr(getattr(tfk, family), str(class_name), None)
+    if cls is None:
+        raise UnsupportedModelError(f"{where}: {family[:-1]} '{class_name}' has no tf-keras equivalent")
+    return {"class_name": class_name, "config": _filter_kwargs(cls, _translate_value(config, where), where)}
+
+
+def _translate_value(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        if "class_name" in value and "config" in value:
+            return _translate_object(value, where)
+        return {k: _translate_value(v, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_translate_value(v, where) for v in value]
+    return value
+
+
+def _is_keras_tensor(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+
+
+def _keras_tensors(value: Any):
+    if _is_keras_tensor(value):
+        yield value["config"]["keras_history"]
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _keras_tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _keras_tensors(item)
+
+
+def _translate_nodes(inbound: list, where: str) -> list:
+    nodes = []
+    for node in inbound:
+        if not isinstance(node, dict):
+            nodes.append(node)
+            continue
+        kwargs = {k: v for k, v in node.get("kwargs", {}).items() if not list(_keras_tensors(v))}
+        history = list(_keras_tensors(node.get("args", [])))
+        if not history:
+            raise UnsupportedModelError(f"{where}: a call with no tensor inputs cannot be bridged")
+        nodes.append([[h[0], h[1], h[2], kwargs] for h in history])
+    return nodes
+
+
+def _translate_layer(layer: dict) -> dict:
+    tfk = keras_env.tf_keras()
+    class_name = layer["class_name"]
+    name = layer.get("name") or layer.get("config", {}).get("name", "?")
+    where = f"layer '{name}' ({class_name})"
+    if class_name in MODEL_CLASSES:
+        translated = {"class_name": class_name, "config": _translate_model_config(class_name, layer["config"])}
+    else:
+        cls = getattr(tfk.layers, class_name, None)
+        if cls is None:
+            raise UnsupportedModelError(
+                f"{where} has no tf-keras equivalent; save the model as a tf-keras model or a "
+                "SavedModel written by tf-keras, or replace the layer with built-in layers"
+            )
+        config = _translate_value(dict(layer.get("config", {})), where)
+        if class_name == "InputLayer" and "batch_shape" in config:
+            config["batch_input_shape"] = config.pop("batch_shape")
+        translated = {"class_name": class_name, "config": _filter_kwargs(cls, config, where)}
+    if "name" in layer:
+        translated["name"] = layer["name"]
+    if "inbound_nodes" in layer:
+        translated["inbound_nodes"] = _translate_nodes(layer["inbound_nodes"], where)
+    return translated
+
+
+def _as_node_list(value: Any) -> list:
+    """``["a", 0, 0]`` (one tensor) or ``[["a", 0, 0], ...]`` as a list of lists."""
+    if value and isinstance(value[0], str):
+        return [value]
+    return list(value)
+
+
+def _translate_model_config(class_name: str, config: dict) -> dict:
+    layers = [_translate_layer(layer) for layer in config["layers"]]
+    out = {"name": config.get("name", "model"), "layers": layers}
+    if class_name != "Sequential":
+        out["input_layers"] = _as_node_list(config["input_layers"])
+        out["output_layers"] = _as_node_list(config["output_layers"])
+    return out
+
+
+def _rebuild(model):
+    tfk = keras_env.tf_keras()
+    class_name = type(model).__name__
+    if class_name not in MODEL_CLASSES or (class_name == "Model" and not hasattr(model, "_nodes_by_depth")):
+        raise UnsupportedModelError(
+            f"model '{model.name}' is a subclassed Keras 3 model ({type(model).__name__}); the bridge "
+            "takes Functional and Sequential models: rebuild it functionally or export a SavedModel"
+        )
+    config = _translate_model_config(class_name, model.get_config())
+    if class_name == "Sequential":
+        return tfk.Sequential.from_config(config)
+    return tfk.Model.from_config(config)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers") and type(layer).__name__ in MODEL_CLASSES:
+            yield from _all_layers(layer)
+
+
+def _copy_weights(source, target) -> None:
+    targets = {layer.name: layer for layer in _all_layers(target)}
+    for layer in _all_layers(source):
+        weights = layer.get_weights()
+        if not weights or type(layer).__name__ in MODEL_CLASSES:
+            continue
+        twin = targets.get(layer.name)
+        if twin is None:
+            raise ConversionError(f"bridge: layer '{layer.name}' is missing after translation")
+        expected = [w.shape for w in twin.get_weights()]
+        if expected != [w.shape for w in weights]:
+            raise ConversionError(
+                f"bridge: layer '{layer.name}' weight shapes differ ({[w.shape for w in weights]} vs {expected})"
+            )
+        twin.set_weights(weights)
+
+
+def sample_inputs(model, *, batch: int = 4, seed: int = 0) -> list[np.ndarray]:
+    """Random inputs that fit ``model`` (integers below the smallest vocabulary for int inputs)."""
+    rng = np.random.default_rng(seed)
+    vocab = min((layer.input_dim for layer in _all_layers(model) if hasattr(layer, "input_dim")), default=10)
+    arrays = []
+    for tensor in model.inputs:
+        shape = [batch] + [8 if d is None else int(d) for d in tuple(tensor.shape)[1:]]
+        dtype = np.dtype(str(getattr(tensor.dtype, "name", tensor.dtype)))
+        if np.issubdtype(dtype, np.integer):
+            arrays.append(rng.integers(0, vocab, size=shape).astype(dtype))
+        else:
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+    return arrays
+
+
+def _outputs(model, inputs) -> list[np.ndarray]:
+    result = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    if isinstance(result, dict):
+        result = [result[k] for k in sorted(result)]
+    if not isinstance(result, (list, tuple)):
+        result = [result]
+    return [np.asarray(r) for r in result]
+
+
+def max_output_difference(first, second, inputs) -> float:
+    """Largest absolute difference between two models' outputs on ``inputs``."""
+    pairs = zip(_outputs(first, inputs), _outputs(second, inputs), strict=True)
+    return max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in pairs)
+
+
+def to_tf_keras(model, *, verify: bool = True):
+    """Return a tf-keras copy of a Keras 3 Functional or Sequential ``model``.
+
+    Raises:
+        UnsupportedModelError: a subclassed model, or a layer/option tf-keras lacks.
+        ConversionError: the copy's outputs differ from the original's.
+    """
+    rebuilt = _rebuild(model)
+    _copy_weights(model, rebuilt)
+    if verify:
+        inputs = sample_inputs(model)
+        diff = max_output_difference(model, rebuilt, inputs)
+        if not diff <= BRIDGE_TOLERANCE:
+            raise ConversionError(
+                f"bridge: tf-keras copy of '{model.name}' differs from the Keras 3 model "
+                f"(max abs diff {diff:.3g} > {BRIDGE_TOLERANCE})"
+            )
+    return rebuilt

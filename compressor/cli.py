@@ -1,0 +1,161 @@
+"""The ``compressor`` command line. Each command parses, calls the library, formats.
+
+Errors the user can fix print one line and exit with the code of their class
+(see :mod:`compressor.errors`); ``-v`` shows the traceback too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import warnings
+
+import click
+
+from compressor.errors import EXIT_CODES, CompressorError
+from compressor.version import __version__
+
+EXIT_CODE_HELP = "\b\n" + "\n".join(f"  {code}  {meaning}" for meaning, code in EXIT_CODES.items())
+
+
+def _quiet_libraries() -> None:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ["COMPRESSOR_QUIET_IMPORT"] = "1"
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore")
+    for name in ("tensorflow", "absl", "tf2onnx", "nncf", "openvino", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class Context:
+    def __init__(self, verbose: int, quiet: bool) -> None:
+        self.verbose = verbose
+        self.quiet = quiet
+
+
+def trust_option(func):
+    return click.option(
+        "--trust-model", is_flag=True,
+        help="Allow Lambda layers and custom objects (they run code). Only for models you trust.",
+    )(func)
+
+
+def json_option(func):
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+
+
+@click.group(epilog=f"Exit codes:\n\n{EXIT_CODE_HELP}", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="compressor")
+@click.option("-v", "--verbose", count=True, help="More output; library logs and tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and results.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Compress Keras models and export them for edge devices.
+
+    Example:
+
+        compressor inspect model.keras
+    """
+    if not verbose:
+        _quiet_libraries()
+    ctx.obj = Context(verbose, quiet)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=str))
+@trust_option
+@json_option
+def inspect(model: str, trust_model: bool, as_json: bool) -> None:
+    """Describe MODEL: inputs, outputs, layers, parameters, MACs, sparsity, targets.
+
+    Example:
+
+        compressor inspect model.keras --json
+    """
+    from compressor import views
+    from compressor.inspection import inspect_model
+    from compressor.loading import load_model
+    from targets import compatibility
+
+    report = inspect_model(load_model(model, trust_model=trust_model))
+    targets = compatibility({layer.type for layer in report.layers})
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "targets": targets}, indent=2))
+    else:
+        views.print_model_report(report, targets)
+
+
+@cli.command()
+@json_option
+def targets(as_json: bool) -> None:
+    """List the registered hardware target profiles.
+
+    Example:
+
+        compressor targets --json
+    """
+    from compressor import views
+    from targets import PROFILES
+
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in PROFILES.values()], indent=2))
+    else:
+        views.print_targets(PROFILES.values())
+
+
+@cli.command()
+@click.option("--model", "model_name", default="mnist_cnn", show_default=True,
+              help="Which built-in sample model to use.")
+@json_option
+def demo(model_name: str, as_json: bool) -> None:
+    """Run the main job on a built-in sample model (trained offline on first use).
+
+    Example:
+
+        compressor demo --model cifar_cnn
+    """
+    import sample_models
+    from compressor import views
+    from compressor.inspection import inspect_model
+    from compressor.loading import load_model
+    from targets import compatibility
+
+    path = sample_models.path(model_name)
+    report = inspect_model(load_model(path))
+    targets = compatibility({layer.type for layer in report.layers})
+    accuracy = sample_models.recorded_accuracy(model_name)
+    if as_json:
+        click.echo(json.dumps({"model": str(path), "test_accuracy": accuracy, **report.to_dict(), "targets": targets},
+                              indent=2))
+        return
+    click.echo(f"sample model '{model_name}': {path} (test accuracy {accuracy:.2%})")
+    views.print_model_report(report, targets)
+
+
+def main(argv=None) -> None:
+    """Console-script entry point: run the CLI and map typed errors to exit codes."""
+    verbose = any(arg in ("-v", "--verbose") or arg.startswith("-vv") for arg in (argv or sys.argv[1:]))
+    try:
+        cli.main(args=argv, prog_name="compressor", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CompressorError as exc:
+        if verbose:
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so, in one line unless -v
+        if verbose:
+            raise
+        click.echo(f"Internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,56 @@
+"""The project's typed errors. The CLI maps each class to its exit code.
+
+Exit codes:
+    0  success
+    1  internal error (a bug: please report it)
+    2  usage error (unknown option, missing argument; raised by click)
+    3  bad input (missing/corrupt file, unsafe model, bad data, bad recipe)
+    4  unsupported model or failed conversion (an op a target cannot take)
+    5  parity failure (an artifact's outputs disagree with its source model)
+"""
+
+from __future__ import annotations
+
+
+class CompressorError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInputError(CompressorError):
+    """A file, dataset, option or recipe given by the user cannot be used."""
+
+    exit_code = 3
+
+
+class UnsafeModelError(BadInputError):
+    """A model would execute code (Lambda, custom objects) and the user did not opt in."""
+
+
+class UnsupportedModelError(CompressorError):
+    """The model uses a layer or op that a step or target cannot take."""
+
+    exit_code = 4
+
+
+class ConversionError(CompressorError):
+    """A converter failed or produced something unusable."""
+
+    exit_code = 4
+
+
+class ParityError(CompressorError):
+    """An artifact's outputs disagree with its source model beyond the allowed tolerance."""
+
+    exit_code = 5
+
+
+EXIT_CODES = {
+    "success": 0,
+    "internal error": CompressorError.exit_code,
+    "usage error": 2,
+    "bad input": BadInputError.exit_code,
+    "unsupported model or conversion failure": UnsupportedModelError.exit_code,
+    "parity failure": ParityError.exit_code,
+}

@@ -1,0 +1,179 @@
+"""Describe a model: inputs, outputs, layers, parameters, MACs and weight sparsity.
+
+MACs (multiply-accumulates) count the multiplications of weighted layers for one
+sample, the convention of most papers and of TFLite's profilers; FLOPs ≈ 2 × MACs.
+Element-wise layers (activations, BatchNorm, pooling, Add) count as zero MACs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+MacCounter = Callable[[object, tuple, tuple], int]
+MAC_COUNTERS: dict[str, MacCounter] = {}
+
+
+def mac_counter(*class_names: str):
+    """Register a MAC counter for the named layer classes."""
+
+    def register(func: MacCounter) -> MacCounter:
+        for name in class_names:
+            MAC_COUNTERS[name] = func
+        return func
+
+    return register
+
+
+def _prod(values) -> int:
+    return int(np.prod([int(v) for v in values])) if len(values) else 1
+
+
+@mac_counter("Conv1D", "Conv2D", "Conv3D")
+def _conv_macs(layer, in_shape, out_shape) -> int:
+    kernel = layer.kernel.shape  # (*k, in/groups, out)
+    return _prod(out_shape[1:-1]) * _prod(kernel)
+
+
+@mac_counter("DepthwiseConv1D", "DepthwiseConv2D")
+def _depthwise_macs(layer, in_shape, out_shape) -> int:
+    kernel = layer.depthwise_kernel.shape  # (*k, in, multiplier)
+    return _prod(out_shape[1:-1]) * _prod(kernel)
+
+
+@mac_counter("SeparableConv1D", "SeparableConv2D")
+def _separable_macs(layer, in_shape, out_shape) -> int:
+    spatial = _prod(out_shape[1:-1])
+    return spatial * (_prod(layer.depthwise_kernel.shape) + _prod(layer.pointwise_kernel.shape))
+
+
+@mac_counter("Dense")
+def _dense_macs(layer, in_shape, out_shape) -> int:
+    return _prod(out_shape[1:-1]) * _prod(layer.kernel.shape)
+
+
+def _recurrent_macs(layer, in_shape, gates: int) -> int:
+    steps = int(in_shape[1]) if in_shape[1] is not None else 1
+    units, features = int(layer.units), int(in_shape[-1])
+    return steps * gates * units * (features + units)
+
+
+@mac_counter("LSTM")
+def _lstm_macs(layer, in_shape, out_shape) -> int:
+    return _recurrent_macs(layer, in_shape, 4)
+
+
+@mac_counter("GRU")
+def _gru_macs(layer, in_shape, out_shape) -> int:
+    return _recurrent_macs(layer, in_shape, 3)
+
+
+@mac_counter("SimpleRNN")
+def _rnn_macs(layer, in_shape, out_shape) -> int:
+    return _recurrent_macs(layer, in_shape, 1)
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list
+    dtype: str
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    type: str
+    output_shape: list
+    params: int
+    macs: int
+    sparsity: float  # fraction of exact zeros in the layer's kernels
+    kernel_elements: int  # how many kernel weights ``sparsity`` is over
+
+
+@dataclass
+class ModelReport:
+    name: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    layers: list[LayerInfo] = field(default_factory=list)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zero weights over all kernels (biases and BN excluded)."""
+        total = sum(layer.kernel_elements for layer in self.layers)
+        zeros = sum(layer.sparsity * layer.kernel_elements for layer in self.layers)
+        return zeros / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(params=self.params, macs=self.macs, sparsity=self.sparsity)
+        return data
+
+
+def _shape(tensor_shape) -> list:
+    return [None if d is None else int(d) for d in tuple(tensor_shape)]
+
+
+def _first_shape(shapes):
+    """A layer's (first) input or output shape as a tuple."""
+    if isinstance(shapes, list) and shapes and isinstance(shapes[0], (list, tuple)) and not isinstance(shapes[0], int):
+        shapes = shapes[0]
+    return tuple(_shape(shapes))
+
+
+def kernels(layer) -> list[np.ndarray]:
+    """The weight tensors of a layer that multiply activations (not biases, BN, alphas)."""
+    names = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
+    return [w.numpy() for w in layer.weights if w.name.split("/")[-1].split(":")[0] in names]
+
+
+def _layer_info(layer) -> LayerInfo:
+    in_shape = _first_shape(layer.input_shape) if hasattr(layer, "input_shape") else ()
+    out_shape = _first_shape(layer.output_shape)
+    counter = MAC_COUNTERS.get(type(layer).__name__)
+    macs = counter(layer, in_shape, out_shape) if counter else 0
+    weights = kernels(layer)
+    size = sum(w.size for w in weights)
+    zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
+    return LayerInfo(
+        name=layer.name,
+        type=type(layer).__name__,
+        output_shape=list(out_shape),
+        params=int(layer.count_params()),
+        macs=int(macs),
+        sparsity=zeros / size if size else 0.0,
+        kernel_elements=int(size),
+    )
+
+
+def _flat_layers(model):
+    for layer in model.layers:
+        if type(layer).__name__ in ("Functional", "Sequential", "Model"):
+            yield from _flat_layers(layer)
+        else:
+            yield layer
+
+
+def inspect_model(model) -> ModelReport:
+    """Describe a tf-keras model layer by layer.
+
+    Example:
+        >>> report = inspect_model(load_model("model.keras"))
+        >>> report.macs, report.params
+    """
+    inputs = [TensorSpec(n, _shape(t.shape), t.dtype.name) for n, t in zip(model.input_names, model.inputs)]
+    outputs = [TensorSpec(n, _shape(t.shape), t.dtype.name) for n, t in zip(model.output_names, model.outputs)]
+    layers = [_layer_info(layer) for layer in _flat_layers(model) if type(layer).__name__ != "InputLayer"]
+    return ModelReport(model.name, inputs, outputs, layers)
+

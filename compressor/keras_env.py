@@ -1,0 +1,82 @@
+"""One place that decides which Keras the engine runs on.
+
+tensorflow-model-optimization only accepts tf-keras (Keras 2) models, so the engine
+works on tf-keras. ``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first
+imported for ``tf.keras`` to be tf-keras; Keras 3 (``import keras``) stays importable
+beside it and is used only to read Keras 3 files before they are bridged.
+TensorFlow is imported lazily so that ``compressor --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def tf():
+    """Return the ``tensorflow`` module, imported on first use.
+
+    TensorFlow's C++ start-up writes to stderr before its log level applies (CUDA
+    probing, absl notices); with ``COMPRESSOR_QUIET_IMPORT=1`` (the CLI without
+    ``-v``) that stream is muted during the import only.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("COMPRESSOR_QUIET_IMPORT") != "1":
+        import tensorflow
+
+        return tensorflow
+    with _muted_stderr():
+        import tensorflow
+    return tensorflow
+
+
+@contextlib.contextmanager
+def _muted_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def tf_keras():
+    """Return the ``tf_keras`` module (Keras 2), the engine's Keras."""
+    tf()
+    import tf_keras as module
+
+    return module
+
+
+def keras3():
+    """Return the Keras 3 module, used to read Keras 3 models before bridging."""
+    tf()
+    import keras as module
+
+    return module
+
+
+def is_tf_keras_model(obj) -> bool:
+    """True for a tf-keras model instance."""
+    return isinstance(obj, tf_keras().Model)
+
+
+def is_keras3_model(obj) -> bool:
+    """True for a Keras 3 model instance (without importing Keras 3 needlessly)."""
+    module = type(obj).__module__
+    if not module.startswith("keras"):
+        return False
+    return isinstance(obj, keras3().Model)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow ops deterministic."""
+    tf_keras().utils.set_random_seed(seed)
+    tf().config.experimental.enable_op_determinism()

@@ -1,0 +1,207 @@
+"""``load_model``: one entry point for every model format the toolkit reads.
+
+Formats are detected from the file's content, not trusted from its name, and each
+has a loader registered in ``LOADERS``. Every loader scans the model's config with
+:mod:`compressor.safety` before Keras deserializes anything, then loads with
+``safe_mode``. Keras 3 models are bridged to tf-keras (see :mod:`compressor.bridge`).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from compressor import keras_env, safety
+from compressor.errors import BadInputError, CompressorError
+
+ZIP_MAGIC = b"PK\x03\x04"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    name: str
+    extensions: tuple[str, ...]
+    load: Callable[[Path, bool], object]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _read_keras_archive(path: Path) -> tuple[dict, str]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "config.json" not in names:
+                raise BadInputError(f"{path}: not a Keras archive (no config.json inside)")
+            config = json.loads(archive.read("config.json"))
+            meta = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raise BadInputError(f"{path}: corrupt or truncated .keras archive ({_one_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise BadInputError(f"{path}: corrupt .keras archive (config.json is not an object)")
+    return config, str(meta.get("keras_version", ""))
+
+
+def _load_keras_archive(path: Path, trust_model: bool):
+    config, version = _read_keras_archive(path)
+    safety.check_config(config, source=str(path), trust_model=trust_model)
+    try:
+        if version.startswith("3"):
+            model = keras_env.keras3().saving.load_model(path, compile=False, safe_mode=not trust_model)
+        else:
+            model = keras_env.tf_keras().models.load_model(path, compile=False, safe_mode=not trust_model)
+    except CompressorError:
+        raise
+    except Exception as exc:  # Keras raises many types for a damaged archive
+        raise BadInputError(f"{path}: cannot load Keras archive ({_one_line(exc)})") from None
+    return model
+
+
+def _read_h5_config(path: Path) -> tuple[dict, str]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("model_config")
+            version = handle.attrs.get("keras_version", "")
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path}: corrupt or truncated HDF5 file ({_one_line(exc)})") from None
+    if raw is None:
+        raise BadInputError(f"{path}: HDF5 file holds no model config (weights-only file?)")
+    raw = raw.decode() if isinstance(raw, bytes) else raw
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    try:
+        return json.loads(raw), version
+    except ValueError as exc:
+        raise BadInputError(f"{path}: corrupt model config in HDF5 file ({_one_line(exc)})") from None
+
+
+def _load_h5(path: Path, trust_model: bool):
+    # Keras ignored safe_mode for .h5 (CVE-2025-9905): the scan above is the guard.
+    config, version = _read_h5_config(path)
+    safety.check_config(config, source=str(path), trust_model=trust_model)
+    try:
+        if version.startswith("3"):
+            return keras_env.keras3().saving.load_model(path, compile=False, safe_mode=not trust_model)
+        return keras_env.tf_keras().models.load_model(path, compile=False)
+    except Exception as exc:
+        raise BadInputError(f"{path}: cannot load HDF5 model ({_one_line(exc)})") from None
+
+
+def _load_saved_model(path: Path, trust_model: bool):
+    metadata = path / "keras_metadata.pb"
+    if not metadata.exists():
+        raise BadInputError(
+            f"{path}: SavedModel has no Keras metadata (was it written by model.export()?); "
+            "save the model with tf-keras `model.save(dir)` or as a .keras file"
+        )
+    _check_saved_model_metadata(metadata, trust_model)
+    try:
+        return keras_env.tf_keras().models.load_model(str(path), compile=False)
+    except Exception as exc:
+        raise BadInputError(f"{path}: cannot load SavedModel ({_one_line(exc)})") from None
+
+
+def _check_saved_model_metadata(metadata: Path, trust_model: bool) -> None:
+    keras_env.tf_keras()
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    proto = saved_metadata_pb2.SavedMetadata()
+    try:
+        proto.ParseFromString(metadata.read_bytes())
+    except Exception as exc:
+        raise BadInputError(f"{metadata}: corrupt Keras metadata ({_one_line(exc)})") from None
+    for node in proto.nodes:
+        try:
+            entry = json.loads(node.metadata or "{}")
+        except ValueError:
+            raise BadInputError(f"{metadata}: corrupt Keras metadata entry") from None
+        if isinstance(entry, dict):
+            layer = {"class_name": entry.get("class_name"), "name": entry.get("name"), "config": entry.get("config") or {}}
+            if node.identifier == "_tf_keras_layer" or node.identifier == "_tf_keras_network":
+                safety.check_config(layer, source=str(metadata.parent), trust_model=trust_model)
+
+
+LOADERS = {
+    "keras": ModelFormat("keras", (".keras",), _load_keras_archive),
+    "h5": ModelFormat("h5", (".h5", ".hdf5"), _load_h5),
+    "savedmodel": ModelFormat("savedmodel", (), _load_saved_model),
+}
+
+
+def detect_format(path: Path) -> ModelFormat:
+    """Name the format of ``path`` from its content; raise BadInputError if unusable."""
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return LOADERS["savedmodel"]
+        raise BadInputError(f"{path}: is a directory but not a SavedModel (no saved_model.pb)")
+    if path.name == "saved_model.pb":
+        raise BadInputError(f"{path}: pass the SavedModel directory, not saved_model.pb")
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if not head:
+        raise BadInputError(f"{path}: file is empty")
+    by_content = "keras" if head.startswith(ZIP_MAGIC) else "h5" if head == HDF5_MAGIC else None
+    suffix = path.suffix.lower()
+    by_name = next((fmt for fmt in LOADERS.values() if suffix in fmt.extensions), None)
+    if by_content is None:
+        if by_name is not None:
+            raise BadInputError(f"{path}: corrupt or not a {by_name.name} model (unrecognised content)")
+        known = ", ".join(ext for fmt in LOADERS.values() for ext in fmt.extensions)
+        raise BadInputError(f"{path}: unknown model format '{suffix or path.name}' (known: {known}, SavedModel directory)")
+    if by_name is None or by_name.name != by_content:
+        raise BadInputError(
+            f"{path}: content is a {by_content} model but the extension is '{suffix}'; rename it to "
+            f"'{LOADERS[by_content].extensions[0]}'"
+        )
+    return LOADERS[by_content]
+
+
+def load_model(model, *, trust_model: bool = False, verify_bridge: bool = True):
+    """Load a model from a path or take an in-memory model; return a tf-keras model.
+
+    Args:
+        model: a path to a ``.keras`` / ``.h5`` file or a SavedModel directory, or an
+            in-memory Keras 3 or tf-keras model.
+        trust_model: allow Lambda layers and custom objects (they run code).
+        verify_bridge: check that a bridged Keras 3 model gives the same outputs.
+
+    Returns:
+        A tf-keras ``Model``.
+
+    Raises:
+        BadInputError: missing, corrupt or unrecognised file.
+        UnsafeModelError: the model runs code and ``trust_model`` is False.
+        UnsupportedModelError: a Keras 3 model the bridge cannot translate.
+
+    Example:
+        >>> model = load_model("model.keras")
+    """
+    from compressor import bridge
+
+    if isinstance(model, (str, Path)):
+        loaded = detect_format(Path(model)).load(Path(model), trust_model)
+    elif keras_env.is_tf_keras_model(model) or keras_env.is_keras3_model(model):
+        loaded = model
+        _check_in_memory(model, trust_model)
+    else:
+        raise BadInputError(f"not a model or a path: {type(model).__name__}")
+    if keras_env.is_keras3_model(loaded):
+        return bridge.to_tf_keras(loaded, verify=verify_bridge)
+    return loaded
+
+
+def _check_in_memory(model, trust_model: bool) -> None:
+    try:
+        config = {"class_name": type(model).__name__, "name": model.name, "config": model.get_config()}
+    except NotImplementedError:
+        return  # a subclassed model: the bridge explains what to do
+    safety.check_config(config, source=f"model '{model.name}'", trust_model=trust_model)

@@ -1,0 +1,103 @@
+"""Refuse model configs that would run code, before anything is deserialized.
+
+Keras' ``safe_mode`` has had bypasses (CVE-2025-1550: a config naming arbitrary
+functions; CVE-2025-9905: ``.h5`` ignored ``safe_mode``; CVE-2026-12481:
+``Lambda.from_config`` reached through ``clone_model``). So every model config is
+scanned here first, as plain JSON, and a model that names a Lambda layer, a
+``TFSMLayer`` (loads another SavedModel from any path) or an object outside Keras
+itself is refused unless the user opts in with ``trust_model=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from compressor.errors import UnsafeModelError
+
+CODE_LAYERS = {
+    "Lambda": "a Lambda layer runs arbitrary Python code",
+    "TFSMLayer": "a TFSMLayer loads and runs another SavedModel from any path",
+}
+MODEL_CLASSES = {"Functional", "Sequential", "Model"}
+KERAS_MODULES = ("keras", "tf_keras")
+
+
+@dataclass(frozen=True)
+class Finding:
+    layer: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"layer '{self.layer}': {self.reason}"
+
+
+def _known_layer(class_name: str) -> bool:
+    from compressor import keras_env
+
+    return (
+        class_name in MODEL_CLASSES
+        or hasattr(keras_env.tf_keras().layers, class_name)
+        or hasattr(keras_env.keras3().layers, class_name)
+    )
+
+
+def _object_finding(obj: dict, layer: str) -> Finding | None:
+    class_name = str(obj.get("class_name", ""))
+    if class_name in CODE_LAYERS:
+        return Finding(layer, CODE_LAYERS[class_name])
+    module = obj.get("module")
+    if module is not None and not str(module).startswith(KERAS_MODULES):
+        return Finding(layer, f"'{class_name}' comes from module '{module}', not from Keras (custom code)")
+    registered = obj.get("registered_name")
+    if registered and ">" in str(registered):
+        return Finding(layer, f"'{registered}' is a registered custom object (custom code)")
+    return None
+
+
+def _walk(node: Any, layer: str) -> Iterator[Finding]:
+    if isinstance(node, dict):
+        if "class_name" in node:
+            finding = _object_finding(node, layer)
+            if finding:
+                yield finding
+        for key, value in node.items():
+            if key == "layers" and isinstance(value, list):
+                for item in value:
+                    yield from _walk_layer(item)
+            else:
+                yield from _walk(value, layer)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item, layer)
+
+
+def _walk_layer(layer_cfg: Any) -> Iterator[Finding]:
+    if not isinstance(layer_cfg, dict):
+        return
+    config = layer_cfg.get("config") if isinstance(layer_cfg.get("config"), dict) else {}
+    name = str(layer_cfg.get("name") or config.get("name") or "?")
+    class_name = str(layer_cfg.get("class_name", ""))
+    if class_name not in CODE_LAYERS and not _known_layer(class_name):
+        yield Finding(name, f"'{class_name}' is not a built-in Keras layer (custom code)")
+    yield from _walk(layer_cfg, name)
+
+
+def scan_config(config: dict) -> list[Finding]:
+    """Return every place in a Keras model config that would run non-Keras code."""
+    if "class_name" in config and isinstance(config.get("config"), dict):
+        return list(_walk_layer(config))
+    return list(_walk(config, "?"))
+
+
+def check_config(config: dict, *, source: str, trust_model: bool) -> None:
+    """Raise UnsafeModelError if ``config`` runs code and the user did not opt in."""
+    if trust_model:
+        return
+    findings = scan_config(config)
+    if findings:
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        raise UnsafeModelError(
+            f"{source}: refused to load, {findings[0]}{more}; "
+            "pass --trust-model / trust_model=True only if you trust where this model came from"
+        )

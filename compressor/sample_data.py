@@ -1,0 +1,169 @@
+"""Built-in sample sets, all offline.
+
+The real data that always ships is scikit-learn's digits: 1,797 real handwritten
+digits of 8×8 pixels, split 75/25 (stratified, seed 0) into train and test. They are
+resized to the shapes the sample models take. When the Keras dataset files for MNIST
+or CIFAR-10 are already on this machine (``$KERAS_HOME/datasets`` or
+``~/.keras/datasets``), the ``mnist``/``cifar10`` sets use them instead; nothing is
+ever downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from compressor.data import Dataset
+from compressor.errors import BadInputError
+
+SPLITS = ("train", "test")
+MNIST_LIMIT = (12000, 2000)  # train/test samples taken from real MNIST, to keep training short
+CIFAR_LIMIT = (12000, 2000)
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    name: str
+    description: str
+    load: Callable[[str], Dataset]
+
+
+SAMPLE_SETS: dict[str, SampleSet] = {}
+
+
+def sample_set(name: str, description: str):
+    def register(load):
+        SAMPLE_SETS[name] = SampleSet(name, description, load)
+        return load
+
+    return register
+
+
+def keras_datasets_dir() -> Path:
+    """Where Keras keeps downloaded datasets (never written to here)."""
+    home = os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
+    return Path(home) / "datasets"
+
+
+@lru_cache(maxsize=1)
+def _digits_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)  # 8x8 in [0, 1]
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, digits.target, test_size=0.25, random_state=0, stratify=digits.target
+    )
+    return {"train": (x_train, y_train.astype(np.int64)), "test": (x_test, y_test.astype(np.int64))}
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    out = [np.asarray(Image.fromarray(img, mode="F").resize((size, size), Image.BILINEAR)) for img in images]
+    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
+
+
+def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split not in SPLITS:
+        raise BadInputError(f"unknown split '{split}' (valid: {', '.join(SPLITS)})")
+    return _digits_split()[split]
+
+
+@lru_cache(maxsize=16)
+def _digits_images(split: str, size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = _digits(split)
+    x = _resize(images, size)[..., None]
+    return (np.repeat(x, channels, axis=-1) if channels > 1 else x), labels
+
+
+@sample_set("digits-28", "sklearn digits, 28x28x1 grey, 10 classes")
+def _digits_28(split: str) -> Dataset:
+    x, y = _digits_images(split, 28, 1)
+    return Dataset(x, y, f"sample:digits-28:{split}")
+
+
+@sample_set("digits-32rgb", "sklearn digits, 32x32x3, 10 classes")
+def _digits_32rgb(split: str) -> Dataset:
+    x, y = _digits_images(split, 32, 3)
+    return Dataset(x, y, f"sample:digits-32rgb:{split}")
+
+
+@sample_set("digits-96rgb", "sklearn digits, 96x96x3, 10 classes (MobileNetV2-sized input)")
+def _digits_96rgb(split: str) -> Dataset:
+    x, y = _digits_images(split, 96, 3)
+    return Dataset(x, y, f"sample:digits-96rgb:{split}")
+
+
+@sample_set("digits-784", "sklearn digits, 28x28 flattened to 784 features, 10 classes")
+def _digits_784(split: str) -> Dataset:
+    x, y = _digits_images(split, 28, 1)
+    return Dataset(x.reshape(len(x), 784), y, f"sample:digits-784:{split}")
+
+
+@sample_set("digits-tokens", "sklearn digits read as a sequence of 64 pixel tokens (intensity 0-16), 10 classes")
+def _digits_tokens(split: str) -> Dataset:
+    images, labels = _digits(split)
+    tokens = np.rint(images.reshape(len(images), 64) * 16).astype(np.int32)
+    return Dataset(tokens, labels, f"sample:digits-tokens:{split}")
+
+
+def _local_mnist(split: str) -> Dataset | None:
+    path = keras_datasets_dir() / "mnist.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        x, y = data[f"x_{split}"], data[f"y_{split}"]
+    limit = MNIST_LIMIT[SPLITS.index(split)]
+    x = (x[:limit].astype(np.float32) / 255.0)[..., None]
+    return Dataset(x, y[:limit].astype(np.int64), f"sample:mnist:{split} (MNIST from {path})")
+
+
+def _local_cifar10(split: str) -> Dataset | None:
+    folder = keras_datasets_dir() / "cifar-10-batches-py"
+    files = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
+    if not all((folder / f).is_file() for f in files):
+        return None
+    xs, ys = [], []
+    for file in files:
+        # CIFAR-10's own format is a pickle; only a file already on this machine, from
+        # the official archive Keras downloads, is read.
+        with open(folder / file, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+        xs.append(np.asarray(batch[b"data"]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(batch[b"labels"]))
+    limit = CIFAR_LIMIT[SPLITS.index(split)]
+    x = np.concatenate(xs)[:limit].astype(np.float32) / 255.0
+    return Dataset(x, np.concatenate(ys)[:limit].astype(np.int64), f"sample:cifar10:{split} (CIFAR-10 from {folder})")
+
+
+@sample_set("mnist", "MNIST 28x28x1 when its Keras file is present locally, else digits-28")
+def _mnist(split: str) -> Dataset:
+    _digits(split)  # validates the split name
+    return _local_mnist(split) or _digits_28(split)
+
+
+@sample_set("mnist-flat", "mnist flattened to 784 features")
+def _mnist_flat(split: str) -> Dataset:
+    data = _mnist(split)
+    return Dataset(data.x.reshape(len(data), -1), data.y, data.name + " flattened")
+
+
+@sample_set("cifar10", "CIFAR-10 32x32x3 when its Keras files are present locally, else digits-32rgb")
+def _cifar10(split: str) -> Dataset:
+    _digits(split)
+    return _local_cifar10(split) or _digits_32rgb(split)
+
+
+def load(name: str, split: str = "train") -> Dataset:
+    """Load the built-in sample set ``name`` (see ``SAMPLE_SETS``)."""
+    if name not in SAMPLE_SETS:
+        raise BadInputError(f"unknown sample set '{name}' (valid: {', '.join(sorted(SAMPLE_SETS))})")
+    return SAMPLE_SETS[name].load(split)

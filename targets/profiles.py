@@ -1,0 +1,120 @@
+"""Target profiles: what a piece of hardware runs, as declarative records.
+
+Adding a target means adding a :class:`TargetProfile` to the registry below, not
+copying logic: the runtime module named by ``runtime`` does the work, reading the
+profile's precision, I/O types and options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from compressor.errors import BadInputError
+
+RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM2D"})
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How closely an artifact must follow its source model on validation samples.
+
+    Float artifacts: ``max_abs`` bounds the largest output difference, scaled by the
+    source output's range (max(1, |output| max)). Quantized artifacts: top-1
+    agreement with the source must reach ``min_agreement``.
+    """
+
+    max_abs: float | None = None
+    min_agreement: float | None = None
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    description: str
+    hardware: str
+    runtime: str  # litert | tflm | onnxruntime | openvino
+    precision: str  # fp32 | fp16 | dynamic-int8 | int8 | int16x8
+    parity: Parity
+    input_type: str = "float32"
+    output_type: str = "float32"
+    builtin_int8_only: bool = False  # every op must have an int8 kernel (MCU, Edge TPU)
+    unsupported_layers: frozenset = frozenset()
+    options: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    notes: str = ""
+
+    @property
+    def quantized(self) -> bool:
+        return self.precision not in ("fp32", "fp16")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["unsupported_layers"] = sorted(self.unsupported_layers)
+        data["options"] = dict(self.options)
+        return data
+
+
+FP32 = Parity(max_abs=1e-4)
+FP16 = Parity(max_abs=1e-2)
+INT8 = Parity(min_agreement=0.95)
+
+PROFILES: dict[str, TargetProfile] = {}
+
+
+def register(profile: TargetProfile) -> TargetProfile:
+    if profile.name in PROFILES:
+        raise ValueError(f"target profile '{profile.name}' is registered twice")
+    PROFILES[profile.name] = profile
+    return profile
+
+
+for _profile in (
+    TargetProfile("tflite-fp32", "LiteRT float32 reference (any CPU, XNNPACK)", "CPU (ARM/x86)", "litert", "fp32", FP32),
+    TargetProfile("tflite-fp16", "LiteRT float16 weights for mobile GPU delegates", "mobile GPU", "litert", "fp16", FP16,
+                  notes="run here on the CPU, which computes in float32 from the float16 weights"),
+    TargetProfile("tflite-dynamic-int8", "LiteRT dynamic-range int8 weights, float activations", "CPU (ARM/x86)",
+                  "litert", "dynamic-int8", INT8),
+    TargetProfile("tflite-int8", "LiteRT full-integer int8, float I/O, for mobile/ARM CPUs (XNNPACK)",
+                  "mobile/ARM CPU", "litert", "int8", INT8),
+    TargetProfile("tflite-int16x8", "LiteRT int16 activations x int8 weights (higher accuracy int)", "CPU (ARM/x86)",
+                  "litert", "int16x8", INT8),
+    TargetProfile("edgetpu", "Edge-TPU-ready LiteRT: every op int8, int8 I/O (the Edge TPU compiler is not run)",
+                  "Coral Edge TPU", "litert", "int8", INT8, input_type="int8", output_type="int8",
+                  builtin_int8_only=True, unsupported_layers=RECURRENT),
+    TargetProfile("mcu", "TensorFlow Lite Micro int8 for Cortex-M class microcontrollers, with C array and arena size",
+                  "Cortex-M microcontroller", "tflm", "int8", INT8, input_type="int8", output_type="int8",
+                  builtin_int8_only=True, unsupported_layers=RECURRENT),
+    TargetProfile("onnx-fp32", "ONNX Runtime float32 reference", "CPU (x86/ARM)", "onnxruntime", "fp32", FP32),
+    TargetProfile("onnx-dynamic-int8", "ONNX Runtime dynamic int8 (for LSTM/transformer-like models)", "CPU (x86/ARM)",
+                  "onnxruntime", "dynamic-int8", INT8),
+    TargetProfile("onnx-int8", "ONNX Runtime static int8 QDQ, per-channel weights, for x86 CPUs", "x86 CPU",
+                  "onnxruntime", "int8", INT8),
+    TargetProfile("openvino-fp32", "OpenVINO IR float32 reference on the CPU plugin", "Intel CPU", "openvino", "fp32",
+                  FP32),
+    TargetProfile("openvino-fp16", "OpenVINO IR with float16-compressed weights", "Intel CPU/GPU", "openvino", "fp16",
+                  FP16),
+    TargetProfile("openvino-int8", "OpenVINO IR int8 quantized with NNCF, for Intel CPUs", "Intel CPU", "openvino",
+                  "int8", INT8),
+):
+    register(_profile)
+
+
+def get_profile(name: str) -> TargetProfile:
+    """The profile registered as ``name``; BadInputError names the valid ones."""
+    if name not in PROFILES:
+        raise BadInputError(f"unknown target '{name}' (valid: {', '.join(PROFILES)})")
+    return PROFILES[name]
+
+
+def why_not(profile: TargetProfile, layer_types: set[str]) -> str | None:
+    """Why ``profile`` cannot take a model made of ``layer_types``, or None if it can."""
+    blocked = sorted(layer_types & profile.unsupported_layers)
+    if blocked:
+        return f"{', '.join(blocked)} {'has' if len(blocked) == 1 else 'have'} no int8 kernel on {profile.hardware}"
+    return None
+
+
+def compatibility(layer_types: set[str]) -> dict[str, str | None]:
+    """For every profile: None if it can take the model, else the reason."""
+    return {name: why_not(profile, layer_types) for name, profile in PROFILES.items()}

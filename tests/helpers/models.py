@@ -1,0 +1,76 @@
+"""Tiny models built with fixed seeds, for tests."""
+
+from __future__ import annotations
+
+from compressor import keras_env
+
+
+def keras3_all_layers():
+    """A Keras 3 functional model using every layer the bridge promises to take."""
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    image = keras.Input((12, 12, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", name="conv")(image)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(max_value=6.0, name="relu6")(x)
+    d = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    d = L.PReLU(name="prelu")(d)
+    s = L.SeparableConv2D(8, 3, padding="same", name="sep")(x)
+    x = L.Add(name="add")([d, s])
+    x = L.ReLU(name="relu")(x)
+    x = L.MaxPooling2D(2, name="maxpool")(x)
+    x = L.AveragePooling2D(2, name="avgpool")(x)
+    p = L.Permute((2, 1, 3), name="permute")(x)
+    x = L.Concatenate(name="concat")([x, p])
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dropout(0.2, name="dropout")(x)
+    x = L.Dense(16, activation="relu", name="dense_img")(x)
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    t = L.Embedding(20, 8, name="embed")(tokens)
+    t = L.LSTM(8, return_sequences=True, name="lstm")(t)
+    t = L.GRU(8, name="gru")(t)
+    t = L.Reshape((2, 4), name="reshape")(t)
+    t = L.GlobalAveragePooling1D(name="gap")(t)
+    x = L.Concatenate(name="merge")([x, t])
+    out = L.Dense(5, activation="softmax", name="classes")(x)
+    model = keras.Model([image, tokens], out, name="all_layers")
+    # non-trivial BatchNorm statistics, so the copy is really checked
+    bn = model.get_layer("bn")
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([gamma * 1.5, beta + 0.1, mean + 0.2, var * 2.0])
+    return model
+
+
+def keras3_sequential():
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(2)
+    return keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(3)],
+        name="seq",
+    )
+
+
+def tf_keras_mnist_cnn():
+    """The MNIST-style CNN of the sample models, untrained, in tf-keras."""
+    tfk = keras_env.tf_keras()
+    tfk.utils.set_random_seed(3)
+    L = tfk.layers
+    return tfk.Sequential(
+        [
+            tfk.Input((28, 28, 1)),
+            L.Conv2D(32, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(64, activation="relu"),
+            L.Dense(10, activation="softmax"),
+        ],
+        name="mnist_cnn",
+    )
+
+
+def keras3_with_lambda():
+    keras = keras_env.keras3()
+    inp = keras.Input((4,))
+    out = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inp)
+    return keras.Model(inp, keras.layers.Dense(2)(out), name="with_lambda")
