@@ -33,6 +33,10 @@ SERIALIZED_MODULES = {
     "keras.constraints": "constraints",
 }
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
+# Keys a layer's from_config consumes before calling __init__.
+FROM_CONFIG_KEYS = {
+    "Lambda": {"function_type", "module", "output_shape_type", "output_shape_module", "mask_type", "mask_module"},
+}
 
 
 def _accepted_kwargs(cls) -> set[str]:
@@ -56,7 +60,7 @@ def _accepted_kwargs(cls) -> set[str]:
 
 
 def _filter_kwargs(cls, config: dict, where: str) -> dict:
-    accepted = _accepted_kwargs(cls)
+    accepted = _accepted_kwargs(cls) | FROM_CONFIG_KEYS.get(cls.__name__, set())
     kept = {}
     for key, value in config.items():
         if key in accepted:
@@ -144,7 +148,10 @@ def _translate_layer(layer: dict) -> dict:
                 f"{where} has no tf-keras equivalent; save the model as a tf-keras model or a "
                 "SavedModel written by tf-keras, or replace the layer with built-in layers"
             )
-        config = _translate_value(dict(layer.get("config", {})), where)
+        config = dict(layer.get("config", {}))
+        if class_name == "Lambda":  # reached only with trust_model=True (see compressor.safety)
+            config = _lambda_config(config)
+        config = _translate_value(config, where)
         if class_name == "InputLayer" and "batch_shape" in config:
             config["batch_input_shape"] = config.pop("batch_shape")
         translated = {"class_name": class_name, "config": _filter_kwargs(cls, config, where)}
@@ -153,6 +160,24 @@ def _translate_layer(layer: dict) -> dict:
     if "inbound_nodes" in layer:
         translated["inbound_nodes"] = _translate_nodes(layer["inbound_nodes"], where)
     return translated
+
+
+def _serialized_function(value: Any) -> tuple[Any, str | None, str | None]:
+    """Keras 3's serialized function as tf-keras' (function, type, module)."""
+    if isinstance(value, dict) and value.get("class_name") == "__lambda__":
+        code = value["config"]
+        return [code["code"], code.get("defaults"), code.get("closure")], "lambda", None
+    if isinstance(value, dict) and value.get("class_name") == "function":
+        return value.get("config"), "function", value.get("module")
+    return value, "raw", None
+
+
+def _lambda_config(config: dict) -> dict:
+    config = dict(config)
+    for key, type_key, module_key in (("function", "function_type", "module"),
+                                      ("output_shape", "output_shape_type", "output_shape_module")):
+        config[key], config[type_key], config[module_key] = _serialized_function(config.get(key))
+    return config
 
 
 def _as_node_list(value: Any) -> list:
@@ -171,7 +196,7 @@ def _translate_model_config(class_name: str, config: dict) -> dict:
     return out
 
 
-def _rebuild(model):
+def _rebuild(model, trust_model: bool):
     tfk = keras_env.tf_keras()
     class_name = type(model).__name__
     if class_name not in MODEL_CLASSES or (class_name == "Model" and not hasattr(model, "_nodes_by_depth")):
@@ -180,9 +205,12 @@ def _rebuild(model):
             "takes Functional and Sequential models: rebuild it functionally or export a SavedModel"
         )
     config = _translate_model_config(class_name, model.get_config())
-    if class_name == "Sequential":
-        return tfk.Sequential.from_config(config)
-    return tfk.Model.from_config(config)
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    with SafeModeScope(safe_mode=not trust_model):
+        if class_name == "Sequential":
+            return tfk.Sequential.from_config(config)
+        return tfk.Model.from_config(config)
 
 
 def _all_layers(model):
@@ -239,14 +267,16 @@ def max_output_difference(first, second, inputs) -> float:
     return max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in pairs)
 
 
-def to_tf_keras(model, *, verify: bool = True):
+def to_tf_keras(model, *, verify: bool = True, trust_model: bool = False):
     """Return a tf-keras copy of a Keras 3 Functional or Sequential ``model``.
+
+    ``trust_model`` lets tf-keras rebuild Lambda layers (their code runs).
 
     Raises:
         UnsupportedModelError: a subclassed model, or a layer/option tf-keras lacks.
         ConversionError: the copy's outputs differ from the original's.
     """
-    rebuilt = _rebuild(model)
+    rebuilt = _rebuild(model, trust_model)
     _copy_weights(model, rebuilt)
     if verify:
         inputs = sample_inputs(model)

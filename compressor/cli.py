@@ -22,7 +22,7 @@ EXIT_CODE_HELP = "\b\n" + "\n".join(f"  {code}  {meaning}" for meaning, code in 
 
 def _quiet_libraries() -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ["COMPRESSOR_QUIET_IMPORT"] = "1"
+    os.environ["COMPRESSOR_QUIET"] = "1"
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore")
     for name in ("tensorflow", "absl", "tf2onnx", "nncf", "openvino", "h5py"):

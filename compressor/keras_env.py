@@ -22,29 +22,41 @@ def tf():
     """Return the ``tensorflow`` module, imported on first use.
 
     TensorFlow's C++ start-up writes to stderr before its log level applies (CUDA
-    probing, absl notices); with ``COMPRESSOR_QUIET_IMPORT=1`` (the CLI without
-    ``-v``) that stream is muted during the import only.
+    probing, absl notices); it is muted with :func:`quiet_native`.
     """
-    if "tensorflow" in sys.modules or os.environ.get("COMPRESSOR_QUIET_IMPORT") != "1":
+    if "tensorflow" in sys.modules:
         import tensorflow
 
         return tensorflow
-    with _muted_stderr():
+    with quiet_native():
         import tensorflow
     return tensorflow
 
 
 @contextlib.contextmanager
-def _muted_stderr():
+def quiet_native():
+    """Mute what native code writes to stdout/stderr, when ``COMPRESSOR_QUIET=1``.
+
+    Converters (TFLite, TensorFlow start-up) print from C++, where Python's logging
+    cannot reach. The CLI sets ``COMPRESSOR_QUIET=1`` unless ``-v`` is given.
+    """
+    if os.environ.get("COMPRESSOR_QUIET") != "1":
+        yield
+        return
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = [os.dup(1), os.dup(2)]
     try:
         with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
             os.dup2(devnull.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def tf_keras():
@@ -70,10 +82,8 @@ def is_tf_keras_model(obj) -> bool:
 
 def is_keras3_model(obj) -> bool:
     """True for a Keras 3 model instance (without importing Keras 3 needlessly)."""
-    module = type(obj).__module__
-    if not module.startswith("keras"):
-        return False
-    return isinstance(obj, keras3().Model)
+    module = sys.modules.get("keras")
+    return module is not None and isinstance(obj, module.Model)
 
 
 def set_seed(seed: int) -> None:

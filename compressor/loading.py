@@ -195,7 +195,7 @@ def load_model(model, *, trust_model: bool = False, verify_bridge: bool = True):
     else:
         raise BadInputError(f"not a model or a path: {type(model).__name__}")
     if keras_env.is_keras3_model(loaded):
-        return bridge.to_tf_keras(loaded, verify=verify_bridge)
+        return bridge.to_tf_keras(loaded, verify=verify_bridge, trust_model=trust_model)
     return loaded
 
 

@@ -8,7 +8,6 @@ profile's precision, I/O types and options.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 from typing import Mapping
 
 from compressor.errors import BadInputError
@@ -41,7 +40,7 @@ class TargetProfile:
     output_type: str = "float32"
     builtin_int8_only: bool = False  # every op must have an int8 kernel (MCU, Edge TPU)
     unsupported_layers: frozenset = frozenset()
-    options: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    options: Mapping = field(default_factory=dict)
     notes: str = ""
 
     @property

@@ -1,0 +1,160 @@
+"""TFLite / LiteRT: conversion with ``tf.lite.TFLiteConverter``, running with the
+``ai_edge_litert`` interpreter (``tf.lite.Interpreter`` is deprecated since TF 2.19/2.20).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor import keras_env
+from compressor.errors import ConversionError
+from targets.runtime import Exported, TensorInfo
+
+ARTIFACT_NAME = "model.tflite"
+INT_TYPES = {"int8", "int16", "int32", "int64", "uint8", "bool"}
+
+
+def _representative(calibration):
+    def generator():
+        for i in range(len(calibration)):
+            yield [calibration.x[i : i + 1]]
+
+    return generator
+
+
+def _configure(converter, profile, calibration) -> None:
+    tf = keras_env.tf()
+    precision = profile.precision
+    if precision == "fp32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        converter.representative_dataset = _representative(calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.as_dtype(profile.input_type)
+        converter.inference_output_type = tf.as_dtype(profile.output_type)
+    elif precision == "int16x8":
+        converter.representative_dataset = _representative(calibration)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    elif precision != "dynamic-int8":
+        raise ConversionError(f"{profile.name}: LiteRT has no precision '{precision}'")
+
+
+def _failed_ops(message: str) -> list[str]:
+    return sorted(set(re.findall(r"\b(?:tf|tfl)\.[A-Za-z][A-Za-z0-9_]*", message)))
+
+
+def convert(model, profile, calibration) -> bytes:
+    """The ``.tflite`` flatbuffer for ``model`` at the profile's precision."""
+    tf = keras_env.tf()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    _configure(converter, profile, calibration)
+    try:
+        with keras_env.quiet_native():
+            return converter.convert()
+    except Exception as exc:
+        ops = _failed_ops(str(exc))
+        detail = f"ops it cannot map: {', '.join(ops)}" if ops else str(exc).strip().splitlines()[0][:200]
+        raise ConversionError(f"{profile.name}: TFLite conversion failed; {detail}") from None
+
+
+def op_table(content: bytes) -> list[dict]:
+    """The model's ops with the dtypes of their tensors."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    ops = []
+    for op in interpreter._get_ops_details():  # the interpreter's public API has no op listing
+        tensors = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0]
+        ops.append({"op": op["op_name"], "dtypes": sorted({dtypes[i] for i in tensors if i in dtypes})})
+    return ops
+
+
+def check_integer_only(content: bytes, profile) -> None:
+    """Every op must compute in integers (Edge TPU, microcontrollers)."""
+    float_ops = sorted({op["op"] for op in op_table(content) if set(op["dtypes"]) - INT_TYPES})
+    if float_ops:
+        raise ConversionError(f"{profile.name}: ops left in float, not int8: {', '.join(float_ops)}")
+
+
+class LiteRTRunner:
+    """Runs a ``.tflite`` file with the LiteRT interpreter (XNNPACK on CPU)."""
+
+    def __init__(self, artifact: Path, *, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        start = time.perf_counter()
+        self._interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
+        self._interpreter.allocate_tensors()
+        self.load_seconds = time.perf_counter() - start
+        self._input_details = self._interpreter.get_input_details()
+        self._output_details = self._interpreter.get_output_details()
+        self.inputs = [_tensor_info(d) for d in self._input_details]
+        self.outputs = [_tensor_info(d) for d in self._output_details]
+        self._batch = None
+
+    def _resize(self, batch: int) -> None:
+        if batch == self._batch:
+            return
+        for detail in self._input_details:
+            shape = list(detail["shape_signature"])
+            shape[0] = batch
+            self._interpreter.resize_tensor_input(detail["index"], shape)
+        self._interpreter.allocate_tensors()
+        self._batch = batch
+
+    def _fixed_batch(self) -> int | None:
+        first = self._input_details[0]["shape_signature"]
+        return None if first[0] == -1 else int(first[0])
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        fixed = self._fixed_batch()
+        if fixed is not None and len(x) != fixed:
+            parts = [self.run(x[i : i + fixed]) for i in range(0, len(x), fixed)]
+            return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
+        if fixed is None:
+            self._resize(len(x))
+        detail = self._input_details[0]
+        self._interpreter.set_tensor(detail["index"], self.inputs[0].quantize(x))
+        self._interpreter.invoke()
+        return [info.dequantize(self._interpreter.get_tensor(d["index"]))
+                for info, d in zip(self.outputs, self._output_details)]
+
+    def close(self) -> None:
+        self._interpreter = None
+
+
+def _tensor_info(detail: dict) -> TensorInfo:
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zero_point = detail["quantization"]
+    quantized = dtype in ("int8", "uint8", "int16") and scale != 0.0
+    return TensorInfo(detail["name"], [int(d) for d in detail["shape_signature"]], dtype,
+                      float(scale) if quantized else None, int(zero_point) if quantized else None)
+
+
+class LiteRT:
+    name = "litert"
+
+    def export(self, model, profile, calibration, workdir: Path) -> Exported:
+        content = convert(model, profile, calibration)
+        if profile.builtin_int8_only:
+            check_integer_only(content, profile)
+        artifact = workdir / ARTIFACT_NAME
+        artifact.write_bytes(content)
+        ops = sorted({op["op"] for op in op_table(content)})
+        return Exported(artifact, [], {"ops": ops})
+
+    def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> LiteRTRunner:
+        return LiteRTRunner(artifact, threads=threads)
+
+
+RUNTIME = LiteRT()

@@ -1,0 +1,98 @@
+"""The manifest beside every artifact: what it is, where it came from, how well it matched.
+
+Manifests carry no timestamps, so the same inputs give byte-identical manifests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+from compressor import atomic
+from compressor.errors import BadInputError
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tflite-micro", "tf2onnx",
+             "onnx", "onnxruntime", "openvino", "nncf", "numpy")
+
+
+def sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def gzip_size(path: Path) -> int:
+    """Bytes of ``path`` after gzip -9 (what a download or flash image costs)."""
+    return len(gzip.compress(path.read_bytes(), compresslevel=9, mtime=0))
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def file_record(path: Path) -> dict:
+    return {"file": path.name, "bytes": path.stat().st_size, "gzip_bytes": gzip_size(path), "sha256": sha256(path)}
+
+
+def write(folder: Path, manifest: dict) -> Path:
+    text = json.dumps({"schema_version": SCHEMA_VERSION, **manifest}, indent=2, sort_keys=True, default=_jsonable)
+    return atomic.write_text(folder / MANIFEST_NAME, text + "\n")
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def read(folder_or_file: str | Path) -> tuple[Path, dict]:
+    """Return ``(folder, manifest)`` for an artifact folder, its manifest, or its artifact file."""
+    path = Path(folder_or_file)
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file or directory")
+    folder = path if path.is_dir() else path.parent
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BadInputError(f"{folder}: no {MANIFEST_NAME} (not an artifact folder written by compressor)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        raise BadInputError(f"{manifest_path}: corrupt manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BadInputError(f"{manifest_path}: unsupported manifest schema (expected version {SCHEMA_VERSION})")
+    return folder, manifest
+
+
+def verify_artifact(folder: Path, manifest: dict) -> Path:
+    """The artifact's path, after checking its sha256 against the manifest."""
+    record = manifest["artifact"]
+    artifact = folder / record["file"]
+    if not artifact.exists():
+        raise BadInputError(f"{artifact}: artifact named by the manifest is missing")
+    actual = sha256(artifact)
+    if actual != record["sha256"]:
+        raise BadInputError(
+            f"{artifact}: sha256 {actual[:12]}… does not match the manifest ({record['sha256'][:12]}…); "
+            "the file was changed or damaged after export"
+        )
+    return artifact

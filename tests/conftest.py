@@ -1,0 +1,20 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+import compressor  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tests.helpers import models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def keras3_all_layers():
+    return models.keras3_all_layers()
+
+
+@pytest.fixture
+def mnist_cnn_file(tmp_path):
+    path = tmp_path / "mnist_cnn.keras"
+    models.tf_keras_mnist_cnn().save(path)
+    return path

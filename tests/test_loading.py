@@ -1,0 +1,172 @@
+"""load_model: every format, safety by default, one-line errors for bad files."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from compressor import bridge, keras_env, load_model
+from compressor.errors import BadInputError, UnsafeModelError
+from tests.helpers import models
+
+
+def _same_outputs(a, b):
+    inputs = bridge.sample_inputs(a, seed=3)
+    return bridge.max_output_difference(a, b, inputs) <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def keras3_model():
+    return models.keras3_all_layers()
+
+
+@pytest.fixture(scope="module")
+def tf_model():
+    return models.tf_keras_mnist_cnn()
+
+
+def test_keras3_keras_file(tmp_path, keras3_model):
+    path = tmp_path / "m.keras"
+    keras3_model.save(path)
+    loaded = load_model(path)
+    assert keras_env.is_tf_keras_model(loaded) and _same_outputs(keras3_model, loaded)
+
+
+def test_keras3_h5_file(tmp_path, keras3_model):
+    path = tmp_path / "m.h5"
+    keras3_model.save(path)
+    assert _same_outputs(keras3_model, load_model(str(path)))
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.h5", "saved_model_dir"])
+def test_tf_keras_formats(tmp_path, tf_model, name):
+    path = tmp_path / name
+    tf_model.save(path)
+    loaded = load_model(path)
+    assert keras_env.is_tf_keras_model(loaded) and _same_outputs(tf_model, loaded)
+
+
+def test_in_memory_models_pass_through(tf_model, keras3_model):
+    assert load_model(tf_model) is tf_model
+    assert keras_env.is_tf_keras_model(load_model(keras3_model))
+
+
+def _lambda_tf_keras():
+    tfk = keras_env.tf_keras()
+    inp = tfk.Input((4,))
+    out = tfk.layers.Lambda(lambda t: t * 2.0, name="double")(inp)
+    return tfk.Model(inp, tfk.layers.Dense(2)(out))
+
+
+@pytest.mark.parametrize("name", ["lambda.keras", "lambda.h5", "lambda_saved_model"])
+def test_lambda_refused_by_default_accepted_with_opt_in(tmp_path, name):
+    path = tmp_path / name
+    _lambda_tf_keras().save(path)
+    before = _digest(path)
+    with pytest.raises(UnsafeModelError, match="double.*Lambda.*trust"):
+        load_model(path)
+    model = load_model(path, trust_model=True)
+    assert np.allclose(model(np.ones((1, 4), "float32")).numpy(), model.layers[-1](np.full((1, 4), 2.0, "float32")))
+    assert _digest(path) == before
+
+
+def test_keras3_lambda_file_refused(tmp_path):
+    path = tmp_path / "k3lambda.keras"
+    models.keras3_with_lambda().save(path)
+    with pytest.raises(UnsafeModelError, match="double"):
+        load_model(path)
+
+
+def test_custom_layer_refused(tmp_path):
+    keras = keras_env.keras3()
+
+    @keras.saving.register_keras_serializable(package="evil")
+    class Custom(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    inp = keras.Input((2,))
+    model = keras.Model(inp, Custom(name="custom")(inp))
+    path = tmp_path / "custom.keras"
+    model.save(path)
+    with pytest.raises(UnsafeModelError, match="custom.*custom code"):
+        load_model(path)
+
+
+def _digest(path):
+    if path.is_dir():
+        return sorted((p.name, p.read_bytes()) for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write(path, data):
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return path
+
+
+def _truncate(src, dst):
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+
+
+def _bitflip(src, dst):
+    data = bytearray(src.read_bytes())
+    for i in range(64, len(data), max(1, len(data) // 40)):
+        data[i] ^= 0xFF
+    dst.write_bytes(bytes(data))
+
+
+BAD_FILES = {
+    "missing": (lambda d, good: d / "nope.keras", "no such file"),
+    "empty": (lambda d, good: _write(d / "e.keras", b""), "empty"),
+    "truncated keras": (lambda d, good: _truncate(good["keras"], d / "t.keras") or d / "t.keras", "corrupt|truncated"),
+    "truncated h5": (lambda d, good: _truncate(good["h5"], d / "t.h5") or d / "t.h5", "corrupt|truncated"),
+    "bitflipped keras": (lambda d, good: _bitflip(good["keras"], d / "b.keras") or d / "b.keras",
+                         "corrupt|cannot load"),
+    "bitflipped h5": (lambda d, good: _bitflip(good["h5"], d / "b.h5") or d / "b.h5", "corrupt|cannot load"),
+    "wrong extension": (lambda d, good: _write(d / "m.h5", good["keras"].read_bytes()),
+                        "content is a keras model but the extension is '.h5'"),
+    "unknown extension": (lambda d, good: _write(d / "m.pt", b"\x80\x02}q\x00."),
+                          "unknown model format '.pt'"),
+    "text as keras": (lambda d, good: _write(d / "m.keras", "hello"), "corrupt or not a keras"),
+    "plain directory": (lambda d, good: (d / "dir").mkdir() or d / "dir", "not a SavedModel"),
+    "saved_model.pb file": (lambda d, good: _write(d / "saved_model.pb", b"x"),
+                            "pass the SavedModel directory"),
+    "weights-only h5": (lambda d, good: _weights_only(d), "no model config"),
+}
+
+
+def _weights_only(d):
+    path = d / "w.weights.h5"
+    models.tf_keras_mnist_cnn().save_weights(path)
+    renamed = d / "w.h5"
+    path.rename(renamed)
+    return renamed
+
+
+@pytest.fixture(scope="module")
+def good_files(tmp_path_factory, tf_model):
+    folder = tmp_path_factory.mktemp("good")
+    files = {"keras": folder / "good.keras", "h5": folder / "good.h5"}
+    tf_model.save(files["keras"])
+    tf_model.save(files["h5"])
+    return files
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_model_files_give_one_line_errors(tmp_path, good_files, case):
+    make, message = BAD_FILES[case]
+    path = make(tmp_path, good_files)
+    before = _digest(path) if path.exists() else None
+    with pytest.raises(BadInputError, match=message) as info:
+        load_model(path)
+    text = str(info.value)
+    assert "\n" not in text and str(path) in text
+    assert (_digest(path) if path.exists() else None) == before
+
+
+def test_not_a_model_object():
+    with pytest.raises(BadInputError, match="not a model"):
+        load_model(42)
