@@ -84,6 +84,12 @@ def _digits_images(split: str, size: int, channels: int) -> tuple[np.ndarray, np
     return (np.repeat(x, channels, axis=-1) if channels > 1 else x), labels
 
 
+@sample_set("digits-8", "sklearn digits at their own 8x8x1 size, 10 classes (for tiny test models)")
+def _digits_8(split: str) -> Dataset:
+    images, labels = _digits(split)
+    return Dataset(images[..., None], labels, f"sample:digits-8:{split}")
+
+
 @sample_set("digits-28", "sklearn digits, 28x28x1 grey, 10 classes")
 def _digits_28(split: str) -> Dataset:
     x, y = _digits_images(split, 28, 1)

@@ -117,10 +117,18 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
                               source_path, recipe, threads)
         if final.exists():
             shutil.rmtree(final)
+        staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
         staging.rename(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(profile.name, final, final / result["artifact"]["file"], result)
+
+
+def _total_size(exported) -> dict:
+    """What the deployable files cost together (an OpenVINO IR is .xml + .bin; C sources excluded)."""
+    files = [exported.artifact] + [p for p in exported.extra_files if p.suffix not in (".cc", ".h")]
+    records = [manifests.file_record(p) for p in files]
+    return {"bytes": sum(r["bytes"] for r in records), "gzip_bytes": sum(r["gzip_bytes"] for r in records)}
 
 
 def _export_into(staging: Path, model, profile, calibration, validation, source_path, recipe, threads) -> dict:
@@ -144,6 +152,7 @@ def _export_into(staging: Path, model, profile, calibration, validation, source_
         "libraries": manifests.library_versions(),
         "artifact": manifests.file_record(exported.artifact),
         "extra_files": [manifests.file_record(p) for p in exported.extra_files],
+        "size": _total_size(exported),
         "inputs": _io_records(inputs_info),
         "outputs": _io_records(outputs_info),
         "source": _source_record(model, source_path),

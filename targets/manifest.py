@@ -84,15 +84,15 @@ def read(folder_or_file: str | Path) -> tuple[Path, dict]:
 
 
 def verify_artifact(folder: Path, manifest: dict) -> Path:
-    """The artifact's path, after checking its sha256 against the manifest."""
-    record = manifest["artifact"]
-    artifact = folder / record["file"]
-    if not artifact.exists():
-        raise BadInputError(f"{artifact}: artifact named by the manifest is missing")
-    actual = sha256(artifact)
-    if actual != record["sha256"]:
-        raise BadInputError(
-            f"{artifact}: sha256 {actual[:12]}… does not match the manifest ({record['sha256'][:12]}…); "
-            "the file was changed or damaged after export"
-        )
-    return artifact
+    """The artifact's path, after checking its and its companions' sha256 against the manifest."""
+    for record in [manifest["artifact"], *manifest.get("extra_files", [])]:
+        path = folder / record["file"]
+        if not path.is_file():
+            raise BadInputError(f"{path}: file named by the manifest is missing")
+        actual = sha256(path)
+        if actual != record["sha256"]:
+            raise BadInputError(
+                f"{path}: sha256 {actual[:12]}… does not match the manifest ({record['sha256'][:12]}…); "
+                "the file was changed or damaged after export"
+            )
+    return folder / manifest["artifact"]["file"]

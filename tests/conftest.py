@@ -18,3 +18,15 @@ def mnist_cnn_file(tmp_path):
     path = tmp_path / "mnist_cnn.keras"
     models.tf_keras_mnist_cnn().save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn():
+    return models.trained_tiny_cnn()
+
+
+@pytest.fixture(scope="session")
+def digits8():
+    from compressor import sample_data
+
+    return sample_data.load("digits-8", "train"), sample_data.load("digits-8", "test")

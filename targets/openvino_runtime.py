@@ -1,0 +1,105 @@
+"""OpenVINO: ``openvino.convert_model`` from a SavedModel, NNCF for int8, the CPU plugin to run.
+
+NNCF 3.x has no TensorFlow backend, so int8 quantizes the converted OpenVINO model.
+``openvino.save_model`` compresses weights to fp16 by default; here the profile's
+precision decides, and the manifest records what was written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor import keras_env
+from compressor.errors import ConversionError
+from targets.runtime import Exported, TensorInfo
+
+ARTIFACT_NAME = "model.xml"
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def convert(model, workdir: Path):
+    """The OpenVINO model for a tf-keras ``model``, via a temporary SavedModel."""
+    import openvino as ov
+
+    saved = workdir / "saved_model"
+    try:
+        with keras_env.quiet_native():
+            keras_env.tf().saved_model.save(model, str(saved))
+            return ov.convert_model(str(saved))
+    except Exception as exc:
+        raise ConversionError(f"OpenVINO conversion failed: {_one_line(exc)}") from None
+    finally:
+        shutil.rmtree(saved, ignore_errors=True)
+
+
+def quantize(ov_model, calibration):
+    import nncf
+
+    items = [calibration.x[i : i + 1] for i in range(len(calibration))]
+    with keras_env.quiet_native():
+        return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items),
+                             target_device=nncf.TargetDevice.CPU)
+
+
+def _element_type(port) -> str:
+    return {"f32": "float32", "f16": "float16", "i32": "int32", "i64": "int64", "i8": "int8", "u8": "uint8"}.get(
+        port.get_element_type().get_type_name(), port.get_element_type().get_type_name())
+
+
+def _info(port) -> TensorInfo:
+    shape = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
+    return TensorInfo(port.get_any_name(), shape, _element_type(port))
+
+
+class OpenVINORunner:
+    def __init__(self, artifact: Path, *, threads: int = 1) -> None:
+        import openvino as ov
+
+        start = time.perf_counter()
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                  "INFERENCE_PRECISION_HINT": "f32"}
+        self._compiled = ov.Core().compile_model(str(artifact), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self.load_seconds = time.perf_counter() - start
+        self.inputs = [_info(p) for p in self._compiled.inputs]
+        self.outputs = [_info(p) for p in self._compiled.outputs]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        result = self._request.infer({0: x.astype(self.inputs[0].dtype, copy=False)})
+        return [np.array(result[port], np.float32) for port in self._compiled.outputs]
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+class OpenVINO:
+    name = "openvino"
+
+    def export(self, model, profile, calibration, workdir: Path) -> Exported:
+        import openvino as ov
+
+        ov_model = convert(model, workdir)
+        details = {"weights": "fp16" if profile.precision == "fp16" else "fp32"}
+        if profile.precision == "int8":
+            ov_model = quantize(ov_model, calibration)
+            details = {"weights": "int8", "activations": "int8", "quantizer": "nncf.quantize (default preset)"}
+        elif profile.precision not in ("fp32", "fp16"):
+            raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
+        artifact = workdir / ARTIFACT_NAME
+        ov.save_model(ov_model, str(artifact), compress_to_fp16=profile.precision == "fp16")
+        return Exported(artifact, [artifact.with_suffix(".bin")], details)
+
+    def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> OpenVINORunner:
+        return OpenVINORunner(artifact, threads=threads)
+
+
+RUNTIME = OpenVINO()

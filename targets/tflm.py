@@ -1,0 +1,102 @@
+"""TensorFlow Lite Micro: int8 ``.tflite`` run on the real TFLM interpreter (``tflite-micro``).
+
+The microcontroller artifact is the LiteRT int8 flatbuffer with int8 I/O, checked to
+hold only integer ops, run on TFLM's reference kernels, with its tensor-arena use read
+from TFLM's recording allocator, and emitted as an aligned C array.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor.errors import ConversionError
+from targets import embedding, litert
+from targets.runtime import Exported
+
+ARENA_PATTERN = re.compile(r"Arena allocation total (\d+) bytes")
+ARENA_HEADROOM = 1 << 20  # the arena TFLM gets while measuring; the model's real use is read back
+
+
+def _capture_native_stderr(func) -> str:
+    """Run ``func`` and return what native code wrote to stderr meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            func()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        return sink.read().decode(errors="replace")
+
+
+def measure_arena(content: bytes, sample: np.ndarray) -> int:
+    """Tensor-arena bytes the model uses, as TFLM's recording allocator reports them."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_bytes(content, arena_size=len(content) + ARENA_HEADROOM)
+    interpreter.set_input(sample, 0)
+    interpreter.invoke()
+    report = _capture_native_stderr(interpreter.print_allocations)
+    match = ARENA_PATTERN.search(report)
+    if not match:
+        raise ConversionError("mcu: TFLite Micro did not report its arena use")
+    return int(match.group(1))
+
+
+class TFLMRunner:
+    """Runs an int8 ``.tflite`` file on the TFLite Micro interpreter, one sample at a time."""
+
+    def __init__(self, artifact: Path, *, arena_bytes: int | None = None) -> None:
+        from tflite_micro.python.tflite_micro import runtime
+
+        content = artifact.read_bytes()
+        start = time.perf_counter()
+        arena = (arena_bytes or 0) + (1 << 14) if arena_bytes else len(content) + ARENA_HEADROOM
+        self._interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
+        self.load_seconds = time.perf_counter() - start
+        described = litert.LiteRTRunner(artifact)  # for tensor names and quantization parameters
+        self.inputs, self.outputs = described.inputs, described.outputs
+        described.close()
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        results = [[] for _ in self.outputs]
+        for sample in x:
+            self._interpreter.set_input(self.inputs[0].quantize(sample[None]), 0)
+            self._interpreter.invoke()
+            for index, info in enumerate(self.outputs):
+                results[index].append(info.dequantize(self._interpreter.get_output(index)))
+        return [np.concatenate(r) for r in results]
+
+    def close(self) -> None:
+        self._interpreter = None
+
+
+class TFLM:
+    name = "tflm"
+
+    def export(self, model, profile, calibration, workdir: Path) -> Exported:
+        content = litert.convert(model, profile, calibration)
+        litert.check_integer_only(content, profile)
+        artifact = workdir / litert.ARTIFACT_NAME
+        artifact.write_bytes(content)
+        probe = litert.LiteRTRunner(artifact).inputs[0]
+        arena = measure_arena(content, probe.quantize(calibration.x[:1]))
+        extra = embedding.write_c_array(artifact, workdir, arena_bytes=arena)
+        ops = sorted({op["op"] for op in litert.op_table(content)})
+        return Exported(artifact, extra, {"ops": ops, "arena_bytes": arena, "c_symbol": "g_model_data"})
+
+    def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> TFLMRunner:
+        return TFLMRunner(artifact, arena_bytes=(details or {}).get("arena_bytes"))
+
+
+RUNTIME = TFLM()

@@ -1,0 +1,176 @@
+"""Every registered target profile: export a tiny trained model, run it, check parity numbers."""
+
+import json
+import subprocess
+import shutil
+
+import numpy as np
+import pytest
+
+from compressor.errors import BadInputError, ParityError, UnsupportedModelError
+from targets import PROFILES, export, open_artifact
+from targets import embedding
+
+# The template below runs for every profile; the meta-test fails when a profile is missing.
+EXPECTED = {
+    # profile: (max abs diff bound, min top-1 agreement with the float model)
+    "tflite-fp32": (1e-4, 1.0),
+    "tflite-fp16": (1e-2, 0.99),
+    "tflite-dynamic-int8": (0.1, 0.97),
+    "tflite-int8": (0.1, 0.97),
+    "tflite-int16x8": (0.05, 0.97),
+    "edgetpu": (0.1, 0.97),
+    "mcu": (0.1, 0.97),
+    "onnx-fp32": (1e-4, 1.0),
+    "onnx-dynamic-int8": (0.1, 0.97),
+    "onnx-int8": (0.1, 0.97),
+    "openvino-fp32": (1e-4, 1.0),
+    "openvino-fp16": (1e-2, 0.99),
+    "openvino-int8": (0.1, 0.97),
+}
+
+
+def test_every_registered_profile_has_a_parity_test():
+    assert set(EXPECTED) == set(PROFILES)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_cnn, digits8):
+    out = tmp_path_factory.mktemp("targets")
+    train, test = digits8
+    return out, {name: export(tiny_cnn, name, out_dir=out, calibration=train, validation=test)
+                 for name in EXPECTED}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_profile_exports_runs_and_matches(exported, tiny_cnn, digits8, name):
+    out, results = exported
+    result = results[name]
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    profile = PROFILES[name]
+    assert manifest["target"] == name and manifest["precision"] == profile.precision
+    assert manifest["parity"]["passed"] and manifest["parity"]["samples"] == len(digits8[1])
+    assert manifest["calibration"] is None or manifest["calibration"]["samples"] == 200
+
+    # run the artifact again through the runner interface and compare with the source model
+    test = digits8[1]
+    runner = open_artifact(result.folder).runner(threads=1)
+    try:
+        got = np.concatenate([runner.run(test.x[i : i + 50])[0] for i in range(0, len(test), 50)])
+        assert runner.load_seconds > 0
+    finally:
+        runner.close()
+    reference = tiny_cnn.predict(test.x, verbose=0)
+    max_abs, min_agreement = EXPECTED[name]
+    assert np.max(np.abs(got - reference)) <= max_abs
+    agreement = np.mean(got.argmax(1) == reference.argmax(1))
+    assert agreement >= min_agreement
+    assert abs(agreement - manifest["parity"]["agreement"]) < 1e-9
+    # accuracy on held-out digits stays within 2 points of the float model
+    assert np.mean(got.argmax(1) == test.y) >= np.mean(reference.argmax(1) == test.y) - 0.02
+
+
+def test_manifest_records_what_a_deployer_needs(exported):
+    _, results = exported
+    manifest = results["tflite-int8"].manifest
+    for key in ("profile", "libraries", "artifact", "inputs", "outputs", "source", "parity", "recipe"):
+        assert key in manifest
+    artifact = manifest["artifact"]
+    assert artifact["bytes"] > artifact["gzip_bytes"] > 0 and len(artifact["sha256"]) == 64
+    assert manifest["libraries"]["tensorflow"].startswith("2.21")
+    assert manifest["inputs"][0]["dtype"] == "float32"
+    edgetpu = results["edgetpu"].manifest
+    assert edgetpu["inputs"][0]["dtype"] == "int8" and edgetpu["inputs"][0]["scale"] > 0
+    assert results["onnx-int8"].manifest["details"]["quantization"]["format"] == "QDQ"
+    assert results["openvino-fp16"].manifest["details"]["weights"] == "fp16"
+    sizes = {name: r.manifest["size"]["bytes"] for name, r in results.items()}
+    assert sizes["tflite-int8"] < sizes["tflite-fp16"] < sizes["tflite-fp32"]
+
+
+def test_edgetpu_and_mcu_artifacts_are_integer_only(exported):
+    from targets.litert import INT_TYPES, op_table
+
+    _, results = exported
+    for name in ("edgetpu", "mcu"):
+        for op in op_table(results[name].artifact.read_bytes()):
+            assert set(op["dtypes"]) <= INT_TYPES, op
+
+
+def test_mcu_c_array_round_trips_and_is_aligned(exported, tmp_path):
+    _, results = exported
+    folder = results["mcu"].folder
+    content = (folder / "model.tflite").read_bytes()
+    source = (folder / "model_data.cc").read_text()
+    assert embedding.bytes_from_c_source(source) == content
+    assert "alignas(16)" in source and f"g_model_data_len = {len(content)};" in source
+    arena = results["mcu"].manifest["details"]["arena_bytes"]
+    assert 0 < arena < 1 << 20 and f"arena_size = {arena};" in (folder / "model_data.h").read_text()
+    if shutil.which("g++") is None:
+        pytest.skip("no C++ compiler to check the array's alignment")
+    program = tmp_path / "check.cc"
+    program.write_text(
+        '#include <cstdint>\n#include <cstdio>\n#include "model_data.h"\n'
+        "int main() { unsigned long sum = 0; for (unsigned i = 0; i < g_model_data_len; ++i) sum += g_model_data[i];"
+        ' std::printf("%lu %lu %u\\n", (unsigned long)((uintptr_t)g_model_data % 16), sum, g_model_data_len); }\n'
+    )
+    binary = tmp_path / "check"
+    subprocess.run(["g++", "-std=c++17", "-I", str(folder), str(program), str(folder / "model_data.cc"), "-o",
+                    str(binary)], check=True)
+    misalignment, checksum, length = subprocess.run([binary], capture_output=True, text=True,
+                                                    check=True).stdout.split()
+    assert misalignment == "0" and int(checksum) == sum(content) and int(length) == len(content)
+
+
+def test_broken_calibration_is_caught_by_the_parity_floor(tiny_cnn, digits8, tmp_path):
+    from compressor.data import Dataset
+
+    train, test = digits8
+    wrong_scale = Dataset(train.x * 0.01, train.y, "digits scaled by 0.01")  # e.g. forgot to normalise alike
+    with pytest.raises(ParityError, match="tflite-int8: parity check failed.*agreement .* below the floor 95%"):
+        export(tiny_cnn, "tflite-int8", out_dir=tmp_path, calibration=wrong_scale, validation=test)
+    assert not any(tmp_path.iterdir()), "a failed export must leave nothing behind"
+
+
+def test_int8_needs_calibration_unless_random_is_asked(tiny_cnn, digits8, tmp_path):
+    with pytest.raises(BadInputError, match="needs calibration data"):
+        export(tiny_cnn, "tflite-int8", out_dir=tmp_path, validation=digits8[1])
+
+
+def test_unsupported_layer_names_the_layer_and_target(tmp_path):
+    from compressor.data import Dataset
+
+    lstm = _lstm_model()
+    data = Dataset(np.zeros((4, 6), np.int32), np.zeros(4, int))
+    with pytest.raises(UnsupportedModelError, match="mcu: cannot take model .*LSTM"):
+        export(lstm, "mcu", out_dir=tmp_path, calibration=data, validation=data)
+
+
+def _lstm_model():
+    from compressor import keras_env
+
+    tfk = keras_env.tf_keras()
+    return tfk.Sequential([tfk.Input((6,), dtype="int32"), tfk.layers.Embedding(10, 4), tfk.layers.LSTM(4),
+                           tfk.layers.Dense(3, activation="softmax")])
+
+
+def test_unknown_target_lists_valid_ones(tiny_cnn, digits8, tmp_path):
+    with pytest.raises(BadInputError, match="unknown target 'tflite-int4' \\(valid: tflite-fp32"):
+        export(tiny_cnn, "tflite-int4", out_dir=tmp_path, validation=digits8[1])
+
+
+def test_existing_target_folder_is_not_replaced_silently(exported, tiny_cnn, digits8):
+    out, results = exported
+    with pytest.raises(BadInputError, match="already exists"):
+        export(tiny_cnn, "tflite-fp32", out_dir=out, validation=digits8[1])
+    assert results["tflite-fp32"].artifact.exists()
+
+
+def test_tampered_artifact_is_refused(exported, tmp_path):
+    _, results = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(results["onnx-fp32"].folder, copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BadInputError, match="sha256 .* does not match the manifest"):
+        open_artifact(copy)
