@@ -87,6 +87,68 @@ def inspect(model: str, trust_model: bool, as_json: bool) -> None:
         views.print_model_report(report, targets)
 
 
+def _load_any_model(path: str, trust_model: bool):
+    """A Keras model through compressor.load_model, or an ONNX model for the quantize-only path."""
+    if path.lower().endswith(".onnx"):
+        from targets import load_onnx
+
+        return load_onnx(path)
+    from compressor.loading import load_model
+
+    return load_model(path, trust_model=trust_model)
+
+
+def _datasets(model, data: str | None, eval_data: str | None, seed: int):
+    """Calibration and validation sets; one source alone is split so that they never overlap."""
+    from compressor.data import _data_spec, load_dataset
+
+    shape = _data_spec(model)[0]
+    if data is None and eval_data is None:
+        raise click.UsageError("give --data (calibration) and/or --eval-data (validation)")
+    if data is not None and eval_data is not None:
+        return load_dataset(data, input_shape=shape), load_dataset(eval_data, input_shape=shape)
+    calibration, validation = load_dataset(data or eval_data, input_shape=shape).split(0.5, seed=seed)
+    return calibration, validation
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("-t", "--target", "target_names", multiple=True, required=True,
+              help="A target profile (repeatable); `all` for every profile that can take the model.")
+@click.option("--data", help="Calibration data: .npz (x, y), image folder, or sample:NAME[:SPLIT].")
+@click.option("--eval-data", help="Validation data for the parity check (kept apart from calibration).")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=str),
+              help="Output folder; each target gets a sub-folder.")
+@click.option("--calibration-samples", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True, help="Replace existing target sub-folders.")
+@trust_option
+@json_option
+def export(model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite,
+           trust_model, as_json) -> None:
+    """Export MODEL to hardware targets, each checked for parity against MODEL.
+
+    Example:
+
+        compressor export model.keras -t tflite-int8 -t openvino-int8 --data train.npz --eval-data test.npz -o out
+    """
+    from compressor import views
+    from targets import export as export_target
+    from targets import profiles_for
+
+    source = _load_any_model(model, trust_model)
+    calibration, validation = _datasets(source, data, eval_data, seed)
+    names = profiles_for(source) if "all" in target_names else list(dict.fromkeys(target_names))
+    results = [export_target(source, name, out_dir=out_dir, calibration=calibration, validation=validation,
+                             calibration_samples=calibration_samples, threads=threads, seed=seed,
+                             source_path=model, overwrite=overwrite) for name in names]
+    if as_json:
+        click.echo(json.dumps([r.manifest for r in results], indent=2))
+    else:
+        views.print_exports(results)
+
+
 @cli.command()
 @json_option
 def targets(as_json: bool) -> None:

@@ -89,14 +89,15 @@ class Dataset:
             yield data.x[start:end], None if data.y is None else data.y[start:end]
 
     def check_fits(self, model, *, num_classes: int | None = None) -> None:
-        """Raise BadInputError if the samples do not fit ``model``'s single input."""
-        if len(model.inputs) != 1:
-            raise BadInputError(f"{self.name}: model has {len(model.inputs)} inputs; datasets feed one")
-        expected = tuple(model.inputs[0].shape)[1:]
-        dtype = np.dtype(model.inputs[0].dtype.name)
+        """Raise BadInputError if the samples do not fit ``model``'s single input.
+
+        ``model`` is a Keras model, or any object with a ``data_spec()`` method
+        returning ``(input shape without batch, input dtype, classes or None)``.
+        """
+        expected, dtype, classes = _data_spec(model)
         self.check_shape(expected, dtype)
         if num_classes is None:
-            num_classes = _classes_of(model)
+            num_classes = classes
         if self.y is not None and num_classes and int(self.y.max()) >= num_classes:
             raise BadInputError(
                 f"{self.name}: label {int(self.y.max())} is out of range for a model with {num_classes} classes"
@@ -113,9 +114,14 @@ class Dataset:
             raise BadInputError(f"{self.name}: model takes integer inputs ({dtype}) but the data is {self.x.dtype}")
 
 
-def _classes_of(model) -> int | None:
-    shape = tuple(model.outputs[0].shape)
-    return int(shape[-1]) if len(shape) == 2 and shape[-1] and shape[-1] > 1 else None
+def _data_spec(model) -> tuple[tuple, np.dtype, int | None]:
+    if hasattr(model, "data_spec"):
+        return model.data_spec()
+    if len(model.inputs) != 1:
+        raise BadInputError(f"model has {len(model.inputs)} inputs; datasets feed one")
+    out = tuple(model.outputs[0].shape)
+    classes = int(out[-1]) if len(out) == 2 and out[-1] and out[-1] > 1 else None
+    return tuple(model.inputs[0].shape)[1:], np.dtype(model.inputs[0].dtype.name), classes
 
 
 # ---------------------------------------------------------------- sources

@@ -157,10 +157,11 @@ def _layer_info(layer) -> LayerInfo:
     )
 
 
-def _flat_layers(model):
+def flat_layers(model):
+    """Every layer, nested models flattened."""
     for layer in model.layers:
         if type(layer).__name__ in ("Functional", "Sequential", "Model"):
-            yield from _flat_layers(layer)
+            yield from flat_layers(layer)
         else:
             yield layer
 
@@ -174,6 +175,6 @@ def inspect_model(model) -> ModelReport:
     """
     inputs = [TensorSpec(n, _shape(t.shape), t.dtype.name) for n, t in zip(model.input_names, model.inputs)]
     outputs = [TensorSpec(n, _shape(t.shape), t.dtype.name) for n, t in zip(model.output_names, model.outputs)]
-    layers = [_layer_info(layer) for layer in _flat_layers(model) if type(layer).__name__ != "InputLayer"]
+    layers = [_layer_info(layer) for layer in flat_layers(model) if type(layer).__name__ != "InputLayer"]
     return ModelReport(model.name, inputs, outputs, layers)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False)
+    # Piped output (CI logs, files) gets a wide fixed width instead of rich's 80 columns.
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _shape(shape) -> str:
@@ -43,4 +46,17 @@ def print_targets(profiles) -> None:
         table.add_column(column)
     for p in profiles:
         table.add_row(p.name, p.runtime, p.precision, f"{p.input_type}/{p.output_type}", p.hardware, p.description)
+    _console().print(table)
+
+
+def print_exports(results) -> None:
+    table = Table(title="Exported artifacts (parity checked on validation samples)")
+    for column in ("target", "precision", "size", "gzip", "max abs diff", "top-1 agreement", "folder"):
+        table.add_column(column)
+    for result in results:
+        m = result.manifest
+        agreement = m["parity"]["agreement"]
+        table.add_row(m["target"], m["precision"], f"{m['size']['bytes']:,} B", f"{m['size']['gzip_bytes']:,} B",
+                      f"{m['parity']['max_abs']:.2g}", "-" if agreement is None else f"{agreement:.1%}",
+                      str(result.folder))
     _console().print(table)

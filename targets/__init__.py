@@ -7,8 +7,15 @@ Example:
 """
 
 from targets.artifact import Artifact, find_artifacts, open_artifact
-from targets.export import ExportResult, export
+from targets.export import ExportResult, export, profiles_for
 from targets.profiles import PROFILES, TargetProfile, compatibility, get_profile
 
+
+def load_onnx(path):
+    """Load an ONNX model safely, as a source for the ONNX Runtime and OpenVINO targets."""
+    from targets.onnx_runtime import load_onnx as _load
+
+    return _load(path)
+
 __all__ = ["PROFILES", "Artifact", "ExportResult", "TargetProfile", "compatibility", "export", "find_artifacts",
-           "get_profile", "open_artifact"]
+           "get_profile", "load_onnx", "open_artifact", "profiles_for"]

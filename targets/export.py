@@ -19,11 +19,12 @@ from compressor.data import Dataset
 from compressor.errors import BadInputError, ParityError, UnsupportedModelError
 from targets import manifest as manifests
 from targets import parity
-from targets.profiles import TargetProfile, get_profile, why_not
+from targets.profiles import PROFILES, TargetProfile, get_profile, why_not
 from targets.runtime import get_runtime, run_batched
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 DEFAULT_VALIDATION_SAMPLES = 500
+ONNX_RUNTIMES = ("onnxruntime", "openvino")  # the runtimes that take an ONNX model as it is
 
 
 @dataclass
@@ -38,10 +39,16 @@ class ExportResult:
         return self.manifest["parity"]
 
 
-def _layer_types(model) -> set[str]:
-    from compressor.inspection import _flat_layers
+def _is_onnx(model) -> bool:
+    return getattr(model, "source_format", None) == "onnx"
 
-    return {type(layer).__name__ for layer in _flat_layers(model)}
+
+def _layer_types(model) -> set[str]:
+    if _is_onnx(model):
+        return model.layer_types()
+    from compressor.inspection import flat_layers
+
+    return {type(layer).__name__ for layer in flat_layers(model)}
 
 
 def _calibration_set(profile: TargetProfile, calibration, model, samples: int, seed: int) -> Dataset | None:
@@ -50,11 +57,18 @@ def _calibration_set(profile: TargetProfile, calibration, model, samples: int, s
     if calibration is None:
         raise BadInputError(f"{profile.name}: needs calibration data (representative samples of real inputs)")
     if isinstance(calibration, str) and calibration == "random":
-        from compressor import bridge
-
-        x = bridge.sample_inputs(model, batch=samples, seed=seed)[0]
-        return Dataset(x, None, "random (asked for)")
+        return _random_calibration(model, samples, seed)
     return calibration.shuffled(seed).take(samples)
+
+
+def _random_calibration(model, samples: int, seed: int) -> Dataset:
+    from compressor.data import _data_spec
+
+    shape, dtype, _ = _data_spec(model)
+    rng = np.random.default_rng(seed)
+    size = (samples, *[8 if d is None else int(d) for d in shape])
+    x = rng.integers(0, 2, size=size) if dtype.kind in "iu" else rng.standard_normal(size)
+    return Dataset(x.astype(dtype), None, "random noise (asked for)")
 
 
 def _reference_outputs(model, x: np.ndarray) -> list[np.ndarray]:
@@ -66,7 +80,16 @@ def _io_records(infos) -> list[dict]:
     return [vars(info) for info in infos]
 
 
+def profiles_for(model) -> list[str]:
+    """Names of the profiles that can take ``model`` (what ``--target all`` means)."""
+    types = _layer_types(model)
+    return [name for name, profile in PROFILES.items()
+            if why_not(profile, types) is None and (not _is_onnx(model) or profile.runtime in ONNX_RUNTIMES)]
+
+
 def _source_record(model, source_path) -> dict:
+    if _is_onnx(model):
+        return model.source_record()
     from compressor.inspection import inspect_model
 
     report = inspect_model(model)
@@ -100,6 +123,9 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
         >>> export(model, "tflite-int8", out_dir="out", calibration=train, validation=test)
     """
     profile = get_profile(target)
+    if _is_onnx(model) and profile.runtime not in ONNX_RUNTIMES:
+        raise UnsupportedModelError(f"{profile.name}: takes Keras models; an ONNX model goes to the "
+                                    f"{' and '.join(ONNX_RUNTIMES)} targets")
     reason = why_not(profile, _layer_types(model))
     if reason:
         raise UnsupportedModelError(f"{profile.name}: cannot take model '{model.name}': {reason}")

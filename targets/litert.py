@@ -93,8 +93,9 @@ class LiteRTRunner:
         from ai_edge_litert.interpreter import Interpreter
 
         start = time.perf_counter()
-        self._interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
-        self._interpreter.allocate_tensors()
+        with keras_env.quiet_native():  # the XNNPACK delegate announces itself on stderr
+            self._interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
+            self._interpreter.allocate_tensors()
         self.load_seconds = time.perf_counter() - start
         self._input_details = self._interpreter.get_input_details()
         self._output_details = self._interpreter.get_output_details()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import keras_env
-from compressor.errors import ConversionError
+from compressor.errors import BadInputError, ConversionError
 from targets.runtime import Exported, TensorInfo
 
 OPSET = 17
@@ -125,16 +125,112 @@ def _info(node) -> TensorInfo:
     return TensorInfo(node.name, shape, ONNX_TYPES.get(node.type, node.type))
 
 
+def _check_external_data(proto, folder: Path, path: Path) -> None:
+    """Refuse external-data locations outside the model's folder (CVE-2024-27318)."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    root = folder.resolve()
+    for tensor in _get_all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        candidate = folder / location
+        if (Path(location).is_absolute() or ".." in Path(location).parts or candidate.is_symlink()
+                or not candidate.resolve().is_relative_to(root)):
+            raise BadInputError(f"{path}: external data '{location}' of tensor '{tensor.name}' is outside the "
+                                "model's folder; refused")
+        if not candidate.is_file():
+            raise BadInputError(f"{path}: external data file '{location}' is missing")
+
+
+def load_onnx(path: str | Path):
+    """Load an ONNX model safely: external data checked before it is read, then ``onnx.checker``."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise BadInputError(f"{path}: corrupt or not an ONNX model ({_one_line(exc)})") from None
+    _check_external_data(proto, path.parent, path)
+    try:
+        onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise BadInputError(f"{path}: invalid ONNX model ({_one_line(exc)})") from None
+    if len(proto.graph.input) - len(proto.graph.initializer) > 1 and len(proto.graph.input) > 1:
+        raise BadInputError(f"{path}: models with more than one input are not supported yet")
+    return OnnxModel(path, proto)
+
+
+class OnnxModel:
+    """A user's ONNX model: the source of the quantize-only path (no TensorFlow involved)."""
+
+    source_format = "onnx"
+
+    def __init__(self, path: Path, proto) -> None:
+        self.path, self.proto, self.name = path, proto, path.stem
+        self._session = None
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        import onnxruntime as ort
+
+        if self._session is None:
+            self._session = ort.InferenceSession(self.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        feed = {self._session.get_inputs()[0].name: x.astype(self.data_spec()[1], copy=False)}
+        return self._session.run(None, feed)
+
+    def predict(self, x: np.ndarray, batch_size: int = 64, verbose: int = 0):
+        parts = [self._run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        outputs = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+        return outputs if len(outputs) > 1 else outputs[0]
+
+    def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
+        """(input shape without batch, input dtype, number of classes or None)."""
+        from onnx import helper
+
+        graph = self.proto.graph
+        initializers = {t.name for t in graph.initializer}
+        first = next(i for i in graph.input if i.name not in initializers)
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in first.type.tensor_type.shape.dim]
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(first.type.tensor_type.elem_type))
+        out = [d.dim_value if d.HasField("dim_value") else None for d in graph.output[0].type.tensor_type.shape.dim]
+        classes = out[-1] if len(out) == 2 and out[-1] and out[-1] > 1 else None
+        return tuple(dims[1:]), dtype, classes
+
+    def layer_types(self) -> set[str]:
+        return {node.op_type for node in self.proto.graph.node}
+
+    def source_record(self) -> dict:
+        from targets.manifest import sha256
+
+        params = sum(int(np.prod(t.dims)) for t in self.proto.graph.initializer)
+        return {"name": self.name, "format": "onnx", "path": self.path.name, "sha256": sha256(self.path),
+                "params": params, "macs": None}
+
+
+def write_float_model(model, destination: Path) -> None:
+    """The float ONNX model: converted from tf-keras, or the user's ONNX model re-saved inline."""
+    import onnx
+
+    if getattr(model, "source_format", None) == "onnx":
+        onnx.save_model(model.proto, str(destination))
+    else:
+        convert_keras(model, destination)
+
+
 class ONNXRuntime:
     name = "onnxruntime"
 
     def export(self, model, profile, calibration, workdir: Path) -> Exported:
         artifact = workdir / ARTIFACT_NAME
         if profile.precision == "fp32":
-            convert_keras(model, artifact)
-            return Exported(artifact, [], {"opset": OPSET})
+            write_float_model(model, artifact)
+            return Exported(artifact, [], {"opset": _opset(artifact)})
         float_model = workdir / "float.onnx"
-        convert_keras(model, float_model)
+        write_float_model(model, float_model)
         if profile.precision == "int8":
             details = quantize_static(float_model, artifact, calibration, workdir,
                                       reduce_range=bool(profile.options.get("reduce_range", False)))
@@ -142,11 +238,19 @@ class ONNXRuntime:
             details = quantize_dynamic(float_model, artifact)
         else:
             raise ConversionError(f"{profile.name}: ONNX Runtime has no precision '{profile.precision}' here")
+        opset = _opset(float_model)
         float_model.unlink()
-        return Exported(artifact, [], {"opset": OPSET, "quantization": details})
+        return Exported(artifact, [], {"opset": opset, "quantization": details})
 
     def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> ONNXRunner:
         return ONNXRunner(artifact, threads=threads)
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
 
 
 RUNTIME = ONNXRuntime()

@@ -26,9 +26,20 @@ def _one_line(exc: BaseException) -> str:
 
 
 def convert(model, workdir: Path):
-    """The OpenVINO model for a tf-keras ``model``, via a temporary SavedModel."""
+    """The OpenVINO model for a tf-keras ``model`` (via a temporary SavedModel) or an ONNX model."""
     import openvino as ov
 
+    if getattr(model, "source_format", None) == "onnx":
+        import onnx
+
+        inline = workdir / "source.onnx"
+        onnx.save_model(model.proto, str(inline))
+        try:
+            return ov.convert_model(str(inline))
+        except Exception as exc:
+            raise ConversionError(f"OpenVINO conversion of {model.path} failed: {_one_line(exc)}") from None
+        finally:
+            inline.unlink(missing_ok=True)
     saved = workdir / "saved_model"
     try:
         with keras_env.quiet_native():
