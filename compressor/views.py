@@ -60,3 +60,14 @@ def print_exports(results) -> None:
                       f"{m['parity']['max_abs']:.2g}", "-" if agreement is None else f"{agreement:.1%}",
                       str(result.folder))
     _console().print(table)
+
+
+def print_benchmark(doc: dict) -> None:
+    from benchmarks.reports import MD_COLUMNS, _md_cells, table_rows
+
+    table = Table(title="Benchmark (median over interleaved rounds)")
+    for column in MD_COLUMNS:
+        table.add_column(column, justify="left" if column in ("target", "precision") else "right")
+    for row in table_rows(doc):
+        table.add_row(*_md_cells(row))
+    _console().print(table)

@@ -18,7 +18,7 @@ from typing import Callable
 
 from compressor import atomic, keras_env, sample_data
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEFAULT_SEED = 0
 
 
@@ -176,8 +176,10 @@ def path(name: str, *, seed: int = DEFAULT_SEED, verbose: int = 0) -> Path:
     if target.is_file():
         return target
     model, accuracy = train(name, seed=seed, verbose=verbose)
+    clean = spec.build()  # the weights alone, without the optimizer's state
+    clean.set_weights(model.get_weights())
     with atomic.atomic_path(target) as tmp:
-        model.save(tmp)
+        clean.save(tmp)
     record = {"model": name, "seed": seed, "dataset": sample_data.load(spec.dataset, "test").name,
               "test_accuracy": accuracy}
     atomic.write_text(target.with_suffix(".json"), json.dumps(record, indent=2))

@@ -49,13 +49,34 @@ def _configure(converter, profile, calibration) -> None:
 
 
 def _failed_ops(message: str) -> list[str]:
-    return sorted(set(re.findall(r"\b(?:tf|tfl)\.[A-Za-z][A-Za-z0-9_]*", message)))
+    ops = set(re.findall(r"\b(?:tf|tfl)\.[A-Za-z][A-Za-z0-9_]*", message))
+    return sorted(op for op in ops if op not in ("tf.lite", "tfl.lite"))
+
+
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+
+
+def _converter(model):
+    """A converter for ``model``; recurrent models get a batch-1 signature.
+
+    With a dynamic batch, Keras' recurrent layers lower to TensorList ops that LiteRT's
+    builtins lack; a fixed batch lets the converter fuse them into
+    UNIDIRECTIONAL_SEQUENCE_LSTM (TensorFlow's own LSTM conversion guide does the same).
+    """
+    tf = keras_env.tf()
+    from compressor.inspection import flat_layers
+
+    if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype) for t in model.inputs]
+    function = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False))
+    concrete = function.get_concrete_function(*specs)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
 
 
 def convert(model, profile, calibration) -> bytes:
     """The ``.tflite`` flatbuffer for ``model`` at the profile's precision."""
-    tf = keras_env.tf()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = _converter(model)
     _configure(converter, profile, calibration)
     try:
         with keras_env.quiet_native():
@@ -102,6 +123,9 @@ class LiteRTRunner:
         self.inputs = [_tensor_info(d) for d in self._input_details]
         self.outputs = [_tensor_info(d) for d in self._output_details]
         self._batch = None
+        # Fused recurrent ops keep their state in variable tensors across invocations;
+        # each inference of a stateless Keras layer starts from zero state.
+        self._stateful = any("SEQUENCE" in op["op_name"] for op in self._interpreter._get_ops_details())
 
     def _resize(self, batch: int) -> None:
         if batch == self._batch:
@@ -125,6 +149,8 @@ class LiteRTRunner:
         if fixed is None:
             self._resize(len(x))
         detail = self._input_details[0]
+        if self._stateful:
+            self._interpreter.reset_all_variables()
         self._interpreter.set_tensor(detail["index"], self.inputs[0].quantize(x))
         self._interpreter.invoke()
         return [info.dequantize(self._interpreter.get_tensor(d["index"]))

@@ -84,8 +84,10 @@ class OpenVINORunner:
         self.outputs = [_info(p) for p in self._compiled.outputs]
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        result = self._request.infer({0: x.astype(self.inputs[0].dtype, copy=False)})
-        return [np.array(result[port], np.float32) for port in self._compiled.outputs]
+        x = np.ascontiguousarray(x, dtype=self.inputs[0].dtype)
+        result = self._request.infer({0: x}, share_inputs=True, share_outputs=True)
+        # shared outputs are overwritten by the next request: copy them out
+        return [np.array(result[port], dtype=np.float32, copy=True) for port in self._compiled.outputs]
 
     def close(self) -> None:
         self._request = None

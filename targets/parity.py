@@ -43,7 +43,7 @@ def _snr_db(reference: np.ndarray, error: np.ndarray) -> float:
     return 10.0 * np.log10(signal / noise) if signal > 0 else float("-inf")
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(np.dot(a.ravel(), b.ravel()) / denom) if denom else 1.0
 
@@ -60,7 +60,7 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], rule: Pari
         error = got - ref
         max_abs = max(max_abs, float(np.max(np.abs(error))) if error.size else 0.0)
         mse = max(mse, float(np.mean(error**2)) if error.size else 0.0)
-        cosines.append(_cosine(ref, got))
+        cosines.append(cosine_similarity(ref, got))
         snrs.append(_snr_db(ref, error))
         scale = max(scale, float(np.max(np.abs(ref))) if ref.size else 1.0)
         if ref.ndim == 2 and ref.shape[-1] > 1:

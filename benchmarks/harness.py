@@ -1,0 +1,178 @@
+"""``measure``: every artifact and the float baseline, each in its own process, side by side.
+
+Rounds are interleaved (A B C, B C A, C A B, ...) so that machine drift shows up as
+spread between rounds rather than as a false ranking; the reported latency is the
+median over rounds, and the spread is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import accuracy, machine, results
+from benchmarks.latency import LatencyConfig, harness_overhead_ns
+from compressor.data import Dataset
+from compressor.errors import BadInputError, CompressorError
+from targets import find_artifacts, open_artifact
+
+BASELINE = "float (TensorFlow)"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    kind: str  # "keras" or "artifact"
+    path: Path
+    runtime: str
+    precision: str
+    size: dict
+
+
+def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
+    found = []
+    if source is not None:
+        from targets.manifest import file_record
+
+        record = file_record(source) if source.is_file() else {"bytes": None, "gzip_bytes": None}
+        found.append(Candidate(BASELINE, "keras", source, "tensorflow", "fp32",
+                               {"bytes": record["bytes"], "gzip_bytes": record["gzip_bytes"]}))
+    for folder in artifacts:
+        artifact = open_artifact(folder)  # refuses a sha256 mismatch before anything runs
+        found.append(Candidate(artifact.target, "artifact", artifact.folder, artifact.runtime, artifact.precision,
+                               artifact.manifest["size"]))
+    if not found:
+        raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
+    return found
+
+
+def _thread_env(threads: int) -> dict:
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        env[name] = str(threads)
+    env["TF_NUM_INTEROP_THREADS"] = "1"
+    env["COMPRESSOR_QUIET"] = "1"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env
+
+
+def _run_worker(candidate: Candidate, tag: str, workdir: Path, inputs: Path, config: LatencyConfig,
+                outputs: Path | None, trust_model: bool) -> dict:
+    spec_path, result_path = workdir / f"spec-{tag}.json", workdir / f"result-{tag}.json"
+    spec = {"kind": candidate.kind, "path": str(candidate.path), "runtime": candidate.runtime,
+            "inputs": str(inputs), "latency": config.to_dict(), "threads": config.threads,
+            "outputs": None if outputs is None else str(outputs), "result": str(result_path),
+            "trust_model": trust_model}
+    spec_path.write_text(json.dumps(spec))
+    project_root = Path(__file__).resolve().parent.parent
+    env = _thread_env(config.threads)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project_root), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(spec_path)], capture_output=True,
+                          text=True, env=env)
+    if proc.returncode != 0 or not result_path.is_file():
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CompressorError(f"benchmark of {candidate.name} failed in its worker process: {tail}")
+    return json.loads(result_path.read_text())
+
+
+def _median_latency(rounds: list[dict]) -> dict:
+    keys = rounds[0]["latency"].keys()
+    merged = {k: statistics.median(r["latency"][k] for r in rounds) for k in keys}
+    p50s = [r["latency"]["p50_ms"] for r in rounds]
+    merged.update(rounds=len(rounds), p50_spread_ms=[min(p50s), max(p50s)])
+    return merged
+
+
+def measure(paths, *, eval_data: Dataset | None = None, source=None, config: LatencyConfig = LatencyConfig(),
+            rounds: int = 3, trust_model: bool = False) -> dict:
+    """Measure artifacts (folders, or output folders holding them) and the float source model.
+
+    Args:
+        paths: artifact folders or output folders of ``targets.export``.
+        eval_data: labelled samples for accuracy (and inputs for latency).
+        source: the float source model file: the baseline for speed-ups and accuracy drop.
+        config: latency settings (warm-up, runs, seconds, batch, threads).
+        rounds: interleaved repetitions per candidate.
+
+    Returns:
+        The results document (see :mod:`benchmarks.results`).
+
+    Example:
+        >>> doc = measure(["out"], eval_data=test, source="model.keras")
+    """
+    if rounds < 1:
+        raise BadInputError("rounds must be at least 1")
+    folders = [folder for path in (paths or []) for folder in find_artifacts(path)]
+    candidates = _candidates(folders, None if source is None else Path(source))
+    if eval_data is None:
+        raise BadInputError("benchmarks need evaluation data (--eval-data)")
+    with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
+        workdir = Path(tmp)
+        inputs = workdir / "inputs.npz"
+        np.savez(inputs, x=eval_data.x)
+        per_candidate: dict[str, list[dict]] = {c.name: [] for c in candidates}
+        outputs: dict[str, list[np.ndarray]] = {}
+        for round_index in range(rounds):
+            shift = round_index % len(candidates)
+            for index, candidate in enumerate(candidates[shift:] + candidates[:shift]):
+                tag = f"{round_index}-{index}"
+                out_path = workdir / f"outputs-{tag}.npz" if round_index == 0 else None
+                per_candidate[candidate.name].append(
+                    _run_worker(candidate, tag, workdir, inputs, config, out_path, trust_model))
+                if out_path is not None:
+                    with np.load(out_path) as data:
+                        outputs[candidate.name] = [data[k] for k in sorted(data.files)]
+    return _assemble(candidates, per_candidate, outputs, eval_data, config, rounds)
+
+
+def _reference(candidates: list[Candidate]) -> Candidate | None:
+    """The float model that accuracy drops and speed-ups are measured against."""
+    for candidate in candidates:
+        if candidate.kind == "keras":
+            return candidate
+    return next((c for c in candidates if c.precision == "fp32"), None)
+
+
+def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> dict:
+    reference = _reference(candidates)
+    ref_outputs = outputs[reference.name][0] if reference else None
+    ref_metrics = accuracy.evaluate(ref_outputs, eval_data.y) if reference else {}
+    ref_latency = statistics.median(r["latency"]["p50_ms"] for r in per_candidate[reference.name]) \
+        if reference else None
+    rows = []
+    for candidate in candidates:
+        runs = per_candidate[candidate.name]
+        latency = _median_latency(runs)
+        first_output = outputs[candidate.name][0]
+        metrics = accuracy.evaluate(first_output, eval_data.y)
+        rows.append({
+            "name": candidate.name, "kind": candidate.kind, "runtime": candidate.runtime,
+            "precision": candidate.precision, "path": str(candidate.path), "size": candidate.size,
+            "latency": latency, "load_ms": statistics.median(r["load_ms"] for r in runs),
+            "memory": max((r["memory"] for r in runs), key=lambda m: m["peak_above_baseline_mb"]),
+            "accuracy": metrics, "accuracy_drop_pp": accuracy.drop_points(metrics, ref_metrics),
+            "fidelity": accuracy.fidelity(first_output, ref_outputs) if ref_outputs is not None else {},
+            "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
+        })
+    _runtime_ratios(rows)
+    return results.document(
+        rows=rows, machine=machine.capture(), config={**config.to_dict(), "rounds": rounds},
+        dataset={"name": eval_data.name, "samples": len(eval_data)},
+        reference=reference.name if reference else None, harness_overhead_ns=harness_overhead_ns(),
+    )
+
+
+def _runtime_ratios(rows: list[dict]) -> None:
+    """Each artifact's speed-up against the fp32 artifact of the same runtime: is int8 faster here?"""
+    fp32 = {r["runtime"]: r["latency"]["p50_ms"] for r in rows if r["precision"] == "fp32" and r["kind"] == "artifact"}
+    for row in rows:
+        base = fp32.get(row["runtime"])
+        row["speedup_vs_runtime_fp32"] = base / row["latency"]["p50_ms"] if base and row["kind"] == "artifact" else None

@@ -1,0 +1,188 @@
+"""Reports from one results document: JSON, CSV, Markdown, and self-contained HTML with plots.
+
+Every format is generated from the results JSON alone, so ``compressor report`` can
+regenerate any of them later.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+from typing import Callable
+
+from compressor import atomic
+from compressor.errors import BadInputError
+
+WRITERS: dict[str, tuple[str, Callable[[dict], str]]] = {}
+
+
+def writer(name: str, filename: str):
+    def register(func: Callable[[dict], str]):
+        WRITERS[name] = (filename, func)
+        return func
+
+    return register
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def table_rows(doc: dict) -> list[dict]:
+    """One flat row per measured model, in the order shown everywhere."""
+    rows = []
+    for r in doc["results"]:
+        rows.append({
+            "target": r["name"], "runtime": r["runtime"], "precision": r["precision"],
+            "size_bytes": r["size"].get("bytes"), "gzip_bytes": r["size"].get("gzip_bytes"),
+            "p50_ms": r["latency"]["p50_ms"], "p90_ms": r["latency"]["p90_ms"], "p99_ms": r["latency"]["p99_ms"],
+            "throughput_per_s": r["latency"]["throughput_per_s"],
+            "speedup_vs_float": r.get("speedup_vs_reference"),
+            "speedup_vs_runtime_fp32": r.get("speedup_vs_runtime_fp32"),
+            "top1": r["accuracy"].get("top1"), "top1_drop_pp": r["accuracy_drop_pp"].get("top1"),
+            "agreement": r["fidelity"].get("agreement"),
+            "peak_memory_mb": r["memory"].get("peak_above_baseline_mb"),
+        })
+    return rows
+
+
+@writer("json", "results.json")
+def to_json(doc: dict) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+@writer("csv", "results.csv")
+def to_csv(doc: dict) -> str:
+    rows = table_rows(doc)
+    buffer = io.StringIO()
+    out = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    out.writeheader()
+    out.writerows(rows)
+    return buffer.getvalue()
+
+
+MD_COLUMNS = ("target", "precision", "size", "gzip", "p50 ms", "p90 ms", "p99 ms", "inf/s", "× float",
+              "× runtime fp32", "top-1", "drop pp", "agreement", "memory MB")
+
+
+def _md_cells(row: dict) -> list[str]:
+    kb = lambda b: "-" if b is None else f"{b / 1024:,.1f} KiB"  # noqa: E731
+    return [row["target"], row["precision"], kb(row["size_bytes"]), kb(row["gzip_bytes"]),
+            _fmt(row["p50_ms"], ".3f"), _fmt(row["p90_ms"], ".3f"), _fmt(row["p99_ms"], ".3f"),
+            _fmt(row["throughput_per_s"], ",.0f"), _fmt(row["speedup_vs_float"], ".2f", "×"),
+            _fmt(row["speedup_vs_runtime_fp32"], ".2f", "×"),
+            _fmt(None if row["top1"] is None else row["top1"] * 100, ".2f", " %"),
+            _fmt(row["top1_drop_pp"], "+.2f"), _fmt(None if row["agreement"] is None else row["agreement"] * 100,
+                                                    ".1f", " %"),
+            _fmt(row["peak_memory_mb"], ".1f")]
+
+
+def _machine_line(doc: dict) -> str:
+    m, c = doc["machine"], doc["config"]
+    return (f"{m['cpu']} ({m['cores']} cores; {', '.join(m['flags']) or 'no SIMD flags read'}; int8 dot product: "
+            f"{'yes' if m['int8_dot_product'] else 'no'}), batch {c['batch']}, {c['threads']} thread(s), "
+            f"{c['rounds']} interleaved round(s) of ≥ {c['min_runs']} runs and ≥ {c['min_seconds']} s; "
+            f"data: {doc['dataset']['name']} ({doc['dataset']['samples']} samples); "
+            f"reference: {doc['reference']}")
+
+
+@writer("md", "report.md")
+def to_markdown(doc: dict) -> str:
+    lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
+    for row in table_rows(doc):
+        lines.append("| " + " | ".join(_md_cells(row)) + " |")
+    notes = (f"\n{_machine_line(doc)}. Latency: median over rounds of each round's percentile. "
+             "× float: the reference's p50 / this p50; × runtime fp32: the same runtime's fp32 artifact's p50 / "
+             "this p50 (above 1 = faster). drop pp: top-1 points lost against the reference.\n")
+    return "\n".join(lines) + "\n" + notes
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Points not beaten on both latency (lower) and accuracy (higher), by latency."""
+    front, best = [], float("-inf")
+    for latency, acc, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((latency, acc, name))
+            best = acc
+    return front
+
+
+def _plots(doc: dict) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table_rows(doc)
+    images = []
+    points = [(r["p50_ms"], r["top1"] * 100, r["target"]) for r in rows if r["top1"] is not None]
+    if points:
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="#4477aa", zorder=3)
+        for latency, acc, name in points:
+            ax.annotate(name, (latency, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        front = pareto_front(points)
+        ax.plot([p[0] for p in front], [p[1] for p in front], color="#cc6677", linestyle="--", label="Pareto front")
+        ax.set_xlabel("p50 latency (ms, batch 1)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_title("Accuracy vs latency")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        images.append(("Accuracy vs latency (Pareto front dashed)", _png(fig)))
+        plt.close(fig)
+    sized = [r for r in rows if r["size_bytes"]]
+    if sized:
+        fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(sized) + 1.2))
+        names = [r["target"] for r in sized]
+        ax.barh(names, [r["size_bytes"] / 1024 for r in sized], color="#88ccee", label="on disk")
+        ax.barh(names, [r["gzip_bytes"] / 1024 for r in sized], color="#117733", height=0.4, label="gzip")
+        ax.set_xlabel("KiB")
+        ax.invert_yaxis()
+        ax.legend()
+        ax.set_title("Artifact size")
+        images.append(("Artifact size", _png(fig)))
+        plt.close(fig)
+    return images
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
+         "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
+         "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+
+
+@writer("html", "report.html")
+def to_html(doc: dict) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in MD_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _md_cells(row)) + "</tr>"
+                   for row in table_rows(doc))
+    figures = "".join(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
+                      f'src="data:image/png;base64,{data}"/>' for title, data in _plots(doc))
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>Benchmark report</title>"
+            f"<style>{STYLE}</style></head><body><h1>Benchmark report</h1>"
+            f"<p>{html.escape(_machine_line(doc))}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+            f"</table>{figures}</body></html>\n")
+
+
+def render(doc: dict, fmt: str) -> str:
+    if fmt not in WRITERS:
+        raise BadInputError(f"unknown report format '{fmt}' (valid: {', '.join(WRITERS)})")
+    return WRITERS[fmt][1](doc)
+
+
+def write_reports(doc: dict, out_dir: str | Path, formats=tuple(WRITERS)) -> dict[str, Path]:
+    """Write each format to ``out_dir`` atomically; return {format: path}."""
+    written = {}
+    for fmt in formats:
+        text = render(doc, fmt)
+        written[fmt] = atomic.write_text(Path(out_dir) / WRITERS[fmt][0], text)
+    return written

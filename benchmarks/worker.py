@@ -1,0 +1,108 @@
+"""One measurement in its own process: ``python -m benchmarks.worker SPEC.json``.
+
+Each artifact (and the float baseline) is measured in a fresh process so that one
+runtime's thread pools, caches and memory do not skew another's. The spec names the
+artifact, the evaluation inputs, the latency settings and where to write results.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+class PeakRSS:
+    """Samples this process's resident memory in a background thread."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self.baseline = self._process.memory_info().rss
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            time.sleep(self._interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def _preimport(kind: str, runtime: str | None) -> None:
+    """Import the runtime library before the memory baseline: the model's cost is what is measured."""
+    if kind == "keras":
+        from compressor import keras_env
+
+        keras_env.tf_keras()
+    else:
+        from targets.runtime import get_runtime
+
+        get_runtime(runtime)
+        module = {"litert": "ai_edge_litert.interpreter", "tflm": "tflite_micro.python.tflite_micro.runtime",
+                  "onnxruntime": "onnxruntime", "openvino": "openvino"}[runtime]
+        __import__(module)
+
+
+def _open(spec: dict):
+    if spec["kind"] == "keras":
+        from targets.keras_runner import KerasRunner
+
+        return KerasRunner(spec["path"], threads=spec["threads"], trust_model=spec.get("trust_model", False))
+    from targets import open_artifact
+
+    return open_artifact(spec["path"]).runner(threads=spec["threads"])
+
+
+def run(spec: dict) -> dict:
+    from benchmarks.latency import LatencyConfig, measure
+    from targets.runtime import run_batched
+
+    config = LatencyConfig(**spec["latency"])
+    _preimport(spec["kind"], spec.get("runtime"))
+    with np.load(spec["inputs"]) as data:
+        x = data["x"]
+    with PeakRSS() as memory:
+        runner = _open(spec)
+        outputs = run_batched(runner, x) if spec.get("outputs") else None
+        runner.run(x[: config.batch])
+    if outputs is not None:
+        np.savez(spec["outputs"], *outputs)
+    sample = x[: config.batch]
+    stats = measure(lambda: runner.run(sample), config)
+    load_seconds = runner.load_seconds
+    runner.close()
+    return {
+        "latency": stats.to_dict(),
+        "load_ms": load_seconds * 1000.0,
+        "memory": {"baseline_mb": memory.baseline / 2**20, "peak_mb": memory.peak / 2**20,
+                   "peak_above_baseline_mb": (memory.peak - memory.baseline) / 2**20},
+    }
+
+
+def main() -> None:
+    import os
+
+    os.environ.setdefault("COMPRESSOR_QUIET", "1")
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    result = run(spec)
+    Path(spec["result"]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

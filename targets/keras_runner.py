@@ -1,0 +1,41 @@
+"""The float source model as a runner: the baseline every artifact is measured against."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor import keras_env
+from targets.runtime import TensorInfo
+
+
+class KerasRunner:
+    """Runs a Keras model file with TensorFlow (a compiled ``tf.function``, no ``predict`` overhead)."""
+
+    def __init__(self, path: str | Path, *, threads: int = 1, trust_model: bool = False) -> None:
+        tf = keras_env.tf()
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # already initialised in this process; thread counts are fixed for its lifetime
+        from compressor.loading import load_model
+
+        start = time.perf_counter()
+        self._model = load_model(path, trust_model=trust_model)
+        self._call = tf.function(lambda x: self._model(x, training=False), reduce_retracing=True)
+        self.load_seconds = time.perf_counter() - start
+        self.inputs = [TensorInfo(n, [-1 if d is None else int(d) for d in t.shape], t.dtype.name)
+                       for n, t in zip(self._model.input_names, self._model.inputs)]
+        self.outputs = [TensorInfo(n, [-1 if d is None else int(d) for d in t.shape], t.dtype.name)
+                        for n, t in zip(self._model.output_names, self._model.outputs)]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        result = self._call(x.astype(self.inputs[0].dtype, copy=False))
+        return [np.asarray(r) for r in (result if isinstance(result, (list, tuple)) else [result])]
+
+    def close(self) -> None:
+        self._model = None
+        self._call = None

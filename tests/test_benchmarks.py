@@ -1,0 +1,220 @@
+"""Benchmarks: latency statistics, accuracy maths, results schema, every report format, HTML."""
+
+import base64
+import csv
+import io
+import json
+import re
+import time
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from benchmarks import accuracy, reports, results
+from benchmarks.harness import measure
+from benchmarks.latency import LatencyConfig, harness_overhead_ns
+from benchmarks.latency import measure as measure_latency
+from compressor.errors import BadInputError
+
+
+class SleepRunner:
+    """A fake runner whose 'inference' sleeps a known time."""
+
+    def __init__(self, seconds):
+        self.seconds, self.calls = seconds, 0
+
+    def run(self):
+        self.calls += 1
+        time.sleep(self.seconds)
+
+
+def test_latency_statistics_follow_known_sleep_times():
+    runner = SleepRunner(0.002)
+    config = LatencyConfig(warmup_runs=3, warmup_seconds=0.0, min_runs=40, min_seconds=0.0)
+    stats = measure_latency(runner.run, config)
+    assert stats.runs == 40 and runner.calls == 1 + 3 + 40  # first inference, warm-up, timed
+    assert 2.0 <= stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms <= stats.max_ms
+    assert stats.p50_ms < 2.0 * 10  # sleep overshoot is bounded, not the point; ordering and floor are
+    assert abs(stats.throughput_per_s - 1000.0 / stats.mean_ms) < 1e-6
+
+
+def test_min_seconds_extends_the_run_count():
+    config = LatencyConfig(warmup_runs=0, warmup_seconds=0.0, min_runs=5, min_seconds=0.2)
+    stats = measure_latency(SleepRunner(0.01).run, config)
+    assert stats.runs >= 15  # 0.2 s of 10 ms runs, not the 5 asked as a minimum
+
+
+def test_summary_percentiles_on_fixed_samples():
+    from benchmarks.latency import summarize
+
+    stats = summarize([i * 1_000_000 for i in range(1, 101)], batch=4, first_ns=5_000_000)
+    assert stats.p50_ms == pytest.approx(50.5) and stats.p90_ms == pytest.approx(90.1)
+    assert stats.p99_ms == pytest.approx(99.01) and stats.min_ms == 1 and stats.max_ms == 100
+    assert stats.throughput_per_s == pytest.approx(4 * 1000 / 50.5) and stats.first_inference_ms == 5
+
+
+def test_harness_overhead_is_negligible_next_to_a_50us_model():
+    assert harness_overhead_ns() < 0.05 * 50_000  # under 5 % of 50 µs
+
+
+def test_bad_latency_config():
+    with pytest.raises(BadInputError, match="at least 1"):
+        LatencyConfig(min_runs=0)
+
+
+def test_accuracy_and_drop_on_fixed_predictions():
+    labels = np.array([0, 1, 2, 3])
+    reference = np.eye(4)[[0, 1, 2, 3]]  # all right
+    candidate = np.eye(4)[[0, 1, 2, 0]]  # one wrong
+    ref_metrics = accuracy.evaluate(reference, labels)
+    metrics = accuracy.evaluate(candidate, labels)
+    assert ref_metrics == {"top1": 1.0} and metrics == {"top1": 0.75}  # top-5 needs ≥ 10 classes
+    assert accuracy.drop_points(metrics, ref_metrics) == {"top1": 25.0}
+    fidelity = accuracy.fidelity(candidate, reference)
+    assert fidelity["agreement"] == 0.75 and fidelity["max_abs"] == 1.0
+
+
+def test_top5():
+    outputs = np.tile(np.arange(10, dtype=float), (2, 1))  # class 9 best, then 8, 7, 6, 5
+    assert accuracy.evaluate(outputs, np.array([5, 4]))["top5"] == 0.5
+
+
+def _doc(latencies=(2.0, 1.0, 0.5)):
+    rows = []
+    for name, p50, top1 in zip(("float (TensorFlow)", "tflite-fp32", "tflite-int8"), latencies, (0.9, 0.9, 0.88)):
+        rows.append({
+            "name": name, "kind": "keras" if name.startswith("float") else "artifact",
+            "runtime": "tensorflow" if name.startswith("float") else "litert",
+            "precision": "int8" if "int8" in name else "fp32", "path": name,
+            "size": {"bytes": 4000 if "int8" in name else 16000, "gzip_bytes": 3000},
+            "latency": {"p50_ms": p50, "p90_ms": p50 * 1.1, "p99_ms": p50 * 1.3, "mean_ms": p50, "std_ms": 0.1,
+                        "min_ms": p50 * 0.9, "max_ms": p50 * 2, "throughput_per_s": 1000 / p50,
+                        "first_inference_ms": 3.0, "runs": 50, "batch": 1},
+            "memory": {"peak_above_baseline_mb": 1.5}, "accuracy": {"top1": top1},
+            "accuracy_drop_pp": {"top1": (0.9 - top1) * 100}, "fidelity": {"agreement": 0.97},
+            "speedup_vs_reference": latencies[0] / p50, "speedup_vs_runtime_fp32": None,
+        })
+    machine = {"cpu": "test cpu", "cores": 2, "flags": ["avx2"], "int8_dot_product": False}
+    config = {**LatencyConfig().to_dict(), "rounds": 3}
+    return results.document(rows=rows, machine=machine, config=config, dataset={"name": "d", "samples": 10},
+                            reference="float (TensorFlow)", harness_overhead_ns=80.0)
+
+
+def test_results_schema_round_trips(tmp_path):
+    doc = _doc()
+    path = results.save(doc, tmp_path / "results.json")
+    assert results.load(path) == json.loads(json.dumps(doc))
+
+
+@pytest.mark.parametrize("broken,message", [
+    ({"schema": "other"}, "not a benchmark results document"),
+    ({"schema_version": 99}, "schema version 99"),
+    ({"results": []}, "non-empty list"),
+])
+def test_results_schema_refuses_bad_documents(tmp_path, broken, message):
+    doc = {**_doc(), **broken}
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    with pytest.raises(BadInputError, match=message):
+        results.load(tmp_path / "r.json")
+
+
+def test_every_report_format_comes_from_one_json(tmp_path):
+    doc = _doc()
+    written = reports.write_reports(doc, tmp_path)
+    assert set(written) == {"json", "csv", "md", "html"}
+    assert json.loads(written["json"].read_text()) == json.loads(json.dumps(doc))
+    rows = list(csv.DictReader(io.StringIO(written["csv"].read_text())))
+    assert [r["target"] for r in rows] == ["float (TensorFlow)", "tflite-fp32", "tflite-int8"]
+    assert float(rows[2]["speedup_vs_float"]) == 4.0
+    markdown = written["md"].read_text()
+    assert "| tflite-int8 | int8 | 3.9 KiB |" in markdown and "4.00×" in markdown and "+2.00" in markdown
+
+
+class _Checker(HTMLParser):
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.images, self.errors = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(tag)
+
+
+def test_html_is_well_formed_self_contained_and_its_images_decode(tmp_path):
+    from PIL import Image
+
+    text = reports.render(_doc(), "html")
+    checker = _Checker()
+    checker.feed(text)
+    assert not checker.errors and not checker.stack
+    assert not re.search(r"(src|href)=\"https?://", text), "the report must not need the network"
+    assert len(checker.images) == 2
+    for src in checker.images:
+        assert src.startswith("data:image/png;base64,")
+        image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        image.verify()
+        assert image.size[0] > 300
+
+
+def test_html_renders_in_headless_chromium(tmp_path):
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); well-formedness is checked above")
+    page = tmp_path / "report.html"
+    page.write_text(reports.render(_doc(), "html"))
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+                    page.as_uri()], check=True, capture_output=True, timeout=120)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 10  # text, table and plots drew something, not a blank page
+
+
+def test_pareto_front():
+    points = [(1.0, 90.0, "a"), (2.0, 95.0, "b"), (3.0, 93.0, "c"), (0.5, 80.0, "d")]
+    assert [p[2] for p in reports.pareto_front(points)] == ["d", "a", "b"]
+
+
+def test_measure_end_to_end_on_exported_artifacts(tmp_path, tiny_cnn, digits8):
+    from targets import export
+
+    train, test = digits8
+    for target in ("tflite-fp32", "tflite-int8", "onnx-fp32"):
+        export(tiny_cnn, target, out_dir=tmp_path / "out", calibration=train, validation=test)
+    source = tmp_path / "tiny.keras"
+    tiny_cnn.save(source)
+    config = LatencyConfig(warmup_runs=2, warmup_seconds=0.0, min_runs=20, min_seconds=0.0)
+    doc = measure([tmp_path / "out"], eval_data=test, source=source, config=config, rounds=2)
+    by_name = {r["name"]: r for r in doc["results"]}
+    assert set(by_name) == {"float (TensorFlow)", "tflite-fp32", "tflite-int8", "onnx-fp32"}
+    float_top1 = float(np.mean(tiny_cnn.predict(test.x, verbose=0).argmax(1) == test.y))
+    assert by_name["float (TensorFlow)"]["accuracy"]["top1"] == pytest.approx(float_top1)
+    assert by_name["tflite-fp32"]["accuracy_drop_pp"]["top1"] == pytest.approx(0.0, abs=1e-9)
+    int8 = by_name["tflite-int8"]
+    assert int8["accuracy_drop_pp"]["top1"] == pytest.approx((float_top1 - int8["accuracy"]["top1"]) * 100)
+    assert int8["latency"]["rounds"] == 2 and int8["latency"]["runs"] >= 20
+    assert int8["speedup_vs_runtime_fp32"] == pytest.approx(
+        by_name["tflite-fp32"]["latency"]["p50_ms"] / int8["latency"]["p50_ms"])
+    assert int8["size"]["bytes"] < by_name["tflite-fp32"]["size"]["bytes"]
+    assert doc["machine"]["cores"] >= 1 and "tensorflow" in doc["machine"]["libraries"]
+    reports.write_reports(doc, tmp_path / "reports")
+    assert results.load(tmp_path / "reports" / "results.json")["reference"] == "float (TensorFlow)"
