@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow benchmarks clean
 
 setup: $(STAMP)
 
@@ -25,3 +25,6 @@ test-slow: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+benchmarks: $(STAMP)
+	$(BIN)/python -m compressor.benchmark_suite --write BENCHMARKS.md

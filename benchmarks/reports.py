@@ -133,7 +133,8 @@ def _plots(doc: dict) -> list[tuple[str, str]]:
             ax.annotate(name, (latency, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
         front = pareto_front(points)
         ax.plot([p[0] for p in front], [p[1] for p in front], color="#cc6677", linestyle="--", label="Pareto front")
-        ax.set_xlabel("p50 latency (ms, batch 1)")
+        ax.set_xscale("log")  # runtimes differ by orders of magnitude
+        ax.set_xlabel("p50 latency (ms, batch 1, log scale)")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title("Accuracy vs latency")
         ax.grid(alpha=0.3)
@@ -157,7 +158,7 @@ def _plots(doc: dict) -> list[tuple[str, str]]:
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
          "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
-         "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+         "td:first-child,th:first-child{text-align:left}td{white-space:nowrap}img{max-width:100%}")
 
 
 @writer("html", "report.html")

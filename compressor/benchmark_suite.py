@@ -1,0 +1,123 @@
+"""Regenerate BENCHMARKS.md: every sample model, every profile that takes it, measured side by side.
+
+Usage: python -m compressor.benchmark_suite [--models NAME ...] [--out DIR] [--rounds 3] [--write BENCHMARKS.md]
+(`make benchmarks` runs it with the defaults.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import sample_models
+from benchmarks import reports
+from benchmarks.harness import measure
+from benchmarks.latency import LatencyConfig
+from compressor import load_model, sample_data
+from compressor.errors import CompressorError
+from targets import PROFILES, export, profiles_for
+
+COMMAND = "make benchmarks   # = python -m compressor.benchmark_suite --write BENCHMARKS.md"
+
+
+def run_model(name: str, out: Path, config: LatencyConfig, rounds: int) -> dict:
+    spec = sample_models.SAMPLE_MODELS[name]
+    source = sample_models.path(name)
+    model = load_model(source)
+    train, test = sample_data.load(spec.dataset, "train"), sample_data.load(spec.dataset, "test")
+    folder = out / name
+    shutil.rmtree(folder, ignore_errors=True)
+    skipped = {p: "the layers it uses have no kernel there" for p in PROFILES if p not in profiles_for(model)}
+    for profile in profiles_for(model):
+        try:
+            export(model, profile, out_dir=folder, calibration=train, validation=test, source_path=source)
+        except CompressorError as exc:
+            skipped[profile] = str(exc)
+    doc = measure([folder], eval_data=test, source=source, config=config, rounds=rounds)
+    reports.write_reports(doc, folder)
+    return {"model": name, "doc": doc, "skipped": skipped}
+
+
+def int8_summary(doc: dict) -> list[str]:
+    """For each runtime: int8 p50 against the same runtime's fp32 p50."""
+    lines = []
+    for row in doc["results"]:
+        ratio = row.get("speedup_vs_runtime_fp32")
+        if row["precision"] in ("int8", "dynamic-int8") and ratio:
+            verdict = "faster" if ratio > 1.02 else "slower" if ratio < 0.98 else "no different"
+            lines.append(f"{row['name']}: {ratio:.2f}× the speed of {row['runtime']} fp32 ({verdict})")
+    return lines
+
+
+def render(runs: list[dict], fidelity: list[dict], wall: float) -> str:
+    first = runs[0]["doc"]
+    parts = ["# Benchmarks", "",
+             "Every number below was measured on this project's CI-class machine in one run of:", "",
+             f"```bash\n{COMMAND}\n```", "",
+             f"Machine: {reports._machine_line(first).split('; data:')[0]}. Wall time of the whole run: "
+             f"{wall / 60:.1f} min. Each artifact is measured in its own process; latencies are medians over "
+             "interleaved rounds on a shared, noisy machine, so compare ratios within a table, not across runs.", "",
+             "## Is int8 faster than fp32 here?", ""]
+    for run in runs:
+        parts.append(f"**{run['model']}**: " + "; ".join(int8_summary(run["doc"])) + ".")
+        parts.append("")
+    dot = first["machine"]["int8_dot_product"]
+    parts += [f"This CPU {'has' if dot else 'has no'} int8 dot-product instructions (VNNI / Arm dotprod); "
+              "above 1× the int8 artifact is faster than its runtime's fp32 artifact, below 1× slower.", ""]
+    for run in runs:
+        doc = run["doc"]
+        parts += [f"## {run['model']}", "", f"Data: {doc['dataset']['name']} ({doc['dataset']['samples']} samples).",
+                  "", reports.to_markdown(doc).split("\n\n")[0], ""]
+        if run["skipped"]:
+            parts.append("Not exported: " + "; ".join(f"`{p}`: {why}" for p, why in sorted(run["skipped"].items()))
+                         + ".")
+            parts.append("")
+    if fidelity:
+        parts += ["## Harness vs OpenVINO benchmark_app", "",
+                  "Same IR, 1 thread, 1 stream, batch 1 (`python -m benchmarks.fidelity FOLDER`):", "",
+                  "| model / target | harness p50 ms | benchmark_app median ms | ratio |", "|---|---|---|---|"]
+        for f in fidelity:
+            parts.append(f"| {f['model']} / {f['target']} | {f['harness_p50_ms']:.3f} | "
+                         f"{f['benchmark_app_median_ms']:.3f} | {f['ratio']:.3f} |")
+        parts += ["", "benchmark_app times each request inside the runtime; the harness times a Python call with "
+                  "input binding and output copy, so the harness is slower by a fixed cost of some tens of µs, which "
+                  "only matters for the smallest models.", ""]
+    return "\n".join(parts)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=list(sample_models.SAMPLE_MODELS))
+    parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--write", type=Path, help="write the Markdown here (e.g. BENCHMARKS.md)")
+    args = parser.parse_args(argv)
+    from benchmarks import fidelity as fidelity_check
+    from compressor import atomic
+
+    start = time.perf_counter()
+    runs = []
+    for name in args.models:
+        runs.append(run_model(name, args.out, LatencyConfig(), args.rounds))
+        print(f"{name}: measured", file=sys.stderr)
+    checks = []
+    for name in [m for m in ("mobilenet_v2", "cifar_cnn") if m in args.models]:
+        for target in ("openvino-fp32", "openvino-int8"):
+            folder = args.out / name / target
+            if folder.is_dir():
+                checks.append({"model": name, **fidelity_check.compare(folder, seconds=3)})
+    text = render(runs, checks, time.perf_counter() - start)
+    (args.out / "suite.json").write_text(json.dumps({"fidelity": checks, "skipped": {r["model"]: r["skipped"]
+                                                                                    for r in runs}}, indent=2))
+    if args.write:
+        atomic.write_text(args.write, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
