@@ -11,10 +11,11 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import click
 
-from compressor.errors import EXIT_CODES, CompressorError
+from compressor.errors import EXIT_CODES, BadInputError, CompressorError
 from compressor.version import __version__
 
 EXIT_CODE_HELP = "\b\n" + "\n".join(f"  {code}  {meaning}" for meaning, code in EXIT_CODES.items())
@@ -25,6 +26,7 @@ def _quiet_libraries() -> None:
     os.environ["COMPRESSOR_QUIET"] = "1"
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)  # ONNX Runtime's quantizer logs to the root logger
     for name in ("tensorflow", "absl", "tf2onnx", "nncf", "openvino", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -85,6 +87,152 @@ def inspect(model: str, trust_model: bool, as_json: bool) -> None:
         click.echo(json.dumps({**report.to_dict(), "targets": targets}, indent=2))
     else:
         views.print_model_report(report, targets)
+
+
+def _progress(ctx_obj):
+    """Progress lines on stderr (plain text, so logs and pipes stay readable); none with -q."""
+    if ctx_obj.quiet:
+        return lambda message: None
+    import time
+
+    start = time.perf_counter()
+    return lambda message: click.echo(f"[{time.perf_counter() - start:6.1f}s] {message}", err=True)
+
+
+def _finish_run(outcome, as_json: bool) -> None:
+    from compressor import views
+
+    if as_json:
+        click.echo(json.dumps({"out_dir": str(outcome.out_dir), "exported": [r.target for r in outcome.exported],
+                               "failed": {k: m for k, (_, m) in outcome.failed.items()},
+                               "compression": outcome.compression, "results": outcome.results}, indent=2,
+                              default=str))
+    else:
+        views.print_run(outcome)
+    if outcome.exit_code:
+        raise SystemExit(outcome.exit_code)
+
+
+def bench_options(func):
+    for option in reversed([
+        click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Interleaved rounds."),
+        click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(0)),
+        click.option("--threads", default=1, show_default=True, type=click.IntRange(1)),
+    ]):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("-r", "--recipe", default="int8", show_default=True,
+              help="A built-in recipe (see `compressor recipes`) or a YAML file.")
+@click.option("-t", "--target", "target_names", multiple=True,
+              help="A target profile (repeatable); `all` for every profile that can take the model. "
+                   "Default: the recipe's targets.")
+@click.option("--data", required=True, help="Labelled training/calibration data: .npz, image folder, sample:NAME.")
+@click.option("--eval-data", required=True, help="Labelled held-out data for parity, accuracy and benchmarks.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=str), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it holds a previous run.")
+@bench_options
+@trust_option
+@json_option
+@click.pass_obj
+def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, rounds, min_seconds, threads,
+             trust_model, as_json) -> None:
+    """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
+
+    Exit code 0 only when every requested artifact was written and passed its parity check.
+
+    Example:
+
+        compressor compress model.keras -r prune50-int8 -t tflite-int8 -t openvino-int8 --data train.npz --eval-data test.npz -o out
+    """
+    from benchmarks.latency import LatencyConfig
+    from compressor.workflow import run
+
+    outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
+                  overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
+                  rounds=rounds, trust_model=trust_model, progress=_progress(obj))
+    _finish_run(outcome, as_json)
+
+
+@cli.command()
+@click.option("--model", "model_name", default="mnist_cnn", show_default=True,
+              help="Which built-in sample model to use (trained offline on first use).")
+@click.option("-r", "--recipe", default="structured50-int8", show_default=True, help="The recipe to run.")
+@click.option("-o", "--output", "out_dir", default="demo-out", show_default=True, type=click.Path(path_type=str))
+@bench_options
+@json_option
+@click.pass_obj
+def demo(obj, model_name, recipe, out_dir, rounds, min_seconds, threads, as_json) -> None:
+    """The main job on a built-in sample model: compress, export to every target, benchmark, report.
+
+    Replaces the previous demo run in OUTPUT.
+
+    Example:
+
+        compressor demo --model cifar_cnn -o demo-cifar
+    """
+    import sample_models
+    from benchmarks.latency import LatencyConfig
+    from compressor.workflow import run
+
+    progress = _progress(obj)
+    progress(f"sample model: {model_name} (trained on first use, then cached)")
+    path = sample_models.path(model_name)
+    spec = sample_models.SAMPLE_MODELS[model_name]
+    outcome = run(str(path), recipe, targets=["all"], data=f"sample:{spec.dataset}:train",
+                  eval_data=f"sample:{spec.dataset}:test", out_dir=out_dir, overwrite=True,
+                  bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads), rounds=rounds,
+                  progress=progress)
+    _finish_run(outcome, as_json)
+    if not as_json:
+        click.echo(f"HTML report: {Path(out_dir).resolve() / 'report.html'}")
+
+
+@cli.command()
+@json_option
+def recipes(as_json: bool) -> None:
+    """List the built-in recipes.
+
+    Example:
+
+        compressor recipes --json
+    """
+    from compressor import views
+    from compressor.recipes import BUILTIN, load_recipe
+
+    loaded = [load_recipe(name) for name in BUILTIN]
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in loaded], indent=2))
+    else:
+        views.print_recipes(loaded)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(path_type=str))
+@click.option("-f", "--format", "fmt", default="c-array", show_default=True, type=click.Choice(["c-array"]),
+              help="What to emit for device firmware.")
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=str),
+              help="Folder for the generated files (default: beside the artifact).")
+def embed(artifact: str, fmt: str, out_dir: str | None) -> None:
+    """Emit a .tflite artifact as source for device firmware (an aligned C array).
+
+    Example:
+
+        compressor embed out/mcu -o firmware/src
+    """
+    from targets import embedding, open_artifact
+
+    opened = open_artifact(artifact)
+    if opened.path.suffix != ".tflite":
+        raise BadInputError(f"{artifact}: embedding needs a .tflite artifact, this is {opened.path.name}")
+    folder = Path(out_dir) if out_dir else opened.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    arena = (opened.manifest.get("details") or {}).get("arena_bytes")
+    for path in embedding.write_c_array(opened.path, folder, arena_bytes=arena):
+        click.echo(str(path))
 
 
 def _load_any_model(path: str, trust_model: bool):
@@ -175,7 +323,6 @@ def bench(paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, m
 
         compressor bench out/ --source model.keras --eval-data test.npz
     """
-    from pathlib import Path
 
     from benchmarks import reports, results
     from benchmarks.harness import measure
@@ -236,35 +383,6 @@ def targets(as_json: bool) -> None:
         views.print_targets(PROFILES.values())
 
 
-@cli.command()
-@click.option("--model", "model_name", default="mnist_cnn", show_default=True,
-              help="Which built-in sample model to use.")
-@json_option
-def demo(model_name: str, as_json: bool) -> None:
-    """Run the main job on a built-in sample model (trained offline on first use).
-
-    Example:
-
-        compressor demo --model cifar_cnn
-    """
-    import sample_models
-    from compressor import views
-    from compressor.inspection import inspect_model
-    from compressor.loading import load_model
-    from targets import compatibility
-
-    path = sample_models.path(model_name)
-    report = inspect_model(load_model(path))
-    targets = compatibility({layer.type for layer in report.layers})
-    accuracy = sample_models.recorded_accuracy(model_name)
-    if as_json:
-        click.echo(json.dumps({"model": str(path), "test_accuracy": accuracy, **report.to_dict(), "targets": targets},
-                              indent=2))
-        return
-    click.echo(f"sample model '{model_name}': {path} (test accuracy {accuracy:.2%})")
-    views.print_model_report(report, targets)
-
-
 def main(argv=None) -> None:
     """Console-script entry point: run the CLI and map typed errors to exit codes."""
     verbose = any(arg in ("-v", "--verbose") or arg.startswith("-vv") for arg in (argv or sys.argv[1:]))
@@ -276,6 +394,8 @@ def main(argv=None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
     except CompressorError as exc:
         if verbose:
             raise

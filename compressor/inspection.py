@@ -141,14 +141,15 @@ def kernels(layer) -> list[np.ndarray]:
 def _layer_info(layer) -> LayerInfo:
     in_shape = _first_shape(layer.input_shape) if hasattr(layer, "input_shape") else ()
     out_shape = _first_shape(layer.output_shape)
-    counter = MAC_COUNTERS.get(type(layer).__name__)
-    macs = counter(layer, in_shape, out_shape) if counter else 0
+    inner = getattr(layer, "layer", layer)  # tfmot wrappers (QAT, pruning) hold the real layer
+    counter = MAC_COUNTERS.get(type(inner).__name__)
+    macs = counter(inner, in_shape, out_shape) if counter else 0
     weights = kernels(layer)
     size = sum(w.size for w in weights)
     zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
     return LayerInfo(
         name=layer.name,
-        type=type(layer).__name__,
+        type=type(inner).__name__,
         output_shape=list(out_shape),
         params=int(layer.count_params()),
         macs=int(macs),

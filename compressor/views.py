@@ -71,3 +71,45 @@ def print_benchmark(doc: dict) -> None:
     for row in table_rows(doc):
         table.add_row(*_md_cells(row))
     _console().print(table)
+
+
+def print_recipes(recipes) -> None:
+    table = Table(title="Built-in recipes")
+    for column in ("name", "steps", "targets", "description"):
+        table.add_column(column)
+    for r in recipes:
+        steps = " → ".join(step.type for step in r.steps) or "(none)"
+        table.add_row(r.name, steps, ", ".join(r.targets), r.description)
+    _console().print(table)
+
+
+def print_run(outcome) -> None:
+    """The summary at the end of a run: one row per requested target."""
+    console = _console()
+    compression = outcome.compression or {}
+    base = compression.get("baseline") or {}
+    for step in compression.get("steps", []):
+        acc = "-" if step["accuracy"] is None else f"{step['accuracy']:.2%}"
+        console.print(f"step {step['type']}: params {base.get('params', 0):,} → {step['params']:,}, "
+                      f"MACs {base.get('macs', 0):,} → {step['macs']:,}, sparsity {step['sparsity']:.1%}, "
+                      f"accuracy {acc}")
+    rows = {r["name"]: r for r in (outcome.results or {}).get("results", [])}
+    table = Table(title=f"Summary ({outcome.out_dir})")
+    for column in ("target", "precision", "size", "p50 ms", "× float", "top-1", "drop pp", "status"):
+        table.add_column(column, justify="left" if column in ("target", "precision", "status") else "right")
+    reference = next((r for r in rows.values() if r["kind"] == "keras"), None)
+    if reference:
+        table.add_row(reference["name"], "fp32", f"{reference['size']['bytes'] / 1024:,.1f} KiB",
+                      f"{reference['latency']['p50_ms']:.3f}", "1.00×",
+                      f"{reference['accuracy'].get('top1', 0):.2%}", "-", "source")
+    for result in outcome.exported:
+        row = rows.get(result.target)
+        if row is None:
+            continue
+        table.add_row(result.target, row["precision"], f"{row['size']['bytes'] / 1024:,.1f} KiB",
+                      f"{row['latency']['p50_ms']:.3f}", f"{row['speedup_vs_reference'] or 0:.2f}×",
+                      f"{row['accuracy'].get('top1', 0):.2%}", f"{row['accuracy_drop_pp'].get('top1', 0):+.2f}",
+                      "ok")
+    for target, (code, message) in outcome.failed.items():
+        table.add_row(target, "-", "-", "-", "-", "-", "-", f"failed (exit {code}): {message}")
+    console.print(table)

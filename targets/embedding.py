@@ -39,10 +39,9 @@ def write_c_array(tflite: Path, folder: Path, *, arena_bytes: int | None = None)
     """Write ``model_data.h`` and ``model_data.cc`` for ``tflite`` into ``folder``."""
     symbol = "g_" + c_identifier(tflite.stem) + "_data"
     header, source = c_source(tflite.read_bytes(), symbol=symbol, header_name="model_data.h", arena_bytes=arena_bytes)
-    header_path, source_path = folder / "model_data.h", folder / "model_data.cc"
-    header_path.write_text(header)
-    source_path.write_text(source)
-    return [header_path, source_path]
+    from compressor import atomic
+
+    return [atomic.write_text(folder / "model_data.h", header), atomic.write_text(folder / "model_data.cc", source)]
 
 
 def bytes_from_c_source(text: str) -> bytes:

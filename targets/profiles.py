@@ -13,6 +13,8 @@ from typing import Mapping
 from compressor.errors import BadInputError
 
 RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM2D"})
+# A quantization-aware-trained model carries fake-quantization: only int8 artifacts are faithful to it.
+FAKE_QUANT_WRAPPERS = frozenset({"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"})
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def get_profile(name: str) -> TargetProfile:
 
 def why_not(profile: TargetProfile, layer_types: set[str]) -> str | None:
     """Why ``profile`` cannot take a model made of ``layer_types``, or None if it can."""
+    if layer_types & FAKE_QUANT_WRAPPERS and profile.precision not in ("int8", "dynamic-int8"):
+        return f"a quantization-aware-trained model goes to int8 targets, not {profile.precision}"
     blocked = sorted(layer_types & profile.unsupported_layers)
     if blocked:
         return f"{', '.join(blocked)} {'has' if len(blocked) == 1 else 'have'} no int8 kernel on {profile.hardware}"

@@ -1,0 +1,313 @@
+"""Recipes: typed, validated configs that compose compression steps and name the targets.
+
+A recipe is a YAML file or a dict::
+
+    name: prune50-int8
+    seed: 0
+    fine_tune: {epochs: 3, batch_size: 32, learning_rate: 0.0005}
+    steps:
+      - {type: prune, sparsity: 0.5, schedule: polynomial}
+      - {type: qat}
+    targets: [tflite-int8, onnx-int8, openvino-int8]
+
+Every key is checked on load; an unknown key, step type or target names the valid ones,
+and a value of the wrong type or out of range says which. The recipe round-trips
+(``to_dict``) and is written into every artifact's manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from compressor.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class FineTune:
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+
+    def check(self, where: str) -> None:
+        _positive(where, "epochs", self.epochs, allow_zero=True)
+        _positive(where, "batch_size", self.batch_size)
+        _positive(where, "learning_rate", self.learning_rate)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    type: ClassVar[str] = ""
+    exclude: tuple[str, ...] = ()  # layer names or layer types left alone
+    fine_tune: FineTune | None = None  # None: the recipe's fine_tune
+
+    def check(self, where: str) -> None:
+        if self.fine_tune is not None:
+            self.fine_tune.check(f"{where}.fine_tune")
+
+
+@dataclass(frozen=True)
+class Prune(StepConfig):
+    """Unstructured magnitude pruning (tfmot ``prune_low_magnitude``)."""
+
+    type: ClassVar[str] = "prune"
+    sparsity: float = 0.5
+    schedule: Literal["constant", "polynomial"] = "polynomial"
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        _fraction(where, "sparsity", self.sparsity)
+
+
+@dataclass(frozen=True)
+class PruneNM(StepConfig):
+    """N:M structured sparsity (N zeros in every M consecutive weights), e.g. 2:4."""
+
+    type: ClassVar[str] = "prune_nm"
+    n: int = 2
+    m: int = 4
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if not (1 <= self.n < self.m):
+            raise BadInputError(f"{where}: need 1 <= n < m for N:M sparsity, got {self.n}:{self.m}")
+
+
+@dataclass(frozen=True)
+class PruneStructured(StepConfig):
+    """Remove whole filters/units (channels), rebuilding a smaller model."""
+
+    type: ClassVar[str] = "prune_structured"
+    fraction: float = 0.5
+    criterion: Literal["l1", "l2"] = "l1"
+    round_to: int = 1  # keep a multiple of this many channels (SIMD-friendly widths)
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        _fraction(where, "fraction", self.fraction)
+        _positive(where, "round_to", self.round_to)
+
+
+@dataclass(frozen=True)
+class Cluster(StepConfig):
+    """Weight clustering (tfmot ``cluster_weights``)."""
+
+    type: ClassVar[str] = "cluster"
+    clusters: int = 16
+    init: Literal["kmeans++", "linear", "density", "random"] = "kmeans++"
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if self.clusters < 2:
+            raise BadInputError(f"{where}.clusters: need at least 2 clusters, got {self.clusters}")
+
+
+@dataclass(frozen=True)
+class QAT(StepConfig):
+    """Quantization-aware training (tfmot); keeps sparsity/clusters of earlier steps."""
+
+    type: ClassVar[str] = "qat"
+    preserve: Literal["auto", "none", "sparsity", "clusters"] = "auto"
+
+
+@dataclass(frozen=True)
+class Distill(StepConfig):
+    """Train a smaller student from the model (the teacher) with knowledge distillation."""
+
+    type: ClassVar[str] = "distill"
+    width: float = 0.5  # student width multiplier on conv filters / dense units
+    alpha: float = 0.1  # weight of the hard-label loss
+    temperature: float = 4.0
+    compare_scratch: bool = True  # also train the student from scratch, for the report
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        _fraction(where, "width", self.width)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise BadInputError(f"{where}.alpha: must be in [0, 1], got {self.alpha}")
+        _positive(where, "temperature", self.temperature)
+
+
+STEP_TYPES: dict[str, type[StepConfig]] = {cls.type: cls for cls in (Prune, PruneNM, PruneStructured, Cluster, QAT,
+                                                                      Distill)}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "custom"
+    description: str = ""
+    seed: int = 0
+    fine_tune: FineTune = field(default_factory=FineTune)
+    steps: tuple[StepConfig, ...] = ()
+    targets: tuple[str, ...] = ()
+
+    def check(self) -> "Recipe":
+        self.fine_tune.check("fine_tune")
+        for index, step in enumerate(self.steps):
+            step.check(f"steps[{index}] ({step.type})")
+            if step.type == "qat" and index != len(self.steps) - 1:
+                raise BadInputError(f"steps[{index}] (qat): must be the last step (the model it makes is "
+                                    "fake-quantized and cannot be pruned or clustered further)")
+            if step.type == "distill" and index != 0:
+                raise BadInputError(f"steps[{index}] (distill): must be the first step (it replaces the model)")
+        if self.targets:
+            from targets import PROFILES
+
+            for name in self.targets:
+                if name not in PROFILES and name != "all":
+                    raise BadInputError(f"targets: unknown target '{name}' (valid: {', '.join(PROFILES)}, all)")
+        return self
+
+    def fine_tune_for(self, step: StepConfig) -> FineTune:
+        return step.fine_tune or self.fine_tune
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "seed": self.seed,
+                "fine_tune": dataclasses.asdict(self.fine_tune),
+                "steps": [{"type": s.type, **_plain(dataclasses.asdict(s))} for s in self.steps],
+                "targets": list(self.targets)}
+
+
+def _plain(data: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items() if v is not None}
+
+
+def _positive(where: str, key: str, value, *, allow_zero: bool = False) -> None:
+    if not (value >= 0 if allow_zero else value > 0):
+        raise BadInputError(f"{where}.{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _fraction(where: str, key: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise BadInputError(f"{where}.{key}: must be between 0 and 1 (exclusive), got {value}")
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _coerce(value: Any, annotation, where: str):
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            choices = ", ".join(str(a) for a in typing.get_args(annotation))
+            raise BadInputError(f"{where}: '{value}' is not one of: {choices}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise BadInputError(f"{where}: must be a list of names")
+        return tuple(value)
+    if annotation in ("FineTune | None", FineTune) or annotation == FineTune | None:
+        return _build(FineTune, value, where)
+    kinds = {"int": int, "float": (int, float), "str": str, "bool": bool}
+    expected = kinds.get(annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""))
+    if expected is not None:
+        if isinstance(value, bool) and expected is not bool:
+            raise BadInputError(f"{where}: must be a number, got {value!r}")
+        if not isinstance(value, expected):
+            raise BadInputError(f"{where}: must be {annotation if isinstance(annotation, str) else annotation.__name__}"
+                                f", got {type(value).__name__} {value!r}")
+        return float(value) if annotation in (float, "float") else value
+    return value
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise BadInputError(f"{where}: must be a mapping of keys, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields) - {"type"})
+    if unknown:
+        raise BadInputError(f"{where}: unknown key '{unknown[0]}' (valid: {', '.join(fields)})")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items() if k != "type"})
+
+
+def _step(data: Any, where: str) -> StepConfig:
+    if not isinstance(data, dict) or "type" not in data:
+        raise BadInputError(f"{where}: each step needs a 'type' (valid: {', '.join(STEP_TYPES)})")
+    kind = data["type"]
+    if kind not in STEP_TYPES:
+        raise BadInputError(f"{where}: unknown step type '{kind}' (valid: {', '.join(STEP_TYPES)})")
+    return _build(STEP_TYPES[kind], data, f"{where} ({kind})")
+
+
+def from_dict(data: Any) -> Recipe:
+    """Build and validate a recipe from plain data."""
+    if not isinstance(data, dict):
+        raise BadInputError(f"recipe: must be a mapping, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise BadInputError(f"recipe: unknown key '{unknown[0]}' (valid: {', '.join(sorted(fields))})")
+    steps = data.get("steps") or []
+    if not isinstance(steps, list):
+        raise BadInputError("recipe.steps: must be a list of steps")
+    kwargs = {k: v for k, v in data.items() if k not in ("steps", "fine_tune", "targets")}
+    hints = typing.get_type_hints(Recipe)
+    kwargs = {k: _coerce(v, hints[k], f"recipe.{k}") for k, v in kwargs.items()}
+    recipe = Recipe(
+        **kwargs,
+        fine_tune=_build(FineTune, data.get("fine_tune") or {}, "fine_tune"),
+        steps=tuple(_step(s, f"steps[{i}]") for i, s in enumerate(steps)),
+        targets=_coerce(data.get("targets") or [], tuple[str, ...], "targets"),
+    )
+    return recipe.check()
+
+
+def load_recipe(source) -> Recipe:
+    """A Recipe from a built-in name, a YAML file, a dict, or a Recipe.
+
+    Example:
+        >>> load_recipe("prune50-int8").steps[0].sparsity
+        0.5
+    """
+    if isinstance(source, Recipe):
+        return source.check()
+    if isinstance(source, dict):
+        return from_dict(source)
+    text = str(source)
+    if text in BUILTIN:
+        return from_dict(BUILTIN[text])
+    path = Path(text)
+    if not path.is_file():
+        raise BadInputError(f"unknown recipe '{text}': not a file, not a built-in (valid: {', '.join(BUILTIN)})")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return from_dict(data)
+
+
+BUILTIN: dict[str, dict] = {
+    "int8": {"name": "int8", "description": "Post-training int8 only: the model as it is, quantized per target",
+             "steps": [], "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
+    "prune50-int8": {"name": "prune50-int8",
+                     "description": "50 % magnitude pruning with fine-tuning, sparsity-preserving QAT, int8 targets",
+                     "fine_tune": {"epochs": 3},
+                     "steps": [{"type": "prune", "sparsity": 0.5}, {"type": "qat"}],
+                     "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
+    "structured50-int8": {"name": "structured50-int8",
+                          "description": "Remove 50 % of channels (fewer MACs on any runtime), fine-tune, int8 targets",
+                          "fine_tune": {"epochs": 5},
+                          "steps": [{"type": "prune_structured", "fraction": 0.5}],
+                          "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
+    "distill-int8": {"name": "distill-int8",
+                     "description": "Distil into a half-width student, then int8 targets",
+                     "fine_tune": {"epochs": 10, "learning_rate": 0.002},
+                     "steps": [{"type": "distill", "width": 0.5}],
+                     "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
+    "cluster16": {"name": "cluster16", "description": "16-cluster weight sharing (smaller gzip), fp16 and int8 targets",
+                  "fine_tune": {"epochs": 2},
+                  "steps": [{"type": "cluster", "clusters": 16}],
+                  "targets": ["tflite-fp16", "tflite-int8"]},
+    "mcu": {"name": "mcu", "description": "50 % pruning + QAT for a Cortex-M microcontroller (TFLite Micro, C array)",
+            "fine_tune": {"epochs": 3},
+            "steps": [{"type": "prune", "sparsity": 0.5}, {"type": "qat"}],
+            "targets": ["mcu"]},
+}

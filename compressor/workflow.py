@@ -1,0 +1,118 @@
+"""The whole job: compress → export every target → verify parity → benchmark → report.
+
+Output layout (one folder per run)::
+
+    OUT/
+      run.json            what ran, every step's record, every target's outcome (written last)
+      model.keras         the compressed float model (tf-keras)
+      <target>/           artifact, manifest.json (+ model_data.cc/.h for mcu)
+      results.json        benchmark results, the source of the reports
+      report.md  report.html  results.csv
+
+An existing OUT is never mixed with old results: it is refused, unless ``overwrite`` is
+given and OUT holds a previous run (a ``run.json``), which is then replaced. A folder that
+was not written by this tool is never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from compressor import atomic
+from compressor.errors import BadInputError, CompressorError
+
+RUN_FILE = "run.json"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    exported: list = field(default_factory=list)  # targets.ExportResult
+    failed: dict = field(default_factory=dict)  # target -> (exit code, message)
+    results: dict | None = None  # benchmark results document
+    compression: dict | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return max((code for code, _ in self.failed.values()), default=0)
+
+
+def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> None:
+    """Refuse an output folder that would mix runs, lose data or swallow an input."""
+    out = out_dir.resolve()
+    for path in inputs:
+        source = path.resolve()
+        if source == out or out in source.parents:
+            raise BadInputError(f"{out_dir}: the output folder is or contains the input {path}; choose another")
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"{out_dir}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise BadInputError(f"{out_dir}: exists and is not empty; choose a new folder or pass --overwrite")
+        if not (out / RUN_FILE).is_file():
+            raise BadInputError(f"{out_dir}: --overwrite only replaces a folder holding a previous run ({RUN_FILE}); "
+                                "this one does not, so it is left untouched")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInputError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
+
+
+def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: str, out_dir: str,
+        overwrite: bool = False, bench_config=None, rounds: int = 3, trust_model: bool = False,
+        progress: Progress = lambda message: None) -> RunOutcome:
+    """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
+    from benchmarks import reports
+    from benchmarks.harness import measure
+    from benchmarks.latency import LatencyConfig
+    from compressor.data import load_dataset
+    from compressor.pipeline import compress
+    from compressor.recipes import load_recipe
+    from targets import export, profiles_for
+
+    recipe = load_recipe(recipe)
+    out = Path(out_dir)
+    prepare_output(out, [Path(model_path)] + [Path(p) for p in (data, eval_data) if not str(p).startswith("sample:")],
+                   overwrite=overwrite)
+    outcome = RunOutcome(out)
+    progress(f"compress: recipe '{recipe.name}' ({len(recipe.steps)} step(s))")
+    result = compress(model_path, recipe, data=data, eval_data=eval_data, trust_model=trust_model,
+                      on_step=lambda i, kind: progress(f"compress: step {i + 1}/{len(recipe.steps)} {kind}"))
+    outcome.compression = result.to_dict()
+    model = result.model
+    with atomic.atomic_path(out / "model.keras") as tmp:
+        model.save(tmp)
+    shape = tuple(model.inputs[0].shape)[1:]
+    train, test = load_dataset(data, input_shape=shape), load_dataset(eval_data, input_shape=shape)
+    names = targets or list(recipe.targets)
+    if not names:
+        raise BadInputError("no target: give --target (or a recipe with targets)")
+    names = profiles_for(model) if "all" in names else list(dict.fromkeys(names))
+    for index, name in enumerate(names):
+        progress(f"export: {name} ({index + 1}/{len(names)})")
+        try:
+            outcome.exported.append(export(model, name, out_dir=out, calibration=train, validation=test,
+                                           source_path=model_path, recipe=outcome.compression, seed=recipe.seed))
+        except CompressorError as exc:
+            outcome.failed[name] = (exc.exit_code, str(exc))
+            progress(f"export: {name} FAILED: {exc}")
+    if outcome.exported:
+        progress(f"benchmark: {len(outcome.exported)} artifact(s) and the float source, each in its own process")
+        outcome.results = measure([r.folder for r in outcome.exported], eval_data=test, source=model_path,
+                                  config=bench_config or LatencyConfig(), rounds=rounds, trust_model=trust_model)
+        reports.write_reports(outcome.results, out)
+    summary = {"model": str(model_path), "recipe": recipe.to_dict(), "targets": names,
+               "exported": [r.target for r in outcome.exported],
+               "failed": {k: {"exit_code": c, "error": m} for k, (c, m) in outcome.failed.items()},
+               "compression": outcome.compression}
+    atomic.write_text(out / RUN_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    return outcome
