@@ -267,7 +267,7 @@ def load_recipe(source) -> Recipe:
     """
     if isinstance(source, Recipe):
         return source.check()
-    if isinstance(source, dict):
+    if not isinstance(source, (str, Path)):
         return from_dict(source)
     text = str(source)
     if text in BUILTIN:

@@ -16,7 +16,9 @@ def outputs_probabilities(model) -> bool:
     while hasattr(last, "layers") and last.layers:  # a nested model or a tfmot wrapper
         last = last.layers[-1]
     inner = getattr(last, "layer", last)
-    return isinstance(inner, tfk.layers.Softmax) or getattr(inner, "activation", None) is tfk.activations.softmax
+    activation = getattr(inner, "activation", None)
+    activation = getattr(activation, "activation", activation)  # QAT wraps activations too
+    return isinstance(inner, tfk.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
 
 
 def loss_for(model):

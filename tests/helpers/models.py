@@ -99,3 +99,34 @@ def trained_tiny_cnn(epochs: int = 15):
     train = sample_data.load("digits-8", "train")
     model.fit(train.x, train.y, epochs=epochs, batch_size=32, verbose=0)
     return model
+
+
+def residual_cnn(seed: int = 5):
+    """Conv-BN-ReLU → Conv-BN, added to the first branch (a residual Add), → GAP → Dense."""
+    keras_env.set_seed(seed)
+    tfk = keras_env.tf_keras()
+    L = tfk.layers
+    inp = tfk.Input((8, 8, 3), name="image")
+    a = L.Conv2D(16, 3, padding="same", name="conv1")(inp)
+    a = L.BatchNormalization(name="bn1")(a)
+    a = L.ReLU(name="relu1")(a)
+    b = L.Conv2D(16, 3, padding="same", name="conv2")(a)
+    b = L.BatchNormalization(name="bn2")(b)
+    x = L.Add(name="add")([a, b])
+    x = L.ReLU(name="relu2")(x)
+    d = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.Conv2D(12, 1, name="project")(d)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(10, activation="softmax", name="classes")(x)
+    return tfk.Model(inp, out, name="residual_cnn")
+
+
+def two_conv_cnn(seed: int = 6):
+    """A small CNN whose second conv and dense have input widths divisible by 4 (for 2:4 sparsity)."""
+    keras_env.set_seed(seed)
+    tfk = keras_env.tf_keras()
+    L = tfk.layers
+    return tfk.Sequential([
+        tfk.Input((8, 8, 1)), L.Conv2D(8, 3, padding="same", activation="relu", name="conv1"),
+        L.Conv2D(8, 3, padding="same", activation="relu", name="conv2"), L.Flatten(name="flatten"),
+        L.Dense(10, activation="softmax", name="classes")], name="two_conv")
