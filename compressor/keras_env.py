@@ -50,7 +50,9 @@ def quiet_native():
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
             os.dup2(devnull.fileno(), 2)
-        yield
+            # Python-level writers too (progress bars of NNCF, when sys.stdout is not fd 1)
+            with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+                yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

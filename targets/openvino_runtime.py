@@ -84,10 +84,15 @@ class OpenVINORunner:
         self.outputs = [_info(p) for p in self._compiled.outputs]
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
+        import openvino as ov
+
         x = np.ascontiguousarray(x, dtype=self.inputs[0].dtype)
-        result = self._request.infer({0: x}, share_inputs=True, share_outputs=True)
-        # shared outputs are overwritten by the next request: copy them out
-        return [np.array(result[port], dtype=np.float32, copy=True) for port in self._compiled.outputs]
+        # bind the input without a copy and read outputs from the request's own tensors: the
+        # dict-based infer() costs tens of microseconds more per call, which small models feel
+        self._request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        self._request.infer()
+        return [np.array(self._request.get_output_tensor(i).data, dtype=np.float32, copy=True)
+                for i in range(len(self.outputs))]
 
     def close(self) -> None:
         self._request = None

@@ -88,11 +88,20 @@ def test_targets_lists_every_profile(capsys):
     assert [p["name"] for p in json.loads(out)] == list(PROFILES)
 
 
-def test_demo_runs_on_the_sample_model(capsys):
-    code, out, _ = _run_main(["demo", "--json"], capsys)
+def test_demo_runs_the_whole_job_on_the_sample_model(tmp_path, capsys):
+    from targets import PROFILES
+
+    out = tmp_path / "demo"
+    code, text, _ = _run_main(["demo", "-o", str(out), "--rounds", "1", "--min-seconds", "0", "--json"], capsys)
     assert code == 0
-    data = json.loads(out)
-    assert data["macs"] == 541_440 and data["test_accuracy"] > 0.9
+    data = json.loads(text)
+    assert sorted(data["exported"]) == sorted(PROFILES) and data["failed"] == {}
+    baseline, step = data["compression"]["baseline"], data["compression"]["steps"][0]
+    assert baseline["macs"] == 541_440 and step["macs"] < 0.5 * baseline["macs"]
+    rows = {r["name"]: r for r in data["results"]["results"]}
+    assert rows["float (TensorFlow)"]["accuracy"]["top1"] > 0.9
+    assert all(abs(rows[t]["accuracy_drop_pp"]["top1"]) < 3 for t in PROFILES)
+    assert (out / "report.html").is_file() and (out / "mcu" / "model_data.cc").is_file()
 
 
 def test_console_script_in_a_subprocess(mnist_cnn_file):

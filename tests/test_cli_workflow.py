@@ -1,0 +1,205 @@
+"""The end-to-end commands: compress, export, bench, report, embed, recipes; output folders; exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compressor.cli import main
+from targets import embedding
+
+FAST_BENCH = ["--rounds", "1", "--min-seconds", "0"]
+
+
+def _run(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_cnn, digits8):
+    folder = tmp_path_factory.mktemp("cli")
+    tiny_cnn.save(folder / "tiny.keras")
+    train, test = digits8
+    np.savez(folder / "train.npz", x=train.x, y=train.y)
+    np.savez(folder / "test.npz", x=test.x, y=test.y)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def compressed(files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    args = ["compress", str(files / "tiny.keras"), "-r", "structured50-int8", "-t", "tflite-int8", "-t", "onnx-int8",
+            "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out), *FAST_BENCH]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 0
+    return out
+
+
+def test_compress_writes_the_documented_layout(compressed):
+    names = sorted(p.name for p in compressed.iterdir())
+    assert names == ["model.keras", "onnx-int8", "report.html", "report.md", "results.csv", "results.json", "run.json",
+                     "tflite-int8"]
+    for target, artifact in (("tflite-int8", "model.tflite"), ("onnx-int8", "model.onnx")):
+        manifest = json.loads((compressed / target / "manifest.json").read_text())
+        assert (compressed / target / artifact).is_file() and manifest["parity"]["passed"]
+        assert manifest["recipe"]["recipe"]["name"] == "structured50-int8"
+        assert manifest["recipe"]["steps"][0]["macs"] < manifest["recipe"]["baseline"]["macs"]
+    results = json.loads((compressed / "results.json").read_text())
+    assert {r["name"] for r in results["results"]} == {"float (TensorFlow)", "tflite-int8", "onnx-int8"}
+    run = json.loads((compressed / "run.json").read_text())
+    assert run["exported"] == ["tflite-int8", "onnx-int8"] and run["failed"] == {}
+    assert "| tflite-int8 |" in (compressed / "report.md").read_text()
+
+
+def test_existing_output_folder_is_refused_then_replaced_with_overwrite(compressed, files, capsys):
+    args = ["compress", str(files / "tiny.keras"), "-t", "tflite-fp32", "--data", str(files / "train.npz"),
+            "--eval-data", str(files / "test.npz"), "-o", str(compressed), *FAST_BENCH]
+    code, _, err = _run(args, capsys)
+    assert code == 3 and "exists and is not empty" in err
+    assert (compressed / "onnx-int8").is_dir(), "a refused run touches nothing"
+
+
+def test_overwrite_never_deletes_a_foreign_folder(files, tmp_path, capsys):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    args = ["compress", str(files / "tiny.keras"), "-t", "tflite-fp32", "--data", str(files / "train.npz"),
+            "--eval-data", str(files / "test.npz"), "-o", str(foreign), "--overwrite", *FAST_BENCH]
+    code, _, err = _run(args, capsys)
+    assert code == 3 and "left untouched" in err
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_output_folder_containing_the_input_is_refused(files, capsys):
+    args = ["compress", str(files / "tiny.keras"), "-t", "tflite-fp32", "--data", str(files / "train.npz"),
+            "--eval-data", str(files / "test.npz"), "-o", str(files)]
+    code, _, err = _run(args, capsys)
+    assert code == 3 and "contains the input" in err
+
+
+def test_unwritable_output_folder(files, tmp_path, capsys):
+    if os.geteuid() == 0:
+        target = Path("/proc/compressor-out")  # even root cannot create folders here
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "out"
+    args = ["compress", str(files / "tiny.keras"), "-t", "tflite-fp32", "--data", str(files / "train.npz"),
+            "--eval-data", str(files / "test.npz"), "-o", str(target)]
+    code, _, err = _run(args, capsys)
+    assert code == 3 and "cannot write there" in err
+
+
+def test_bench_and_report_regenerate_every_format(compressed, files, tmp_path, capsys):
+    code, out, _ = _run(["bench", str(compressed), "--eval-data", str(files / "test.npz"), "--source",
+                         str(files / "tiny.keras"), "-o", str(tmp_path), "--rounds", "1", "--min-seconds", "0",
+                         "--json"], capsys)
+    assert code == 0 and len(json.loads(out)["results"]) == 3
+    for fmt in ("md", "csv", "html", "json"):
+        code, text, _ = _run(["report", str(tmp_path / "results.json"), "--format", fmt], capsys)
+        assert code == 0 and "tflite-int8" in text
+    code, _, _ = _run(["report", str(tmp_path / "results.json"), "-f", "html", "-o", str(tmp_path / "r.html")],
+                      capsys)
+    assert code == 0 and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_bench_refuses_a_tampered_artifact(compressed, files, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(compressed / "tflite-int8", copy)
+    data = bytearray((copy / "model.tflite").read_bytes())
+    data[100] ^= 0xFF
+    (copy / "model.tflite").write_bytes(bytes(data))
+    code, _, err = _run(["bench", str(copy), "--eval-data", str(files / "test.npz")], capsys)
+    assert code == 3 and "does not match the manifest" in err
+
+
+def test_export_command_and_parity_failure_exit_code(files, tmp_path, capsys):
+    code, out, _ = _run(["export", str(files / "tiny.keras"), "-t", "openvino-fp16", "--data",
+                         str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(tmp_path / "e"),
+                         "--json"], capsys)
+    assert code == 0 and json.loads(out)[0]["details"]["weights"] == "fp16"
+    scaled = tmp_path / "scaled.npz"
+    with np.load(files / "train.npz") as data:
+        np.savez(scaled, x=data["x"] * 0.01, y=data["y"])  # calibration on the wrong scale
+    code, _, err = _run(["export", str(files / "tiny.keras"), "-t", "tflite-int8", "--data", str(scaled),
+                         "--eval-data", str(files / "test.npz"), "-o", str(tmp_path / "p")], capsys)
+    assert code == 5 and "parity check failed" in err
+    assert not (tmp_path / "p" / "tflite-int8").exists()
+
+
+def test_conversion_failure_exit_code(files, tmp_path, capsys):
+    from compressor import keras_env
+
+    tfk = keras_env.tf_keras()
+    model = tfk.Sequential([tfk.Input((6,), dtype="int32"), tfk.layers.Embedding(10, 4), tfk.layers.LSTM(4),
+                            tfk.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "lstm.keras")
+    np.savez(tmp_path / "tokens.npz", x=np.ones((20, 6), np.int32), y=np.zeros(20, np.int64))
+    code, _, err = _run(["export", str(tmp_path / "lstm.keras"), "-t", "mcu", "--data", str(tmp_path / "tokens.npz"),
+                         "-o", str(tmp_path / "o")], capsys)
+    assert code == 4 and "mcu: cannot take model" in err and "LSTM" in err
+
+
+def test_embed_writes_an_array_equal_to_the_artifact(compressed, tmp_path, capsys):
+    code, out, _ = _run(["embed", str(compressed / "tflite-int8"), "-o", str(tmp_path)], capsys)
+    assert code == 0
+    source = (tmp_path / "model_data.cc").read_text()
+    assert embedding.bytes_from_c_source(source) == (compressed / "tflite-int8" / "model.tflite").read_bytes()
+
+
+def test_recipes_command_lists_builtins(capsys):
+    code, out, _ = _run(["recipes", "--json"], capsys)
+    names = [r["name"] for r in json.loads(out)]
+    assert code == 0 and {"int8", "prune50-int8", "structured50-int8", "distill-int8", "mcu"} <= set(names)
+
+
+def test_unknown_target_and_recipe_exit_code(files, tmp_path, capsys):
+    code, _, err = _run(["compress", str(files / "tiny.keras"), "-r", "nope", "--data", str(files / "train.npz"),
+                         "--eval-data", str(files / "test.npz"), "-o", str(tmp_path / "x")], capsys)
+    assert code == 3 and "unknown recipe 'nope'" in err
+    code, _, err = _run(["export", str(files / "tiny.keras"), "-t", "tpu9000", "--data", str(files / "train.npz"),
+                         "-o", str(tmp_path / "y")], capsys)
+    assert code == 3 and "unknown target 'tpu9000'" in err
+
+
+def test_internal_error_exit_code_and_traceback_only_with_verbose(monkeypatch, capsys):
+    import compressor.inspection
+
+    def boom(model):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(compressor.inspection, "inspect_model", boom)
+    from tests.helpers import models
+
+    code, _, err = _run(["inspect", str(Path(__file__))], capsys)  # unknown format: a user error first
+    assert code == 3
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / "compressor-internal-test.keras"
+    models.tf_keras_mnist_cnn().save(path)
+    code, _, err = _run(["inspect", str(path)], capsys)
+    assert code == 1 and "Internal error: RuntimeError: simulated bug" in err and "Traceback" not in err
+    with pytest.raises(RuntimeError):
+        main(["-v", "inspect", str(path)])
+    path.unlink()
+
+
+def test_compress_in_a_subprocess_with_the_console_script(files, tmp_path):
+    script = Path(sys.executable).with_name("compressor")
+    out = tmp_path / "sub"
+    result = subprocess.run([script, "compress", str(files / "tiny.keras"), "-r", "int8", "-t", "tflite-dynamic-int8",
+                             "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out),
+                             *FAST_BENCH], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "export: tflite-dynamic-int8" in result.stderr and "Summary" in result.stdout
+    assert (out / "tflite-dynamic-int8" / "model.tflite").is_file()
+    quiet = subprocess.run([script, "-q", "recipes"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr == ""
