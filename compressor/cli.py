@@ -383,6 +383,12 @@ def targets(as_json: bool) -> None:
         views.print_targets(PROFILES.values())
 
 
+def _printable(exc: BaseException) -> str:
+    """The message on one line, with bytes from damaged files escaped rather than crashing the print."""
+    text = " ".join(str(exc).split("\n"))
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def main(argv=None) -> None:
     """Console-script entry point: run the CLI and map typed errors to exit codes."""
     verbose = any(arg in ("-v", "--verbose") or arg.startswith("-vv") for arg in (argv or sys.argv[1:]))
@@ -399,7 +405,7 @@ def main(argv=None) -> None:
     except CompressorError as exc:
         if verbose:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {_printable(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -407,6 +413,7 @@ def main(argv=None) -> None:
     except Exception as exc:  # a bug: say so, in one line unless -v
         if verbose:
             raise
-        click.echo(f"Internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
+        click.echo(f"Internal error: {type(exc).__name__}: {_printable(exc)} (run with -v for the traceback)",
+                   err=True)
         sys.exit(1)
     sys.exit(0)

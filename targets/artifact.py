@@ -44,8 +44,16 @@ def open_artifact(path: str | Path) -> Artifact:
 
 
 def find_artifacts(root: str | Path) -> list[Path]:
-    """Every artifact folder (one holding a manifest) directly under ``root`` or ``root`` itself."""
+    """Every artifact folder (one holding a manifest): ``root`` itself, or those directly under it."""
+    from compressor.errors import BadInputError
+
     root = Path(root)
-    if (root / manifests.MANIFEST_NAME).is_file():
-        return [root]
-    return sorted(p.parent for p in root.glob(f"*/{manifests.MANIFEST_NAME}"))
+    if not root.exists():
+        raise BadInputError(f"{root}: no such file or directory")
+    folder = root if root.is_dir() else root.parent
+    if (folder / manifests.MANIFEST_NAME).is_file():
+        return [folder]
+    found = sorted(p.parent for p in root.glob(f"*/{manifests.MANIFEST_NAME}")) if root.is_dir() else []
+    if not found:
+        raise BadInputError(f"{root}: not an artifact or output folder (no {manifests.MANIFEST_NAME} in or under it)")
+    return found

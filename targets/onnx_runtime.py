@@ -38,7 +38,10 @@ def convert_keras(model, destination: Path) -> None:
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
     except Exception as exc:
         raise ConversionError(f"ONNX conversion failed: {_one_line(exc)}") from None
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise ConversionError(f"ONNX conversion produced an invalid model: {_one_line(exc)}") from None
     onnx.save_model(proto, str(destination))
 
 

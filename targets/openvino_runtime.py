@@ -21,7 +21,11 @@ ARTIFACT_NAME = "model.xml"
 
 
 def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
+    """The informative line of an OpenVINO error (its first line is often only a source location)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    for line in lines:
+        if "no conversion rule found" in line.lower():
+            return line.lstrip("- ")[:300]
     return lines[0][:200] if lines else type(exc).__name__
 
 
