@@ -383,19 +383,38 @@ def targets(as_json: bool) -> None:
         views.print_targets(PROFILES.values())
 
 
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _printable(exc: BaseException) -> str:
     """The message on one line, with bytes from damaged files escaped rather than crashing the print."""
     text = " ".join(str(exc).split("\n"))
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+_terminated = []
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so that half-written outputs are cleaned up on the way out."""
+    _terminated.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> None:
     """Console-script entry point: run the CLI and map typed errors to exit codes."""
+    import signal
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, _terminate)
     verbose = any(arg in ("-v", "--verbose") or arg.startswith("-vv") for arg in (argv or sys.argv[1:]))
     try:
         cli.main(args=argv, prog_name="compressor", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        click.echo("Interrupted; nothing half-written was left behind.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -403,14 +422,20 @@ def main(argv=None) -> None:
     except SystemExit:
         raise
     except CompressorError as exc:
+        if _terminated:
+            click.echo("Interrupted; nothing half-written was left behind.", err=True)
+            sys.exit(130)
         if verbose:
             raise
         click.echo(f"Error: {_printable(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        click.echo("Interrupted; nothing half-written was left behind.", err=True)
         sys.exit(130)
     except Exception as exc:  # a bug: say so, in one line unless -v
+        if _terminated:  # the interrupt surfaced inside a library as another error
+            click.echo("Interrupted; nothing half-written was left behind.", err=True)
+            sys.exit(130)
         if verbose:
             raise
         click.echo(f"Internal error: {type(exc).__name__}: {_printable(exc)} (run with -v for the traceback)",

@@ -88,6 +88,9 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     result = compress(model_path, recipe, data=data, eval_data=eval_data, trust_model=trust_model,
                       on_step=lambda i, kind: progress(f"compress: step {i + 1}/{len(recipe.steps)} {kind}"))
     outcome.compression = result.to_dict()
+    # manifests carry what was done, not how long it took: same inputs, byte-identical manifests
+    provenance = {**outcome.compression,
+                  "steps": [{k: v for k, v in step.items() if k != "seconds"} for step in outcome.compression["steps"]]}
     model = result.model
     with atomic.atomic_path(out / "model.keras") as tmp:
         model.save(tmp)
@@ -101,7 +104,7 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
         progress(f"export: {name} ({index + 1}/{len(names)})")
         try:
             outcome.exported.append(export(model, name, out_dir=out, calibration=train, validation=test,
-                                           source_path=model_path, recipe=outcome.compression, seed=recipe.seed))
+                                           source_path=model_path, recipe=provenance, seed=recipe.seed))
         except CompressorError as exc:
             outcome.failed[name] = (exc.exit_code, str(exc))
             progress(f"export: {name} FAILED: {exc}")

@@ -139,8 +139,11 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}.", suffix=".partial", dir=final.parent))
     try:
-        result = _export_into(staging, model, profile, calibration_set, validation.take(validation_samples),
-                              source_path, recipe, threads)
+        try:
+            result = _export_into(staging, model, profile, calibration_set, validation.take(validation_samples),
+                                  source_path, recipe, threads)
+        except OSError as exc:  # a full disk, a vanished folder: say so, leave nothing half-written
+            raise BadInputError(f"{final}: cannot write the artifact ({exc.strerror or exc})") from None
         if final.exists():
             shutil.rmtree(final)
         staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared

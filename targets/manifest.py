@@ -80,7 +80,28 @@ def read(folder_or_file: str | Path) -> tuple[Path, dict]:
         raise BadInputError(f"{manifest_path}: corrupt manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
         raise BadInputError(f"{manifest_path}: unsupported manifest schema (expected version {SCHEMA_VERSION})")
+    _check_fields(manifest, manifest_path)
     return folder, manifest
+
+
+def _is_file_record(record) -> bool:
+    return (isinstance(record, dict) and isinstance(record.get("file"), str) and isinstance(record.get("sha256"), str)
+            and Path(record["file"]).name == record["file"] and record["file"] not in ("", ".", ".."))
+
+
+def _check_fields(manifest: dict, path: Path) -> None:
+    """A manifest names files only inside its own folder, with their digests, and a known runtime."""
+    from targets.runtime import RUNTIME_MODULES
+
+    for key in ("target", "runtime", "precision"):
+        if not isinstance(manifest.get(key), str):
+            raise BadInputError(f"{path}: manifest field '{key}' is missing or not text")
+    if manifest["runtime"] not in RUNTIME_MODULES:
+        raise BadInputError(f"{path}: unknown runtime '{manifest['runtime']}' (valid: {', '.join(RUNTIME_MODULES)})")
+    extra = manifest.get("extra_files", [])
+    if not _is_file_record(manifest.get("artifact")) or not isinstance(extra, list) or \
+            not all(_is_file_record(r) for r in extra):
+        raise BadInputError(f"{path}: manifest file records must name a file in the artifact's folder and its sha256")
 
 
 def verify_artifact(folder: Path, manifest: dict) -> Path:

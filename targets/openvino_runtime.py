@@ -29,6 +29,14 @@ def _one_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
+def _without_paths(ov_model, name: str):
+    """Drop the temporary conversion path the IR would record: same inputs, same bytes (and no
+    machine paths inside a shipped artifact)."""
+    if ov_model.has_rt_info(["conversion_parameters", "input_model"]):
+        ov_model.set_rt_info(name, ["conversion_parameters", "input_model"])
+    return ov_model
+
+
 def convert(model, workdir: Path):
     """The OpenVINO model for a tf-keras ``model`` (via a temporary SavedModel) or an ONNX model."""
     import openvino as ov
@@ -39,7 +47,7 @@ def convert(model, workdir: Path):
         inline = workdir / "source.onnx"
         onnx.save_model(model.proto, str(inline))
         try:
-            return ov.convert_model(str(inline))
+            return _without_paths(ov.convert_model(str(inline)), model.path.name)
         except Exception as exc:
             raise ConversionError(f"OpenVINO conversion of {model.path} failed: {_one_line(exc)}") from None
         finally:
@@ -48,7 +56,7 @@ def convert(model, workdir: Path):
     try:
         with keras_env.quiet_native():
             keras_env.tf().saved_model.save(model, str(saved))
-            return ov.convert_model(str(saved))
+            return _without_paths(ov.convert_model(str(saved)), "saved_model")
     except Exception as exc:
         raise ConversionError(f"OpenVINO conversion failed: {_one_line(exc)}") from None
     finally:

@@ -1,0 +1,36 @@
+"""The same model, data, recipe and seed give byte-identical artifacts and manifests."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+TARGETS = ["tflite-int8", "mcu", "onnx-int8", "openvino-int8"]
+
+
+def test_two_runs_give_byte_identical_artifacts(tmp_path, tiny_cnn, digits8):
+    model = tmp_path / "tiny.keras"
+    tiny_cnn.save(model)
+    train, test = digits8
+    np.savez(tmp_path / "train.npz", x=train.x, y=train.y)
+    np.savez(tmp_path / "test.npz", x=test.x, y=test.y)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("seed: 7\nfine_tune: {epochs: 1}\nsteps: [{type: prune, sparsity: 0.5}]\n")
+    script = Path(sys.executable).with_name("compressor")
+    outs = []
+    for run in ("a", "b"):  # two processes, as a user re-running the command would
+        out = tmp_path / run
+        command = [script, "compress", str(model), "-r", str(recipe), "--data", str(tmp_path / "train.npz"),
+                   "--eval-data", str(tmp_path / "test.npz"), "-o", str(out), "--rounds", "1", "--min-seconds", "0"]
+        for target in TARGETS:
+            command += ["-t", target]
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-1500:]
+        outs.append(out)
+    for target in TARGETS:
+        first = sorted((p.name, p.read_bytes()) for p in (outs[0] / target).iterdir())
+        second = sorted((p.name, p.read_bytes()) for p in (outs[1] / target).iterdir())
+        assert [name for name, _ in first] == [name for name, _ in second]
+        for (name, a), (_, b) in zip(first, second):
+            assert a == b, f"{target}/{name} differs between two identical runs"
