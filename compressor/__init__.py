@@ -23,9 +23,17 @@ __all__ = [
     "UnsafeModelError",
     "UnsupportedModelError",
     "__version__",
+    "compress",
     "inspect_model",
     "load_model",
 ]
+
+
+def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False, on_step=None):
+    """See :func:`compressor.pipeline.compress`."""
+    from compressor.pipeline import compress as _compress
+
+    return _compress(model, recipe, data=data, eval_data=eval_data, trust_model=trust_model, on_step=on_step)
 
 
 def load_model(model, *, trust_model: bool = False, verify_bridge: bool = True):

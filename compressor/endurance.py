@@ -45,7 +45,7 @@ def run(models: int, targets: list[str]) -> list[float]:
             result = compress(model, recipe, data=train)
             for target in targets:
                 export(result.model, target, out_dir=work / str(index), calibration=train, validation=test)
-            shutil.rmtree(work / str(index))
+            shutil.rmtree(work / str(index), ignore_errors=True)
             del model, result
             tfk.backend.clear_session()
             gc.collect()

@@ -41,10 +41,12 @@ def _read_keras_archive(path: Path) -> tuple[dict, str]:
                 raise BadInputError(f"{path}: not a Keras archive (no config.json inside)")
             config = json.loads(archive.read("config.json"))
             meta = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except BadInputError:
+        raise
+    except Exception as exc:  # zipfile raises many types (BadZipFile, EOFError, NotImplementedError...)
         raise BadInputError(f"{path}: corrupt or truncated .keras archive ({_one_line(exc)})") from None
-    if not isinstance(config, dict):
-        raise BadInputError(f"{path}: corrupt .keras archive (config.json is not an object)")
+    if not isinstance(config, dict) or not isinstance(meta, dict):
+        raise BadInputError(f"{path}: corrupt .keras archive (config.json or metadata.json is not an object)")
     return config, str(meta.get("keras_version", ""))
 
 
@@ -70,16 +72,19 @@ def _read_h5_config(path: Path) -> tuple[dict, str]:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
             version = handle.attrs.get("keras_version", "")
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # h5py raises OSError, ValueError, KeyError... for damaged files
         raise BadInputError(f"{path}: corrupt or truncated HDF5 file ({_one_line(exc)})") from None
     if raw is None:
         raise BadInputError(f"{path}: HDF5 file holds no model config (weights-only file?)")
     raw = raw.decode() if isinstance(raw, bytes) else raw
     version = version.decode() if isinstance(version, bytes) else str(version)
     try:
-        return json.loads(raw), version
-    except ValueError as exc:
+        config = json.loads(raw)
+    except (ValueError, TypeError) as exc:
         raise BadInputError(f"{path}: corrupt model config in HDF5 file ({_one_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise BadInputError(f"{path}: corrupt model config in HDF5 file (not an object)")
+    return config, version
 
 
 def _load_h5(path: Path, trust_model: bool):

@@ -220,7 +220,7 @@ def _build(cls, data: Any, where: str):
         raise BadInputError(f"{where}: must be a mapping of keys, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields) - {"type"})
+    unknown = sorted(str(k) for k in data if k not in fields and k != "type")
     if unknown:
         raise BadInputError(f"{where}: unknown key '{unknown[0]}' (valid: {', '.join(fields)})")
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items() if k != "type"})
@@ -230,7 +230,7 @@ def _step(data: Any, where: str) -> StepConfig:
     if not isinstance(data, dict) or "type" not in data:
         raise BadInputError(f"{where}: each step needs a 'type' (valid: {', '.join(STEP_TYPES)})")
     kind = data["type"]
-    if kind not in STEP_TYPES:
+    if not isinstance(kind, str) or kind not in STEP_TYPES:
         raise BadInputError(f"{where}: unknown step type '{kind}' (valid: {', '.join(STEP_TYPES)})")
     return _build(STEP_TYPES[kind], data, f"{where} ({kind})")
 
@@ -240,7 +240,7 @@ def from_dict(data: Any) -> Recipe:
     if not isinstance(data, dict):
         raise BadInputError(f"recipe: must be a mapping, got {type(data).__name__}")
     fields = {f.name for f in dataclasses.fields(Recipe)}
-    unknown = sorted(set(data) - fields)
+    unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         raise BadInputError(f"recipe: unknown key '{unknown[0]}' (valid: {', '.join(sorted(fields))})")
     steps = data.get("steps") or []
