@@ -50,8 +50,9 @@ def quiet_native():
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
             os.dup2(devnull.fileno(), 2)
-            # Python-level writers too (progress bars of NNCF, when sys.stdout is not fd 1)
-            with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+            # Python-level stdout too (NNCF's progress bars, when sys.stdout is not fd 1). Not
+            # stderr: a logging handler created meanwhile would keep the closed file.
+            with contextlib.redirect_stdout(devnull):
                 yield
     finally:
         sys.stdout.flush()
