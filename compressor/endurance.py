@@ -4,8 +4,9 @@ Usage: python -m compressor.endurance [--models 20] [--targets tflite-int8 onnx-
 
 Prints the process's resident memory after each model. Each iteration builds a fresh
 model, prunes it with fine-tuning, exports it to every target (parity checked), then
-releases what a long-lived process must release: runners are closed by ``export``;
-the Keras session is cleared here, as a service would between jobs.
+releases what a long-lived process must release: runners are closed by ``export``,
+``compress`` drops the graphs its training traced (see ``keras_env.releasing_graphs``),
+and the Keras session is cleared here, as a service would between jobs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def run(models: int, targets: list[str]) -> list[float]:
             model = tfk.Sequential([tfk.Input((8, 8, 1)), tfk.layers.Conv2D(8, 3, activation="relu"),
                                     tfk.layers.Flatten(), tfk.layers.Dense(10, activation="softmax")])
             model.compile("adam", "sparse_categorical_crossentropy")
-            model.fit(train.x, train.y, epochs=3, verbose=0)
+            with keras_env.releasing_graphs():  # the caller's own training: see releasing_graphs
+                model.fit(train.x, train.y, epochs=3, verbose=0)
             result = compress(model, recipe, data=train)
             for target in targets:
                 export(result.model, target, out_dir=work / str(index), calibration=train, validation=test)

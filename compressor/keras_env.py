@@ -93,3 +93,30 @@ def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow ops deterministic."""
     tf_keras().utils.set_random_seed(seed)
     tf().config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def releasing_graphs():
+    """Let the graphs traced inside the block be freed once nothing else holds them.
+
+    Every traced ``fit`` registers a ``CustomGradient-N`` entry in TensorFlow's global
+    gradient registry (``ReplicaContext.all_reduce`` uses ``tf.custom_gradient``); its
+    closure pins the whole training graph, so a process that compresses model after
+    model grows by megabytes per model even after ``clear_session`` (tensorflow#97697,
+    tf-keras PR 898). The gradient is only looked up while the training step is being
+    traced, so the entries added inside the block are dropped on the way out. Tracing
+    in another thread at the same moment could lose its entry: do not run compression
+    concurrently with other TensorFlow training in one process.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    if not isinstance(registry, dict):  # a TensorFlow that keeps it elsewhere: nothing to release
+        yield
+        return
+    before = set(registry)
+    try:
+        yield
+    finally:
+        for name in [name for name in registry if name not in before and name.startswith("CustomGradient-")]:
+            registry.pop(name, None)

@@ -131,6 +131,11 @@ def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False,
         >>> result = compress("model.keras", "prune50-int8", data="train.npz", eval_data="test.npz")
         >>> result.steps[0].details["layer_sparsity"]
     """
+    with keras_env.releasing_graphs():
+        return _compress(model, recipe, data, eval_data, trust_model, on_step)
+
+
+def _compress(model, recipe, data, eval_data, trust_model, on_step) -> CompressResult:
     from compressor.loading import load_model
 
     recipe = load_recipe(recipe)
