@@ -97,8 +97,11 @@ for _profile in (
                   FP32),
     TargetProfile("openvino-fp16", "OpenVINO IR with float16-compressed weights", "Intel CPU/GPU", "openvino", "fp16",
                   FP16),
+    # overflow_fix "enable" (7-bit weights in every layer, NNCF's default does the first only):
+    # the same int16 saturation without VNNI; measured on the MobileNetV2 sample model,
+    # top-1 agreement 97.6 % (accuracy -0.89 pt) with NNCF's default, 99.3 % (-0.44 pt) with it.
     TargetProfile("openvino-int8", "OpenVINO IR int8 quantized with NNCF, for Intel CPUs", "Intel CPU", "openvino",
-                  "int8", INT8),
+                  "int8", INT8, options={"overflow_fix": "enable"}),
 ):
     register(_profile)
 

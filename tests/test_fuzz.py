@@ -22,7 +22,7 @@ FOLDER = Path(tempfile.mkdtemp(prefix="compressor-fuzz-"))
 def _seed_files():
     from tests.helpers import models
 
-    model = models.tf_keras_mnist_cnn()
+    model = models.residual_cnn()  # small (a few thousand weights): mutations land in structure, loads are quick
     small = models.keras3_sequential()
     files = {"keras": FOLDER / "seed.keras", "h5": FOLDER / "seed.h5", "k3": FOLDER / "seed3.keras"}
     model.save(files["keras"])
