@@ -1,12 +1,18 @@
 """Check the harness against OpenVINO's own ``benchmark_app`` on the same IR.
 
-Usage: python -m benchmarks.fidelity ARTIFACT_FOLDER [--threads 1] [--seconds 3]
+Usage: python -m benchmarks.fidelity ARTIFACT_FOLDER... [--threads 1] [--seconds 2] [--rounds 5]
 
-Both measure batch-1 synchronous latency on one stream with the same thread count; the
-script prints both medians and exits 1 if they differ by more than 10 %. benchmark_app
-reports the runtime's own timing of each request, the harness the wall time of a
-Python call (input binding and output copy included), so for models of a few tens of
-microseconds the harness is slower by the Python binding's fixed cost.
+Both measure batch-1 synchronous latency of the same IR with the same CPU plugin
+properties: ``benchmark_app`` is handed the runner's own configuration
+(``-load_config``), so threads, streams, hint, pinning and precision cannot differ.
+The two are run alternately, ``rounds`` times each (ABBA order), so that drift of a
+shared machine lands on both; the medians of the per-round medians are compared, and
+the script exits 1 if they differ by more than 10 %.
+
+benchmark_app reports the runtime's own timing of each request, the harness the wall
+time of a Python call (input binding and output copy included), so the harness is
+slower by the Python binding's fixed cost; for models of a few tens of microseconds
+that cost alone exceeds 10 %.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from benchmarks.latency import LatencyConfig
@@ -27,12 +35,16 @@ MEDIAN = re.compile(r"Median:\s+([\d.]+)\s*(ms|us)")
 AGREEMENT = 0.10
 
 
-def benchmark_app_median(xml: Path, shape: list[int], *, threads: int, seconds: float) -> float:
+def benchmark_app_median(xml: Path, shape: list[int], *, threads: int, seconds: float, workdir: Path) -> float:
+    from benchmarks.harness import _thread_env
+    from targets.openvino_runtime import cpu_config
+
+    config = workdir / "ov-config.json"
+    config.write_text(json.dumps({"CPU": {k: str(v) for k, v in cpu_config(threads).items()}}))
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
-    command = [tool, "-m", str(xml), "-d", "CPU", "-hint", "none", "-api", "sync", "-nstreams", "1",
-               "-nthreads", str(threads), "-t", str(max(1, round(seconds))), "-infer_precision", "f32",
-               "-shape", "[" + ",".join(str(d) for d in shape) + "]"]
-    proc = subprocess.run(command, capture_output=True, text=True)
+    command = [tool, "-m", str(xml), "-d", "CPU", "-api", "sync", "-load_config", str(config),
+               "-t", str(max(1, round(seconds))), "-shape", "[" + ",".join(str(d) for d in shape) + "]"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=_thread_env(threads))
     match = MEDIAN.search(proc.stdout)
     if proc.returncode != 0 or not match:
         raise BadInputError(f"benchmark_app failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
@@ -40,41 +52,54 @@ def benchmark_app_median(xml: Path, shape: list[int], *, threads: int, seconds: 
     return value / 1000.0 if match.group(2) == "us" else value
 
 
-def harness_median(folder: Path, shape: list[int], *, threads: int, seconds: float) -> float:
+def harness_median(folder: Path, shape: list[int], *, threads: int, seconds: float, workdir: Path) -> float:
     import numpy as np
 
     from benchmarks.harness import Candidate, _run_worker
-    import tempfile
 
     artifact = open_artifact(folder)
     candidate = Candidate(artifact.target, "artifact", artifact.folder, artifact.runtime, artifact.precision, {})
     config = LatencyConfig(min_seconds=seconds, warmup_seconds=0.5, threads=threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        inputs = Path(tmp) / "x.npz"
-        np.savez(inputs, x=np.random.default_rng(0).random(shape, dtype=np.float32))
-        return _run_worker(candidate, "fidelity", Path(tmp), inputs, config, None, False)["latency"]["p50_ms"]
+    inputs = workdir / "x.npz"
+    np.savez(inputs, x=np.random.default_rng(0).random(shape, dtype=np.float32))
+    return _run_worker(candidate, "fidelity", workdir, inputs, config, None, False)["latency"]["p50_ms"]
 
 
-def compare(folder: Path, *, threads: int = 1, seconds: float = 3.0) -> dict:
+def compare(folder: Path, *, threads: int = 1, seconds: float = 2.0, rounds: int = 5) -> dict:
     artifact = open_artifact(folder)
     if artifact.runtime != "openvino":
         raise BadInputError(f"{folder}: benchmark_app measures OpenVINO IR, this is {artifact.runtime}")
+    if rounds < 1:
+        raise BadInputError("rounds must be at least 1")
     shape = [1, *[d for d in artifact.manifest["inputs"][0]["shape"][1:]]]
-    ours = harness_median(folder, shape, threads=threads, seconds=seconds)
-    theirs = benchmark_app_median(artifact.path, shape, threads=threads, seconds=seconds)
-    return {"target": artifact.target, "harness_p50_ms": ours, "benchmark_app_median_ms": theirs,
-            "ratio": ours / theirs, "agree": abs(ours / theirs - 1.0) <= AGREEMENT}
+    ours, theirs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for index in range(rounds):
+            order = ("harness", "app") if index % 2 == 0 else ("app", "harness")
+            for who in order:
+                if who == "harness":
+                    ours.append(harness_median(folder, shape, threads=threads, seconds=seconds, workdir=workdir))
+                else:
+                    theirs.append(benchmark_app_median(artifact.path, shape, threads=threads, seconds=seconds,
+                                                       workdir=workdir))
+    harness, app = statistics.median(ours), statistics.median(theirs)
+    return {"target": artifact.target, "threads": threads, "rounds": rounds, "seconds_per_round": seconds,
+            "harness_p50_ms": harness, "benchmark_app_median_ms": app, "ratio": harness / app,
+            "agree": abs(harness / app - 1.0) <= AGREEMENT,
+            "harness_rounds_ms": [round(v, 4) for v in ours], "benchmark_app_rounds_ms": [round(v, 4) for v in theirs]}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    result = compare(args.folder, threads=args.threads, seconds=args.seconds)
-    print(json.dumps(result, indent=2))
-    return 0 if result["agree"] else 1
+    results = [compare(f, threads=args.threads, seconds=args.seconds, rounds=args.rounds) for f in args.folders]
+    print(json.dumps(results, indent=2))
+    return 0 if all(r["agree"] for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -46,6 +46,20 @@ class ParityError(CompressorError):
     exit_code = 5
 
 
+def one_line(exc: BaseException, *, prefer: str | None = None, limit: int = 300) -> str:
+    """The informative line of a library's exception, for a one-line error message.
+
+    ``prefer``: a phrase whose line is taken over the first one (some libraries start
+    with a source location and state the problem further down).
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if prefer:
+        for line in lines:
+            if prefer in line.lower():
+                return line.lstrip("- ")[:limit]
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 EXIT_CODES = {
     "success": 0,
     "internal error": CompressorError.exit_code,

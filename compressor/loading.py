@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from compressor import keras_env, safety
-from compressor.errors import BadInputError, CompressorError
+from compressor.errors import BadInputError, CompressorError, one_line
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -26,11 +26,6 @@ class ModelFormat:
     name: str
     extensions: tuple[str, ...]
     load: Callable[[Path, bool], object]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def _read_keras_archive(path: Path) -> tuple[dict, str]:
@@ -44,7 +39,7 @@ def _read_keras_archive(path: Path) -> tuple[dict, str]:
     except BadInputError:
         raise
     except Exception as exc:  # zipfile raises many types (BadZipFile, EOFError, NotImplementedError...)
-        raise BadInputError(f"{path}: corrupt or truncated .keras archive ({_one_line(exc)})") from None
+        raise BadInputError(f"{path}: corrupt or truncated .keras archive ({one_line(exc)})") from None
     if not isinstance(config, dict) or not isinstance(meta, dict):
         raise BadInputError(f"{path}: corrupt .keras archive (config.json or metadata.json is not an object)")
     return config, str(meta.get("keras_version", ""))
@@ -61,7 +56,7 @@ def _load_keras_archive(path: Path, trust_model: bool):
     except CompressorError:
         raise
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise BadInputError(f"{path}: cannot load Keras archive ({_one_line(exc)})") from None
+        raise BadInputError(f"{path}: cannot load Keras archive ({one_line(exc)})") from None
     return model
 
 
@@ -73,7 +68,7 @@ def _read_h5_config(path: Path) -> tuple[dict, str]:
             raw = handle.attrs.get("model_config")
             version = handle.attrs.get("keras_version", "")
     except Exception as exc:  # h5py raises OSError, ValueError, KeyError... for damaged files
-        raise BadInputError(f"{path}: corrupt or truncated HDF5 file ({_one_line(exc)})") from None
+        raise BadInputError(f"{path}: corrupt or truncated HDF5 file ({one_line(exc)})") from None
     if raw is None:
         raise BadInputError(f"{path}: HDF5 file holds no model config (weights-only file?)")
     raw = raw.decode() if isinstance(raw, bytes) else raw
@@ -81,7 +76,7 @@ def _read_h5_config(path: Path) -> tuple[dict, str]:
     try:
         config = json.loads(raw)
     except (ValueError, TypeError) as exc:
-        raise BadInputError(f"{path}: corrupt model config in HDF5 file ({_one_line(exc)})") from None
+        raise BadInputError(f"{path}: corrupt model config in HDF5 file ({one_line(exc)})") from None
     if not isinstance(config, dict):
         raise BadInputError(f"{path}: corrupt model config in HDF5 file (not an object)")
     return config, version
@@ -96,7 +91,7 @@ def _load_h5(path: Path, trust_model: bool):
             return keras_env.keras3().saving.load_model(path, compile=False, safe_mode=not trust_model)
         return keras_env.tf_keras().models.load_model(path, compile=False)
     except Exception as exc:
-        raise BadInputError(f"{path}: cannot load HDF5 model ({_one_line(exc)})") from None
+        raise BadInputError(f"{path}: cannot load HDF5 model ({one_line(exc)})") from None
 
 
 def _load_saved_model(path: Path, trust_model: bool):
@@ -110,7 +105,7 @@ def _load_saved_model(path: Path, trust_model: bool):
     try:
         return keras_env.tf_keras().models.load_model(str(path), compile=False)
     except Exception as exc:
-        raise BadInputError(f"{path}: cannot load SavedModel ({_one_line(exc)})") from None
+        raise BadInputError(f"{path}: cannot load SavedModel ({one_line(exc)})") from None
 
 
 def _check_saved_model_metadata(metadata: Path, trust_model: bool) -> None:
@@ -121,7 +116,7 @@ def _check_saved_model_metadata(metadata: Path, trust_model: bool) -> None:
     try:
         proto.ParseFromString(metadata.read_bytes())
     except Exception as exc:
-        raise BadInputError(f"{metadata}: corrupt Keras metadata ({_one_line(exc)})") from None
+        raise BadInputError(f"{metadata}: corrupt Keras metadata ({one_line(exc)})") from None
     for node in proto.nodes:
         try:
             entry = json.loads(node.metadata or "{}")

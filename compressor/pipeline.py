@@ -6,6 +6,7 @@ benchmarks together; each algorithm module knows only tf-keras models and data.
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -60,20 +61,20 @@ def step_runner(step_type: str):
     return register
 
 
-@step_runner("prune")
-def _prune(model, step, ctx):
-    from compressor import pruning
+def _fine_tuning_step(step_type: str, module: str, function: str) -> None:
+    """Register a step whose algorithm fine-tunes as it goes: every one takes the same arguments."""
 
-    return pruning.prune_magnitude(model, ctx.data, step, ctx.recipe.fine_tune_for(step), seed=ctx.recipe.seed,
-                                   trust_model=ctx.trust_model)
+    def run(model, step, ctx):
+        algorithm = getattr(importlib.import_module(f"compressor.{module}"), function)
+        return algorithm(model, ctx.data, step, ctx.recipe.fine_tune_for(step), seed=ctx.recipe.seed,
+                         trust_model=ctx.trust_model)
+
+    step_runner(step_type)(run)
 
 
-@step_runner("prune_nm")
-def _prune_nm(model, step, ctx):
-    from compressor import pruning
-
-    return pruning.prune_nm(model, ctx.data, step, ctx.recipe.fine_tune_for(step), seed=ctx.recipe.seed,
-                            trust_model=ctx.trust_model)
+for _type, _module, _function in (("prune", "pruning", "prune_magnitude"), ("prune_nm", "pruning", "prune_nm"),
+                                  ("cluster", "clustering", "cluster"), ("qat", "qat", "quantize_aware")):
+    _fine_tuning_step(_type, _module, _function)
 
 
 @step_runner("prune_structured")
@@ -84,22 +85,6 @@ def _prune_structured(model, step, ctx):
     record["accuracy_before_fine_tune"] = training.accuracy(pruned, ctx.eval_data)
     training.fit(pruned, ctx.data, ctx.recipe.fine_tune_for(step), seed=ctx.recipe.seed)
     return pruned, record
-
-
-@step_runner("cluster")
-def _cluster(model, step, ctx):
-    from compressor import clustering
-
-    return clustering.cluster(model, ctx.data, step, ctx.recipe.fine_tune_for(step), seed=ctx.recipe.seed,
-                              trust_model=ctx.trust_model)
-
-
-@step_runner("qat")
-def _qat(model, step, ctx):
-    from compressor import qat
-
-    return qat.quantize_aware(model, ctx.data, step, ctx.recipe.fine_tune_for(step), seed=ctx.recipe.seed,
-                              trust_model=ctx.trust_model)
 
 
 @step_runner("distill")

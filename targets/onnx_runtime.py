@@ -13,16 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from compressor import keras_env
-from compressor.errors import BadInputError, ConversionError
+from compressor.errors import BadInputError, ConversionError, one_line
 from targets.runtime import Exported, TensorInfo
 
 OPSET = 17
 ARTIFACT_NAME = "model.onnx"
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def convert_keras(model, destination: Path) -> None:
@@ -37,11 +32,11 @@ def convert_keras(model, destination: Path) -> None:
         with keras_env.quiet_native():
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
     except Exception as exc:
-        raise ConversionError(f"ONNX conversion failed: {_one_line(exc)}") from None
+        raise ConversionError(f"ONNX conversion failed: {one_line(exc)}") from None
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise ConversionError(f"ONNX conversion produced an invalid model: {_one_line(exc)}") from None
+        raise ConversionError(f"ONNX conversion produced an invalid model: {one_line(exc)}") from None
     onnx.save_model(proto, str(destination))
 
 
@@ -156,13 +151,13 @@ def load_onnx(path: str | Path):
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise BadInputError(f"{path}: corrupt or not an ONNX model ({_one_line(exc)})") from None
+        raise BadInputError(f"{path}: corrupt or not an ONNX model ({one_line(exc)})") from None
     _check_external_data(proto, path.parent, path)
     try:
         onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise BadInputError(f"{path}: invalid ONNX model ({_one_line(exc)})") from None
+        raise BadInputError(f"{path}: invalid ONNX model ({one_line(exc)})") from None
     if len(proto.graph.input) - len(proto.graph.initializer) > 1 and len(proto.graph.input) > 1:
         raise BadInputError(f"{path}: models with more than one input are not supported yet")
     return OnnxModel(path, proto)

@@ -14,19 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from compressor import keras_env
-from compressor.errors import ConversionError
+from compressor.errors import ConversionError, one_line
 from targets.runtime import Exported, TensorInfo
 
 ARTIFACT_NAME = "model.xml"
 
 
-def _one_line(exc: BaseException) -> str:
-    """The informative line of an OpenVINO error (its first line is often only a source location)."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    for line in lines:
-        if "no conversion rule found" in line.lower():
-            return line.lstrip("- ")[:300]
-    return lines[0][:200] if lines else type(exc).__name__
+# OpenVINO errors start with a source location; the unmapped op is named further down
+UNMAPPED_OP = "no conversion rule found"
 
 
 def _without_paths(ov_model, name: str):
@@ -49,7 +44,8 @@ def convert(model, workdir: Path):
         try:
             return _without_paths(ov.convert_model(str(inline)), model.path.name)
         except Exception as exc:
-            raise ConversionError(f"OpenVINO conversion of {model.path} failed: {_one_line(exc)}") from None
+            reason = one_line(exc, prefer=UNMAPPED_OP)
+            raise ConversionError(f"OpenVINO conversion of {model.path} failed: {reason}") from None
         finally:
             inline.unlink(missing_ok=True)
     saved = workdir / "saved_model"
@@ -58,7 +54,7 @@ def convert(model, workdir: Path):
             keras_env.tf().saved_model.save(model, str(saved))
             return _without_paths(ov.convert_model(str(saved)), "saved_model")
     except Exception as exc:
-        raise ConversionError(f"OpenVINO conversion failed: {_one_line(exc)}") from None
+        raise ConversionError(f"OpenVINO conversion failed: {one_line(exc, prefer=UNMAPPED_OP)}") from None
     finally:
         shutil.rmtree(saved, ignore_errors=True)
 
@@ -89,14 +85,22 @@ def _info(port) -> TensorInfo:
     return TensorInfo(port.get_any_name(), shape, _element_type(port))
 
 
+def cpu_config(threads: int) -> dict:
+    """The CPU plugin properties every OpenVINO artifact is run with (latency, one stream).
+
+    f32 inference precision: on CPUs with bf16/fp16 units the plugin would otherwise pick
+    a lower precision for fp32 IR, and the parity check would not test what was exported.
+    """
+    return {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+            "INFERENCE_PRECISION_HINT": "f32"}
+
+
 class OpenVINORunner:
     def __init__(self, artifact: Path, *, threads: int = 1) -> None:
         import openvino as ov
 
         start = time.perf_counter()
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                  "INFERENCE_PRECISION_HINT": "f32"}
-        self._compiled = ov.Core().compile_model(str(artifact), "CPU", config)
+        self._compiled = ov.Core().compile_model(str(artifact), "CPU", cpu_config(threads))
         self._request = self._compiled.create_infer_request()
         self.load_seconds = time.perf_counter() - start
         self.inputs = [_info(p) for p in self._compiled.inputs]
