@@ -24,6 +24,7 @@ class ParityResult:
     cosine: float
     snr_db: float
     agreement: float | None  # top-1 agreement (classifier outputs only)
+    samples_over_tolerance: int | None  # how many samples exceed the float tolerance anywhere
     tolerance: float | None
     min_agreement: float | None
     failures: list[str] = field(default_factory=list)
@@ -53,12 +54,15 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], rule: Pari
     if len(reference) != len(candidate):
         raise ParityError(f"artifact has {len(candidate)} outputs, the source model {len(reference)}")
     failures, max_abs, mse, cosines, snrs, agreements, scale = [], 0.0, 0.0, [], [], [], 1.0
+    per_sample = np.zeros(len(reference[0]) if reference else 0)
     for index, (ref, got) in enumerate(zip(reference, candidate)):
         ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
         if ref.shape != got.shape:
             raise ParityError(f"output {index}: artifact shape {got.shape} differs from the source's {ref.shape}")
         error = got - ref
         max_abs = max(max_abs, float(np.max(np.abs(error))) if error.size else 0.0)
+        if error.size and error.ndim and len(error) == len(per_sample):
+            per_sample = np.maximum(per_sample, np.abs(error).reshape(len(error), -1).max(axis=1))
         mse = max(mse, float(np.mean(error**2)) if error.size else 0.0)
         cosines.append(cosine_similarity(ref, got))
         snrs.append(_snr_db(ref, error))
@@ -67,12 +71,16 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], rule: Pari
             agreements.append(float(np.mean(np.argmax(ref, -1) == np.argmax(got, -1))))
     agreement = min(agreements) if agreements else None
     tolerance = rule.max_abs * scale if rule.max_abs is not None else None
+    over = int(np.sum(~(per_sample <= tolerance))) if tolerance is not None else None
     if tolerance is not None and not max_abs <= tolerance:
-        failures.append(f"max abs diff {max_abs:.3g} exceeds tolerance {tolerance:.3g}")
+        detail = f" on {over} of {len(per_sample)} samples" if over else ""
+        if agreement is not None:
+            detail += f"; top-1 agreement {agreement:.1%}"
+        failures.append(f"max abs diff {max_abs:.3g} exceeds tolerance {tolerance:.3g}{detail}")
     if rule.min_agreement is not None:
         if agreement is not None and not agreement >= rule.min_agreement:
             failures.append(f"top-1 agreement {agreement:.1%} is below the floor {rule.min_agreement:.0%}")
         if agreement is None and not min(snrs) >= 20.0:
             failures.append(f"output SNR {min(snrs):.1f} dB is below the floor 20 dB")
     return ParityResult(len(reference[0]) if reference else 0, max_abs, mse, min(cosines), min(snrs), agreement,
-                        tolerance, rule.min_agreement, failures)
+                        over, tolerance, rule.min_agreement, failures)

@@ -1,0 +1,63 @@
+"""The parity rules on fixed outputs: tolerance scaling, agreement floor, SNR floor, messages."""
+
+import numpy as np
+import pytest
+
+from targets.parity import compare
+from targets.profiles import FP16, FP32, INT8
+
+
+def _probabilities(n=20, classes=4, seed=0):
+    logits = np.random.default_rng(seed).normal(size=(n, classes)) * 3
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_float_tolerance_counts_the_samples_over_it():
+    ref = _probabilities()
+    got = ref.copy()
+    got[3, 0] += 0.02
+    got[7, 1] -= 0.015
+    got[9, 2] += 0.005  # within 1e-2
+    result = compare([ref], [got], FP16)
+    assert not result.passed and result.samples_over_tolerance == 2
+    assert result.max_abs == pytest.approx(0.02)
+    assert result.failures == ["max abs diff 0.02 exceeds tolerance 0.01 on 2 of 20 samples; top-1 agreement 100.0%"]
+
+
+def test_float_tolerance_is_scaled_by_the_output_range():
+    ref = np.linspace(-50, 100, 40).reshape(20, 2)
+    got = ref + 5e-3  # 5e-3 <= 1e-4 * 100
+    assert compare([ref], [got], FP32).passed
+    assert not compare([ref], [ref + 2e-2], FP32).passed
+
+
+def test_agreement_floor_for_quantized_artifacts():
+    ref = _probabilities(n=100)
+    got = ref.copy()
+    flipped = np.arange(6)  # 6 % of the samples change their top-1
+    got[flipped] = np.roll(got[flipped], 1, axis=1)
+    result = compare([ref], [got], INT8)
+    assert result.agreement == pytest.approx(0.94)
+    assert result.failures == ["top-1 agreement 94.0% is below the floor 95%"]
+    got[flipped[1:]] = ref[flipped[1:]]
+    assert compare([ref], [got], INT8).passed
+
+
+def test_snr_floor_when_outputs_are_not_class_scores():
+    ref = np.sin(np.linspace(0, 6, 50)).reshape(50, 1)
+    noisy = ref + np.random.default_rng(1).normal(scale=0.5, size=ref.shape)
+    result = compare([ref], [noisy], INT8)
+    assert result.agreement is None and result.snr_db < 20
+    assert result.failures[0].startswith("output SNR")
+    assert compare([ref], [ref * 1.001], INT8).passed
+
+
+def test_mismatched_outputs_are_parity_errors():
+    from compressor.errors import ParityError
+
+    ref = _probabilities()
+    with pytest.raises(ParityError, match="shape"):
+        compare([ref], [ref[:, :3]], FP32)
+    with pytest.raises(ParityError, match="2 outputs"):
+        compare([ref], [ref, ref], FP32)
