@@ -35,15 +35,21 @@ MEDIAN = re.compile(r"Median:\s+([\d.]+)\s*(ms|us)")
 AGREEMENT = 0.10
 
 
-def benchmark_app_median(xml: Path, shape: list[int], *, threads: int, seconds: float, workdir: Path) -> float:
-    from benchmarks.harness import _thread_env
+def benchmark_app_command(xml: Path, shape: list[int], *, threads: int, seconds: float, workdir: Path) -> list[str]:
+    """The benchmark_app call for ``xml``; its CPU properties are the runner's, written to ``workdir``."""
     from targets.openvino_runtime import cpu_config
 
     config = workdir / "ov-config.json"
     config.write_text(json.dumps({"CPU": {k: str(v) for k, v in cpu_config(threads).items()}}))
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
-    command = [tool, "-m", str(xml), "-d", "CPU", "-api", "sync", "-load_config", str(config),
-               "-t", str(max(1, round(seconds))), "-shape", "[" + ",".join(str(d) for d in shape) + "]"]
+    return [tool, "-m", str(xml), "-d", "CPU", "-api", "sync", "-load_config", str(config),
+            "-t", str(max(1, round(seconds))), "-shape", "[" + ",".join(str(d) for d in shape) + "]"]
+
+
+def benchmark_app_median(xml: Path, shape: list[int], *, threads: int, seconds: float, workdir: Path) -> float:
+    from benchmarks.harness import _thread_env
+
+    command = benchmark_app_command(xml, shape, threads=threads, seconds=seconds, workdir=workdir)
     proc = subprocess.run(command, capture_output=True, text=True, env=_thread_env(threads))
     match = MEDIAN.search(proc.stdout)
     if proc.returncode != 0 or not match:

@@ -218,3 +218,41 @@ def test_measure_end_to_end_on_exported_artifacts(tmp_path, tiny_cnn, digits8):
     assert doc["machine"]["cores"] >= 1 and "tensorflow" in doc["machine"]["libraries"]
     reports.write_reports(doc, tmp_path / "reports")
     assert results.load(tmp_path / "reports" / "results.json")["reference"] == "float (TensorFlow)"
+
+
+def test_benchmark_app_gets_the_runners_own_cpu_properties(tmp_path, tiny_cnn, digits8):
+    import subprocess
+
+    from benchmarks import fidelity
+    from targets import export
+    from targets.openvino_runtime import OpenVINORunner, cpu_config
+
+    train, test = digits8
+    folder = export(tiny_cnn, "openvino-fp32", out_dir=tmp_path, calibration=train, validation=test).folder
+    command = fidelity.benchmark_app_command(folder / "model.xml", [1, 8, 8, 1], threads=1, seconds=1,
+                                             workdir=tmp_path)
+    loaded = json.loads((tmp_path / "ov-config.json").read_text())
+    assert loaded == {"CPU": {k: str(v) for k, v in cpu_config(1).items()}}
+    dumped = tmp_path / "dumped.json"
+    proc = subprocess.run(command + ["-dump_config", str(dumped)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-1000:]
+    applied = json.loads(dumped.read_text())["CPU"]
+    for key, value in cpu_config(1).items():  # benchmark_app kept every property the runner sets
+        assert applied[key] == str(value)
+    runner = OpenVINORunner(folder / "model.xml", threads=1)
+    assert runner._compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert fidelity.MEDIAN.search(proc.stdout)
+
+
+def test_fidelity_compare_alternates_rounds(tmp_path, tiny_cnn, digits8):
+    from benchmarks import fidelity
+    from targets import export
+
+    train, test = digits8
+    folder = export(tiny_cnn, "openvino-int8", out_dir=tmp_path, calibration=train, validation=test).folder
+    result = fidelity.compare(folder, seconds=1, rounds=2)
+    assert len(result["harness_rounds_ms"]) == len(result["benchmark_app_rounds_ms"]) == 2
+    assert result["harness_p50_ms"] > 0 and result["benchmark_app_median_ms"] > 0
+    assert result["ratio"] == pytest.approx(result["harness_p50_ms"] / result["benchmark_app_median_ms"])
+    with pytest.raises(BadInputError, match="benchmark_app measures OpenVINO IR"):
+        fidelity.compare(export(tiny_cnn, "onnx-fp32", out_dir=tmp_path, validation=test).folder)
