@@ -60,19 +60,53 @@ def _load_keras_archive(path: Path, trust_model: bool):
     return model
 
 
-def _read_h5_config(path: Path) -> tuple[dict, str]:
-    import h5py
+# Walks every attribute and dataset of an HDF5 file and prints its Keras config. Run in a
+# child process: the HDF5 C library can loop forever on a damaged file (found by fuzzing:
+# a zeroed global heap under a variable-length attribute), which no Python code can stop.
+_H5_WALK = r"""
+import json, sys
+import h5py
 
+def text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+def visit(name, obj):
+    for key in obj.attrs:
+        obj.attrs[key]
+    if isinstance(obj, h5py.Dataset):
+        obj[()]
+
+with h5py.File(sys.argv[1], "r") as handle:
+    for key in handle.attrs:
+        handle.attrs[key]
+    handle.visititems(visit)
+    config, version = handle.attrs.get("model_config"), handle.attrs.get("keras_version", "")
+    print(json.dumps({"model_config": text(config), "keras_version": str(text(version))}))
+"""
+H5_WALK_SECONDS = 60.0
+
+
+def _read_h5_config(path: Path, *, timeout: float | None = None) -> tuple[dict, str]:
+    """The model config and Keras version of an HDF5 file, once the whole file was read safely."""
+    import subprocess
+    import sys
+
+    limit = H5_WALK_SECONDS if timeout is None else timeout
     try:
-        with h5py.File(path, "r") as handle:
-            raw = handle.attrs.get("model_config")
-            version = handle.attrs.get("keras_version", "")
-    except Exception as exc:  # h5py raises OSError, ValueError, KeyError... for damaged files
+        proc = subprocess.run([sys.executable, "-I", "-c", _H5_WALK, str(path)], capture_output=True, text=True,
+                              timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise BadInputError(f"{path}: reading the HDF5 file did not finish in {limit:g} s (damaged file?)") from None
+    if proc.returncode != 0:  # h5py raises OSError, ValueError, KeyError... for damaged files
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        raise BadInputError(f"{path}: corrupt or truncated HDF5 file ({lines[-1][:300] if lines else 'no detail'})")
+    try:
+        header = json.loads(proc.stdout.strip().splitlines()[-1])
+        raw, version = header["model_config"], header["keras_version"]
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
         raise BadInputError(f"{path}: corrupt or truncated HDF5 file ({one_line(exc)})") from None
     if raw is None:
         raise BadInputError(f"{path}: HDF5 file holds no model config (weights-only file?)")
-    raw = raw.decode() if isinstance(raw, bytes) else raw
-    version = version.decode() if isinstance(version, bytes) else str(version)
     try:
         config = json.loads(raw)
     except (ValueError, TypeError) as exc:

@@ -222,3 +222,24 @@ def test_bad_input(case, good, tmp_path, capsys):
     assert "Traceback" not in err and err.strip().count("\n") == 0, "one line, no traceback"
     assert {p: _digest(p) for p in before} == before, "inputs must be left byte-for-byte unchanged"
     assert _digest(good) == good_before
+
+
+def test_hdf5_file_that_hangs_the_hdf5_library(good, tmp_path, capsys, monkeypatch):
+    """Found by fuzzing: zeroed records in the global heap make HDF5 loop forever while it
+    reads the variable-length model_config attribute. The file is read in a child process
+    with a time limit; the refusal is a one-line bad-input error."""
+    from compressor import loading
+
+    data = bytearray((good / "tiny.h5").read_bytes())
+    heap = data.find(b"GCOL")
+    assert heap > 0, "no global heap in the seed file"
+    data[heap + 32:heap + 94] = bytes(62)
+    path = _write(tmp_path / "hangs.h5", bytes(data))
+    digest = _digest(path)
+    monkeypatch.setattr(loading, "H5_WALK_SECONDS", 5.0)
+    with pytest.raises(SystemExit) as info:
+        main(["inspect", str(path)])
+    err = capsys.readouterr().err
+    assert info.value.code == BAD_INPUT, err
+    assert "reading the HDF5 file did not finish in 5 s (damaged file?)" in err and err.strip().count("\n") == 0
+    assert _digest(path) == digest

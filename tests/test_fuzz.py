@@ -2,7 +2,9 @@
 project's typed errors. The default suite runs a few dozen examples per target; `make test-slow`
 runs thousands."""
 
+import atexit
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from compressor.errors import CompressorError
 
 QUICK, SLOW = 25, 2000
 FOLDER = Path(tempfile.mkdtemp(prefix="compressor-fuzz-"))
+atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
 
 
 def _seed_files():
