@@ -9,6 +9,7 @@ has a loader registered in ``LOADERS``. Every loader scans the model's config wi
 from __future__ import annotations
 
 import json
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from compressor import keras_env, safety
 from compressor.errors import BadInputError, CompressorError, one_line
 
 ZIP_MAGIC = b"PK\x03\x04"
+WEIGHTS_MEMBER = "model.weights.h5"  # the HDF5 inside a .keras archive
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -34,8 +36,14 @@ def _read_keras_archive(path: Path) -> tuple[dict, str]:
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise BadInputError(f"{path}: not a Keras archive (no config.json inside)")
+            damaged = archive.testzip()  # CRC of every member, before anything parses one
+            if damaged is not None:
+                raise BadInputError(f"{path}: corrupt .keras archive (member {damaged} fails its CRC check)")
             config = json.loads(archive.read("config.json"))
             meta = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
+            if WEIGHTS_MEMBER in names:
+                with tempfile.TemporaryDirectory(prefix="compressor-weights-") as tmp:
+                    _walk_h5(Path(archive.extract(WEIGHTS_MEMBER, tmp)), shown=path)
     except BadInputError:
         raise
     except Exception as exc:  # zipfile raises many types (BadZipFile, EOFError, NotImplementedError...)
@@ -86,25 +94,35 @@ with h5py.File(sys.argv[1], "r") as handle:
 H5_WALK_SECONDS = 60.0
 
 
-def _read_h5_config(path: Path, *, timeout: float | None = None) -> tuple[dict, str]:
-    """The model config and Keras version of an HDF5 file, once the whole file was read safely."""
+def _walk_h5(path: Path, *, shown: Path | None = None) -> dict:
+    """Read all of HDF5 file ``path`` in a time-limited child; return its Keras header.
+
+    ``shown``: the name used in errors (the archive an HDF5 member came from).
+    """
     import subprocess
     import sys
 
-    limit = H5_WALK_SECONDS if timeout is None else timeout
+    shown = shown or path
     try:
         proc = subprocess.run([sys.executable, "-I", "-c", _H5_WALK, str(path)], capture_output=True, text=True,
-                              timeout=limit)
+                              timeout=H5_WALK_SECONDS)
     except subprocess.TimeoutExpired:
-        raise BadInputError(f"{path}: reading the HDF5 file did not finish in {limit:g} s (damaged file?)") from None
+        raise BadInputError(f"{shown}: reading the HDF5 file did not finish in {H5_WALK_SECONDS:g} s "
+                            "(damaged file?)") from None
     if proc.returncode != 0:  # h5py raises OSError, ValueError, KeyError... for damaged files
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        raise BadInputError(f"{path}: corrupt or truncated HDF5 file ({lines[-1][:300] if lines else 'no detail'})")
+        raise BadInputError(f"{shown}: corrupt or truncated HDF5 file ({lines[-1][:300] if lines else 'no detail'})")
     try:
         header = json.loads(proc.stdout.strip().splitlines()[-1])
-        raw, version = header["model_config"], header["keras_version"]
+        return {"model_config": header["model_config"], "keras_version": header["keras_version"]}
     except (ValueError, IndexError, KeyError, TypeError) as exc:
-        raise BadInputError(f"{path}: corrupt or truncated HDF5 file ({one_line(exc)})") from None
+        raise BadInputError(f"{shown}: corrupt or truncated HDF5 file ({one_line(exc)})") from None
+
+
+def _read_h5_config(path: Path) -> tuple[dict, str]:
+    """The model config and Keras version of an HDF5 file, once the whole file was read safely."""
+    header = _walk_h5(path)
+    raw, version = header["model_config"], header["keras_version"]
     if raw is None:
         raise BadInputError(f"{path}: HDF5 file holds no model config (weights-only file?)")
     try:
