@@ -6,6 +6,7 @@ import atexit
 import json
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +66,19 @@ def mutations(draw, kind):
     return bytes(data)
 
 
-def _check(path: Path, data: bytes, load) -> None:
+def _check(path: Path, data: bytes, load) -> str:
     path.write_bytes(data)
     try:
         load(path)
-    except CompressorError:
-        pass  # the only kind of error allowed to escape
+    except CompressorError as exc:  # the only kind of error allowed to escape
+        return type(exc).__name__
+    return "loaded"
+
+
+def _report(kind: str, outcomes: Counter, examples: int) -> None:
+    total = sum(outcomes.values())
+    print(f"\nfuzz {kind}: {total} examples: " + ", ".join(f"{k} {v}" for k, v in outcomes.most_common()))
+    assert total >= examples, f"hypothesis ran {total} examples of {kind}, fewer than {examples}"
 
 
 def _model_loader(suffix):
@@ -99,9 +107,11 @@ def _fuzz_file(kind: str, examples: int):
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(data=mutations(kind))
     def run(data):
-        _check(FOLDER / f"fuzz{suffix}", data, load)
+        outcomes[_check(FOLDER / f"fuzz{suffix}", data, load)] += 1
 
+    outcomes = Counter()
     run()
+    _report(kind, outcomes, examples)
 
 
 RECIPE_VALUES = st.recursive(
@@ -134,10 +144,13 @@ def _fuzz_recipes(examples: int):
                     recipes.load_recipe(str(path))
                 else:
                     recipes.load_recipe(source)
-            except CompressorError:
-                pass
+                outcomes["loaded"] += 1
+            except CompressorError as exc:
+                outcomes[type(exc).__name__] += 1
 
+    outcomes = Counter()
     run()
+    _report("recipes (a document and a YAML text per example)", outcomes, 2 * examples)
 
 
 def _fuzz_manifests(examples: int):
@@ -155,10 +168,13 @@ def _fuzz_manifests(examples: int):
             from targets import open_artifact
 
             open_artifact(folder)
-        except CompressorError:
-            pass
+            outcomes["loaded"] += 1
+        except CompressorError as exc:
+            outcomes[type(exc).__name__] += 1
 
+    outcomes = Counter()
     run()
+    _report("manifests", outcomes, examples)
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
