@@ -17,6 +17,26 @@ from compressor import keras_env
 from compressor.errors import ConversionError, one_line
 from targets.runtime import Exported, TensorInfo
 
+
+def _decline_telemetry() -> None:
+    """Keep OpenVINO's converter and NNCF from sending usage telemetry.
+
+    ``openvino_telemetry`` sends events unless the user opted out with a consent file
+    under ``~/intel``. This toolkit sends nothing, and it changes no file in the user's
+    home either: consent is declined for this process only. Without a network, the
+    sender's forked child can also deadlock in ``getaddrinfo`` and hang the process at
+    exit (seen in ``compressor demo``).
+    """
+    try:
+        from openvino_telemetry.utils import opt_in_checker, sender
+    except ImportError:  # not installed: nothing to decline
+        return
+    opt_in_checker.OptInChecker.check = lambda self, *args, **kwargs: opt_in_checker.ConsentCheckResult.DECLINED
+    sender.TelemetrySender.send = lambda self, backend, message: None
+
+
+_decline_telemetry()
+
 ARTIFACT_NAME = "model.xml"
 
 

@@ -174,3 +174,16 @@ def test_tampered_artifact_is_refused(exported, tmp_path):
     (copy / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(BadInputError, match="sha256 .* does not match the manifest"):
         open_artifact(copy)
+
+
+def test_openvino_and_nncf_telemetry_is_declined():
+    """openvino_telemetry would send usage events (and fork a sender) unless a consent file
+    in the user's home says no; this toolkit declines for its own process."""
+    import targets.openvino_runtime  # noqa: F401  (declines on import)
+    from openvino_telemetry import Telemetry
+    from openvino_telemetry.utils.sender import TelemetrySender
+
+    telemetry = Telemetry(app_name="probe", app_version="0", tid="G-PROBE", backend="ga4",
+                          enable_opt_in_dialog=False)
+    assert telemetry.consent is False
+    assert TelemetrySender().send(None, None) is None  # even force_send goes nowhere
