@@ -36,17 +36,14 @@ def _read_keras_archive(path: Path) -> tuple[dict, str]:
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise BadInputError(f"{path}: not a Keras archive (no config.json inside)")
-            damaged = archive.testzip()  # CRC of every member, before anything parses one
-            if damaged is not None:
-                raise BadInputError(f"{path}: corrupt .keras archive (member {damaged} fails its CRC check)")
             config = json.loads(archive.read("config.json"))
             meta = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
-            if WEIGHTS_MEMBER in names:
+            if WEIGHTS_MEMBER in names:  # zipfile checks each member's CRC as it reads it whole
                 with tempfile.TemporaryDirectory(prefix="compressor-weights-") as tmp:
                     _walk_h5(Path(archive.extract(WEIGHTS_MEMBER, tmp)), shown=path)
     except BadInputError:
         raise
-    except Exception as exc:  # zipfile raises many types (BadZipFile, EOFError, NotImplementedError...)
+    except Exception as exc:  # zipfile raises many types: BadZipFile (bad CRC too), EOFError, NotImplementedError...
         raise BadInputError(f"{path}: corrupt or truncated .keras archive ({one_line(exc)})") from None
     if not isinstance(config, dict) or not isinstance(meta, dict):
         raise BadInputError(f"{path}: corrupt .keras archive (config.json or metadata.json is not an object)")
