@@ -187,3 +187,44 @@ def test_openvino_and_nncf_telemetry_is_declined():
                           enable_opt_in_dialog=False)
     assert telemetry.consent is False
     assert TelemetrySender().send(None, None) is None  # even force_send goes nowhere
+
+
+def _lstm_counter():
+    """A one-unit LSTM that counts: token 1 adds ~1 to the cell state, token 2 subtracts ~1.
+
+    Gates are held open (bias 20), so after 15 ones and 12 twos the Keras cell state is 3;
+    a cell clipped at 10 would end at -2 and the output would flip. The other weights are
+    small but not zero: the converter gives the LSTM's zero initial state and a zero weight
+    of the same shape one shared buffer, which the kernel then writes into.
+    """
+    from compressor import keras_env
+
+    tfk = keras_env.tf_keras()
+    model = tfk.Sequential([tfk.Input((27,), dtype="int32"), tfk.layers.Embedding(3, 1), tfk.layers.LSTM(1),
+                            tfk.layers.Dense(2, activation="softmax")])
+    embed, lstm, dense = model.layers
+    embed.set_weights([np.array([[0.0], [1.0], [-1.0]], np.float32)])
+    kernel = np.array([[1e-3, 2e-3, 5.0, 3e-3]], np.float32)  # gates i, f, c, o: c reads the input
+    recurrent = np.array([[4e-3, 5e-3, 6e-3, 7e-3]], np.float32)
+    lstm.set_weights([kernel, recurrent, np.array([20.0, 20.0, 0.0, 20.0], np.float32)])
+    dense.set_weights([np.array([[4.0, -4.0]], np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("target", ["tflite-fp32", "tflite-dynamic-int8"])
+def test_tflite_lstm_does_not_clip_the_cell_state(target, tmp_path):
+    from compressor.data import Dataset
+    from targets.litert import unclip_lstm_cells
+
+    model = _lstm_counter()
+    tokens = np.array([[1] * 15 + [2] * 12, [1] * 5 + [2] * 12 + [0] * 10], np.int32)
+    data = Dataset(tokens, np.zeros(2, int))
+    expected = model.predict(tokens, verbose=0)
+    assert expected[0, 0] > 0.99 and expected[1, 1] > 0.99  # cell state about 3 and -7
+
+    result = export(model, target, out_dir=tmp_path, calibration=data, validation=data)
+    assert result.parity["passed"] and result.parity["agreement"] == 1.0
+    got = open_artifact(result.folder).runner(threads=1).run(tokens)[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4 if target == "tflite-fp32" else 2e-2)
+    assert result.manifest["details"]["lstm_cell_clip"] == "none, as in Keras"
+    assert unclip_lstm_cells(result.artifact.read_bytes())[1] == 0  # nothing left to remove
