@@ -44,6 +44,21 @@ def trust_option(func):
     )(func)
 
 
+def parity_options(func):
+    """The user's own parity bounds, in place of the target profiles' (recorded in each manifest)."""
+    func = click.option("--min-agreement", type=click.FloatRange(0, 1, min_open=True), default=None,
+                        help="Top-1 agreement floor for quantized targets, in place of the profiles' 0.95.")(func)
+    return click.option("--max-abs", type=click.FloatRange(0, min_open=True), default=None,
+                        help="Largest output difference for float targets (scaled by the output range), "
+                             "in place of the profiles' 1e-4 (fp32) and 1e-2 (fp16).")(func)
+
+
+def _parity_rule(max_abs, min_agreement):
+    from targets import Parity
+
+    return None if max_abs is None and min_agreement is None else Parity(max_abs, min_agreement)
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
 
@@ -134,12 +149,13 @@ def bench_options(func):
 @click.option("--eval-data", required=True, help="Labelled held-out data for parity, accuracy and benchmarks.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=str), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it holds a previous run.")
+@parity_options
 @bench_options
 @trust_option
 @json_option
 @click.pass_obj
-def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, rounds, min_seconds, threads,
-             trust_model, as_json) -> None:
+def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, max_abs, min_agreement, rounds,
+             min_seconds, threads, trust_model, as_json) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
     Exit code 0 only when every requested artifact was written and passed its parity check.
@@ -153,7 +169,8 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
 
     outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
-                  rounds=rounds, trust_model=trust_model, progress=_progress(obj))
+                  rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement),
+                  progress=_progress(obj))
     _finish_run(outcome, as_json)
 
 
@@ -271,10 +288,11 @@ def _datasets(model, data: str | None, eval_data: str | None, seed: int):
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace existing target sub-folders.")
+@parity_options
 @trust_option
 @json_option
-def export(model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite,
-           trust_model, as_json) -> None:
+def export(model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, max_abs,
+           min_agreement, trust_model, as_json) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
     Example:
@@ -290,7 +308,8 @@ def export(model, target_names, data, eval_data, out_dir, calibration_samples, t
     names = profiles_for(source) if "all" in target_names else list(dict.fromkeys(target_names))
     results = [export_target(source, name, out_dir=out_dir, calibration=calibration, validation=validation,
                              calibration_samples=calibration_samples, threads=threads, seed=seed,
-                             source_path=model, overwrite=overwrite) for name in names]
+                             source_path=model, overwrite=overwrite,
+                             parity_rule=_parity_rule(max_abs, min_agreement)) for name in names]
     if as_json:
         click.echo(json.dumps([r.manifest for r in results], indent=2))
     else:

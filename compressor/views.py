@@ -51,15 +51,21 @@ def print_targets(profiles) -> None:
 
 def print_exports(results) -> None:
     table = Table(title="Exported artifacts (parity checked on validation samples)")
-    for column in ("target", "precision", "size", "gzip", "max abs diff", "top-1 agreement", "folder"):
+    for column in ("target", "precision", "size", "gzip", "max abs diff", "top-1 agreement", "bound", "folder"):
         table.add_column(column)
     for result in results:
         m = result.manifest
         agreement = m["parity"]["agreement"]
         table.add_row(m["target"], m["precision"], f"{m['size']['bytes']:,} B", f"{m['size']['gzip_bytes']:,} B",
                       f"{m['parity']['max_abs']:.2g}", "-" if agreement is None else f"{agreement:.1%}",
-                      str(result.folder))
+                      _parity_bound(m["parity"]), str(result.folder))
     _console().print(table)
+
+
+def _parity_bound(parity: dict) -> str:
+    bounds = ([f"diff <= {parity['tolerance']:.2g}"] if parity.get("tolerance") is not None else []) + (
+        [f"agreement >= {parity['min_agreement']:.0%}"] if parity.get("min_agreement") is not None else [])
+    return ", ".join(bounds) + (" (user)" if parity.get("rule_set_by") == "user" else "")
 
 
 def print_benchmark(doc: dict) -> None:

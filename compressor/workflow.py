@@ -69,7 +69,7 @@ def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> Non
 
 def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: str, out_dir: str,
         overwrite: bool = False, bench_config=None, rounds: int = 3, trust_model: bool = False,
-        progress: Progress = lambda message: None) -> RunOutcome:
+        parity_rule=None, progress: Progress = lambda message: None) -> RunOutcome:
     """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
     from benchmarks import reports
     from benchmarks.harness import measure
@@ -104,7 +104,8 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
         progress(f"export: {name} ({index + 1}/{len(names)})")
         try:
             outcome.exported.append(export(model, name, out_dir=out, calibration=train, validation=test,
-                                           source_path=model_path, recipe=provenance, seed=recipe.seed))
+                                           source_path=model_path, recipe=provenance, seed=recipe.seed,
+                                           parity_rule=parity_rule))
         except CompressorError as exc:
             outcome.failed[name] = (exc.exit_code, str(exc))
             progress(f"export: {name} FAILED: {exc}")

@@ -8,7 +8,7 @@ Example:
 
 from targets.artifact import Artifact, find_artifacts, open_artifact
 from targets.export import ExportResult, export, profiles_for
-from targets.profiles import PROFILES, TargetProfile, compatibility, get_profile
+from targets.profiles import PROFILES, Parity, TargetProfile, compatibility, get_profile
 
 
 def load_onnx(path):
@@ -17,5 +17,5 @@ def load_onnx(path):
 
     return _load(path)
 
-__all__ = ["PROFILES", "Artifact", "ExportResult", "TargetProfile", "compatibility", "export", "find_artifacts",
+__all__ = ["PROFILES", "Artifact", "ExportResult", "Parity", "TargetProfile", "compatibility", "export", "find_artifacts",
            "get_profile", "load_onnx", "open_artifact", "profiles_for"]

@@ -19,7 +19,7 @@ from compressor.data import Dataset
 from compressor.errors import BadInputError, ParityError, UnsupportedModelError
 from targets import manifest as manifests
 from targets import parity
-from targets.profiles import PROFILES, TargetProfile, get_profile, why_not
+from targets.profiles import PROFILES, Parity, TargetProfile, get_profile, why_not
 from targets.runtime import get_runtime, run_batched
 
 DEFAULT_CALIBRATION_SAMPLES = 200
@@ -102,7 +102,8 @@ def _source_record(model, source_path) -> dict:
 def export(model, target: str, *, out_dir: str | Path, validation: Dataset, calibration=None,
            calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
            validation_samples: int = DEFAULT_VALIDATION_SAMPLES, source_path=None, recipe: dict | None = None,
-           threads: int = 1, seed: int = 0, overwrite: bool = False) -> ExportResult:
+           threads: int = 1, seed: int = 0, overwrite: bool = False,
+           parity_rule: Parity | None = None) -> ExportResult:
     """Export a tf-keras ``model`` to ``target``, check parity, write the manifest.
 
     Args:
@@ -114,6 +115,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
             to calibrate on noise deliberately.
         source_path: the model file, recorded by name and sha256.
         recipe: the recipe that produced the model, recorded in the manifest.
+        parity_rule: the user's own bounds, in place of the profile's (``max_abs`` for
+            float targets, ``min_agreement`` for quantized ones); recorded in the manifest.
 
     Raises:
         UnsupportedModelError / ConversionError: the target cannot take the model.
@@ -123,6 +126,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
         >>> export(model, "tflite-int8", out_dir="out", calibration=train, validation=test)
     """
     profile = get_profile(target)
+    rule = profile.parity.override(parity_rule)
     if _is_onnx(model) and profile.runtime not in ONNX_RUNTIMES:
         raise UnsupportedModelError(f"{profile.name}: takes Keras models; an ONNX model goes to the "
                                     f"{' and '.join(ONNX_RUNTIMES)} targets")
@@ -140,8 +144,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}.", suffix=".partial", dir=final.parent))
     try:
         try:
-            result = _export_into(staging, model, profile, calibration_set, validation.take(validation_samples),
-                                  source_path, recipe, threads)
+            result = _export_into(staging, model, profile, rule, calibration_set,
+                                  validation.take(validation_samples), source_path, recipe, threads)
         except OSError as exc:  # a full disk, a vanished folder: say so, leave nothing half-written
             raise BadInputError(f"{final}: cannot write the artifact ({exc.strerror or exc})") from None
         if final.exists():
@@ -160,7 +164,7 @@ def _total_size(exported) -> dict:
     return {"bytes": sum(r["bytes"] for r in records), "gzip_bytes": sum(r["gzip_bytes"] for r in records)}
 
 
-def _export_into(staging: Path, model, profile, calibration, validation, source_path, recipe, threads) -> dict:
+def _export_into(staging: Path, model, profile, rule, calibration, validation, source_path, recipe, threads) -> dict:
     runtime = get_runtime(profile.runtime)
     exported = runtime.export(model, profile, calibration, staging)
     runner = runtime.load(exported.artifact, threads=threads, details=exported.details)
@@ -169,7 +173,7 @@ def _export_into(staging: Path, model, profile, calibration, validation, source_
         inputs_info, outputs_info = runner.inputs, runner.outputs
     finally:
         runner.close()
-    check = parity.compare(_reference_outputs(model, validation.x), outputs, profile.parity)
+    check = parity.compare(_reference_outputs(model, validation.x), outputs, rule)
     if not check.passed:
         raise ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
                           f"{'; '.join(check.failures)}")
@@ -188,7 +192,7 @@ def _export_into(staging: Path, model, profile, calibration, validation, source_
         "recipe": recipe,
         "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},
         "validation": {"samples": len(validation), "source": validation.name},
-        "parity": check.to_dict(),
+        "parity": {**check.to_dict(), "rule_set_by": "profile" if rule == profile.parity else "user"},
         "details": exported.details,
         "threads": threads,
     }

@@ -29,6 +29,24 @@ class Parity:
     max_abs: float | None = None
     min_agreement: float | None = None
 
+    def override(self, user: "Parity | None") -> "Parity":
+        """This rule with the user's bounds in place of the ones it declares.
+
+        A user's ``max_abs`` replaces a float profile's tolerance and ``min_agreement`` a
+        quantized profile's floor; neither adds a check the profile does not make.
+        """
+        if user is None:
+            return self
+        for name, value in (("max_abs", user.max_abs), ("min_agreement", user.min_agreement)):
+            if value is not None and not (value > 0 and (name == "max_abs" or value <= 1)):
+                raise BadInputError(f"parity {name} must be {'> 0' if name == 'max_abs' else 'in (0, 1]'}, "
+                                    f"not {value}")
+        return Parity(
+            user.max_abs if user.max_abs is not None and self.max_abs is not None else self.max_abs,
+            user.min_agreement if user.min_agreement is not None and self.min_agreement is not None
+            else self.min_agreement,
+        )
+
 
 @dataclass(frozen=True)
 class TargetProfile:

@@ -203,3 +203,25 @@ def test_compress_in_a_subprocess_with_the_console_script(files, tmp_path):
     assert (out / "tflite-dynamic-int8" / "model.tflite").is_file()
     quiet = subprocess.run([script, "-q", "recipes"], capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_export_with_the_users_own_parity_bounds(files, tmp_path, capsys):
+    """--max-abs replaces the float targets' tolerance, --min-agreement the quantized targets' floor."""
+    common = ["--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz")]
+    code, _, err = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp16", "--max-abs", "1e-9", *common,
+                         "-o", str(tmp_path / "strict")], capsys)
+    assert code == 5 and "tflite-fp16: parity check failed" in err and "exceeds tolerance 1e-09" in err
+    assert not (tmp_path / "strict" / "tflite-fp16").exists()
+
+    code, out, _ = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp16", "-t", "tflite-int8",
+                         "--max-abs", "0.05", "--min-agreement", "0.9", *common, "-o", str(tmp_path / "own"), "--json"],
+                        capsys)
+    assert code == 0
+    fp16, int8 = (m["parity"] for m in json.loads(out))
+    assert (fp16["tolerance"], fp16["min_agreement"], fp16["rule_set_by"]) == (0.05, None, "user")
+    assert (int8["tolerance"], int8["min_agreement"], int8["rule_set_by"]) == (None, 0.9, "user")
+
+    code, out, _ = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp32", *common,
+                         "-o", str(tmp_path / "default"), "--json"], capsys)
+    assert code == 0 and json.loads(out)[0]["parity"]["rule_set_by"] == "profile"
+    assert json.loads(out)[0]["parity"]["tolerance"] == pytest.approx(1e-4)

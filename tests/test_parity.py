@@ -61,3 +61,21 @@ def test_mismatched_outputs_are_parity_errors():
         compare([ref], [ref[:, :3]], FP32)
     with pytest.raises(ParityError, match="2 outputs"):
         compare([ref], [ref, ref], FP32)
+
+
+def test_user_bounds_replace_only_the_bounds_a_profile_declares():
+    from targets.profiles import Parity
+
+    assert FP16.override(Parity(max_abs=0.03, min_agreement=0.99)) == Parity(max_abs=0.03)
+    assert INT8.override(Parity(max_abs=0.03, min_agreement=0.99)) == Parity(min_agreement=0.99)
+    assert INT8.override(Parity(max_abs=0.03)) == INT8 and FP32.override(None) is FP32
+
+
+@pytest.mark.parametrize("bad, message", [({"max_abs": 0.0}, "max_abs must be > 0"),
+                                          ({"min_agreement": 1.5}, "min_agreement must be in \\(0, 1\\]")])
+def test_user_bounds_out_of_range_are_refused(bad, message):
+    from compressor.errors import BadInputError
+    from targets.profiles import Parity
+
+    with pytest.raises(BadInputError, match=message):
+        INT8.override(Parity(**bad))
