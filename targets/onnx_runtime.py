@@ -50,18 +50,26 @@ class CalibrationReader:
         return next(self._items, None)
 
 
-def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool) -> dict:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static as ort_quantize_static
+def _pre_process(source: Path, workdir: Path) -> tuple[Path, bool]:
+    """ONNX Runtime's quantization pre-processing (shape inference, graph optimization),
+    which its docs ask for before static and dynamic quantization alike. Returns the
+    prepared model and whether symbolic shape inference had to be skipped."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = workdir / "prepared.onnx"
     try:
         quant_pre_process(str(source), str(prepared))
-        skip_symbolic = False
+        return prepared, False
     except Exception:  # "Incomplete symbolic shape inference" on some models: ORT's advice is to skip it
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        skip_symbolic = True
+        return prepared, True
+
+
+def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool) -> dict:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    prepared, skip_symbolic = _pre_process(source, workdir)
     input_name = _session(prepared, 1).get_inputs()[0].name
     settings = {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
                 "weight_type": QuantType.QInt8, "calibrate_method": CalibrationMethod.MinMax,
@@ -79,12 +87,14 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
             "reduce_range": reduce_range, "calibration": "minmax", "skip_symbolic_shape": skip_symbolic}
 
 
-def quantize_dynamic(source: Path, destination: Path) -> dict:
+def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
-    ort_quantize_dynamic(str(source), str(destination), weight_type=QuantType.QInt8, per_channel=False)
-    return {"weights": "int8", "activations": "dynamic uint8"}
+    prepared, skip_symbolic = _pre_process(source, workdir)
+    ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
+    prepared.unlink()
+    return {"weights": "int8", "activations": "dynamic uint8", "skip_symbolic_shape": skip_symbolic}
 
 
 def _session(path: Path, threads: int):
@@ -233,7 +243,7 @@ class ONNXRuntime:
             details = quantize_static(float_model, artifact, calibration, workdir,
                                       reduce_range=bool(profile.options.get("reduce_range", False)))
         elif profile.precision == "dynamic-int8":
-            details = quantize_dynamic(float_model, artifact)
+            details = quantize_dynamic(float_model, artifact, workdir)
         else:
             raise ConversionError(f"{profile.name}: ONNX Runtime has no precision '{profile.precision}' here")
         opset = _opset(float_model)
