@@ -5,10 +5,9 @@ Usage: python -m benchmarks.fidelity ARTIFACT_FOLDER... [--threads 1] [--seconds
 Both measure batch-1 synchronous latency of the same IR with the same CPU plugin
 properties: ``benchmark_app`` is handed the runner's own configuration
 (``-load_config``), so threads, streams, hint, pinning and precision cannot differ.
-The exported IR keeps a dynamic batch axis, and the runner compiles it as it is; so
-benchmark_app gets ``-data_shape`` (batch-1 data for the dynamic IR), not ``-shape``,
-which would reshape the IR to a static batch of 1 (measured 10-15 % faster on the small
-sample models: a different program).
+Both run the IR as it is: benchmark_app gets batch-1 data with ``-data_shape``, which is
+the exported IR's own static batch of 1 and also fits an IR that kept a dynamic batch;
+``-shape`` would reshape such an IR into another (faster) program than the runner's.
 The two are run alternately, ``rounds`` times each (ABBA order), so that drift of a
 shared machine lands on both; the medians of the per-round medians are compared, and
 the script exits 1 if they differ by more than 10 %.
@@ -51,10 +50,10 @@ def benchmark_app_command(xml: Path, shape: list[int], *, threads: int, seconds:
 
 
 def benchmark_app_median(xml: Path, shape: list[int], *, threads: int, seconds: float, workdir: Path) -> float:
-    from benchmarks.harness import _thread_env
+    from benchmarks.harness import thread_env
 
     command = benchmark_app_command(xml, shape, threads=threads, seconds=seconds, workdir=workdir)
-    proc = subprocess.run(command, capture_output=True, text=True, env=_thread_env(threads))
+    proc = subprocess.run(command, capture_output=True, text=True, env=thread_env(threads))
     match = MEDIAN.search(proc.stdout)
     if proc.returncode != 0 or not match:
         raise BadInputError(f"benchmark_app failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
@@ -62,17 +61,14 @@ def benchmark_app_median(xml: Path, shape: list[int], *, threads: int, seconds: 
     return value / 1000.0 if match.group(2) == "us" else value
 
 
-def harness_median(folder: Path, shape: list[int], *, threads: int, seconds: float, workdir: Path) -> float:
+def harness_median(folder: Path, shape: list[int], *, threads: int, seconds: float) -> float:
     import numpy as np
 
-    from benchmarks.harness import Candidate, _run_worker
+    from benchmarks.harness import artifact_latency
 
-    artifact = open_artifact(folder)
-    candidate = Candidate(artifact.target, "artifact", artifact.folder, artifact.runtime, artifact.precision, {})
     config = LatencyConfig(min_seconds=seconds, warmup_seconds=0.5, threads=threads)
-    inputs = workdir / "x.npz"
-    np.savez(inputs, x=np.random.default_rng(0).random(shape, dtype=np.float32))
-    return _run_worker(candidate, "fidelity", workdir, inputs, config, None, False)["latency"]["p50_ms"]
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    return artifact_latency(folder, x, config)["p50_ms"]
 
 
 def compare(folder: Path, *, threads: int = 1, seconds: float = 2.0, rounds: int = 5) -> dict:
@@ -89,7 +85,7 @@ def compare(folder: Path, *, threads: int = 1, seconds: float = 2.0, rounds: int
             order = ("harness", "app") if index % 2 == 0 else ("app", "harness")
             for who in order:
                 if who == "harness":
-                    ours.append(harness_median(folder, shape, threads=threads, seconds=seconds, workdir=workdir))
+                    ours.append(harness_median(folder, shape, threads=threads, seconds=seconds))
                 else:
                     theirs.append(benchmark_app_median(artifact.path, shape, threads=threads, seconds=seconds,
                                                        workdir=workdir))

@@ -54,7 +54,8 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
     return found
 
 
-def _thread_env(threads: int) -> dict:
+def thread_env(threads: int) -> dict:
+    """The environment of a measured process: ``threads`` for every math library, quiet logs."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         env[name] = str(threads)
@@ -73,7 +74,7 @@ def _run_worker(candidate: Candidate, tag: str, workdir: Path, inputs: Path, con
             "trust_model": trust_model}
     spec_path.write_text(json.dumps(spec))
     project_root = Path(__file__).resolve().parent.parent
-    env = _thread_env(config.threads)
+    env = thread_env(config.threads)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project_root), env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(spec_path)], capture_output=True,
                           text=True, env=env)
@@ -81,6 +82,18 @@ def _run_worker(candidate: Candidate, tag: str, workdir: Path, inputs: Path, con
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise CompressorError(f"benchmark of {candidate.name} failed in its worker process: {tail}")
     return json.loads(result_path.read_text())
+
+
+def artifact_latency(folder, x: np.ndarray, config: LatencyConfig = LatencyConfig()) -> dict:
+    """The latency record of one artifact on inputs ``x``, measured in its own worker
+    process exactly as :func:`measure` measures each candidate (one round)."""
+    artifact = open_artifact(folder)
+    candidate = Candidate(artifact.target, "artifact", artifact.folder, artifact.runtime, artifact.precision,
+                          artifact.manifest["size"])
+    with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
+        inputs = Path(tmp) / "inputs.npz"
+        np.savez(inputs, x=x)
+        return _run_worker(candidate, "single", Path(tmp), inputs, config, None, False)["latency"]
 
 
 def _median_latency(rounds: list[dict]) -> dict:
