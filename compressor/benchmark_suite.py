@@ -79,7 +79,7 @@ def int8_summary(doc: dict) -> list[str]:
     return lines
 
 
-def render(runs: list[dict], fidelity: list[dict], wall: float) -> str:
+def render(runs: list[dict], fidelity: list[dict], wall: float, batch_checks: list[dict] = ()) -> str:
     first = runs[0]["doc"]
     parts = ["# Benchmarks", "",
              "Every number below was measured on this project's CI-class machine in one run of:", "",
@@ -118,6 +118,18 @@ def render(runs: list[dict], fidelity: list[dict], wall: float) -> str:
         parts += ["", "benchmark_app times each request inside the runtime; the harness times a Python call with "
                   "input binding and output copy, so it is slower by the binding's fixed cost, which only matters "
                   "for the smallest models.", ""]
+    if batch_checks:
+        first_check = batch_checks[0]
+        parts += ["## OpenVINO: static batch of 1 against a dynamic batch", "",
+                  "The OpenVINO targets write the IR with a static batch of 1. Against the same IR with its batch "
+                  f"made dynamic again, both run by the toolkit's runner, {first_check['threads']} thread, batch 1, "
+                  f"{first_check['rounds']} alternating rounds of {first_check['seconds_per_round']:g} s; medians of "
+                  "the round p50s (`python -m benchmarks.openvino_batch FOLDER...`).", "",
+                  "| model / target | static p50 ms | dynamic p50 ms | speed-up |", "|---|---|---|---|"]
+        for b in batch_checks:
+            parts.append(f"| {b['model']} / {b['target']} | {b['static_p50_ms']:.3f} | {b['dynamic_p50_ms']:.3f} | "
+                         f"{b['speedup']:.2f}× |")
+        parts.append("")
     return "\n".join(parts)
 
 
@@ -131,6 +143,7 @@ def main(argv=None) -> int:
                         help=f"skip the larger {FIDELITY_REFERENCE} model of the benchmark_app comparison")
     args = parser.parse_args(argv)
     from benchmarks import fidelity as fidelity_check
+    from benchmarks import openvino_batch
     from compressor import atomic
 
     start = time.perf_counter()
@@ -148,9 +161,12 @@ def main(argv=None) -> int:
             folder = args.out / name / target
             if folder.is_dir():
                 checks.append({"model": name, **fidelity_check.compare(folder)})
-    text = render(runs, checks, time.perf_counter() - start)
-    (args.out / "suite.json").write_text(json.dumps({"fidelity": checks, "skipped": {r["model"]: r["skipped"]
-                                                                                    for r in runs}}, indent=2))
+    batch_checks = [{"model": name, **openvino_batch.compare(args.out / name / target)}
+                    for name in args.models for target in ("openvino-fp32", "openvino-int8")
+                    if (args.out / name / target).is_dir()]
+    text = render(runs, checks, time.perf_counter() - start, batch_checks)
+    (args.out / "suite.json").write_text(json.dumps({"fidelity": checks, "openvino_batch": batch_checks,
+                                                     "skipped": {r["model"]: r["skipped"] for r in runs}}, indent=2))
     if args.write:
         atomic.write_text(args.write, text)
     print(text)

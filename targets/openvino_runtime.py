@@ -79,6 +79,30 @@ def convert(model, workdir: Path):
         shutil.rmtree(saved, ignore_errors=True)
 
 
+def with_batch(ov_model, batch: int):
+    """``ov_model`` with its dynamic batch axis (the first) fixed to ``batch``, or None.
+
+    The CPU plugin compiles a static shape into a faster program: batch 1 against the
+    dynamic IR ran 1.08-1.23x faster on the sample models (median of 5 alternating rounds).
+    None when no input has a dynamic first axis or the graph cannot take the shape.
+    """
+    import openvino as ov
+
+    shapes = {}
+    for index, port in enumerate(ov_model.inputs):
+        shape = port.get_partial_shape()
+        if shape.rank.is_static and len(shape) and shape[0].is_dynamic:
+            shapes[index] = ov.PartialShape([ov.Dimension(batch)] + [shape[i] for i in range(1, len(shape))])
+    if not shapes:
+        return None
+    fixed = ov_model.clone()
+    try:
+        fixed.reshape(shapes)
+    except Exception:  # e.g. a Reshape with the batch baked in: keep the dynamic model
+        return None
+    return fixed
+
+
 def quantize(ov_model, calibration, *, overflow_fix: str = "first_layer_only"):
     """NNCF post-training int8 with its default (performance) preset: symmetric weights and activations.
 
@@ -116,30 +140,45 @@ def cpu_config(threads: int) -> dict:
 
 
 class OpenVINORunner:
+    """Runs an OpenVINO IR on the CPU plugin; a batch other than the IR's own static batch
+    gets the IR reshaped to it and compiled once (kept for the next call of that size)."""
+
     def __init__(self, artifact: Path, *, threads: int = 1) -> None:
         import openvino as ov
 
         start = time.perf_counter()
-        self._compiled = ov.Core().compile_model(str(artifact), "CPU", cpu_config(threads))
-        self._request = self._compiled.create_infer_request()
+        self._core, self._artifact, self._config = ov.Core(), artifact, cpu_config(threads)
+        self._compiled = compiled = self._core.compile_model(str(artifact), "CPU", self._config)
+        self._requests = {None: (compiled, compiled.create_infer_request())}
         self.load_seconds = time.perf_counter() - start
-        self.inputs = [_info(p) for p in self._compiled.inputs]
-        self.outputs = [_info(p) for p in self._compiled.outputs]
+        self.inputs = [_info(p) for p in compiled.inputs]
+        self.outputs = [_info(p) for p in compiled.outputs]
+        first = self.inputs[0].shape
+        self._batch = first[0] if first and first[0] != -1 else None  # None: the IR takes any batch
+
+    def _request(self, batch: int):
+        key = None if self._batch is None or batch == self._batch else batch
+        if key not in self._requests:
+            model = self._core.read_model(str(self._artifact))
+            model.reshape({i: [batch, *info.shape[1:]] for i, info in enumerate(self.inputs)})
+            compiled = self._core.compile_model(model, "CPU", self._config)
+            self._requests[key] = (compiled, compiled.create_infer_request())
+        return self._requests[key][1]
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         import openvino as ov
 
         x = np.ascontiguousarray(x, dtype=self.inputs[0].dtype)
+        request = self._request(len(x))
         # bind the input without a copy and read outputs from the request's own tensors: the
         # dict-based infer() costs tens of microseconds more per call, which small models feel
-        self._request.set_input_tensor(ov.Tensor(x, shared_memory=True))
-        self._request.infer()
-        return [np.array(self._request.get_output_tensor(i).data, dtype=np.float32, copy=True)
+        request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        request.infer()
+        return [np.array(request.get_output_tensor(i).data, dtype=np.float32, copy=True)
                 for i in range(len(self.outputs))]
 
     def close(self) -> None:
-        self._request = None
-        self._compiled = None
+        self._requests, self._compiled = {}, None
 
 
 class OpenVINO:
@@ -149,6 +188,9 @@ class OpenVINO:
         import openvino as ov
 
         ov_model = convert(model, workdir)
+        batch = profile.options.get("batch", 1)  # edge inference runs one sample at a time
+        static = with_batch(ov_model, batch) if batch else None
+        ov_model = static if static is not None else ov_model
         details = {"weights": "fp16" if profile.precision == "fp16" else "fp32"}
         if profile.precision == "int8":
             overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
@@ -157,6 +199,7 @@ class OpenVINO:
                        "overflow_fix": overflow_fix}
         elif profile.precision not in ("fp32", "fp16"):
             raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
+        details["batch"] = batch if static is not None else "dynamic"
         artifact = workdir / ARTIFACT_NAME
         ov.save_model(ov_model, str(artifact), compress_to_fp16=profile.precision == "fp16")
         return Exported(artifact, [artifact.with_suffix(".bin")], details)

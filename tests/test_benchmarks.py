@@ -256,3 +256,20 @@ def test_fidelity_compare_alternates_rounds(tmp_path, tiny_cnn, digits8):
     assert result["ratio"] == pytest.approx(result["harness_p50_ms"] / result["benchmark_app_median_ms"])
     with pytest.raises(BadInputError, match="benchmark_app measures OpenVINO IR"):
         fidelity.compare(export(tiny_cnn, "onnx-fp32", out_dir=tmp_path, validation=test).folder)
+
+
+def test_openvino_static_batch_is_compared_with_the_same_ir_made_dynamic(tmp_path, tiny_cnn, digits8):
+    import openvino as ov
+
+    from benchmarks import openvino_batch
+    from targets import export
+
+    train, test = digits8
+    folder = export(tiny_cnn, "openvino-int8", out_dir=tmp_path, calibration=train, validation=test).folder
+    copy = openvino_batch._dynamic_copy(folder / "model.xml", tmp_path)
+    assert ov.Core().read_model(str(copy)).inputs[0].get_partial_shape()[0].is_dynamic
+    result = openvino_batch.compare(folder, seconds=0.1, rounds=2)  # outputs of the two are checked equal inside
+    assert len(result["static_rounds_ms"]) == len(result["dynamic_rounds_ms"]) == 2
+    assert result["speedup"] == pytest.approx(result["dynamic_p50_ms"] / result["static_p50_ms"])
+    with pytest.raises(BadInputError, match="not an OpenVINO IR with a static batch of 1"):
+        openvino_batch.compare(export(tiny_cnn, "onnx-fp32", out_dir=tmp_path, validation=test).folder)

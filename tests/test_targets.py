@@ -228,3 +228,24 @@ def test_tflite_lstm_does_not_clip_the_cell_state(target, tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-4 if target == "tflite-fp32" else 2e-2)
     assert result.manifest["details"]["lstm_cell_clip"] == "none, as in Keras"
     assert unclip_lstm_cells(result.artifact.read_bytes())[1] == 0  # nothing left to remove
+
+
+@pytest.mark.parametrize("name", ["openvino-fp32", "openvino-int8"])
+def test_openvino_ir_has_a_static_batch_of_one_and_runs_any_batch(exported, digits8, name):
+    """A static batch compiles into a faster program on the CPU plugin; other batch sizes
+    get the IR reshaped by the runner, with the same outputs sample by sample."""
+    import openvino as ov
+
+    _, results = exported
+    result = results[name]
+    assert result.manifest["details"]["batch"] == 1 and result.manifest["inputs"][0]["shape"][0] == 1
+    assert ov.Core().read_model(str(result.artifact)).inputs[0].get_partial_shape()[0].get_length() == 1
+    x = digits8[1].x[:7]
+    runner = open_artifact(result.folder).runner(threads=1)
+    try:
+        one_by_one = np.concatenate([runner.run(x[i : i + 1])[0] for i in range(len(x))])
+        batched, again = runner.run(x)[0], runner.run(x)[0]
+    finally:
+        runner.close()
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    np.testing.assert_array_equal(batched, again)
