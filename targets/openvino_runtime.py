@@ -7,6 +7,7 @@ precision decides, and the manifest records what was written.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -77,6 +78,35 @@ def convert(model, workdir: Path):
         raise ConversionError(f"OpenVINO conversion failed: {one_line(exc, prefer=UNMAPPED_OP)}") from None
     finally:
         shutil.rmtree(saved, ignore_errors=True)
+
+
+# An automatic OpenVINO node name: its type and a process-wide counter ("Multiply_2896"),
+# alone or as a segment of a derived name ("Multiply_2896/fq_weights_1").
+AUTO_NAME = re.compile(r"(?<![A-Za-z0-9_])([A-Z][A-Za-z0-9]*)_(\d+)(?![A-Za-z0-9_])")
+
+
+def _stable_names(ov_model):
+    """Renumber automatic node names in graph order.
+
+    Their counters count the nodes the process made before (in the converter, in NNCF):
+    the same model exported twice in one process, or in two processes whose libraries
+    did slightly different work, would otherwise write different IR bytes.
+    """
+    renamed: dict[str, str] = {}
+    io_names = {name for port in [*ov_model.inputs, *ov_model.outputs] for name in port.get_names()}
+
+    def stable(name: str) -> str:  # the model's input and output names are the user's: kept
+        if name in io_names:
+            return name
+        return AUTO_NAME.sub(lambda m: renamed.setdefault(m.group(0), f"{m.group(1)}_{len(renamed)}"), name)
+
+    for node in ov_model.get_ordered_ops():
+        if node.get_type_name() not in ("Parameter", "Result"):
+            node.set_friendly_name(stable(node.get_friendly_name()))
+        for port in node.outputs():
+            if port.get_names():
+                port.get_tensor().set_names({stable(name) for name in port.get_names()})
+    return ov_model
 
 
 def with_batch(ov_model, batch: int):
@@ -201,7 +231,7 @@ class OpenVINO:
             raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
         details["batch"] = batch if static is not None else "dynamic"
         artifact = workdir / ARTIFACT_NAME
-        ov.save_model(ov_model, str(artifact), compress_to_fp16=profile.precision == "fp16")
+        ov.save_model(_stable_names(ov_model), str(artifact), compress_to_fp16=profile.precision == "fp16")
         return Exported(artifact, [artifact.with_suffix(".bin")], details)
 
     def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> OpenVINORunner:

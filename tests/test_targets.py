@@ -249,3 +249,14 @@ def test_openvino_ir_has_a_static_batch_of_one_and_runs_any_batch(exported, digi
         runner.close()
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
     np.testing.assert_array_equal(batched, again)
+
+
+@pytest.mark.parametrize("name", ["openvino-fp32", "openvino-fp16", "openvino-int8"])
+def test_openvino_ir_bytes_do_not_depend_on_what_the_process_did_before(tiny_cnn, digits8, tmp_path, name):
+    """OpenVINO names nodes from a process-wide counter; a second export in the same
+    process (the counter has moved on) must write the same bytes."""
+    train, test = digits8
+    first = export(tiny_cnn, name, out_dir=tmp_path / "a", calibration=train, validation=test)
+    second = export(tiny_cnn, name, out_dir=tmp_path / "b", calibration=train, validation=test)
+    for suffix in (".xml", ".bin"):
+        assert first.artifact.with_suffix(suffix).read_bytes() == second.artifact.with_suffix(suffix).read_bytes()
