@@ -135,6 +135,13 @@ def op_table(content: bytes) -> list[dict]:
     return ops
 
 
+def _count_tensors(content: bytes, dtype: str) -> int:
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_content=content).get_tensor_details()
+    return sum(np.dtype(d["dtype"]).name == dtype for d in details)
+
+
 def check_integer_only(content: bytes, profile) -> None:
     """Every op must compute in integers (Edge TPU, microcontrollers)."""
     float_ops = sorted({op["op"] for op in op_table(content) if set(op["dtypes"]) - INT_TYPES})
@@ -214,6 +221,12 @@ class LiteRT:
         artifact.write_bytes(content)
         ops = sorted({op["op"] for op in op_table(content)})
         details = {"ops": ops}
+        if profile.precision == "dynamic-int8":
+            details["int8_weight_tensors"] = _count_tensors(content, "int8")
+            if not details["int8_weight_tensors"]:
+                raise ConversionError(f"{profile.name}: the converter quantized no weight of this model (it keeps "
+                                      "tensors under 1024 elements in float), so the artifact would be fp32 under "
+                                      "another name; use tflite-int8")
         if any("LSTM" in op for op in ops):
             details["lstm_cell_clip"] = "none, as in Keras"
         return Exported(artifact, [], details)

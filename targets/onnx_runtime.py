@@ -91,10 +91,15 @@ def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
+    import onnx
+
     prepared, skip_symbolic = _pre_process(source, workdir)
     ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
     prepared.unlink()
-    return {"weights": "int8", "activations": "dynamic uint8", "skip_symbolic_shape": skip_symbolic}
+    initializers = onnx.load(str(destination), load_external_data=False).graph.initializer
+    quantized = sum(t.data_type == onnx.TensorProto.INT8 for t in initializers)
+    return {"weights": "int8", "activations": "dynamic uint8", "skip_symbolic_shape": skip_symbolic,
+            "int8_weight_tensors": quantized}
 
 
 def _session(path: Path, threads: int):
@@ -244,6 +249,9 @@ class ONNXRuntime:
                                       reduce_range=bool(profile.options.get("reduce_range", False)))
         elif profile.precision == "dynamic-int8":
             details = quantize_dynamic(float_model, artifact, workdir)
+            if not details["int8_weight_tensors"]:
+                raise ConversionError(f"{profile.name}: ONNX Runtime quantized no weight of this model (no op it "
+                                      "quantizes dynamically), so the artifact would be fp32 under another name")
         else:
             raise ConversionError(f"{profile.name}: ONNX Runtime has no precision '{profile.precision}' here")
         opset = _opset(float_model)
