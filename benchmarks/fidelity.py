@@ -20,7 +20,6 @@ that cost alone exceeds 10 %.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -30,7 +29,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import side_by_side
 from benchmarks.latency import LatencyConfig
+from benchmarks.side_by_side import alternate
 from compressor.errors import BadInputError
 from targets import open_artifact
 
@@ -75,37 +76,24 @@ def compare(folder: Path, *, threads: int = 1, seconds: float = 2.0, rounds: int
     artifact = open_artifact(folder)
     if artifact.runtime != "openvino":
         raise BadInputError(f"{folder}: benchmark_app measures OpenVINO IR, this is {artifact.runtime}")
-    if rounds < 1:
-        raise BadInputError("rounds must be at least 1")
-    shape = [1, *[d for d in artifact.manifest["inputs"][0]["shape"][1:]]]
-    ours, theirs = [], []
+    shape = [1, *artifact.manifest["inputs"][0]["shape"][1:]]
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        for index in range(rounds):
-            order = ("harness", "app") if index % 2 == 0 else ("app", "harness")
-            for who in order:
-                if who == "harness":
-                    ours.append(harness_median(folder, shape, threads=threads, seconds=seconds))
-                else:
-                    theirs.append(benchmark_app_median(artifact.path, shape, threads=threads, seconds=seconds,
-                                                       workdir=workdir))
-    harness, app = statistics.median(ours), statistics.median(theirs)
+        rounds_ms = alternate({
+            "harness": lambda: harness_median(folder, shape, threads=threads, seconds=seconds),
+            "app": lambda: benchmark_app_median(artifact.path, shape, threads=threads, seconds=seconds,
+                                                workdir=Path(tmp)),
+        }, rounds)
+    harness, app = statistics.median(rounds_ms["harness"]), statistics.median(rounds_ms["app"])
     return {"target": artifact.target, "threads": threads, "rounds": rounds, "seconds_per_round": seconds,
             "harness_p50_ms": harness, "benchmark_app_median_ms": app, "ratio": harness / app,
             "agree": abs(harness / app - 1.0) <= AGREEMENT,
-            "harness_rounds_ms": [round(v, 4) for v in ours], "benchmark_app_rounds_ms": [round(v, 4) for v in theirs]}
+            "harness_rounds_ms": [round(v, 4) for v in rounds_ms["harness"]],
+            "benchmark_app_rounds_ms": [round(v, 4) for v in rounds_ms["app"]]}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", type=Path, nargs="+")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
-    results = [compare(f, threads=args.threads, seconds=args.seconds, rounds=args.rounds) for f in args.folders]
-    print(json.dumps(results, indent=2))
-    return 0 if all(r["agree"] for r in results) else 1
+    return side_by_side.main(argv, description=__doc__.splitlines()[0], compare=compare, seconds=2.0,
+                             passed=lambda result: result["agree"])
 
 
 if __name__ == "__main__":

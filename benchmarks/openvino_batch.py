@@ -11,8 +11,6 @@ compared, after checking that the two give the same outputs.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -20,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import side_by_side
 from benchmarks.latency import LatencyConfig, measure
+from benchmarks.side_by_side import alternate
 from compressor.errors import BadInputError
 from targets import open_artifact
 
@@ -42,8 +42,6 @@ def compare(folder: Path, *, threads: int = 1, seconds: float = 1.0, rounds: int
     artifact = open_artifact(folder)
     if artifact.runtime != "openvino" or artifact.manifest["details"].get("batch") != 1:
         raise BadInputError(f"{folder}: not an OpenVINO IR with a static batch of 1")
-    if rounds < 1:
-        raise BadInputError("rounds must be at least 1")
     shape = [1, *artifact.manifest["inputs"][0]["shape"][1:]]
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     config = LatencyConfig(min_seconds=seconds, threads=threads)
@@ -52,11 +50,8 @@ def compare(folder: Path, *, threads: int = 1, seconds: float = 1.0, rounds: int
                    "dynamic": OpenVINORunner(_dynamic_copy(artifact.path, Path(tmp)), threads=threads)}
         x = x.astype(runners["static"].inputs[0].dtype)
         np.testing.assert_allclose(runners["dynamic"].run(x)[0], runners["static"].run(x)[0], rtol=1e-5, atol=1e-6)
-        p50s: dict[str, list[float]] = {"static": [], "dynamic": []}
-        for index in range(rounds):
-            for kind in ("static", "dynamic") if index % 2 == 0 else ("dynamic", "static"):
-                runner = runners[kind]
-                p50s[kind].append(measure(lambda: runner.run(x), config).p50_ms)
+        p50s = alternate({kind: lambda runner=runner: measure(lambda: runner.run(x), config).p50_ms
+                          for kind, runner in runners.items()}, rounds)
         for runner in runners.values():
             runner.close()
     static, dynamic = statistics.median(p50s["static"]), statistics.median(p50s["dynamic"])
@@ -67,15 +62,7 @@ def compare(folder: Path, *, threads: int = 1, seconds: float = 1.0, rounds: int
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", type=Path, nargs="+")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
-    results = [compare(f, threads=args.threads, seconds=args.seconds, rounds=args.rounds) for f in args.folders]
-    print(json.dumps(results, indent=2))
-    return 0
+    return side_by_side.main(argv, description=__doc__.splitlines()[0], compare=compare, seconds=1.0)
 
 
 if __name__ == "__main__":

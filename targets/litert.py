@@ -122,8 +122,8 @@ def unclip_lstm_cells(content: bytes) -> tuple[bytes, int]:
     return bytes(buffer), changed
 
 
-def op_table(content: bytes) -> list[dict]:
-    """The model's ops with the dtypes of their tensors."""
+def _inspect(content: bytes) -> tuple[list[dict], list[str]]:
+    """The model's ops with the dtypes of their tensors, and the dtype of every tensor."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
@@ -132,14 +132,12 @@ def op_table(content: bytes) -> list[dict]:
     for op in interpreter._get_ops_details():  # the interpreter's public API has no op listing
         tensors = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0]
         ops.append({"op": op["op_name"], "dtypes": sorted({dtypes[i] for i in tensors if i in dtypes})})
-    return ops
+    return ops, list(dtypes.values())
 
 
-def _count_tensors(content: bytes, dtype: str) -> int:
-    from ai_edge_litert.interpreter import Interpreter
-
-    details = Interpreter(model_content=content).get_tensor_details()
-    return sum(np.dtype(d["dtype"]).name == dtype for d in details)
+def op_table(content: bytes) -> list[dict]:
+    """The model's ops with the dtypes of their tensors."""
+    return _inspect(content)[0]
 
 
 def check_integer_only(content: bytes, profile) -> None:
@@ -219,10 +217,11 @@ class LiteRT:
             check_integer_only(content, profile)
         artifact = workdir / ARTIFACT_NAME
         artifact.write_bytes(content)
-        ops = sorted({op["op"] for op in op_table(content)})
+        table, tensor_dtypes = _inspect(content)
+        ops = sorted({op["op"] for op in table})
         details = {"ops": ops}
         if profile.precision == "dynamic-int8":
-            details["int8_weight_tensors"] = _count_tensors(content, "int8")
+            details["int8_weight_tensors"] = tensor_dtypes.count("int8")
             if not details["int8_weight_tensors"]:
                 raise ConversionError(f"{profile.name}: the converter quantized no weight of this model (it keeps "
                                       "tensors under 1024 elements in float), so the artifact would be fp32 under "

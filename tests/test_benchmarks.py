@@ -273,3 +273,15 @@ def test_openvino_static_batch_is_compared_with_the_same_ir_made_dynamic(tmp_pat
     assert result["speedup"] == pytest.approx(result["dynamic_p50_ms"] / result["static_p50_ms"])
     with pytest.raises(BadInputError, match="not an OpenVINO IR with a static batch of 1"):
         openvino_batch.compare(export(tiny_cnn, "onnx-fp32", out_dir=tmp_path, validation=test).folder)
+
+
+def test_side_by_side_alternates_in_abba_order():
+    from benchmarks.side_by_side import alternate
+
+    calls = []
+    timers = {name: (lambda name=name: calls.append(name) or float(len(calls))) for name in ("a", "b")}
+    values = alternate(timers, 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert values == {"a": [1.0, 4.0, 5.0], "b": [2.0, 3.0, 6.0]}
+    with pytest.raises(BadInputError, match="rounds must be at least 1"):
+        alternate(timers, 0)
