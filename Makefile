@@ -27,4 +27,4 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
 benchmarks: $(STAMP)
-	$(BIN)/python -m compressor.benchmark_suite --write BENCHMARKS.md
+	$(BIN)/python -m tools.benchmark_suite --write BENCHMARKS.md

@@ -24,27 +24,38 @@ from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError
 from targets import find_artifacts, open_artifact
 
-BASELINE = "float (TensorFlow)"
-
-
 @dataclass(frozen=True)
 class Candidate:
     name: str
-    kind: str  # "keras" or "artifact"
+    kind: str  # "source" (the float model as it is) or "artifact"
     path: Path
     runtime: str
     precision: str
     size: dict
 
 
-def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
-    found = []
-    if source is not None:
-        from targets.manifest import file_record
+def baseline_name(runtime: str) -> str:
+    """How the float source model is named in results, by the runtime that runs it."""
+    return f"float ({BASELINE_LABELS.get(runtime, runtime)})"
 
-        record = file_record(source) if source.is_file() else {"bytes": None, "gzip_bytes": None}
-        found.append(Candidate(BASELINE, "keras", source, "tensorflow", "fp32",
-                               {"bytes": record["bytes"], "gzip_bytes": record["gzip_bytes"]}))
+
+BASELINE_LABELS = {"tensorflow": "TensorFlow", "onnxruntime": "ONNX Runtime"}
+
+
+def _source_candidate(source: Path) -> Candidate:
+    from compressor.models import detect_format
+    from targets.manifest import file_record
+    from targets.runtime import baseline_runtime
+
+    fmt = detect_format(source)  # refuses a missing or unknown file before any worker starts
+    runtime = baseline_runtime(fmt.source_format).name
+    record = file_record(source) if source.is_file() else {"bytes": None, "gzip_bytes": None}
+    return Candidate(baseline_name(runtime), "source", source, runtime, "fp32",
+                     {"bytes": record["bytes"], "gzip_bytes": record["gzip_bytes"]})
+
+
+def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
+    found = [] if source is None else [_source_candidate(source)]
     for folder in artifacts:
         artifact = open_artifact(folder)  # refuses a sha256 mismatch before anything runs
         found.append(Candidate(artifact.target, "artifact", artifact.folder, artifact.runtime, artifact.precision,
@@ -149,7 +160,7 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
 def _reference(candidates: list[Candidate]) -> Candidate | None:
     """The float model that accuracy drops and speed-ups are measured against."""
     for candidate in candidates:
-        if candidate.kind == "keras":
+        if candidate.kind == "source":
             return candidate
     return next((c for c in candidates if c.precision == "fp32"), None)
 

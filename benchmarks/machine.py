@@ -26,6 +26,7 @@ def _cpuinfo() -> dict[str, str]:
 def capture() -> dict:
     """CPU model, SIMD flags that matter for int8 speed, cores, OS, Python, library versions."""
     from targets.manifest import library_versions
+    from targets.runtime import runtimes
 
     info = _cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
@@ -37,5 +38,5 @@ def capture() -> dict:
         "int8_dot_product": any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "libraries": library_versions(),
+        "libraries": library_versions({lib for runtime in runtimes().values() for lib in runtime.libraries}),
     }

@@ -69,7 +69,7 @@ MD_COLUMNS = ("target", "precision", "size", "gzip", "p50 ms", "p90 ms", "p99 ms
               "× runtime fp32", "top-1", "drop pp", "agreement", "memory MB")
 
 
-def _md_cells(row: dict) -> list[str]:
+def md_cells(row: dict) -> list[str]:
     kb = lambda b: "-" if b is None else f"{b / 1024:,.1f} KiB"  # noqa: E731
     return [row["target"], row["precision"], kb(row["size_bytes"]), kb(row["gzip_bytes"]),
             _fmt(row["p50_ms"], ".3f"), _fmt(row["p90_ms"], ".3f"), _fmt(row["p99_ms"], ".3f"),
@@ -81,7 +81,7 @@ def _md_cells(row: dict) -> list[str]:
             _fmt(row["peak_memory_mb"], ".1f")]
 
 
-def _machine_line(doc: dict) -> str:
+def machine_line(doc: dict) -> str:
     m, c = doc["machine"], doc["config"]
     return (f"{m['cpu']} ({m['cores']} cores; {', '.join(m['flags']) or 'no SIMD flags read'}; int8 dot product: "
             f"{'yes' if m['int8_dot_product'] else 'no'}), batch {c['batch']}, {c['threads']} thread(s), "
@@ -94,8 +94,8 @@ def _machine_line(doc: dict) -> str:
 def to_markdown(doc: dict) -> str:
     lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
     for row in table_rows(doc):
-        lines.append("| " + " | ".join(_md_cells(row)) + " |")
-    notes = (f"\n{_machine_line(doc)}. Latency: median over rounds of each round's percentile. "
+        lines.append("| " + " | ".join(md_cells(row)) + " |")
+    notes = (f"\n{machine_line(doc)}. Latency: median over rounds of each round's percentile. "
              "× float: the reference's p50 / this p50; × runtime fp32: the same runtime's fp32 artifact's p50 / "
              "this p50 (above 1 = faster). drop pp: top-1 points lost against the reference.\n")
     return "\n".join(lines) + "\n" + notes
@@ -164,13 +164,13 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{bord
 @writer("html", "report.html")
 def to_html(doc: dict) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in MD_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _md_cells(row)) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in md_cells(row)) + "</tr>"
                    for row in table_rows(doc))
     figures = "".join(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
                       f'src="data:image/png;base64,{data}"/>' for title, data in _plots(doc))
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>Benchmark report</title>"
             f"<style>{STYLE}</style></head><body><h1>Benchmark report</h1>"
-            f"<p>{html.escape(_machine_line(doc))}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+            f"<p>{html.escape(machine_line(doc))}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
             f"</table>{figures}</body></html>\n")
 
 

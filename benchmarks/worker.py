@@ -44,29 +44,27 @@ class PeakRSS:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
-def _preimport(kind: str, runtime: str | None) -> None:
-    """Import the runtime library before the memory baseline: the model's cost is what is measured."""
-    if kind == "keras":
-        from compressor import keras_env
+def _preimport(runtime: str) -> None:
+    """Import the runtime's libraries before the memory baseline: the model's cost is what is measured."""
+    import importlib
 
-        keras_env.tf_keras()
-    else:
-        from targets.runtime import get_runtime
+    from targets.runtime import get_runtime
 
-        get_runtime(runtime)
-        module = {"litert": "ai_edge_litert.interpreter", "tflm": "tflite_micro.python.tflite_micro.runtime",
-                  "onnxruntime": "onnxruntime", "openvino": "openvino"}[runtime]
-        __import__(module)
+    for module in get_runtime(runtime).preimport:
+        importlib.import_module(module)
 
 
 def _open(spec: dict):
-    if spec["kind"] == "keras":
-        from targets.keras_runner import KerasRunner
+    """A runner: an artifact through its manifest (sha256 checked), the source model through the
+    runtime that runs its format as it is."""
+    if spec["kind"] == "artifact":
+        from targets import open_artifact
 
-        return KerasRunner(spec["path"], threads=spec["threads"], trust_model=spec.get("trust_model", False))
-    from targets import open_artifact
+        return open_artifact(spec["path"]).runner(threads=spec["threads"])
+    from targets.runtime import get_runtime
 
-    return open_artifact(spec["path"]).runner(threads=spec["threads"])
+    return get_runtime(spec["runtime"]).load(Path(spec["path"]), threads=spec["threads"],
+                                             details={"source": True, "trust_model": spec.get("trust_model", False)})
 
 
 def run(spec: dict) -> dict:
@@ -74,7 +72,7 @@ def run(spec: dict) -> dict:
     from targets.runtime import run_batched
 
     config = LatencyConfig(**spec["latency"])
-    _preimport(spec["kind"], spec.get("runtime"))
+    _preimport(spec["runtime"])
     with np.load(spec["inputs"]) as data:
         x = data["x"]
     with PeakRSS() as memory:

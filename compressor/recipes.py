@@ -10,9 +10,11 @@ A recipe is a YAML file or a dict::
       - {type: qat}
     targets: [tflite-int8, onnx-int8, openvino-int8]
 
-Every key is checked on load; an unknown key, step type or target names the valid ones,
-and a value of the wrong type or out of range says which. The recipe round-trips
-(``to_dict``) and is written into every artifact's manifest.
+Every key is checked on load; an unknown key or step type names the valid ones, and a
+value of the wrong type or out of range says which (target names are checked where a
+job starts, against the target registry). Step types and their config classes come from
+the step registry (:mod:`compressor.algorithms`). The recipe round-trips (``to_dict``)
+and is written into every artifact's manifest.
 """
 
 from __future__ import annotations
@@ -21,118 +23,10 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
+from compressor.algorithms import STEPS, FineTune, StepConfig
 from compressor.errors import BadInputError
-
-
-@dataclass(frozen=True)
-class FineTune:
-    epochs: int = 2
-    batch_size: int = 32
-    learning_rate: float = 5e-4
-
-    def check(self, where: str) -> None:
-        _positive(where, "epochs", self.epochs, allow_zero=True)
-        _positive(where, "batch_size", self.batch_size)
-        _positive(where, "learning_rate", self.learning_rate)
-
-
-@dataclass(frozen=True)
-class StepConfig:
-    type: ClassVar[str] = ""
-    exclude: tuple[str, ...] = ()  # layer names or layer types left alone
-    fine_tune: FineTune | None = None  # None: the recipe's fine_tune
-
-    def check(self, where: str) -> None:
-        if self.fine_tune is not None:
-            self.fine_tune.check(f"{where}.fine_tune")
-
-
-@dataclass(frozen=True)
-class Prune(StepConfig):
-    """Unstructured magnitude pruning (tfmot ``prune_low_magnitude``)."""
-
-    type: ClassVar[str] = "prune"
-    sparsity: float = 0.5
-    schedule: Literal["constant", "polynomial"] = "polynomial"
-
-    def check(self, where: str) -> None:
-        super().check(where)
-        _fraction(where, "sparsity", self.sparsity)
-
-
-@dataclass(frozen=True)
-class PruneNM(StepConfig):
-    """N:M structured sparsity (N zeros in every M consecutive weights), e.g. 2:4."""
-
-    type: ClassVar[str] = "prune_nm"
-    n: int = 2
-    m: int = 4
-
-    def check(self, where: str) -> None:
-        super().check(where)
-        if not (1 <= self.n < self.m):
-            raise BadInputError(f"{where}: need 1 <= n < m for N:M sparsity, got {self.n}:{self.m}")
-
-
-@dataclass(frozen=True)
-class PruneStructured(StepConfig):
-    """Remove whole filters/units (channels), rebuilding a smaller model."""
-
-    type: ClassVar[str] = "prune_structured"
-    fraction: float = 0.5
-    criterion: Literal["l1", "l2"] = "l1"
-    round_to: int = 1  # keep a multiple of this many channels (SIMD-friendly widths)
-
-    def check(self, where: str) -> None:
-        super().check(where)
-        _fraction(where, "fraction", self.fraction)
-        _positive(where, "round_to", self.round_to)
-
-
-@dataclass(frozen=True)
-class Cluster(StepConfig):
-    """Weight clustering (tfmot ``cluster_weights``)."""
-
-    type: ClassVar[str] = "cluster"
-    clusters: int = 16
-    init: Literal["kmeans++", "linear", "density", "random"] = "kmeans++"
-
-    def check(self, where: str) -> None:
-        super().check(where)
-        if self.clusters < 2:
-            raise BadInputError(f"{where}.clusters: need at least 2 clusters, got {self.clusters}")
-
-
-@dataclass(frozen=True)
-class QAT(StepConfig):
-    """Quantization-aware training (tfmot); keeps sparsity/clusters of earlier steps."""
-
-    type: ClassVar[str] = "qat"
-    preserve: Literal["auto", "none", "sparsity", "clusters"] = "auto"
-
-
-@dataclass(frozen=True)
-class Distill(StepConfig):
-    """Train a smaller student from the model (the teacher) with knowledge distillation."""
-
-    type: ClassVar[str] = "distill"
-    width: float = 0.5  # student width multiplier on conv filters / dense units
-    alpha: float = 0.1  # weight of the hard-label loss
-    temperature: float = 4.0
-    compare_scratch: bool = True  # also train the student from scratch, for the report
-
-    def check(self, where: str) -> None:
-        super().check(where)
-        _fraction(where, "width", self.width)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise BadInputError(f"{where}.alpha: must be in [0, 1], got {self.alpha}")
-        _positive(where, "temperature", self.temperature)
-
-
-STEP_TYPES: dict[str, type[StepConfig]] = {cls.type: cls for cls in (Prune, PruneNM, PruneStructured, Cluster, QAT,
-                                                                      Distill)}
 
 
 @dataclass(frozen=True)
@@ -146,19 +40,14 @@ class Recipe:
 
     def check(self) -> "Recipe":
         self.fine_tune.check("fine_tune")
+        last = len(self.steps) - 1
         for index, step in enumerate(self.steps):
             step.check(f"steps[{index}] ({step.type})")
-            if step.type == "qat" and index != len(self.steps) - 1:
-                raise BadInputError(f"steps[{index}] (qat): must be the last step (the model it makes is "
-                                    "fake-quantized and cannot be pruned or clustered further)")
-            if step.type == "distill" and index != 0:
-                raise BadInputError(f"steps[{index}] (distill): must be the first step (it replaces the model)")
-        if self.targets:
-            from targets import PROFILES
-
-            for name in self.targets:
-                if name not in PROFILES and name != "all":
-                    raise BadInputError(f"targets: unknown target '{name}' (valid: {', '.join(PROFILES)}, all)")
+            registered = STEPS[step.type]
+            required = {"first": 0, "last": last}.get(registered.position, index)
+            if index != required:
+                raise BadInputError(f"steps[{index}] ({step.type}): must be the {registered.position} step "
+                                    f"({registered.why_position})")
         return self
 
     def fine_tune_for(self, step: StepConfig) -> FineTune:
@@ -173,16 +62,6 @@ class Recipe:
 
 def _plain(data: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items() if v is not None}
-
-
-def _positive(where: str, key: str, value, *, allow_zero: bool = False) -> None:
-    if not (value >= 0 if allow_zero else value > 0):
-        raise BadInputError(f"{where}.{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-
-
-def _fraction(where: str, key: str, value: float) -> None:
-    if not 0.0 < value < 1.0:
-        raise BadInputError(f"{where}.{key}: must be between 0 and 1 (exclusive), got {value}")
 
 
 # ---------------------------------------------------------------- parsing
@@ -228,11 +107,11 @@ def _build(cls, data: Any, where: str):
 
 def _step(data: Any, where: str) -> StepConfig:
     if not isinstance(data, dict) or "type" not in data:
-        raise BadInputError(f"{where}: each step needs a 'type' (valid: {', '.join(STEP_TYPES)})")
+        raise BadInputError(f"{where}: each step needs a 'type' (valid: {', '.join(STEPS)})")
     kind = data["type"]
-    if not isinstance(kind, str) or kind not in STEP_TYPES:
-        raise BadInputError(f"{where}: unknown step type '{kind}' (valid: {', '.join(STEP_TYPES)})")
-    return _build(STEP_TYPES[kind], data, f"{where} ({kind})")
+    if not isinstance(kind, str) or kind not in STEPS:
+        raise BadInputError(f"{where}: unknown step type '{kind}' (valid: {', '.join(STEPS)})")
+    return _build(STEPS[kind].config, data, f"{where} ({kind})")
 
 
 def from_dict(data: Any) -> Recipe:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from compressor import atomic, keras_env, sample_data
+from compressor import atomic, keras_env
+from compressor.data import samples as sample_data
 
 CACHE_VERSION = 2
 DEFAULT_SEED = 0
@@ -26,7 +27,7 @@ DEFAULT_SEED = 0
 class SampleModel:
     name: str
     description: str
-    dataset: str  # a sample set name from compressor.sample_data
+    dataset: str  # a sample set name from compressor.data.samples
     build: Callable[[], object]  # returns an uncompiled Keras 3 model
     epochs: int
     batch_size: int = 32
@@ -184,6 +185,13 @@ def path(name: str, *, seed: int = DEFAULT_SEED, verbose: int = 0) -> Path:
               "test_accuracy": accuracy}
     atomic.write_text(target.with_suffix(".json"), json.dumps(record, indent=2))
     return target
+
+
+def forget(name: str, *, seed: int = DEFAULT_SEED) -> None:
+    """Drop the cached sample model ``name`` (and its record), so that it is trained again on next use."""
+    target = _cache_path(_get(name), seed)
+    target.unlink(missing_ok=True)
+    target.with_suffix(".json").unlink(missing_ok=True)
 
 
 def recorded_accuracy(name: str, *, seed: int = DEFAULT_SEED) -> float | None:

@@ -20,8 +20,7 @@ def main(argv=None) -> None:
     for name in args.names:
         start = time.perf_counter()
         if args.force:
-            target = sample_models._cache_path(sample_models._get(name), args.seed)
-            target.unlink(missing_ok=True)
+            sample_models.forget(name, seed=args.seed)
         path = sample_models.path(name, seed=args.seed)
         accuracy = sample_models.recorded_accuracy(name, seed=args.seed)
         print(f"{name:14s} test accuracy {accuracy:.4f}  ({time.perf_counter() - start:.1f} s)  {path}")

@@ -7,15 +7,9 @@ Example:
 """
 
 from targets.artifact import Artifact, find_artifacts, open_artifact
-from targets.export import ExportResult, export, profiles_for
-from targets.profiles import PROFILES, Parity, TargetProfile, compatibility, get_profile
+from targets.export import ExportFailure, ExportResult, export, export_many, profiles_for
+from targets.profiles import PROFILES, Parity, TargetProfile, compatibility, get_profile, validate_targets
 
-
-def load_onnx(path):
-    """Load an ONNX model safely, as a source for the ONNX Runtime and OpenVINO targets."""
-    from targets.onnx_runtime import load_onnx as _load
-
-    return _load(path)
-
-__all__ = ["PROFILES", "Artifact", "ExportResult", "Parity", "TargetProfile", "compatibility", "export", "find_artifacts",
-           "get_profile", "load_onnx", "open_artifact", "profiles_for"]
+__all__ = ["PROFILES", "Artifact", "ExportFailure", "ExportResult", "Parity", "TargetProfile", "compatibility",
+           "export", "export_many", "find_artifacts", "get_profile", "open_artifact", "profiles_for",
+           "validate_targets"]

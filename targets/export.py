@@ -9,94 +9,86 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from compressor import keras_env
 from compressor.data import Dataset
-from compressor.errors import BadInputError, ParityError, UnsupportedModelError
+from compressor.errors import BadInputError, CompressorError, ParityError, UnsupportedModelError
+from compressor.models import as_source
 from targets import manifest as manifests
+from targets.artifact import Artifact
 from targets import parity
 from targets.profiles import PROFILES, Parity, TargetProfile, get_profile, why_not
-from targets.runtime import get_runtime, run_batched
+from targets.runtime import get_runtime, run_batched, runtimes
 
 DEFAULT_CALIBRATION_SAMPLES = 200
 DEFAULT_VALIDATION_SAMPLES = 500
-ONNX_RUNTIMES = ("onnxruntime", "openvino")  # the runtimes that take an ONNX model as it is
 
 
-@dataclass
-class ExportResult:
-    target: str
-    folder: Path
-    artifact: Path
-    manifest: dict
+@dataclass(frozen=True)
+class ExportResult(Artifact):
+    """An artifact just written, its parity check passed."""
+
+    @property
+    def artifact(self) -> Path:
+        return self.path
 
     @property
     def parity(self) -> dict:
         return self.manifest["parity"]
 
 
-def _is_onnx(model) -> bool:
-    return getattr(model, "source_format", None) == "onnx"
+@dataclass
+class ExportFailure:
+    """A target that could not be exported: its exit code, one-line message, the error, and,
+    for an unexpected exception (a bug), the traceback."""
+
+    target: str
+    exit_code: int
+    message: str
+    error: BaseException
+    traceback: str | None = None
 
 
-def _layer_types(model) -> set[str]:
-    if _is_onnx(model):
-        return model.layer_types()
-    from compressor.inspection import flat_layers
-
-    return {type(layer).__name__ for layer in flat_layers(model)}
-
-
-def _calibration_set(profile: TargetProfile, calibration, model, samples: int, seed: int) -> Dataset | None:
+def _calibration_set(profile: TargetProfile, calibration, source, samples: int, seed: int) -> Dataset | None:
     if profile.precision not in ("int8", "int16x8"):
         return None
     if calibration is None:
         raise BadInputError(f"{profile.name}: needs calibration data (representative samples of real inputs)")
     if isinstance(calibration, str) and calibration == "random":
-        return _random_calibration(model, samples, seed)
+        return _random_calibration(source, samples, seed)
     return calibration.shuffled(seed).take(samples)
 
 
-def _random_calibration(model, samples: int, seed: int) -> Dataset:
-    from compressor.data import _data_spec
-
-    shape, dtype, _ = _data_spec(model)
+def _random_calibration(source, samples: int, seed: int) -> Dataset:
+    shape, dtype, _ = source.data_spec()
     rng = np.random.default_rng(seed)
     size = (samples, *[8 if d is None else int(d) for d in shape])
     x = rng.integers(0, 2, size=size) if dtype.kind in "iu" else rng.standard_normal(size)
     return Dataset(x.astype(dtype), None, "random noise (asked for)")
 
 
-def _reference_outputs(model, x: np.ndarray) -> list[np.ndarray]:
-    result = model.predict(x, batch_size=64, verbose=0)
-    return [np.asarray(r) for r in (result if isinstance(result, list) else [result])]
-
-
 def _io_records(infos) -> list[dict]:
     return [vars(info) for info in infos]
 
 
+def why_not_source(profile: TargetProfile, source) -> str | None:
+    """Why ``profile`` cannot take ``source`` (its format or its layers), or None if it can."""
+    runtime = get_runtime(profile.runtime)
+    if not runtime.takes(source):
+        others = [name for name, other in runtimes().items() if other.takes(source)]
+        return (f"{runtime.name} exports from {' or '.join(runtime.accepts)} models, not {source.format} ones"
+                + (f"; {source.format} models go to the {' and '.join(others)} targets" if others else ""))
+    return why_not(profile, source.op_types())
+
+
 def profiles_for(model) -> list[str]:
     """Names of the profiles that can take ``model`` (what ``--target all`` means)."""
-    types = _layer_types(model)
-    return [name for name, profile in PROFILES.items()
-            if why_not(profile, types) is None and (not _is_onnx(model) or profile.runtime in ONNX_RUNTIMES)]
-
-
-def _source_record(model, source_path) -> dict:
-    if _is_onnx(model):
-        return model.source_record()
-    from compressor.inspection import inspect_model
-
-    report = inspect_model(model)
-    record = {"name": model.name, "params": report.params, "macs": report.macs}
-    if source_path is not None:
-        record.update(path=Path(source_path).name, sha256=manifests.sha256(Path(source_path)))
-    return record
+    source = as_source(model)
+    return [name for name, profile in PROFILES.items() if why_not_source(profile, source) is None]
 
 
 def export(model, target: str, *, out_dir: str | Path, validation: Dataset, calibration=None,
@@ -104,10 +96,10 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
            validation_samples: int = DEFAULT_VALIDATION_SAMPLES, source_path=None, recipe: dict | None = None,
            threads: int = 1, seed: int = 0, overwrite: bool = False,
            parity_rule: Parity | None = None) -> ExportResult:
-    """Export a tf-keras ``model`` to ``target``, check parity, write the manifest.
+    """Export a model to ``target``, check parity, write the manifest.
 
     Args:
-        model: a tf-keras model (see :func:`compressor.load_model`).
+        model: a source model (:func:`compressor.load_source`) or a Keras model.
         target: a registered profile name (``compressor targets`` lists them).
         out_dir: the artifact goes to ``out_dir/target/``.
         validation: samples for the parity check (keep them apart from calibration).
@@ -127,16 +119,14 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     """
     profile = get_profile(target)
     rule = profile.parity.override(parity_rule)
-    if _is_onnx(model) and profile.runtime not in ONNX_RUNTIMES:
-        raise UnsupportedModelError(f"{profile.name}: takes Keras models; an ONNX model goes to the "
-                                    f"{' and '.join(ONNX_RUNTIMES)} targets")
-    reason = why_not(profile, _layer_types(model))
+    source = as_source(model)
+    reason = why_not_source(profile, source)
     if reason:
-        raise UnsupportedModelError(f"{profile.name}: cannot take model '{model.name}': {reason}")
-    validation.check_fits(model)
-    calibration_set = _calibration_set(profile, calibration, model, calibration_samples, seed)
+        raise UnsupportedModelError(f"{profile.name}: cannot take model '{source.name}': {reason}")
+    validation.check_fits(source)
+    calibration_set = _calibration_set(profile, calibration, source, calibration_samples, seed)
     if calibration_set is not None:
-        calibration_set.check_fits(model)
+        calibration_set.check_fits(source)
     final = Path(out_dir) / profile.name
     if final.exists() and not overwrite:
         raise BadInputError(f"{final}: already exists; choose another output folder or overwrite")
@@ -144,7 +134,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}.", suffix=".partial", dir=final.parent))
     try:
         try:
-            result = _export_into(staging, model, profile, rule, calibration_set,
+            result = _export_into(staging, source, profile, rule, calibration_set,
                                   validation.take(validation_samples), source_path, recipe, threads)
         except OSError as exc:  # a full disk, a vanished folder: say so, leave nothing half-written
             raise BadInputError(f"{final}: cannot write the artifact ({exc.strerror or exc})") from None
@@ -154,7 +144,37 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
         staging.rename(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(profile.name, final, final / result["artifact"]["file"], result)
+    return ExportResult(final, final / result["artifact"]["file"], result)
+
+
+def export_many(model, targets: list[str], *, on_progress=None, **options) -> tuple[list[ExportResult],
+                                                                                   list[ExportFailure]]:
+    """Export ``model`` to each of ``targets``; one target's failure never stops the others.
+
+    ``all`` among the names means every profile that can take the model. ``options`` are
+    :func:`export`'s. A failure the user can act on keeps its typed error's exit code and
+    message; an unexpected exception is recorded as a bug (exit 1) with its traceback.
+    ``on_progress(message)`` is told as each target starts and fails.
+
+    Example:
+        >>> exported, failed = export_many(model, ["all"], out_dir="out", calibration=train, validation=test)
+    """
+    source = as_source(model)
+    names = profiles_for(source) if "all" in targets else list(dict.fromkeys(targets))
+    exported, failed = [], []
+    for index, name in enumerate(names):
+        if on_progress:
+            on_progress(f"export: {name} ({index + 1}/{len(names)})")
+        try:
+            exported.append(export(source, name, **options))
+        except CompressorError as exc:
+            failed.append(ExportFailure(name, exc.exit_code, str(exc), exc))
+        except Exception as exc:  # a bug in one target: recorded, and the others go on
+            failed.append(ExportFailure(name, CompressorError.exit_code, f"{name}: {type(exc).__name__}: {exc}",
+                                        exc, traceback.format_exc()))
+        if failed and failed[-1].target == name and on_progress:
+            on_progress(f"export: {name} FAILED: {failed[-1].message}")
+    return exported, failed
 
 
 def _total_size(exported) -> dict:
@@ -164,16 +184,16 @@ def _total_size(exported) -> dict:
     return {"bytes": sum(r["bytes"] for r in records), "gzip_bytes": sum(r["gzip_bytes"] for r in records)}
 
 
-def _export_into(staging: Path, model, profile, rule, calibration, validation, source_path, recipe, threads) -> dict:
+def _export_into(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads) -> dict:
     runtime = get_runtime(profile.runtime)
-    exported = runtime.export(model, profile, calibration, staging)
+    exported = runtime.export(source, profile, calibration, staging)
     runner = runtime.load(exported.artifact, threads=threads, details=exported.details)
     try:
         outputs = run_batched(runner, validation.x)
         inputs_info, outputs_info = runner.inputs, runner.outputs
     finally:
         runner.close()
-    check = parity.compare(_reference_outputs(model, validation.x), outputs, rule)
+    check = parity.compare(source.predict(validation.x), outputs, rule)
     if not check.passed:
         raise ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
                           f"{'; '.join(check.failures)}")
@@ -182,13 +202,13 @@ def _export_into(staging: Path, model, profile, rule, calibration, validation, s
         "profile": profile.to_dict(),
         "runtime": profile.runtime,
         "precision": profile.precision,
-        "libraries": manifests.library_versions(),
+        "libraries": manifests.library_versions(runtime.libraries),
         "artifact": manifests.file_record(exported.artifact),
         "extra_files": [manifests.file_record(p) for p in exported.extra_files],
         "size": _total_size(exported),
         "inputs": _io_records(inputs_info),
         "outputs": _io_records(outputs_info),
-        "source": _source_record(model, source_path),
+        "source": source.record(source_path),
         "recipe": recipe,
         "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},
         "validation": {"samples": len(validation), "source": validation.name},

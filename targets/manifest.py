@@ -5,42 +5,22 @@ Manifests carry no timestamps, so the same inputs give byte-identical manifests.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 from importlib import metadata
 from pathlib import Path
 
 from compressor import atomic
+from compressor.digests import gzip_size, sha256
 from compressor.errors import BadInputError
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
-LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tflite-micro", "tf2onnx",
-             "onnx", "onnxruntime", "openvino", "nncf", "numpy")
 
 
-def sha256(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (names and bytes, in sorted order)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def gzip_size(path: Path) -> int:
-    """Bytes of ``path`` after gzip -9 (what a download or flash image costs)."""
-    return len(gzip.compress(path.read_bytes(), compresslevel=9, mtime=0))
-
-
-def library_versions() -> dict[str, str]:
+def library_versions(libraries) -> dict[str, str]:
+    """Installed versions of ``libraries`` (a runtime's) and of numpy."""
     versions = {}
-    for name in LIBRARIES:
+    for name in sorted({*libraries, "numpy"}):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -91,13 +71,13 @@ def _is_file_record(record) -> bool:
 
 def _check_fields(manifest: dict, path: Path) -> None:
     """A manifest names files only inside its own folder, with their digests, and a known runtime."""
-    from targets.runtime import RUNTIME_MODULES
+    from targets.runtime import runtimes
 
     for key in ("target", "runtime", "precision"):
         if not isinstance(manifest.get(key), str):
             raise BadInputError(f"{path}: manifest field '{key}' is missing or not text")
-    if manifest["runtime"] not in RUNTIME_MODULES:
-        raise BadInputError(f"{path}: unknown runtime '{manifest['runtime']}' (valid: {', '.join(RUNTIME_MODULES)})")
+    if manifest["runtime"] not in runtimes():
+        raise BadInputError(f"{path}: unknown runtime '{manifest['runtime']}' (valid: {', '.join(runtimes())})")
     extra = manifest.get("extra_files", [])
     if not _is_file_record(manifest.get("artifact")) or not isinstance(extra, list) or \
             not all(_is_file_record(r) for r in extra):

@@ -131,6 +131,15 @@ def get_profile(name: str) -> TargetProfile:
     return PROFILES[name]
 
 
+def validate_targets(names) -> list[str]:
+    """The requested target names, duplicates dropped; BadInputError names any unknown one
+    (checked before any work starts). ``all`` stands for every profile that takes the model."""
+    unknown = [name for name in names if name not in PROFILES and name != "all"]
+    if unknown:
+        raise BadInputError(f"unknown target '{unknown[0]}' (valid: {', '.join(PROFILES)}, all)")
+    return list(dict.fromkeys(names))
+
+
 def why_not(profile: TargetProfile, layer_types: set[str]) -> str | None:
     """Why ``profile`` cannot take a model made of ``layer_types``, or None if it can."""
     if layer_types & FAKE_QUANT_WRAPPERS and profile.precision not in ("int8", "dynamic-int8"):

@@ -1,26 +1,24 @@
 """The runtime interface every exporter/runner implements, and the runtime registry.
 
-A runtime module (``targets/litert.py``, ``targets/onnx_runtime.py``, ...) is imported
-only when a profile needs it, so a missing runtime library fails only its targets.
+A runtime is one module in ``targets/runtimes/`` that declares one :class:`Runtime`
+record named ``RUNTIME``: how it exports and loads, which libraries manifests record,
+which modules the benchmark worker imports first, which source representations it
+exports from, which source formats it runs as the float baseline. Every table elsewhere
+derives from these records. Runtime libraries are imported inside those modules'
+functions only, so a missing library fails only the targets that need it.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from compressor.errors import BadInputError
-
-RUNTIME_MODULES = {
-    "litert": "targets.litert",
-    "tflm": "targets.tflm",
-    "onnxruntime": "targets.onnx_runtime",
-    "openvino": "targets.openvino_runtime",
-}
 
 
 @dataclass
@@ -64,18 +62,52 @@ class Runner(Protocol):
         """Release the runtime's session/interpreter."""
 
 
-class Runtime(Protocol):
+Export = Callable[..., Exported]  # (source, profile, calibration, workdir) -> Exported
+Load = Callable[..., Runner]  # (path, *, threads, details) -> Runner
+
+
+@dataclass(frozen=True)
+class Runtime:
     name: str
+    load: Load
+    export: Export | None = None  # None: a runtime that only runs sources (the float baseline)
+    libraries: tuple[str, ...] = ()  # distributions whose versions each manifest records
+    preimport: tuple[str, ...] = ()  # modules the benchmark worker imports before its memory baseline
+    accepts: tuple[str, ...] = ()  # source representations ``export`` takes, preferred first
+    runs_sources: tuple[str, ...] = ()  # source formats it runs as they are (the float baseline)
 
-    def export(self, model, profile, calibration, workdir: Path) -> Exported: ...
+    def takes(self, source) -> bool:
+        """Whether ``export`` can start from what ``source`` provides."""
+        return self.export is not None and any(kind in source.provides for kind in self.accepts)
 
-    def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> Runner: ...
+
+_REGISTRY: dict[str, Runtime] = {}
+
+
+def runtimes() -> dict[str, Runtime]:
+    """Every runtime declared in ``targets/runtimes/``, by name."""
+    if not _REGISTRY:
+        from targets import runtimes as package
+
+        for module in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
+            record = importlib.import_module(f"{package.__name__}.{module}").RUNTIME
+            _REGISTRY[record.name] = record
+    return _REGISTRY
 
 
 def get_runtime(name: str) -> Runtime:
-    if name not in RUNTIME_MODULES:
-        raise BadInputError(f"unknown runtime '{name}' (valid: {', '.join(RUNTIME_MODULES)})")
-    return importlib.import_module(RUNTIME_MODULES[name]).RUNTIME
+    known = runtimes()
+    if name not in known:
+        raise BadInputError(f"unknown runtime '{name}' (valid: {', '.join(known)})")
+    return known[name]
+
+
+def baseline_runtime(source_format: str) -> Runtime:
+    """The runtime that runs a source of ``source_format`` as it is: the float baseline."""
+    for runtime in runtimes().values():
+        if source_format in runtime.runs_sources:
+            return runtime
+    raise BadInputError(f"no runtime runs {source_format} models as they are")
 
 
 def run_batched(runner: Runner, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:

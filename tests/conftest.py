@@ -27,6 +27,6 @@ def tiny_cnn():
 
 @pytest.fixture(scope="session")
 def digits8():
-    from compressor import sample_data
+    from compressor.data import samples as sample_data
 
     return sample_data.load("digits-8", "train"), sample_data.load("digits-8", "test")

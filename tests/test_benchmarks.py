@@ -16,6 +16,7 @@ from benchmarks.harness import measure
 from benchmarks.latency import LatencyConfig, harness_overhead_ns
 from benchmarks.latency import measure as measure_latency
 from compressor.errors import BadInputError
+from tests.helpers.results import results_doc
 
 
 class SleepRunner:
@@ -80,29 +81,8 @@ def test_top5():
     assert accuracy.evaluate(outputs, np.array([5, 4]))["top5"] == 0.5
 
 
-def _doc(latencies=(2.0, 1.0, 0.5)):
-    rows = []
-    for name, p50, top1 in zip(("float (TensorFlow)", "tflite-fp32", "tflite-int8"), latencies, (0.9, 0.9, 0.88)):
-        rows.append({
-            "name": name, "kind": "keras" if name.startswith("float") else "artifact",
-            "runtime": "tensorflow" if name.startswith("float") else "litert",
-            "precision": "int8" if "int8" in name else "fp32", "path": name,
-            "size": {"bytes": 4000 if "int8" in name else 16000, "gzip_bytes": 3000},
-            "latency": {"p50_ms": p50, "p90_ms": p50 * 1.1, "p99_ms": p50 * 1.3, "mean_ms": p50, "std_ms": 0.1,
-                        "min_ms": p50 * 0.9, "max_ms": p50 * 2, "throughput_per_s": 1000 / p50,
-                        "first_inference_ms": 3.0, "runs": 50, "batch": 1},
-            "memory": {"peak_above_baseline_mb": 1.5}, "accuracy": {"top1": top1},
-            "accuracy_drop_pp": {"top1": (0.9 - top1) * 100}, "fidelity": {"agreement": 0.97},
-            "speedup_vs_reference": latencies[0] / p50, "speedup_vs_runtime_fp32": None,
-        })
-    machine = {"cpu": "test cpu", "cores": 2, "flags": ["avx2"], "int8_dot_product": False}
-    config = {**LatencyConfig().to_dict(), "rounds": 3}
-    return results.document(rows=rows, machine=machine, config=config, dataset={"name": "d", "samples": 10},
-                            reference="float (TensorFlow)", harness_overhead_ns=80.0)
-
-
 def test_results_schema_round_trips(tmp_path):
-    doc = _doc()
+    doc = results_doc()
     path = results.save(doc, tmp_path / "results.json")
     assert results.load(path) == json.loads(json.dumps(doc))
 
@@ -113,14 +93,14 @@ def test_results_schema_round_trips(tmp_path):
     ({"results": []}, "non-empty list"),
 ])
 def test_results_schema_refuses_bad_documents(tmp_path, broken, message):
-    doc = {**_doc(), **broken}
+    doc = {**results_doc(), **broken}
     (tmp_path / "r.json").write_text(json.dumps(doc))
     with pytest.raises(BadInputError, match=message):
         results.load(tmp_path / "r.json")
 
 
 def test_every_report_format_comes_from_one_json(tmp_path):
-    doc = _doc()
+    doc = results_doc()
     written = reports.write_reports(doc, tmp_path)
     assert set(written) == {"json", "csv", "md", "html"}
     assert json.loads(written["json"].read_text()) == json.loads(json.dumps(doc))
@@ -156,7 +136,7 @@ class _Checker(HTMLParser):
 def test_html_is_well_formed_self_contained_and_its_images_decode(tmp_path):
     from PIL import Image
 
-    text = reports.render(_doc(), "html")
+    text = reports.render(results_doc(), "html")
     checker = _Checker()
     checker.feed(text)
     assert not checker.errors and not checker.stack
@@ -177,7 +157,7 @@ def test_html_renders_in_headless_chromium(tmp_path):
     if browser is None:
         pytest.skip("chromium is not installed (apt-get install chromium); well-formedness is checked above")
     page = tmp_path / "report.html"
-    page.write_text(reports.render(_doc(), "html"))
+    page.write_text(reports.render(results_doc(), "html"))
     shot = tmp_path / "shot.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -223,9 +203,9 @@ def test_measure_end_to_end_on_exported_artifacts(tmp_path, tiny_cnn, digits8):
 def test_benchmark_app_gets_the_runners_own_cpu_properties(tmp_path, tiny_cnn, digits8):
     import subprocess
 
-    from benchmarks import fidelity
+    from tools import fidelity
     from targets import export
-    from targets.openvino_runtime import OpenVINORunner, cpu_config
+    from targets.runtimes.openvino_runtime import OpenVINORunner, cpu_config
 
     train, test = digits8
     folder = export(tiny_cnn, "openvino-fp32", out_dir=tmp_path, calibration=train, validation=test).folder
@@ -245,7 +225,7 @@ def test_benchmark_app_gets_the_runners_own_cpu_properties(tmp_path, tiny_cnn, d
 
 
 def test_fidelity_compare_alternates_rounds(tmp_path, tiny_cnn, digits8):
-    from benchmarks import fidelity
+    from tools import fidelity
     from targets import export
 
     train, test = digits8
@@ -261,7 +241,7 @@ def test_fidelity_compare_alternates_rounds(tmp_path, tiny_cnn, digits8):
 def test_openvino_static_batch_is_compared_with_the_same_ir_made_dynamic(tmp_path, tiny_cnn, digits8):
     import openvino as ov
 
-    from benchmarks import openvino_batch
+    from tools import openvino_batch
     from targets import export
 
     train, test = digits8
@@ -276,7 +256,7 @@ def test_openvino_static_batch_is_compared_with_the_same_ir_made_dynamic(tmp_pat
 
 
 def test_side_by_side_alternates_in_abba_order():
-    from benchmarks.side_by_side import alternate
+    from tools.side_by_side import alternate
 
     calls = []
     timers = {name: (lambda name=name: calls.append(name) or float(len(calls))) for name in ("a", "b")}

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from compressor import bridge, keras_env, load_model
+from compressor import keras_env, load_model
+from compressor.models import bridge
 from compressor.errors import UnsafeModelError, UnsupportedModelError
 from tests.helpers import models
 

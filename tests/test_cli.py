@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import cli, main
+from compressor.app.cli import cli, main
 from tests.helpers import models
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compressor.cli import main
+from compressor.app.cli import main
 from targets import embedding
 
 FAST_BENCH = ["--rounds", "1", "--min-seconds", "0"]
@@ -173,12 +173,12 @@ def test_unknown_target_and_recipe_exit_code(files, tmp_path, capsys):
 
 
 def test_internal_error_exit_code_and_traceback_only_with_verbose(monkeypatch, capsys):
-    import compressor.inspection
+    import compressor.models.inspection
 
     def boom(model):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(compressor.inspection, "inspect_model", boom)
+    monkeypatch.setattr(compressor.models.inspection, "inspect_model", boom)
     from tests.helpers import models
 
     code, _, err = _run(["inspect", str(Path(__file__))], capsys)  # unknown format: a user error first
@@ -225,3 +225,74 @@ def test_export_with_the_users_own_parity_bounds(files, tmp_path, capsys):
                          "-o", str(tmp_path / "default"), "--json"], capsys)
     assert code == 0 and json.loads(out)[0]["parity"]["rule_set_by"] == "profile"
     assert json.loads(out)[0]["parity"]["tolerance"] == pytest.approx(1e-4)
+
+
+def _broken_runtime(monkeypatch, name: str):
+    """A bug inside one runtime's exporter (an unexpected exception, not a typed error)."""
+    import dataclasses
+
+    from targets.runtime import get_runtime, runtimes
+
+    def crash(source, profile, calibration, workdir):
+        raise RuntimeError("simulated bug in the exporter")
+
+    monkeypatch.setitem(runtimes(), name, dataclasses.replace(get_runtime(name), export=crash))
+
+
+def test_export_goes_on_after_one_target_fails_and_logs_the_bug(files, tmp_path, capsys, monkeypatch):
+    _broken_runtime(monkeypatch, "litert")
+    out = tmp_path / "out"
+    code, stdout, err = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp32", "-t", "onnx-fp32",
+                              "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"),
+                              "-o", str(out)], capsys)
+    assert code == 1, err
+    assert json.loads((out / "onnx-fp32" / "manifest.json").read_text())["parity"]["passed"]
+    assert not (out / "tflite-fp32").exists()
+    assert "Internal error: tflite-fp32: RuntimeError: simulated bug in the exporter" in err and "please report" in err
+    assert "Traceback" not in err and "raise RuntimeError" in (out / "errors.log").read_text()
+
+
+def test_compress_goes_on_after_one_target_fails_and_records_it(files, tmp_path, capsys, monkeypatch):
+    _broken_runtime(monkeypatch, "onnxruntime")
+    out = tmp_path / "out"
+    code, _, err = _run(["compress", str(files / "tiny.keras"), "-r", "int8", "-t", "onnx-int8", "-t", "tflite-int8",
+                         "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out),
+                         *FAST_BENCH], capsys)
+    assert code == 1, err
+    run = json.loads((out / "run.json").read_text())
+    assert run["exported"] == ["tflite-int8"]
+    assert run["failed"]["onnx-int8"]["exit_code"] == 1 and "raise RuntimeError" in run["failed"]["onnx-int8"]["traceback"]
+    assert {r["name"] for r in json.loads((out / "results.json").read_text())["results"]} == {
+        "float (TensorFlow)", "tflite-int8"}
+    assert "simulated bug" in (out / "errors.log").read_text()
+
+
+def test_unknown_target_is_refused_before_any_work(files, tmp_path, capsys):
+    out = tmp_path / "never"
+    code, _, err = _run(["compress", str(files / "tiny.keras"), "-r", "structured50-int8", "-t", "tflite-int9",
+                         "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out),
+                         *FAST_BENCH], capsys)
+    assert code == 3 and "unknown target 'tflite-int9'" in err
+    assert not out.exists()  # nothing was compressed, nothing was written
+
+
+def test_bench_takes_an_onnx_source_as_the_float_baseline(files, tmp_path, capsys):
+    from targets.runtimes.onnx_runtime import convert_keras
+    from tests.helpers import models  # noqa: F401  (TF_USE_LEGACY_KERAS set by conftest)
+
+    from compressor import load_model
+
+    source = tmp_path / "tiny.onnx"
+    convert_keras(load_model(files / "tiny.keras"), source)
+    out = tmp_path / "out"
+    code, _, err = _run(["export", str(source), "-t", "openvino-int8", "--data", str(files / "train.npz"),
+                         "--eval-data", str(files / "test.npz"), "-o", str(out)], capsys)
+    assert code == 0, err
+    code, stdout, err = _run(["bench", str(out), "--source", str(source), "--eval-data", str(files / "test.npz"),
+                              "--json", *FAST_BENCH], capsys)
+    assert code == 0, err
+    doc = json.loads(stdout)
+    rows = {r["name"]: r for r in doc["results"]}
+    assert doc["reference"] == "float (ONNX Runtime)" and rows["float (ONNX Runtime)"]["kind"] == "source"
+    assert rows["float (ONNX Runtime)"]["accuracy"]["top1"] > 0.8
+    assert abs(rows["openvino-int8"]["accuracy_drop_pp"]["top1"]) < 5

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from compressor import sample_data
+from compressor.data import samples as sample_data
+from compressor.models import as_source
 from compressor.data import Dataset, load_dataset
 from compressor.errors import BadInputError
 from tests.helpers import models
@@ -20,7 +21,7 @@ def test_npz_source(tmp_path):
     data = load_dataset(_npz(tmp_path / "d.npz", x=x, y=y))
     np.testing.assert_array_equal(data.x, x)
     np.testing.assert_array_equal(data.y, y)
-    data.check_fits(models.tf_keras_mnist_cnn())
+    data.check_fits(as_source(models.tf_keras_mnist_cnn()))
 
 
 def test_image_folder_is_resized_to_model_input(tmp_path):
@@ -144,7 +145,7 @@ def test_bad_data_is_refused_with_a_clear_message(tmp_path, case):
     make, message = BAD_DATA[case]
     source = make(tmp_path)
     with pytest.raises(BadInputError, match=message) as info:
-        load_dataset(source, input_shape=(28, 28, 1)).check_fits(models.tf_keras_mnist_cnn())
+        load_dataset(source, input_shape=(28, 28, 1)).check_fits(as_source(models.tf_keras_mnist_cnn()))
     assert "\n" not in str(info.value)
 
 

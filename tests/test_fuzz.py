@@ -33,7 +33,7 @@ def _seed_files():
     model.save(files["h5"])
     small.save(files["k3"])
     np.savez(FOLDER / "seed.npz", x=np.zeros((3, 4), np.float32), y=np.arange(3))
-    from targets.onnx_runtime import convert_keras
+    from targets.runtimes.onnx_runtime import convert_keras
 
     convert_keras(models.trained_tiny_cnn(epochs=1), FOLDER / "seed.onnx")
     return {name: path.read_bytes() for name, path in files.items()} | {
@@ -86,7 +86,7 @@ def _model_loader(suffix):
 
 
 def _onnx_loader(path):
-    from targets import load_onnx
+    from compressor.models.onnx_source import load_onnx
 
     load_onnx(path)
 
@@ -124,7 +124,7 @@ RECIPE_KEYS = st.sampled_from(["name", "seed", "fine_tune", "steps", "targets", 
 
 @st.composite
 def recipe_documents(draw):
-    steps = draw(st.lists(st.dictionaries(RECIPE_KEYS, RECIPE_VALUES | st.sampled_from(list(recipes.STEP_TYPES)),
+    steps = draw(st.lists(st.dictionaries(RECIPE_KEYS, RECIPE_VALUES | st.sampled_from(list(recipes.STEPS)),
                                           max_size=4), max_size=3))
     doc = draw(st.dictionaries(RECIPE_KEYS, RECIPE_VALUES, max_size=4))
     if draw(st.booleans()):

@@ -1,5 +1,6 @@
 """Interrupted runs leave no half-written output that looks valid, and never touch the input."""
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -14,7 +15,9 @@ import pytest
 
 from compressor import atomic
 from compressor.errors import BadInputError
-from targets import export, litert, open_artifact
+from targets import export, open_artifact
+from targets.runtime import runtimes
+from targets.runtimes import litert
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -23,11 +26,11 @@ def _leftovers(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("interruption", [RuntimeError("converter crashed"), KeyboardInterrupt()])
 def test_interrupted_export_leaves_nothing(interruption, tiny_cnn, digits8, tmp_path, monkeypatch):
-    def crash(self, model, profile, calibration, workdir):
+    def crash(source, profile, calibration, workdir):
         (workdir / "model.tflite").write_bytes(b"TFL3 half written")
         raise interruption
 
-    monkeypatch.setattr(litert.LiteRT, "export", crash)
+    monkeypatch.setitem(runtimes(), "litert", dataclasses.replace(litert.RUNTIME, export=crash))
     with pytest.raises(type(interruption)):
         export(tiny_cnn, "tflite-fp32", out_dir=tmp_path, validation=digits8[1])
     assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from compressor import bridge, keras_env, load_model
+from compressor import keras_env, load_model
+from compressor.models import bridge
 from compressor.errors import BadInputError, UnsafeModelError
 from tests.helpers import models
 

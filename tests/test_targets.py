@@ -88,7 +88,7 @@ def test_manifest_records_what_a_deployer_needs(exported):
 
 
 def test_edgetpu_and_mcu_artifacts_are_integer_only(exported):
-    from targets.litert import INT_TYPES, op_table
+    from targets.runtimes.litert import INT_TYPES, op_table
 
     _, results = exported
     for name in ("edgetpu", "mcu"):
@@ -179,7 +179,7 @@ def test_tampered_artifact_is_refused(exported, tmp_path):
 def test_openvino_and_nncf_telemetry_is_declined():
     """openvino_telemetry would send usage events (and fork a sender) unless a consent file
     in the user's home says no; this toolkit declines for its own process."""
-    import targets.openvino_runtime  # noqa: F401  (declines on import)
+    import targets.runtimes.openvino_runtime  # noqa: F401  (declines on import)
     from openvino_telemetry import Telemetry
     from openvino_telemetry.utils.sender import TelemetrySender
 
@@ -214,7 +214,7 @@ def _lstm_counter():
 @pytest.mark.parametrize("target", ["tflite-fp32", "tflite-fp16", "tflite-int8"])
 def test_tflite_lstm_does_not_clip_the_cell_state(target, tmp_path):
     from compressor.data import Dataset
-    from targets.litert import unclip_lstm_cells
+    from targets.runtimes.litert import unclip_lstm_cells
 
     model = _lstm_counter()
     tokens = np.array([[1] * 15 + [2] * 12, [1] * 5 + [2] * 12 + [0] * 10], np.int32)

@@ -78,7 +78,7 @@ def keras3_with_lambda():
 
 def trained_tiny_cnn(epochs: int = 15):
     """A tf-keras Conv-BN-ReLU-Pool-Dense classifier trained on 8x8 digits (~95 % test accuracy)."""
-    from compressor import sample_data
+    from compressor.data import samples as sample_data
 
     keras_env.set_seed(4)
     tfk = keras_env.tf_keras()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 import sample_models
-from compressor import load_model, sample_data
-from compressor.errors import CompressorError
-from targets import PROFILES, export, open_artifact
+from compressor import load_model
+from compressor.data import samples as sample_data
+from targets import PROFILES, export_many, open_artifact
 from targets.runtime import run_batched
 
 
@@ -20,19 +20,16 @@ def sweep(name: str, out_dir, profiles=None) -> list[dict]:
     model = load_model(sample_models.path(name))
     train, test = sample_data.load(spec.dataset, "train"), sample_data.load(spec.dataset, "test")
     float_accuracy = accuracy(model.predict(test.x, verbose=0), test.y)
-    rows = []
-    for profile in profiles or PROFILES:
-        row = {"model": name, "target": profile, "float_accuracy": float_accuracy}
-        try:
-            result = export(model, profile, out_dir=out_dir / name, calibration=train, validation=test)
-        except CompressorError as exc:
-            rows.append({**row, "error": f"{type(exc).__name__}: {exc}"})
-            continue
+    exported, failed = export_many(model, list(profiles or PROFILES), out_dir=out_dir / name, calibration=train,
+                                   validation=test)
+    base = {"model": name, "float_accuracy": float_accuracy}
+    rows = [{**base, "target": f.target, "error": f"{type(f.error).__name__}: {f.message}"} for f in failed]
+    for result in exported:
         runner = open_artifact(result.folder).runner()
         try:
-            row["accuracy"] = accuracy(run_batched(runner, test.x)[0], test.y)
+            measured = accuracy(run_batched(runner, test.x)[0], test.y)
         finally:
             runner.close()
-        row.update(bytes=result.manifest["size"]["bytes"], agreement=result.parity["agreement"])
-        rows.append(row)
+        rows.append({**base, "target": result.target, "accuracy": measured, "bytes": result.manifest["size"]["bytes"],
+                     "agreement": result.parity["agreement"]})
     return rows

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks.reports import WRITERS
 from compressor.errors import EXIT_CODES, BadInputError, CompressorError
 from compressor.version import __version__
 
@@ -91,9 +92,9 @@ def inspect(model: str, trust_model: bool, as_json: bool) -> None:
 
         compressor inspect model.keras --json
     """
-    from compressor import views
-    from compressor.inspection import inspect_model
-    from compressor.loading import load_model
+    from compressor.app import views
+    from compressor.models import load_model
+    from compressor.models.inspection import inspect_model
     from targets import compatibility
 
     report = inspect_model(load_model(model, trust_model=trust_model))
@@ -115,11 +116,11 @@ def _progress(ctx_obj):
 
 
 def _finish_run(outcome, as_json: bool) -> None:
-    from compressor import views
+    from compressor.app import views
 
     if as_json:
         click.echo(json.dumps({"out_dir": str(outcome.out_dir), "exported": [r.target for r in outcome.exported],
-                               "failed": {k: m for k, (_, m) in outcome.failed.items()},
+                               "failed": {f.target: f.message for f in outcome.failed},
                                "compression": outcome.compression, "results": outcome.results}, indent=2,
                               default=str))
     else:
@@ -165,7 +166,7 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
         compressor compress model.keras -r prune50-int8 -t tflite-int8 -t openvino-int8 --data train.npz --eval-data test.npz -o out
     """
     from benchmarks.latency import LatencyConfig
-    from compressor.workflow import run
+    from compressor.app.workflow import run
 
     outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
@@ -193,7 +194,7 @@ def demo(obj, model_name, recipe, out_dir, rounds, min_seconds, threads, as_json
     """
     import sample_models
     from benchmarks.latency import LatencyConfig
-    from compressor.workflow import run
+    from compressor.app.workflow import run
 
     progress = _progress(obj)
     progress(f"sample model: {model_name} (trained on first use, then cached)")
@@ -217,7 +218,7 @@ def recipes(as_json: bool) -> None:
 
         compressor recipes --json
     """
-    from compressor import views
+    from compressor.app import views
     from compressor.recipes import BUILTIN, load_recipe
 
     loaded = [load_recipe(name) for name in BUILTIN]
@@ -252,22 +253,11 @@ def embed(artifact: str, fmt: str, out_dir: str | None) -> None:
         click.echo(str(path))
 
 
-def _load_any_model(path: str, trust_model: bool):
-    """A Keras model through compressor.load_model, or an ONNX model for the quantize-only path."""
-    if path.lower().endswith(".onnx"):
-        from targets import load_onnx
-
-        return load_onnx(path)
-    from compressor.loading import load_model
-
-    return load_model(path, trust_model=trust_model)
-
-
-def _datasets(model, data: str | None, eval_data: str | None, seed: int):
+def _datasets(source, data: str | None, eval_data: str | None, seed: int):
     """Calibration and validation sets; one source alone is split so that they never overlap."""
-    from compressor.data import _data_spec, load_dataset
+    from compressor.data import load_dataset
 
-    shape = _data_spec(model)[0]
+    shape = source.data_spec()[0]
     if data is None and eval_data is None:
         raise click.UsageError("give --data (calibration) and/or --eval-data (validation)")
     if data is not None and eval_data is not None:
@@ -299,21 +289,39 @@ def export(model, target_names, data, eval_data, out_dir, calibration_samples, t
 
         compressor export model.keras -t tflite-int8 -t openvino-int8 --data train.npz --eval-data test.npz -o out
     """
-    from compressor import views
-    from targets import export as export_target
-    from targets import profiles_for
+    from compressor.app import views
+    from compressor.models import load_source
+    from targets import export_many, validate_targets
 
-    source = _load_any_model(model, trust_model)
+    names = validate_targets(target_names)
+    source = load_source(model, trust_model=trust_model)
     calibration, validation = _datasets(source, data, eval_data, seed)
-    names = profiles_for(source) if "all" in target_names else list(dict.fromkeys(target_names))
-    results = [export_target(source, name, out_dir=out_dir, calibration=calibration, validation=validation,
-                             calibration_samples=calibration_samples, threads=threads, seed=seed,
-                             source_path=model, overwrite=overwrite,
-                             parity_rule=_parity_rule(max_abs, min_agreement)) for name in names]
+    exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
+                                   calibration_samples=calibration_samples, threads=threads, seed=seed,
+                                   source_path=model, overwrite=overwrite,
+                                   parity_rule=_parity_rule(max_abs, min_agreement))
+    if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
+        raise failed[0].error
     if as_json:
-        click.echo(json.dumps([r.manifest for r in results], indent=2))
-    else:
-        views.print_exports(results)
+        click.echo(json.dumps([r.manifest for r in exported], indent=2))
+    elif exported:
+        views.print_exports(exported)
+    _report_failures(failed, out_dir)
+
+
+def _report_failures(failed, out_dir) -> None:
+    """One line per failed target (the others went on); a bug's traceback goes to errors.log."""
+    from compressor.app.workflow import write_error_log, worst_exit_code
+
+    log = write_error_log(Path(out_dir), failed)
+    for failure in failed:
+        if failure.traceback:
+            click.echo(f"Internal error: {_printable(failure.message)} (a bug: please report it with {log})",
+                       err=True)
+        else:
+            click.echo(f"Error: {_printable(failure.message)}", err=True)
+    if failed:
+        raise SystemExit(worst_exit_code(f.exit_code for f in failed))
 
 
 @cli.command()
@@ -343,10 +351,10 @@ def bench(paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, m
         compressor bench out/ --source model.keras --eval-data test.npz
     """
 
-    from benchmarks import reports, results
+    from benchmarks import reports
     from benchmarks.harness import measure
     from benchmarks.latency import LatencyConfig
-    from compressor import views
+    from compressor.app import views
     from compressor.data import load_dataset
 
     config = LatencyConfig(warmup_seconds=warmup_seconds, min_runs=min_runs, min_seconds=min_seconds, batch=batch,
@@ -365,7 +373,7 @@ def bench(paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, m
 @cli.command()
 @click.argument("results_file", type=click.Path(path_type=str))
 @click.option("-f", "--format", "fmt", default="md", show_default=True,
-              type=click.Choice(["md", "html", "csv", "json"]), help="Report format.")
+              type=click.Choice(list(WRITERS)), help="Report format.")
 @click.option("-o", "--output", type=click.Path(path_type=str), help="Write to this file instead of stdout.")
 def report(results_file: str, fmt: str, output: str | None) -> None:
     """Regenerate a report from RESULTS_FILE (the results.json of `compressor bench`).
@@ -393,7 +401,7 @@ def targets(as_json: bool) -> None:
 
         compressor targets --json
     """
-    from compressor import views
+    from compressor.app import views
     from targets import PROFILES
 
     if as_json:

@@ -8,12 +8,43 @@ reached in every pruned kernel: the record says what was done, measured, not ass
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 
-from compressor import keras_env, training
+from compressor import keras_env
+from compressor.algorithms import training
+from compressor.algorithms.step import StepConfig, fine_tuning, fraction, register_step
 from compressor.data import Dataset
-from compressor.errors import CompressorError
+from compressor.errors import BadInputError, CompressorError, UnsupportedModelError
+
+@dataclass(frozen=True)
+class Prune(StepConfig):
+    """Unstructured magnitude pruning (tfmot ``prune_low_magnitude``)."""
+
+    type: ClassVar[str] = "prune"
+    sparsity: float = 0.5
+    schedule: Literal["constant", "polynomial"] = "polynomial"
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        fraction(where, "sparsity", self.sparsity)
+
+
+@dataclass(frozen=True)
+class PruneNM(StepConfig):
+    """N:M structured sparsity (N zeros in every M consecutive weights), e.g. 2:4."""
+
+    type: ClassVar[str] = "prune_nm"
+    n: int = 2
+    m: int = 4
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if not (1 <= self.n < self.m):
+            raise BadInputError(f"{where}: need 1 <= n < m for N:M sparsity, got {self.n}:{self.m}")
+
 
 PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D", "SeparableConv2D")
 NM_PRUNABLE = ("Conv2D", "Dense")  # the layers tfmot's N:M pruning supports
@@ -54,7 +85,7 @@ def _wrap_and_train(model, data: Dataset, fine_tune, seed: int, wrap, kinds, exc
     # tfmot's wrappers wrap layer objects in place: work on a copy, never the caller's model
     wrapped = training.clone(training.copy(model, trust_model=trust_model), clone_function, trust_model=trust_model)
     if not pruned_names:
-        raise CompressorError("no prunable layer left after exclusions")
+        raise UnsupportedModelError("no prunable layer left after exclusions")
     training.fit(wrapped, data, fine_tune, seed=seed, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     return stripped, pruned_names
@@ -76,7 +107,7 @@ def prune_magnitude(model, data: Dataset, config, fine_tune, *, seed: int = 0, t
     per_layer = {name: float(np.mean(_kernel(pruned.get_layer(name)) == 0)) for name in names}
     short = {n: s for n, s in per_layer.items() if s < config.sparsity - 0.01}
     if short:
-        raise CompressorError(f"pruning reached less than {config.sparsity:.0%} in: "
+        raise UnsupportedModelError(f"pruning reached less than {config.sparsity:.0%} in: "
                               + ", ".join(f"{n} {s:.1%}" for n, s in short.items()))
     return pruned, {"target_sparsity": config.sparsity, "schedule": config.schedule, "layer_sparsity": per_layer}
 
@@ -113,8 +144,12 @@ def prune_nm(model, data: Dataset, config, fine_tune, *, seed: int = 0, trust_mo
     patterns = {name: nm_pattern_holds(_kernel(pruned.get_layer(name)), config.n, config.m) for name in names}
     broken = [name for name, ok in patterns.items() if not ok]
     if broken:
-        raise CompressorError(f"{config.n}:{config.m} pattern does not hold in: {', '.join(broken)}")
+        raise UnsupportedModelError(f"{config.n}:{config.m} pattern does not hold in: {', '.join(broken)}")
     per_layer = {name: float(np.mean(_kernel(pruned.get_layer(name)) == 0)) for name in names}
     skipped = sorted(set(exclude) - set(config.exclude))
     return pruned, {"pattern": f"{config.n}:{config.m}", "layer_sparsity": per_layer,
                     "skipped_layers": skipped}
+
+
+register_step(Prune)(fine_tuning(prune_magnitude))
+register_step(PruneNM)(fine_tuning(prune_nm))

@@ -16,7 +16,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
-from targets.runtime import Exported, TensorInfo
+from targets.runtime import Exported, Runtime, TensorInfo
 
 
 def _decline_telemetry() -> None:
@@ -53,22 +53,33 @@ def _without_paths(ov_model, name: str):
     return ov_model
 
 
-def convert(model, workdir: Path):
-    """The OpenVINO model for a tf-keras ``model`` (via a temporary SavedModel) or an ONNX model."""
+def convert(source, workdir: Path):
+    """The OpenVINO model for a source: its ONNX graph as it is, or its tf-keras model via a
+    temporary SavedModel."""
+    graph = source.representation("onnx")
+    if graph is not None:
+        return _convert_onnx(graph, source.path, workdir)
+    return _convert_keras(source.representation("keras"), workdir)
+
+
+def _convert_onnx(graph, path: Path, workdir: Path):
+    import onnx
     import openvino as ov
 
-    if getattr(model, "source_format", None) == "onnx":
-        import onnx
+    inline = workdir / "source.onnx"
+    onnx.save_model(graph, str(inline))
+    try:
+        return _without_paths(ov.convert_model(str(inline)), path.name)
+    except Exception as exc:
+        reason = one_line(exc, prefer=UNMAPPED_OP)
+        raise ConversionError(f"OpenVINO conversion of {path} failed: {reason}") from None
+    finally:
+        inline.unlink(missing_ok=True)
 
-        inline = workdir / "source.onnx"
-        onnx.save_model(model.proto, str(inline))
-        try:
-            return _without_paths(ov.convert_model(str(inline)), model.path.name)
-        except Exception as exc:
-            reason = one_line(exc, prefer=UNMAPPED_OP)
-            raise ConversionError(f"OpenVINO conversion of {model.path} failed: {reason}") from None
-        finally:
-            inline.unlink(missing_ok=True)
+
+def _convert_keras(model, workdir: Path):
+    import openvino as ov
+
     saved = workdir / "saved_model"
     try:
         with keras_env.quiet_native():
@@ -211,31 +222,30 @@ class OpenVINORunner:
         self._requests, self._compiled = {}, None
 
 
-class OpenVINO:
-    name = "openvino"
+def export(source, profile, calibration, workdir: Path) -> Exported:
+    import openvino as ov
 
-    def export(self, model, profile, calibration, workdir: Path) -> Exported:
-        import openvino as ov
-
-        ov_model = convert(model, workdir)
-        batch = profile.options.get("batch", 1)  # edge inference runs one sample at a time
-        static = with_batch(ov_model, batch) if batch else None
-        ov_model = static if static is not None else ov_model
-        details = {"weights": "fp16" if profile.precision == "fp16" else "fp32"}
-        if profile.precision == "int8":
-            overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
-            ov_model = quantize(ov_model, calibration, overflow_fix=overflow_fix)
-            details = {"weights": "int8", "activations": "int8", "quantizer": "nncf.quantize (performance preset)",
-                       "overflow_fix": overflow_fix}
-        elif profile.precision not in ("fp32", "fp16"):
-            raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
-        details["batch"] = batch if static is not None else "dynamic"
-        artifact = workdir / ARTIFACT_NAME
-        ov.save_model(_stable_names(ov_model), str(artifact), compress_to_fp16=profile.precision == "fp16")
-        return Exported(artifact, [artifact.with_suffix(".bin")], details)
-
-    def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> OpenVINORunner:
-        return OpenVINORunner(artifact, threads=threads)
+    ov_model = convert(source, workdir)
+    batch = profile.options.get("batch", 1)  # edge inference runs one sample at a time
+    static = with_batch(ov_model, batch) if batch else None
+    ov_model = static if static is not None else ov_model
+    details = {"weights": "fp16" if profile.precision == "fp16" else "fp32"}
+    if profile.precision == "int8":
+        overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
+        ov_model = quantize(ov_model, calibration, overflow_fix=overflow_fix)
+        details = {"weights": "int8", "activations": "int8", "quantizer": "nncf.quantize (performance preset)",
+                   "overflow_fix": overflow_fix}
+    elif profile.precision not in ("fp32", "fp16"):
+        raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
+    details["batch"] = batch if static is not None else "dynamic"
+    artifact = workdir / ARTIFACT_NAME
+    ov.save_model(_stable_names(ov_model), str(artifact), compress_to_fp16=profile.precision == "fp16")
+    return Exported(artifact, [artifact.with_suffix(".bin")], details)
 
 
-RUNTIME = OpenVINO()
+def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> OpenVINORunner:
+    return OpenVINORunner(artifact, threads=threads)
+
+
+RUNTIME = Runtime("openvino", load, export, libraries=("onnx", "openvino", "nncf"), preimport=("openvino",),
+                  accepts=("onnx", "keras"))

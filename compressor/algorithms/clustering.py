@@ -9,10 +9,29 @@ from __future__ import annotations
 import gzip
 import io
 
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
 import numpy as np
 
-from compressor import keras_env, training
-from compressor.errors import CompressorError
+from compressor import keras_env
+from compressor.algorithms import training
+from compressor.algorithms.step import StepConfig, fine_tuning, register_step
+from compressor.errors import BadInputError, UnsupportedModelError
+
+@dataclass(frozen=True)
+class Cluster(StepConfig):
+    """Weight clustering (tfmot ``cluster_weights``)."""
+
+    type: ClassVar[str] = "cluster"
+    clusters: int = 16
+    init: Literal["kmeans++", "linear", "density", "random"] = "kmeans++"
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if self.clusters < 2:
+            raise BadInputError(f"{where}.clusters: need at least 2 clusters, got {self.clusters}")
+
 
 CLUSTERABLE = ("Conv1D", "Conv2D", "Dense", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
 
@@ -57,14 +76,17 @@ def cluster(model, data, config, fine_tune, *, seed: int = 0, trust_model: bool 
     copy = training.copy(model, trust_model=trust_model)
     wrapped = training.clone(copy, clone_function, trust_model=trust_model)
     if not names:
-        raise CompressorError("clustering: no layer with more weights than clusters after exclusions")
+        raise UnsupportedModelError("clustering: no layer with more weights than clusters after exclusions")
     training.fit(wrapped, data, fine_tune, seed=seed)
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     unique = {name: int(np.unique(_kernel(stripped.get_layer(name))).size) for name in names}
     over = {n: u for n, u in unique.items() if u > config.clusters}
     if over:
-        raise CompressorError(f"clustering left more than {config.clusters} values in: {over}")
+        raise UnsupportedModelError(f"clustering left more than {config.clusters} values in: {over}")
     before, after = weights_gzip_bytes(model), weights_gzip_bytes(stripped)
     return stripped, {"clusters": config.clusters, "init": config.init, "unique_values": unique,
                       "weights_gzip_before": before, "weights_gzip_after": after,
                       "gzip_reduction": 1.0 - after / before}
+
+
+register_step(Cluster)(fine_tuning(cluster))

@@ -1,131 +1,23 @@
-"""One dataset abstraction for calibration, fine-tuning and evaluation.
+"""Dataset sources: each registered loader turns one kind of input into a :class:`Dataset`.
 
-A :class:`Dataset` holds inputs ``x`` and optional integer labels ``y`` in memory (edge
-calibration and evaluation sets are small). :func:`load_dataset` builds one from any
-registered source: an ``.npz`` file with ``x``/``y`` arrays, a folder of images with one
-sub-folder per class, a built-in sample set (``sample:NAME[:SPLIT]``), ``(x, y)`` arrays,
-or a Python iterable of ``x`` or ``(x, y)`` items. :meth:`Dataset.check_fits` gives a
-clear error when the data does not fit a model's input.
+:func:`load_dataset` builds one from any registered source: an ``.npz`` file with
+``x``/``y`` arrays, a folder of images with one sub-folder per class, a built-in sample
+set (``sample:NAME[:SPLIT]``), ``(x, y)`` arrays, or a Python iterable of ``x`` or
+``(x, y)`` items.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from compressor.data.dataset import Dataset
 from compressor.errors import BadInputError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Inputs ``x`` (first axis = samples) and optional integer labels ``y``."""
-
-    x: np.ndarray
-    y: np.ndarray | None = None
-    name: str = "data"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.x, np.ndarray) or self.x.ndim < 1:
-            raise BadInputError(f"{self.name}: inputs must be an array with a sample axis")
-        if self.x.dtype.kind not in "biuf":
-            raise BadInputError(f"{self.name}: inputs have non-numeric dtype {self.x.dtype}")
-        if len(self.x) == 0:
-            raise BadInputError(f"{self.name}: has zero samples")
-        if self.x.dtype.kind == "f" and not np.all(np.isfinite(self.x)):
-            raise BadInputError(f"{self.name}: inputs contain NaN or Inf")
-        if self.y is not None:
-            self._check_labels()
-
-    def _check_labels(self) -> None:
-        y = self.y
-        if y.dtype.kind not in "biu" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
-            raise BadInputError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
-        if y.ndim != 1:
-            raise BadInputError(f"{self.name}: labels must be one class index per sample, got shape {y.shape}")
-        if len(y) != len(self.x):
-            raise BadInputError(f"{self.name}: {len(y)} labels for {len(self.x)} samples")
-        if np.any(y < 0):
-            raise BadInputError(f"{self.name}: labels contain negative class indices")
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    @property
-    def sample_shape(self) -> tuple:
-        return tuple(self.x.shape[1:])
-
-    def take(self, count: int) -> "Dataset":
-        """The first ``count`` samples."""
-        return Dataset(self.x[:count], None if self.y is None else self.y[:count], self.name)
-
-    def shuffled(self, seed: int) -> "Dataset":
-        order = np.random.default_rng(seed).permutation(len(self))
-        return Dataset(self.x[order], None if self.y is None else self.y[order], self.name)
-
-    def split(self, fraction: float, *, seed: int = 0) -> tuple["Dataset", "Dataset"]:
-        """Shuffle with ``seed`` and split into (first ``1 - fraction``, last ``fraction``)."""
-        if not 0.0 < fraction < 1.0:
-            raise BadInputError(f"{self.name}: split fraction must be in (0, 1), got {fraction}")
-        data = self.shuffled(seed)
-        cut = len(data) - max(1, int(round(len(data) * fraction)))
-        if cut < 1:
-            raise BadInputError(f"{self.name}: {len(data)} samples are too few to split")
-        head = Dataset(data.x[:cut], None if data.y is None else data.y[:cut], self.name)
-        tail = Dataset(data.x[cut:], None if data.y is None else data.y[cut:], self.name)
-        return head, tail
-
-    def batches(self, batch_size: int = 32, *, shuffle: bool = False, seed: int = 0) -> Iterator[tuple]:
-        """Yield ``(x_batch, y_batch)`` tuples (``y_batch`` is None without labels)."""
-        if batch_size < 1:
-            raise BadInputError(f"batch size must be at least 1, got {batch_size}")
-        data = self.shuffled(seed) if shuffle else self
-        for start in range(0, len(data), batch_size):
-            end = start + batch_size
-            yield data.x[start:end], None if data.y is None else data.y[start:end]
-
-    def check_fits(self, model, *, num_classes: int | None = None) -> None:
-        """Raise BadInputError if the samples do not fit ``model``'s single input.
-
-        ``model`` is a Keras model, or any object with a ``data_spec()`` method
-        returning ``(input shape without batch, input dtype, classes or None)``.
-        """
-        expected, dtype, classes = _data_spec(model)
-        self.check_shape(expected, dtype)
-        if num_classes is None:
-            num_classes = classes
-        if self.y is not None and num_classes and int(self.y.max()) >= num_classes:
-            raise BadInputError(
-                f"{self.name}: label {int(self.y.max())} is out of range for a model with {num_classes} classes"
-            )
-
-    def check_shape(self, expected: Sequence, dtype: np.dtype) -> None:
-        got = self.sample_shape
-        fits = len(got) == len(expected) and all(e is None or int(e) == g for e, g in zip(expected, got))
-        if not fits:
-            want = "x".join("?" if e is None else str(e) for e in expected)
-            have = "x".join(str(g) for g in got)
-            raise BadInputError(f"{self.name}: samples have shape {have} but the model takes {want}")
-        if np.dtype(dtype).kind in "iu" and self.x.dtype.kind == "f":
-            raise BadInputError(f"{self.name}: model takes integer inputs ({dtype}) but the data is {self.x.dtype}")
-
-
-def _data_spec(model) -> tuple[tuple, np.dtype, int | None]:
-    if hasattr(model, "data_spec"):
-        return model.data_spec()
-    if len(model.inputs) != 1:
-        raise BadInputError(f"model has {len(model.inputs)} inputs; datasets feed one")
-    out = tuple(model.outputs[0].shape)
-    classes = int(out[-1]) if len(out) == 2 and out[-1] and out[-1] > 1 else None
-    return tuple(model.inputs[0].shape)[1:], np.dtype(model.inputs[0].dtype.name), classes
-
-
-# ---------------------------------------------------------------- sources
-
 
 @dataclass(frozen=True)
 class DataSource:
@@ -153,11 +45,11 @@ def _is_path_like(source) -> bool:
 
 @data_source("sample", lambda s: isinstance(s, str) and s.startswith("sample:"))
 def _load_sample(source: str, input_shape) -> Dataset:
-    from compressor import sample_data
+    from compressor.data import samples
 
     _, _, rest = source.partition(":")
     name, _, split = rest.partition(":")
-    return sample_data.load(name, split or "train")
+    return samples.load(name, split or "train")
 
 
 @data_source("npz", lambda s: _is_path_like(s) and str(s).lower().endswith(".npz"))

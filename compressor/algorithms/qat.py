@@ -7,9 +7,22 @@ QAT with tfmot's collaborative-optimization schemes (prune- or cluster-preservin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
 import numpy as np
 
-from compressor import keras_env, training
+from compressor import keras_env
+from compressor.algorithms import training
+from compressor.algorithms.step import StepConfig, fine_tuning, register_step
+
+@dataclass(frozen=True)
+class QAT(StepConfig):
+    """Quantization-aware training (tfmot); keeps sparsity/clusters of earlier steps."""
+
+    type: ClassVar[str] = "qat"
+    preserve: Literal["auto", "none", "sparsity", "clusters"] = "auto"
+
 
 SPARSE_ENOUGH = 0.2  # the kernel sparsity from which "auto" keeps the sparsity
 QUANTIZABLE_KERNELS = ("Conv2D", "Dense", "DepthwiseConv2D")
@@ -68,3 +81,7 @@ def quantize_aware(model, data, config, fine_tune, *, seed: int = 0, trust_model
     training.fit(qat, data, fine_tune, seed=seed)
     return qat, {"preserve": preserve, "partial": bool(config.exclude), "excluded": list(config.exclude),
                  "sparsity_before": float(np.mean(list(before.values()))) if before else 0.0}
+
+
+register_step(QAT, position="last", why_position="the model it makes is fake-quantized and cannot be pruned or "
+              "clustered further")(fine_tuning(quantize_aware))

@@ -69,13 +69,13 @@ def _parity_bound(parity: dict) -> str:
 
 
 def print_benchmark(doc: dict) -> None:
-    from benchmarks.reports import MD_COLUMNS, _md_cells, table_rows
+    from benchmarks.reports import MD_COLUMNS, md_cells, table_rows
 
     table = Table(title="Benchmark (median over interleaved rounds)")
     for column in MD_COLUMNS:
         table.add_column(column, justify="left" if column in ("target", "precision") else "right")
     for row in table_rows(doc):
-        table.add_row(*_md_cells(row))
+        table.add_row(*md_cells(row))
     _console().print(table)
 
 
@@ -103,7 +103,7 @@ def print_run(outcome) -> None:
     table = Table(title=f"Summary ({outcome.out_dir})")
     for column in ("target", "precision", "size", "p50 ms", "× float", "top-1", "drop pp", "status"):
         table.add_column(column, justify="left" if column in ("target", "precision", "status") else "right")
-    reference = next((r for r in rows.values() if r["kind"] == "keras"), None)
+    reference = next((r for r in rows.values() if r["kind"] == "source"), None)
     if reference:
         table.add_row(reference["name"], "fp32", f"{reference['size']['bytes'] / 1024:,.1f} KiB",
                       f"{reference['latency']['p50_ms']:.3f}", "1.00×",
@@ -116,6 +116,8 @@ def print_run(outcome) -> None:
                       f"{row['latency']['p50_ms']:.3f}", f"{row['speedup_vs_reference'] or 0:.2f}×",
                       f"{row['accuracy'].get('top1', 0):.2%}", f"{row['accuracy_drop_pp'].get('top1', 0):+.2f}",
                       "ok")
-    for target, (code, message) in outcome.failed.items():
-        table.add_row(target, "-", "-", "-", "-", "-", "-", f"failed (exit {code}): {message}")
+    for failure in outcome.failed:
+        bug = " (a bug: please report it with errors.log)" if failure.traceback else ""
+        table.add_row(failure.target, "-", "-", "-", "-", "-", "-",
+                      f"failed (exit {failure.exit_code}): {failure.message}{bug}")
     console.print(table)

@@ -1,7 +1,7 @@
 """Two ways of running the same artifacts, timed side by side on a shared, noisy machine.
 
-Used by :mod:`benchmarks.fidelity` (harness vs benchmark_app) and
-:mod:`benchmarks.openvino_batch` (static vs dynamic batch).
+Used by :mod:`tools.fidelity` (harness vs benchmark_app) and
+:mod:`tools.openvino_batch` (static vs dynamic batch).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Endurance: compress and export many models in one process, as a notebook or service would.
 
-Usage: python -m compressor.endurance [--models 20] [--targets tflite-int8 onnx-int8 openvino-int8]
+Usage: python -m tools.endurance [--models 20] [--targets tflite-int8 onnx-int8 openvino-int8]
 
 Prints the process's resident memory after each model. Each iteration builds a fresh
 model, prunes it with fine-tuning, exports it to every target (parity checked), then
@@ -27,9 +27,10 @@ def rss_mb() -> float:
 
 
 def run(models: int, targets: list[str]) -> list[float]:
-    from compressor import keras_env, sample_data
+    from compressor import keras_env
+    from compressor.data import samples as sample_data
     from compressor.pipeline import compress
-    from targets import export
+    from targets import export_many
 
     tfk = keras_env.tf_keras()
     train, test = sample_data.load("digits-8", "train"), sample_data.load("digits-8", "test")
@@ -45,8 +46,10 @@ def run(models: int, targets: list[str]) -> list[float]:
             with keras_env.releasing_graphs():  # the caller's own training: see releasing_graphs
                 model.fit(train.x, train.y, epochs=3, verbose=0)
             result = compress(model, recipe, data=train)
-            for target in targets:
-                export(result.model, target, out_dir=work / str(index), calibration=train, validation=test)
+            _, failed = export_many(result.model, targets, out_dir=work / str(index), calibration=train,
+                                    validation=test)
+            if failed:
+                raise failed[0].error
             shutil.rmtree(work / str(index), ignore_errors=True)
             del model, result
             tfk.backend.clear_session()

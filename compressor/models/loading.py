@@ -1,9 +1,10 @@
 """``load_model``: one entry point for every model format the toolkit reads.
 
 Formats are detected from the file's content, not trusted from its name, and each
-has a loader registered in ``LOADERS``. Every loader scans the model's config with
-:mod:`compressor.safety` before Keras deserializes anything, then loads with
-``safe_mode``. Keras 3 models are bridged to tf-keras (see :mod:`compressor.bridge`).
+has a loader registered in ``LOADERS`` that opens it as a source model. Every Keras
+loader scans the model's config with :mod:`compressor.models.safety` before Keras
+deserializes anything, then loads with ``safe_mode``. Keras 3 models are bridged to
+tf-keras (see :mod:`compressor.models.bridge`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from compressor import keras_env, safety
-from compressor.errors import BadInputError, CompressorError, one_line
+from compressor import keras_env
+from compressor.errors import BadInputError, CompressorError, UnsupportedModelError, one_line
+from compressor.models import safety
 
 ZIP_MAGIC = b"PK\x03\x04"
 WEIGHTS_MEMBER = "model.weights.h5"  # the HDF5 inside a .keras archive
@@ -27,7 +29,9 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 class ModelFormat:
     name: str
     extensions: tuple[str, ...]
-    load: Callable[[Path, bool], object]
+    open: Callable[[Path, bool], object]  # (path, trust_model) -> SourceModel
+    magic: bytes | None  # how the content starts, when the format says so
+    source_format: str = "keras"  # the SourceModel.format it opens as
 
 
 def _read_keras_archive(path: Path) -> tuple[dict, str]:
@@ -177,10 +181,26 @@ def _check_saved_model_metadata(metadata: Path, trust_model: bool) -> None:
                 safety.check_config(layer, source=str(metadata.parent), trust_model=trust_model)
 
 
+def _open_keras(load: Callable[[Path, bool], object]) -> Callable[[Path, bool], object]:
+    def open_source(path: Path, trust_model: bool):
+        from compressor.models.source import KerasSource
+
+        return KerasSource(_to_tf_keras(load(path, trust_model), trust_model, verify=True), path)
+
+    return open_source
+
+
+def _open_onnx(path: Path, trust_model: bool):
+    from compressor.models.onnx_source import load_onnx
+
+    return load_onnx(path)
+
+
 LOADERS = {
-    "keras": ModelFormat("keras", (".keras",), _load_keras_archive),
-    "h5": ModelFormat("h5", (".h5", ".hdf5"), _load_h5),
-    "savedmodel": ModelFormat("savedmodel", (), _load_saved_model),
+    "keras": ModelFormat("keras", (".keras",), _open_keras(_load_keras_archive), ZIP_MAGIC),
+    "h5": ModelFormat("h5", (".h5", ".hdf5"), _open_keras(_load_h5), HDF5_MAGIC),
+    "savedmodel": ModelFormat("savedmodel", (), _open_keras(_load_saved_model), None),
+    "onnx": ModelFormat("onnx", (".onnx",), _open_onnx, None, "onnx"),  # a protobuf: no magic; onnx.load checks it
 }
 
 
@@ -198,24 +218,44 @@ def detect_format(path: Path) -> ModelFormat:
         head = handle.read(8)
     if not head:
         raise BadInputError(f"{path}: file is empty")
-    by_content = "keras" if head.startswith(ZIP_MAGIC) else "h5" if head == HDF5_MAGIC else None
+    by_content = next((fmt for fmt in LOADERS.values() if fmt.magic and head.startswith(fmt.magic)), None)
     suffix = path.suffix.lower()
     by_name = next((fmt for fmt in LOADERS.values() if suffix in fmt.extensions), None)
     if by_content is None:
+        if by_name is not None and by_name.magic is None:
+            return by_name
         if by_name is not None:
             raise BadInputError(f"{path}: corrupt or not a {by_name.name} model (unrecognised content)")
         known = ", ".join(ext for fmt in LOADERS.values() for ext in fmt.extensions)
         raise BadInputError(f"{path}: unknown model format '{suffix or path.name}' (known: {known}, SavedModel directory)")
-    if by_name is None or by_name.name != by_content:
+    if by_name is None or by_name.name != by_content.name:
         raise BadInputError(
-            f"{path}: content is a {by_content} model but the extension is '{suffix}'; rename it to "
-            f"'{LOADERS[by_content].extensions[0]}'"
+            f"{path}: content is a {by_content.name} model but the extension is '{suffix}'; rename it to "
+            f"'{by_content.extensions[0]}'"
         )
-    return LOADERS[by_content]
+    return by_content
+
+
+def load_source(model, *, trust_model: bool = False):
+    """Load any model the toolkit reads as a :class:`compressor.models.SourceModel`.
+
+    Args:
+        model: a ``.keras`` / ``.h5`` / ``.onnx`` file, a SavedModel directory, an
+            in-memory Keras 3 or tf-keras model, or a source.
+
+    Example:
+        >>> source = load_source("model.onnx")
+        >>> source.inputs, source.op_types()
+    """
+    if isinstance(model, (str, Path)):
+        return detect_format(Path(model)).open(Path(model), trust_model)
+    from compressor.models.source import as_source
+
+    return as_source(model, trust_model=trust_model)
 
 
 def load_model(model, *, trust_model: bool = False, verify_bridge: bool = True):
-    """Load a model from a path or take an in-memory model; return a tf-keras model.
+    """Load a Keras model from a path or take an in-memory model; return a tf-keras model.
 
     Args:
         model: a path to a ``.keras`` / ``.h5`` file or a SavedModel directory, or an
@@ -229,23 +269,31 @@ def load_model(model, *, trust_model: bool = False, verify_bridge: bool = True):
     Raises:
         BadInputError: missing, corrupt or unrecognised file.
         UnsafeModelError: the model runs code and ``trust_model`` is False.
-        UnsupportedModelError: a Keras 3 model the bridge cannot translate.
+        UnsupportedModelError: a Keras 3 model the bridge cannot translate, or a model
+            that is not a Keras model (ONNX: see :func:`load_source`).
 
     Example:
         >>> model = load_model("model.keras")
     """
-    from compressor import bridge
-
     if isinstance(model, (str, Path)):
-        loaded = detect_format(Path(model)).load(Path(model), trust_model)
-    elif keras_env.is_tf_keras_model(model) or keras_env.is_keras3_model(model):
-        loaded = model
+        source = load_source(model, trust_model=trust_model)
+        keras_model = source.representation("keras")
+        if keras_model is None:
+            raise UnsupportedModelError(f"{model}: an {source.format} model, not a Keras model; this step needs "
+                                        "a Keras model (.keras, .h5 or SavedModel)")
+        return keras_model
+    if keras_env.is_tf_keras_model(model) or keras_env.is_keras3_model(model):
         _check_in_memory(model, trust_model)
-    else:
-        raise BadInputError(f"not a model or a path: {type(model).__name__}")
-    if keras_env.is_keras3_model(loaded):
-        return bridge.to_tf_keras(loaded, verify=verify_bridge, trust_model=trust_model)
-    return loaded
+        return _to_tf_keras(model, trust_model, verify=verify_bridge)
+    raise BadInputError(f"not a model or a path: {type(model).__name__}")
+
+
+def _to_tf_keras(model, trust_model: bool, *, verify: bool):
+    from compressor.models import bridge
+
+    if keras_env.is_keras3_model(model):
+        return bridge.to_tf_keras(model, verify=verify, trust_model=trust_model)
+    return model
 
 
 def _check_in_memory(model, trust_model: bool) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError
-from targets.runtime import Exported, TensorInfo
+from targets.runtime import Exported, Runtime, TensorInfo
 
 ARTIFACT_NAME = "model.tflite"
 INT_TYPES = {"int8", "int16", "int32", "int64", "uint8", "bool"}
@@ -66,7 +66,7 @@ def _converter(model):
     UNIDIRECTIONAL_SEQUENCE_LSTM (TensorFlow's own LSTM conversion guide does the same).
     """
     tf = keras_env.tf()
-    from compressor.inspection import flat_layers
+    from compressor.models.inspection import flat_layers
 
     if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
         return tf.lite.TFLiteConverter.from_keras_model(model)
@@ -208,30 +208,29 @@ def _tensor_info(detail: dict) -> TensorInfo:
                       float(scale) if quantized else None, int(zero_point) if quantized else None)
 
 
-class LiteRT:
-    name = "litert"
-
-    def export(self, model, profile, calibration, workdir: Path) -> Exported:
-        content = convert(model, profile, calibration)
-        if profile.builtin_int8_only:
-            check_integer_only(content, profile)
-        artifact = workdir / ARTIFACT_NAME
-        artifact.write_bytes(content)
-        table, tensor_dtypes = _inspect(content)
-        ops = sorted({op["op"] for op in table})
-        details = {"ops": ops}
-        if profile.precision == "dynamic-int8":
-            details["int8_weight_tensors"] = tensor_dtypes.count("int8")
-            if not details["int8_weight_tensors"]:
-                raise ConversionError(f"{profile.name}: the converter quantized no weight of this model (it keeps "
-                                      "tensors under 1024 elements in float), so the artifact would be fp32 under "
-                                      "another name; use tflite-int8")
-        if any("LSTM" in op for op in ops):
-            details["lstm_cell_clip"] = "none, as in Keras"
-        return Exported(artifact, [], details)
-
-    def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> LiteRTRunner:
-        return LiteRTRunner(artifact, threads=threads)
+def export(source, profile, calibration, workdir: Path) -> Exported:
+    content = convert(source.representation("keras"), profile, calibration)
+    if profile.builtin_int8_only:
+        check_integer_only(content, profile)
+    artifact = workdir / ARTIFACT_NAME
+    artifact.write_bytes(content)
+    table, tensor_dtypes = _inspect(content)
+    ops = sorted({op["op"] for op in table})
+    details = {"ops": ops}
+    if profile.precision == "dynamic-int8":
+        details["int8_weight_tensors"] = tensor_dtypes.count("int8")
+        if not details["int8_weight_tensors"]:
+            raise ConversionError(f"{profile.name}: the converter quantized no weight of this model (it keeps "
+                                  "tensors under 1024 elements in float), so the artifact would be fp32 under "
+                                  "another name; use tflite-int8")
+    if any("LSTM" in op for op in ops):
+        details["lstm_cell_clip"] = "none, as in Keras"
+    return Exported(artifact, [], details)
 
 
-RUNTIME = LiteRT()
+def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> LiteRTRunner:
+    return LiteRTRunner(artifact, threads=threads)
+
+
+RUNTIME = Runtime("litert", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert"),
+                  preimport=("ai_edge_litert.interpreter",), accepts=("keras",))

@@ -26,6 +26,7 @@ from compressor import atomic
 from compressor.errors import BadInputError, CompressorError
 
 RUN_FILE = "run.json"
+ERROR_LOG = "errors.log"
 Progress = Callable[[str], None]
 
 
@@ -33,13 +34,28 @@ Progress = Callable[[str], None]
 class RunOutcome:
     out_dir: Path
     exported: list = field(default_factory=list)  # targets.ExportResult
-    failed: dict = field(default_factory=dict)  # target -> (exit code, message)
+    failed: list = field(default_factory=list)  # targets.ExportFailure
     results: dict | None = None  # benchmark results document
     compression: dict | None = None
 
     @property
     def exit_code(self) -> int:
-        return max((code for code, _ in self.failed.values()), default=0)
+        return worst_exit_code(failure.exit_code for failure in self.failed)
+
+
+def write_error_log(out_dir: Path, failures) -> Path | None:
+    """The tracebacks of the failures that were bugs, in ``out_dir/errors.log``, for a bug report."""
+    bugs = [f for f in failures if f.traceback]
+    if not bugs:
+        return None
+    text = "".join(f"== {f.target}: {f.message}\n{f.traceback}\n" for f in bugs)
+    return atomic.write_text(Path(out_dir) / ERROR_LOG, text)
+
+
+def worst_exit_code(codes) -> int:
+    """The exit code of several failures: a bug (1) first, else the highest; 0 for none."""
+    codes = list(codes)
+    return CompressorError.exit_code if CompressorError.exit_code in codes else max(codes, default=0)
 
 
 def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> None:
@@ -71,52 +87,58 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
         overwrite: bool = False, bench_config=None, rounds: int = 3, trust_model: bool = False,
         parity_rule=None, progress: Progress = lambda message: None) -> RunOutcome:
     """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
-    from benchmarks import reports
-    from benchmarks.harness import measure
-    from benchmarks.latency import LatencyConfig
     from compressor.data import load_dataset
-    from compressor.pipeline import compress
     from compressor.recipes import load_recipe
-    from targets import export, profiles_for
+    from targets import export_many, validate_targets
 
     recipe = load_recipe(recipe)
+    names = validate_targets(targets or list(recipe.targets))  # a typo stops the run before any work
+    if not names:
+        raise BadInputError("no target: give --target (or a recipe with targets)")
     out = Path(out_dir)
     prepare_output(out, [Path(model_path)] + [Path(p) for p in (data, eval_data) if not str(p).startswith("sample:")],
                    overwrite=overwrite)
     outcome = RunOutcome(out)
+    source, provenance = _compress(model_path, recipe, data, eval_data, trust_model, progress, outcome)
+    shape = source.data_spec()[0]
+    train, test = load_dataset(data, input_shape=shape), load_dataset(eval_data, input_shape=shape)
+    outcome.exported, outcome.failed = export_many(
+        source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
+        seed=recipe.seed, parity_rule=parity_rule, on_progress=progress)
+    if outcome.exported:
+        _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome)
+    write_error_log(out, outcome.failed)
+    summary = {"model": str(model_path), "recipe": recipe.to_dict(), "targets": names,
+               "exported": [r.target for r in outcome.exported],
+               "failed": {f.target: {"exit_code": f.exit_code, "error": f.message,
+                                     **({"traceback": f.traceback} if f.traceback else {})} for f in outcome.failed},
+               "compression": outcome.compression}
+    atomic.write_text(out / RUN_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    return outcome
+
+
+def _compress(model_path, recipe, data, eval_data, trust_model, progress, outcome):
+    from compressor.models import as_source
+    from compressor.pipeline import compress
+
     progress(f"compress: recipe '{recipe.name}' ({len(recipe.steps)} step(s))")
     result = compress(model_path, recipe, data=data, eval_data=eval_data, trust_model=trust_model,
                       on_step=lambda i, kind: progress(f"compress: step {i + 1}/{len(recipe.steps)} {kind}"))
     outcome.compression = result.to_dict()
+    with atomic.atomic_path(outcome.out_dir / "model.keras") as tmp:
+        result.model.save(tmp)
     # manifests carry what was done, not how long it took: same inputs, byte-identical manifests
     provenance = {**outcome.compression,
                   "steps": [{k: v for k, v in step.items() if k != "seconds"} for step in outcome.compression["steps"]]}
-    model = result.model
-    with atomic.atomic_path(out / "model.keras") as tmp:
-        model.save(tmp)
-    shape = tuple(model.inputs[0].shape)[1:]
-    train, test = load_dataset(data, input_shape=shape), load_dataset(eval_data, input_shape=shape)
-    names = targets or list(recipe.targets)
-    if not names:
-        raise BadInputError("no target: give --target (or a recipe with targets)")
-    names = profiles_for(model) if "all" in names else list(dict.fromkeys(names))
-    for index, name in enumerate(names):
-        progress(f"export: {name} ({index + 1}/{len(names)})")
-        try:
-            outcome.exported.append(export(model, name, out_dir=out, calibration=train, validation=test,
-                                           source_path=model_path, recipe=provenance, seed=recipe.seed,
-                                           parity_rule=parity_rule))
-        except CompressorError as exc:
-            outcome.failed[name] = (exc.exit_code, str(exc))
-            progress(f"export: {name} FAILED: {exc}")
-    if outcome.exported:
-        progress(f"benchmark: {len(outcome.exported)} artifact(s) and the float source, each in its own process")
-        outcome.results = measure([r.folder for r in outcome.exported], eval_data=test, source=model_path,
-                                  config=bench_config or LatencyConfig(), rounds=rounds, trust_model=trust_model)
-        reports.write_reports(outcome.results, out)
-    summary = {"model": str(model_path), "recipe": recipe.to_dict(), "targets": names,
-               "exported": [r.target for r in outcome.exported],
-               "failed": {k: {"exit_code": c, "error": m} for k, (c, m) in outcome.failed.items()},
-               "compression": outcome.compression}
-    atomic.write_text(out / RUN_FILE, json.dumps(summary, indent=2, default=str) + "\n")
-    return outcome
+    return as_source(result.model), provenance
+
+
+def _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome):
+    from benchmarks import reports
+    from benchmarks.harness import measure
+    from benchmarks.latency import LatencyConfig
+
+    progress(f"benchmark: {len(outcome.exported)} artifact(s) and the float source, each in its own process")
+    outcome.results = measure([r.folder for r in outcome.exported], eval_data=test, source=model_path,
+                              config=bench_config or LatencyConfig(), rounds=rounds, trust_model=trust_model)
+    reports.write_reports(outcome.results, outcome.out_dir)

@@ -174,8 +174,13 @@ def inspect_model(model) -> ModelReport:
         >>> report = inspect_model(load_model("model.keras"))
         >>> report.macs, report.params
     """
-    inputs = [TensorSpec(n, _shape(t.shape), t.dtype.name) for n, t in zip(model.input_names, model.inputs)]
-    outputs = [TensorSpec(n, _shape(t.shape), t.dtype.name) for n, t in zip(model.output_names, model.outputs)]
+    inputs, outputs = tensor_specs(model)
     layers = [_layer_info(layer) for layer in flat_layers(model) if type(layer).__name__ != "InputLayer"]
     return ModelReport(model.name, inputs, outputs, layers)
+
+
+def tensor_specs(model) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The named inputs and outputs of a tf-keras model (batch axis included, None if dynamic)."""
+    return ([TensorSpec(n, _shape(t.shape), t.dtype.name) for n, t in zip(model.input_names, model.inputs)],
+            [TensorSpec(n, _shape(t.shape), t.dtype.name) for n, t in zip(model.output_names, model.outputs)])
 

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from compressor.data import Dataset
+from compressor.data.dataset import Dataset
 from compressor.errors import BadInputError
 
 SPLITS = ("train", "test")
@@ -90,28 +90,22 @@ def _digits_8(split: str) -> Dataset:
     return Dataset(images[..., None], labels, f"sample:digits-8:{split}")
 
 
-@sample_set("digits-28", "sklearn digits, 28x28x1 grey, 10 classes")
-def _digits_28(split: str) -> Dataset:
-    x, y = _digits_images(split, 28, 1)
-    return Dataset(x, y, f"sample:digits-28:{split}")
+def _digits_resized(name: str, size: int, channels: int, flat: bool) -> Callable[[str], Dataset]:
+    def load(split: str) -> Dataset:
+        x, y = _digits_images(split, size, channels)
+        return Dataset(x.reshape(len(x), -1) if flat else x, y, f"sample:{name}:{split}")
+
+    return load
 
 
-@sample_set("digits-32rgb", "sklearn digits, 32x32x3, 10 classes")
-def _digits_32rgb(split: str) -> Dataset:
-    x, y = _digits_images(split, 32, 3)
-    return Dataset(x, y, f"sample:digits-32rgb:{split}")
-
-
-@sample_set("digits-96rgb", "sklearn digits, 96x96x3, 10 classes (MobileNetV2-sized input)")
-def _digits_96rgb(split: str) -> Dataset:
-    x, y = _digits_images(split, 96, 3)
-    return Dataset(x, y, f"sample:digits-96rgb:{split}")
-
-
-@sample_set("digits-784", "sklearn digits, 28x28 flattened to 784 features, 10 classes")
-def _digits_784(split: str) -> Dataset:
-    x, y = _digits_images(split, 28, 1)
-    return Dataset(x.reshape(len(x), 784), y, f"sample:digits-784:{split}")
+# name, description, side, channels, flattened
+for _name, _description, _size, _channels, _flat in (
+    ("digits-28", "sklearn digits, 28x28x1 grey, 10 classes", 28, 1, False),
+    ("digits-32rgb", "sklearn digits, 32x32x3, 10 classes", 32, 3, False),
+    ("digits-96rgb", "sklearn digits, 96x96x3, 10 classes (MobileNetV2-sized input)", 96, 3, False),
+    ("digits-784", "sklearn digits, 28x28 flattened to 784 features, 10 classes", 28, 1, True),
+):
+    sample_set(_name, _description)(_digits_resized(_name, _size, _channels, _flat))
 
 
 @sample_set("digits-tokens", "sklearn digits read as a sequence of 64 pixel tokens (intensity 0-16), 10 classes")
@@ -153,7 +147,7 @@ def _local_cifar10(split: str) -> Dataset | None:
 @sample_set("mnist", "MNIST 28x28x1 when its Keras file is present locally, else digits-28")
 def _mnist(split: str) -> Dataset:
     _digits(split)  # validates the split name
-    return _local_mnist(split) or _digits_28(split)
+    return _local_mnist(split) or SAMPLE_SETS["digits-28"].load(split)
 
 
 @sample_set("mnist-flat", "mnist flattened to 784 features")
@@ -165,7 +159,7 @@ def _mnist_flat(split: str) -> Dataset:
 @sample_set("cifar10", "CIFAR-10 32x32x3 when its Keras files are present locally, else digits-32rgb")
 def _cifar10(split: str) -> Dataset:
     _digits(split)
-    return _local_cifar10(split) or _digits_32rgb(split)
+    return _local_cifar10(split) or SAMPLE_SETS["digits-32rgb"].load(split)
 
 
 def load(name: str, split: str = "train") -> Dataset:

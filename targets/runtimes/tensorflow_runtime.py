@@ -1,4 +1,7 @@
-"""The float source model as a runner: the baseline every artifact is measured against."""
+"""TensorFlow: runs a Keras source model as it is, the float baseline every artifact is measured against.
+
+It exports nothing; the other runtimes export from the source.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import keras_env
-from targets.runtime import TensorInfo
+from targets.runtime import Runtime, TensorInfo
 
 
 class KerasRunner:
@@ -21,7 +24,7 @@ class KerasRunner:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass  # already initialised in this process; thread counts are fixed for its lifetime
-        from compressor.loading import load_model
+        from compressor.models import load_model
 
         start = time.perf_counter()
         self._model = load_model(path, trust_model=trust_model)
@@ -39,3 +42,11 @@ class KerasRunner:
     def close(self) -> None:
         self._model = None
         self._call = None
+
+
+def load(path: Path, *, threads: int = 1, details: dict | None = None) -> KerasRunner:
+    return KerasRunner(path, threads=threads, trust_model=bool((details or {}).get("trust_model")))
+
+
+RUNTIME = Runtime("tensorflow", load, libraries=("tensorflow", "tf-keras"), preimport=("tf_keras",),
+                  runs_sources=("keras",))

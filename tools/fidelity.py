@@ -1,6 +1,6 @@
 """Check the harness against OpenVINO's own ``benchmark_app`` on the same IR.
 
-Usage: python -m benchmarks.fidelity ARTIFACT_FOLDER... [--threads 1] [--seconds 2] [--rounds 5]
+Usage: python -m tools.fidelity ARTIFACT_FOLDER... [--threads 1] [--seconds 2] [--rounds 5]
 
 Both measure batch-1 synchronous latency of the same IR with the same CPU plugin
 properties: ``benchmark_app`` is handed the runner's own configuration
@@ -29,9 +29,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import side_by_side
+from tools import side_by_side
 from benchmarks.latency import LatencyConfig
-from benchmarks.side_by_side import alternate
+from tools.side_by_side import alternate
 from compressor.errors import BadInputError
 from targets import open_artifact
 
@@ -41,7 +41,7 @@ AGREEMENT = 0.10
 
 def benchmark_app_command(xml: Path, shape: list[int], *, threads: int, seconds: float, workdir: Path) -> list[str]:
     """The benchmark_app call for ``xml``; its CPU properties are the runner's, written to ``workdir``."""
-    from targets.openvino_runtime import cpu_config
+    from targets.runtimes.openvino_runtime import cpu_config
 
     config = workdir / "ov-config.json"
     config.write_text(json.dumps({"CPU": {k: str(v) for k, v in cpu_config(threads).items()}}))

@@ -16,11 +16,29 @@ with the smaller widths, and every kernel, bias and per-channel parameter is sli
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from compressor import keras_env
+from compressor.algorithms import training
+from compressor.algorithms.step import StepConfig, fraction, positive, register_step
 from compressor.errors import UnsupportedModelError
+
+@dataclass(frozen=True)
+class PruneStructured(StepConfig):
+    """Remove whole filters/units (channels), rebuilding a smaller model."""
+
+    type: ClassVar[str] = "prune_structured"
+    fraction: float = 0.5
+    criterion: Literal["l1", "l2"] = "l1"
+    round_to: int = 1  # keep a multiple of this many channels (SIMD-friendly widths)
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        fraction(where, "fraction", self.fraction)
+        positive(where, "round_to", self.round_to)
+
 
 PRODUCERS = {"Conv1D": "filters", "Conv2D": "filters", "SeparableConv2D": "filters", "Dense": "units"}
 PASS_THROUGH = {"BatchNormalization", "ReLU", "Activation", "PReLU", "LeakyReLU", "ELU", "Dropout",
@@ -230,7 +248,7 @@ def _sliced_weights(layer, in_keep, out_keep, weights):
 
 def prune_channels(model, config, *, trust_model: bool = False):
     """Remove ``config.fraction`` of the channels of every prunable group; return ``(model, record)``."""
-    from compressor.inspection import inspect_model
+    from compressor.models.inspection import inspect_model
     from tf_keras.src.saving.serialization_lib import SafeModeScope
 
     tfk = keras_env.tf_keras()
@@ -271,3 +289,11 @@ def prune_channels(model, config, *, trust_model: bool = False):
               "params_before": before.params, "params_after": after.params,
               "mac_reduction": 1.0 - after.macs / before.macs if before.macs else 0.0}
     return rebuilt, record
+
+
+@register_step(PruneStructured)
+def _run(model, config, ctx):
+    pruned, record = prune_channels(model, config, trust_model=ctx.trust_model)
+    record["accuracy_before_fine_tune"] = training.accuracy(pruned, ctx.eval_data)
+    training.fit(pruned, ctx.data, ctx.fine_tune, seed=ctx.seed)
+    return pruned, record

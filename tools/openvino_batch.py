@@ -1,6 +1,6 @@
 """Static against dynamic batch: what the OpenVINO targets gain from a batch fixed to 1.
 
-Usage: python -m benchmarks.openvino_batch ARTIFACT_FOLDER... [--threads 1] [--seconds 1] [--rounds 5]
+Usage: python -m tools.openvino_batch ARTIFACT_FOLDER... [--threads 1] [--seconds 1] [--rounds 5]
 
 The exported IR has a static batch of 1. The same IR with its batch axis made dynamic
 again (what ``openvino.convert_model`` writes for a Keras model) is saved beside it, and
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import side_by_side
+from tools import side_by_side
 from benchmarks.latency import LatencyConfig, measure
-from benchmarks.side_by_side import alternate
+from tools.side_by_side import alternate
 from compressor.errors import BadInputError
 from targets import open_artifact
 
@@ -37,7 +37,7 @@ def _dynamic_copy(xml: Path, workdir: Path) -> Path:
 
 
 def compare(folder: Path, *, threads: int = 1, seconds: float = 1.0, rounds: int = 5) -> dict:
-    from targets.openvino_runtime import OpenVINORunner
+    from targets.runtimes.openvino_runtime import OpenVINORunner
 
     artifact = open_artifact(folder)
     if artifact.runtime != "openvino" or artifact.manifest["details"].get("batch") != 1:

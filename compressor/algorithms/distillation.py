@@ -9,10 +9,32 @@ side, trained on the same data for the same epochs, and says plainly which stude
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from typing import ClassVar
 
-from compressor import keras_env, training
-from compressor.errors import UnsupportedModelError
+
+from compressor import keras_env
+from compressor.algorithms import training
+from compressor.algorithms.step import StepConfig, fraction, positive, register_step
+from compressor.errors import BadInputError, UnsupportedModelError
+
+@dataclass(frozen=True)
+class Distill(StepConfig):
+    """Train a smaller student from the model (the teacher) with knowledge distillation."""
+
+    type: ClassVar[str] = "distill"
+    width: float = 0.5  # student width multiplier on conv filters / dense units
+    alpha: float = 0.1  # weight of the hard-label loss
+    temperature: float = 4.0
+    compare_scratch: bool = True  # also train the student from scratch, for the report
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        fraction(where, "width", self.width)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise BadInputError(f"{where}.alpha: must be in [0, 1], got {self.alpha}")
+        positive(where, "temperature", self.temperature)
+
 
 WIDTH_KEYS = {"Conv1D": "filters", "Conv2D": "filters", "SeparableConv2D": "filters", "Dense": "units"}
 
@@ -121,3 +143,9 @@ def distill(teacher, data, config, fine_tune, *, seed: int = 0, eval_data=None, 
             record["verdict"] = ("distillation beat training the student from scratch" if won else
                                  "distillation did NOT beat training the student from scratch")
     return student, record
+
+
+@register_step(Distill, position="first", why_position="it replaces the model")
+def _run(model, config, ctx):
+    return distill(model, ctx.data, config, ctx.fine_tune, seed=ctx.seed, eval_data=ctx.eval_data,
+                   trust_model=ctx.trust_model)

@@ -149,7 +149,7 @@ def _translate_layer(layer: dict) -> dict:
                 "SavedModel written by tf-keras, or replace the layer with built-in layers"
             )
         config = dict(layer.get("config", {}))
-        if class_name == "Lambda":  # reached only with trust_model=True (see compressor.safety)
+        if class_name == "Lambda":  # reached only with trust_model=True (see compressor.models.safety)
             config = _lambda_config(config)
         config = _translate_value(config, where)
         if class_name == "InputLayer" and "batch_shape" in config:

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import ConversionError
-from targets import embedding, litert
-from targets.runtime import Exported
+from targets import embedding
+from targets.runtime import Exported, Runtime
+from targets.runtimes import litert
 
 ARENA_PATTERN = re.compile(r"Arena allocation total (\d+) bytes")
 ARENA_HEADROOM = 1 << 20  # the arena TFLM gets while measuring; the model's real use is read back
@@ -81,22 +82,21 @@ class TFLMRunner:
         self._interpreter = None
 
 
-class TFLM:
-    name = "tflm"
-
-    def export(self, model, profile, calibration, workdir: Path) -> Exported:
-        content = litert.convert(model, profile, calibration)
-        litert.check_integer_only(content, profile)
-        artifact = workdir / litert.ARTIFACT_NAME
-        artifact.write_bytes(content)
-        probe = litert.LiteRTRunner(artifact).inputs[0]
-        arena = measure_arena(content, probe.quantize(calibration.x[:1]))
-        extra = embedding.write_c_array(artifact, workdir, arena_bytes=arena)
-        ops = sorted({op["op"] for op in litert.op_table(content)})
-        return Exported(artifact, extra, {"ops": ops, "arena_bytes": arena, "c_symbol": "g_model_data"})
-
-    def load(self, artifact: Path, *, threads: int = 1, details: dict | None = None) -> TFLMRunner:
-        return TFLMRunner(artifact, arena_bytes=(details or {}).get("arena_bytes"))
+def export(source, profile, calibration, workdir: Path) -> Exported:
+    content = litert.convert(source.representation("keras"), profile, calibration)
+    litert.check_integer_only(content, profile)
+    artifact = workdir / litert.ARTIFACT_NAME
+    artifact.write_bytes(content)
+    probe = litert.LiteRTRunner(artifact).inputs[0]
+    arena = measure_arena(content, probe.quantize(calibration.x[:1]))
+    extra = embedding.write_c_array(artifact, workdir, arena_bytes=arena)
+    ops = sorted({op["op"] for op in litert.op_table(content)})
+    return Exported(artifact, extra, {"ops": ops, "arena_bytes": arena, "c_symbol": "g_model_data"})
 
 
-RUNTIME = TFLM()
+def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> TFLMRunner:
+    return TFLMRunner(artifact, arena_bytes=(details or {}).get("arena_bytes"))
+
+
+RUNTIME = Runtime("tflm", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-micro"),
+                  preimport=("tflite_micro.python.tflite_micro.runtime",), accepts=("keras",))

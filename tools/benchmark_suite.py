@@ -1,6 +1,6 @@
 """Regenerate BENCHMARKS.md: every sample model, every profile that takes it, measured side by side.
 
-Usage: python -m compressor.benchmark_suite [--models NAME ...] [--out DIR] [--rounds 3] [--write BENCHMARKS.md]
+Usage: python -m tools.benchmark_suite [--models NAME ...] [--out DIR] [--rounds 3] [--write BENCHMARKS.md]
 (`make benchmarks` runs it with the defaults.)
 """
 
@@ -17,11 +17,11 @@ import sample_models
 from benchmarks import reports
 from benchmarks.harness import measure
 from benchmarks.latency import LatencyConfig
-from compressor import load_model, sample_data
-from compressor.errors import CompressorError
-from targets import PROFILES, export, profiles_for
+from compressor import load_model
+from compressor.data import samples as sample_data
+from targets import PROFILES, export, export_many, profiles_for
 
-COMMAND = "make benchmarks   # = python -m compressor.benchmark_suite --write BENCHMARKS.md"
+COMMAND = "make benchmarks   # = python -m tools.benchmark_suite --write BENCHMARKS.md"
 
 
 def run_model(name: str, out: Path, config: LatencyConfig, rounds: int) -> dict:
@@ -32,11 +32,8 @@ def run_model(name: str, out: Path, config: LatencyConfig, rounds: int) -> dict:
     folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
     skipped = {p: "the layers it uses have no kernel there" for p in PROFILES if p not in profiles_for(model)}
-    for profile in profiles_for(model):
-        try:
-            export(model, profile, out_dir=folder, calibration=train, validation=test, source_path=source)
-        except CompressorError as exc:
-            skipped[profile] = str(exc)
+    _, failed = export_many(model, ["all"], out_dir=folder, calibration=train, validation=test, source_path=source)
+    skipped.update({failure.target: failure.message for failure in failed})
     doc = measure([folder], eval_data=test, source=source, config=config, rounds=rounds)
     reports.write_reports(doc, folder)
     return {"model": name, "doc": doc, "skipped": skipped}
@@ -84,7 +81,7 @@ def render(runs: list[dict], fidelity: list[dict], wall: float, batch_checks: li
     parts = ["# Benchmarks", "",
              "Every number below was measured on this project's CI-class machine in one run of:", "",
              f"```bash\n{COMMAND}\n```", "",
-             f"Machine: {reports._machine_line(first).split('; data:')[0]}. Wall time of the whole run: "
+             f"Machine: {reports.machine_line(first).split('; data:')[0]}. Wall time of the whole run: "
              f"{wall / 60:.1f} min. Each artifact is measured in its own process; latencies are medians over "
              "interleaved rounds on a shared, noisy machine, so compare ratios within a table, not across runs.", "",
              "## Is int8 faster than fp32 here?", ""]
@@ -108,7 +105,7 @@ def render(runs: list[dict], fidelity: list[dict], wall: float, batch_checks: li
                   f"Same IR and the same CPU plugin properties (benchmark_app gets the runner's configuration with "
                   f"`-load_config`), {first_check['threads']} thread, batch 1, {first_check['rounds']} alternating "
                   f"rounds of {first_check['seconds_per_round']:g} s each; medians of the round medians "
-                  "(`python -m benchmarks.fidelity FOLDER...`). "
+                  "(`python -m tools.fidelity FOLDER...`). "
                   f"`{FIDELITY_REFERENCE}` is an untrained MobileNetV2 α1.0 at 224×224, there for its size.", "",
                   "| model / target | harness p50 ms | benchmark_app median ms | harness / benchmark_app | "
                   "within 10 % |", "|---|---|---|---|---|"]
@@ -124,7 +121,7 @@ def render(runs: list[dict], fidelity: list[dict], wall: float, batch_checks: li
                   "The OpenVINO targets write the IR with a static batch of 1. Against the same IR with its batch "
                   f"made dynamic again, both run by the toolkit's runner, {first_check['threads']} thread, batch 1, "
                   f"{first_check['rounds']} alternating rounds of {first_check['seconds_per_round']:g} s; medians of "
-                  "the round p50s (`python -m benchmarks.openvino_batch FOLDER...`).", "",
+                  "the round p50s (`python -m tools.openvino_batch FOLDER...`).", "",
                   "| model / target | static p50 ms | dynamic p50 ms | speed-up |", "|---|---|---|---|"]
         for b in batch_checks:
             parts.append(f"| {b['model']} / {b['target']} | {b['static_p50_ms']:.3f} | {b['dynamic_p50_ms']:.3f} | "
@@ -142,8 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-fidelity-reference", dest="fidelity_reference", action="store_false",
                         help=f"skip the larger {FIDELITY_REFERENCE} model of the benchmark_app comparison")
     args = parser.parse_args(argv)
-    from benchmarks import fidelity as fidelity_check
-    from benchmarks import openvino_batch
+    from tools import fidelity as fidelity_check
+    from tools import openvino_batch
     from compressor import atomic
 
     start = time.perf_counter()

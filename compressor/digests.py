@@ -1,0 +1,26 @@
+"""Content digests of files: what manifests record to tie an artifact to its bytes and its source."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+
+def sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def gzip_size(path: Path) -> int:
+    """Bytes of ``path`` after gzip -9 (what a download or flash image costs)."""
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))

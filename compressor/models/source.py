@@ -1,0 +1,131 @@
+"""``SourceModel``: what the toolkit reads, whatever its format.
+
+Code downstream asks the source what it has (named inputs and outputs, op types, MACs,
+``predict``, which representations it can hand over) instead of checking its type. A
+Keras source hands over a tf-keras model (``"keras"``); an ONNX source its ONNX graph
+(``"onnx"``). A runtime takes a source when it accepts one of those representations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from compressor import keras_env
+from compressor.errors import BadInputError
+from compressor.models.inspection import ModelReport, TensorSpec, flat_layers, inspect_model, tensor_specs
+
+
+class SourceModel(Protocol):
+    name: str
+    format: str  # "keras" | "onnx": recorded in manifests, never branched on
+    provides: tuple[str, ...]  # representations ``representation`` hands over
+    baseline_runtime: str  # the registered runtime that runs this source as the float baseline
+    path: Path | None
+
+    @property
+    def inputs(self) -> list[TensorSpec]: ...
+
+    @property
+    def outputs(self) -> list[TensorSpec]: ...
+
+    def op_types(self) -> set[str]:
+        """Layer (Keras) or op (ONNX) type names: what target profiles are checked against."""
+
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
+        """Run the float model on ``x``; one array per output."""
+
+    def report(self) -> ModelReport:
+        """Inputs, outputs, layers or ops, params and MACs."""
+
+    def representation(self, kind: str):
+        """The model as ``kind`` (one of ``provides``), or None."""
+
+    def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
+        """(input shape without batch, input dtype, number of classes or None)."""
+
+    def record(self, path=None) -> dict:
+        """The manifest's ``source`` entry (``path``: the file the model came from)."""
+
+
+def classes_of(outputs: list[TensorSpec]) -> int | None:
+    """The class count of a classifier's first output (batch, classes), else None."""
+    shape = outputs[0].shape
+    return int(shape[-1]) if len(shape) == 2 and shape[-1] and shape[-1] > 1 else None
+
+
+def single_input(source) -> TensorSpec:
+    if len(source.inputs) != 1:
+        raise BadInputError(f"model '{source.name}' has {len(source.inputs)} inputs; datasets feed one")
+    return source.inputs[0]
+
+
+def file_identity(path) -> dict:
+    from compressor.digests import sha256
+
+    return {} if path is None else {"path": Path(path).name, "sha256": sha256(Path(path))}
+
+
+class KerasSource:
+    """A tf-keras model (Keras 3 models are bridged on the way in, see :func:`as_source`)."""
+
+    format = "keras"
+    provides = ("keras",)
+    baseline_runtime = "tensorflow"
+
+    def __init__(self, model, path=None) -> None:
+        self.model, self.path = model, None if path is None else Path(path)
+        self.name = model.name
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return tensor_specs(self.model)[0]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return tensor_specs(self.model)[1]
+
+    def op_types(self) -> set[str]:
+        return {type(layer).__name__ for layer in flat_layers(self.model)}
+
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
+        result = self.model.predict(x, batch_size=batch_size, verbose=0)
+        return [np.asarray(r) for r in (result if isinstance(result, list) else [result])]
+
+    def report(self) -> ModelReport:
+        return inspect_model(self.model)
+
+    def representation(self, kind: str):
+        return self.model if kind == "keras" else None
+
+    def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
+        first = single_input(self)
+        return tuple(first.shape[1:]), np.dtype(first.dtype), classes_of(self.outputs)
+
+    def record(self, path=None) -> dict:
+        report = self.report()
+        return {"name": self.name, "params": report.params, "macs": report.macs,
+                **file_identity(path if path is not None else self.path)}
+
+
+def is_source(obj) -> bool:
+    return hasattr(obj, "representation") and hasattr(obj, "provides")
+
+
+def as_source(model, *, path=None, trust_model: bool = False):
+    """``model`` as a SourceModel: a source as it is, a Keras model (Keras 3 bridged) wrapped.
+
+    Example:
+        >>> as_source(tf_keras_model).data_spec()
+    """
+    if is_source(model):
+        return model
+    if keras_env.is_tf_keras_model(model):  # already in the engine's Keras (a step's output, a loaded model)
+        return KerasSource(model, path)
+    if keras_env.is_keras3_model(model):
+        from compressor.models.loading import load_model
+
+        return KerasSource(load_model(model, trust_model=trust_model), path)
+    raise BadInputError(f"not a model: {type(model).__name__}")

@@ -1,0 +1,1 @@
+"""One module per runtime; each declares ``RUNTIME`` (see :class:`targets.runtime.Runtime`)."""

@@ -1,0 +1,191 @@
+"""ONNX / ONNX Runtime: tf2onnx for conversion, ONNX Runtime for quantization and running.
+
+Static int8 follows ONNX Runtime's own advice for CNNs on x86 and ARM: QDQ format,
+signed int8 activations and weights (S8S8), per-channel weights, after its
+``quant_pre_process``. Dynamic int8 is the path for LSTM/transformer-like models.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor import keras_env
+from compressor.errors import ConversionError, one_line
+from targets.runtime import Exported, Runtime, TensorInfo
+
+OPSET = 17
+ARTIFACT_NAME = "model.onnx"
+
+
+def convert_keras(model, destination: Path) -> None:
+    """Write ``model`` as ONNX (opset ``OPSET``) with a dynamic batch axis."""
+    import onnx
+    import tf2onnx
+
+    tf = keras_env.tf()
+    signature = [tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=name)
+                 for name, t in zip(model.input_names, model.inputs)]
+    try:
+        with keras_env.quiet_native():
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
+    except Exception as exc:
+        raise ConversionError(f"ONNX conversion failed: {one_line(exc)}") from None
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise ConversionError(f"ONNX conversion produced an invalid model: {one_line(exc)}") from None
+    onnx.save_model(proto, str(destination))
+
+
+class CalibrationReader:
+    """ONNX Runtime's one-method calibration protocol over a Dataset."""
+
+    def __init__(self, input_name: str, calibration) -> None:
+        self._items = iter([{input_name: calibration.x[i : i + 1]} for i in range(len(calibration))])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def _pre_process(source: Path, workdir: Path) -> tuple[Path, bool]:
+    """ONNX Runtime's quantization pre-processing (shape inference, graph optimization),
+    which its docs ask for before static and dynamic quantization alike. Returns the
+    prepared model and whether symbolic shape inference had to be skipped."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = workdir / "prepared.onnx"
+    try:
+        quant_pre_process(str(source), str(prepared))
+        return prepared, False
+    except Exception:  # "Incomplete symbolic shape inference" on some models: ORT's advice is to skip it
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        return prepared, True
+
+
+def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool) -> dict:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    prepared, skip_symbolic = _pre_process(source, workdir)
+    input_name = _session(prepared, 1).get_inputs()[0].name
+    settings = {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
+                "weight_type": QuantType.QInt8, "calibrate_method": CalibrationMethod.MinMax,
+                "reduce_range": reduce_range}
+    try:
+        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_name, calibration),
+                            per_channel=True, **settings)
+        per_channel = True
+    except Exception:  # per-channel can fail inside ORT's bias-scale adjustment; per-tensor is the fallback
+        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_name, calibration),
+                            per_channel=False, **settings)
+        per_channel = False
+    prepared.unlink()
+    return {"format": "QDQ", "activations": "int8", "weights": "int8", "per_channel": per_channel,
+            "reduce_range": reduce_range, "calibration": "minmax", "skip_symbolic_shape": skip_symbolic}
+
+
+def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    import onnx
+
+    prepared, skip_symbolic = _pre_process(source, workdir)
+    ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
+    prepared.unlink()
+    initializers = onnx.load(str(destination), load_external_data=False).graph.initializer
+    quantized = sum(t.data_type == onnx.TensorProto.INT8 for t in initializers)
+    return {"weights": "int8", "activations": "dynamic uint8", "skip_symbolic_shape": skip_symbolic,
+            "int8_weight_tensors": quantized}
+
+
+def _session(model: Path | bytes, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=options,
+                                providers=["CPUExecutionProvider"])
+
+
+ONNX_TYPES = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(int64)": "int64",
+              "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(float16)": "float16"}
+
+
+class ONNXRunner:
+    def __init__(self, artifact: Path | bytes, *, threads: int = 1) -> None:
+        start = time.perf_counter()
+        self._session = _session(artifact, threads)
+        self.load_seconds = time.perf_counter() - start
+        self.inputs = [_info(t) for t in self._session.get_inputs()]
+        self.outputs = [_info(t) for t in self._session.get_outputs()]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        feed = {self.inputs[0].name: x.astype(self.inputs[0].dtype, copy=False)}
+        return [np.asarray(o, np.float32) for o in self._session.run(None, feed)]
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _info(node) -> TensorInfo:
+    shape = [d if isinstance(d, int) else -1 for d in node.shape]
+    return TensorInfo(node.name, shape, ONNX_TYPES.get(node.type, node.type))
+
+
+def write_float_model(source, destination: Path) -> None:
+    """The float ONNX model: the source's own ONNX graph re-saved inline, or its Keras model converted."""
+    import onnx
+
+    graph = source.representation("onnx")
+    if graph is not None:
+        onnx.save_model(graph, str(destination))
+    else:
+        convert_keras(source.representation("keras"), destination)
+
+
+def export(source, profile, calibration, workdir: Path) -> Exported:
+    artifact = workdir / ARTIFACT_NAME
+    if profile.precision == "fp32":
+        write_float_model(source, artifact)
+        return Exported(artifact, [], {"opset": _opset(artifact)})
+    float_model = workdir / "float.onnx"
+    write_float_model(source, float_model)
+    if profile.precision == "int8":
+        details = quantize_static(float_model, artifact, calibration, workdir,
+                                  reduce_range=bool(profile.options.get("reduce_range", False)))
+    elif profile.precision == "dynamic-int8":
+        details = quantize_dynamic(float_model, artifact, workdir)
+        if not details["int8_weight_tensors"]:
+            raise ConversionError(f"{profile.name}: ONNX Runtime quantized no weight of this model (no op it "
+                                  "quantizes dynamically), so the artifact would be fp32 under another name")
+    else:
+        raise ConversionError(f"{profile.name}: ONNX Runtime has no precision '{profile.precision}' here")
+    opset = _opset(float_model)
+    float_model.unlink()
+    return Exported(artifact, [], {"opset": opset, "quantization": details})
+
+
+def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> ONNXRunner:
+    if (details or {}).get("source"):  # a user's model, not our artifact: its external data is checked first
+        from compressor.models.onnx_source import load_onnx
+
+        return ONNXRunner(load_onnx(artifact).proto.SerializeToString(), threads=threads)
+    return ONNXRunner(artifact, threads=threads)
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
+
+
+RUNTIME = Runtime("onnxruntime", load, export, libraries=("tf2onnx", "onnx", "onnxruntime"),
+                  preimport=("onnxruntime",), accepts=("onnx", "keras"), runs_sources=("onnx",))
