@@ -11,10 +11,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from compressor import keras_env
-from compressor.algorithms import StepContext, get_step, training
+from compressor.algorithms import StepContext, get_step
 from compressor.data import load_dataset
-from compressor.models import as_source, inspect_model
+from compressor.errors import UnsupportedModelError
+from compressor.models import as_source, load_source
 from compressor.recipes import Recipe, load_recipe
 
 
@@ -32,20 +35,41 @@ class StepRecord:
 
 @dataclass
 class CompressResult:
-    model: object  # the compressed tf-keras model
+    source: object  # the compressed model, a SourceModel (see compressor.models)
     recipe: Recipe
     baseline: StepRecord
     steps: list[StepRecord]
+
+    @property
+    def model(self):
+        """The compressed tf-keras model (None for a source that is not Keras, e.g. ONNX with no steps)."""
+        return self.source.representation("keras")
 
     def to_dict(self) -> dict:
         return {"recipe": self.recipe.to_dict(), "baseline": asdict(self.baseline),
                 "steps": [asdict(s) for s in self.steps]}
 
 
-def _record(kind: str, config: dict, model, eval_data, seconds: float, details: dict) -> StepRecord:
-    report = inspect_model(model)
+def _record(kind: str, config: dict, source, eval_data, seconds: float, details: dict) -> StepRecord:
+    report = source.report()
     return StepRecord(kind, config, seconds, report.params, report.macs, report.sparsity,
-                      training.accuracy(model, eval_data), details)
+                      _accuracy(source, eval_data), details)
+
+
+def _accuracy(source, data) -> float | None:
+    """Top-1 of the source's first output on labelled ``data`` (None without labels)."""
+    if data is None or data.y is None:
+        return None
+    return float(np.mean(np.argmax(source.predict(data.x, batch_size=256)[0], axis=-1) == data.y))
+
+
+def check_steps_fit(recipe: Recipe, source) -> None:
+    """Refuse, before any work, a step that fine-tunes when the source is not a Keras model."""
+    for index, step in enumerate(recipe.steps):
+        if get_step(step.type).trains and "keras" not in source.provides:
+            raise UnsupportedModelError(
+                f"steps[{index}] ({step.type}): fine-tunes a Keras model, and '{source.name}' is an "
+                f"{source.format} model; {source.format} models take quantize-only recipes (no steps, e.g. -r int8)")
 
 
 def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False,
@@ -53,7 +77,9 @@ def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False,
     """Run ``recipe`` on ``model``; return the compressed model and a record per step.
 
     Args:
-        model: a path or an in-memory Keras 3 / tf-keras model.
+        model: a path (any format ``load_source`` reads), a source, or an in-memory Keras
+            3 / tf-keras model. A step that fine-tunes needs a Keras model; an ONNX
+            model takes recipes without steps (quantization happens per target).
         recipe: a built-in recipe name, a YAML path, a dict or a Recipe.
         data: labelled training data for fine-tuning (any source ``load_dataset`` takes).
         eval_data: labelled held-out data; accuracy is recorded after every step.
@@ -68,11 +94,9 @@ def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False,
 
 
 def _compress(model, recipe, data, eval_data, trust_model, on_step) -> CompressResult:
-    from compressor.models import load_model
-
     recipe = load_recipe(recipe)
-    model = load_model(model, trust_model=trust_model)
-    source = as_source(model)
+    source = load_source(model, trust_model=trust_model)
+    check_steps_fit(recipe, source)
     shape = source.data_spec()[0]
     train = load_dataset(data, input_shape=shape)
     train.check_fits(source)
@@ -80,14 +104,15 @@ def _compress(model, recipe, data, eval_data, trust_model, on_step) -> CompressR
     if test is not None:
         test.check_fits(source)
     keras_env.set_seed(recipe.seed)
-    baseline = _record("baseline", {}, model, test, 0.0, {})
+    baseline = _record("baseline", {}, source, test, 0.0, {})
     records = []
     for index, step in enumerate(recipe.steps):
         if on_step:
             on_step(index, step.type)
         start = time.perf_counter()
         context = StepContext(train, test, recipe.fine_tune_for(step), recipe.seed, trust_model)
-        model, details = get_step(step.type).run(model, step, context)
+        model, details = get_step(step.type).run(source.representation("keras"), step, context)
+        source = as_source(model)
         config = recipe.to_dict()["steps"][index]
-        records.append(_record(step.type, config, model, test, time.perf_counter() - start, details))
-    return CompressResult(model, recipe, baseline, records)
+        records.append(_record(step.type, config, source, test, time.perf_counter() - start, details))
+    return CompressResult(source, recipe, baseline, records)

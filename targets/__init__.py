@@ -7,8 +7,8 @@ Example:
 """
 
 from targets.artifact import Artifact, find_artifacts, open_artifact
-from targets.export import ExportFailure, ExportResult, export, export_many, profiles_for
-from targets.profiles import PROFILES, Parity, TargetProfile, compatibility, get_profile, validate_targets
+from targets.export import ExportFailure, ExportResult, compatibility, export, export_many, profiles_for
+from targets.profiles import PROFILES, Parity, TargetProfile, get_profile, validate_targets
 
 __all__ = ["PROFILES", "Artifact", "ExportFailure", "ExportResult", "Parity", "TargetProfile", "compatibility",
            "export", "export_many", "find_artifacts", "get_profile", "open_artifact", "profiles_for",

@@ -18,6 +18,7 @@ import numpy as np
 from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError, ParityError, UnsupportedModelError
 from compressor.models import as_source
+from targets import devices
 from targets import manifest as manifests
 from targets.artifact import Artifact
 from targets import parity
@@ -85,17 +86,22 @@ def why_not_source(profile: TargetProfile, source) -> str | None:
     return why_not(profile, source.op_types())
 
 
+def compatibility(model) -> dict[str, str | None]:
+    """For every profile: None if it can take ``model`` (a source or a Keras model), else why not."""
+    source = as_source(model)
+    return {name: why_not_source(profile, source) for name, profile in PROFILES.items()}
+
+
 def profiles_for(model) -> list[str]:
     """Names of the profiles that can take ``model`` (what ``--target all`` means)."""
-    source = as_source(model)
-    return [name for name, profile in PROFILES.items() if why_not_source(profile, source) is None]
+    return [name for name, reason in compatibility(model).items() if reason is None]
 
 
 def export(model, target: str, *, out_dir: str | Path, validation: Dataset, calibration=None,
            calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
            validation_samples: int = DEFAULT_VALIDATION_SAMPLES, source_path=None, recipe: dict | None = None,
            threads: int = 1, seed: int = 0, overwrite: bool = False,
-           parity_rule: Parity | None = None) -> ExportResult:
+           parity_rule: Parity | None = None, device: str | None = None) -> ExportResult:
     """Export a model to ``target``, check parity, write the manifest.
 
     Args:
@@ -109,6 +115,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
         recipe: the recipe that produced the model, recorded in the manifest.
         parity_rule: the user's own bounds, in place of the profile's (``max_abs`` for
             float targets, ``min_agreement`` for quantized ones); recorded in the manifest.
+        device: a named microcontroller budget (``targets.devices``); an artifact with a
+            measured tensor arena (mcu) that does not fit it is refused.
 
     Raises:
         UnsupportedModelError / ConversionError: the target cannot take the model.
@@ -119,6 +127,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     """
     profile = get_profile(target)
     rule = profile.parity.override(parity_rule)
+    if device is not None:
+        devices.get_device(device)
     source = as_source(model)
     reason = why_not_source(profile, source)
     if reason:
@@ -135,7 +145,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     try:
         try:
             result = _export_into(staging, source, profile, rule, calibration_set,
-                                  validation.take(validation_samples), source_path, recipe, threads)
+                                  validation.take(validation_samples), source_path, recipe, threads, device)
         except OSError as exc:  # a full disk, a vanished folder: say so, leave nothing half-written
             raise BadInputError(f"{final}: cannot write the artifact ({exc.strerror or exc})") from None
         if final.exists():
@@ -184,16 +194,21 @@ def _total_size(exported) -> dict:
     return {"bytes": sum(r["bytes"] for r in records), "gzip_bytes": sum(r["gzip_bytes"] for r in records)}
 
 
-def _export_into(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads) -> dict:
+def _export_into(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads,
+                 device) -> dict:
     runtime = get_runtime(profile.runtime)
     exported = runtime.export(source, profile, calibration, staging)
+    if device is not None:
+        devices.check_fits(device, exported.details, profile.name)
     runner = runtime.load(exported.artifact, threads=threads, details=exported.details)
     try:
         outputs = run_batched(runner, validation.x)
         inputs_info, outputs_info = runner.inputs, runner.outputs
     finally:
         runner.close()
-    check = parity.compare(source.predict(validation.x), outputs, rule)
+    reference = source.predict(validation.x)
+    at_precision = source.predict_with_weights(rule.weights, validation.x) if rule.weights else None
+    check = parity.compare(reference, outputs, rule, at_precision=at_precision)
     if not check.passed:
         raise ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
                           f"{'; '.join(check.failures)}")
@@ -212,9 +227,11 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         "recipe": recipe,
         "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},
         "validation": {"samples": len(validation), "source": validation.name},
-        "parity": {**check.to_dict(), "rule_set_by": "profile" if rule == profile.parity else "user"},
+        "parity": {**check.to_dict(), "reference_weights": rule.weights or "float32",
+                   "rule_set_by": "profile" if rule == profile.parity else "user"},
         "details": exported.details,
         "threads": threads,
+        **({"device": device} if device is not None else {}),
     }
     manifests.write(staging, record)
     return record

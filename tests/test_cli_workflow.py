@@ -218,7 +218,8 @@ def test_export_with_the_users_own_parity_bounds(files, tmp_path, capsys):
                         capsys)
     assert code == 0
     fp16, int8 = (m["parity"] for m in json.loads(out))
-    assert (fp16["tolerance"], fp16["min_agreement"], fp16["rule_set_by"]) == (0.05, None, "user")
+    assert (fp16["tolerance"], fp16["min_agreement"], fp16["rule_set_by"]) == (0.05, 0.9, "user")  # fp16 has both
+    assert fp16["reference_weights"] == "float16"
     assert (int8["tolerance"], int8["min_agreement"], int8["rule_set_by"]) == (None, 0.9, "user")
 
     code, out, _ = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp32", *common,

@@ -111,3 +111,67 @@ def test_corrupt_onnx_is_refused(tmp_path, onnx_file, content):
     path.write_bytes(onnx_file.read_bytes()[:300] if content == "truncated" else content)
     with pytest.raises(BadInputError, match="bad.onnx"):
         load_onnx(path)
+
+
+def _cli(args, capsys):
+    from compressor.app.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def npz_files(tmp_path_factory, digits8):
+    folder = tmp_path_factory.mktemp("npz")
+    for name, data in zip(("train", "test"), digits8):
+        np.savez(folder / f"{name}.npz", x=data.x, y=data.y)
+    return folder / "train.npz", folder / "test.npz"
+
+
+def test_inspect_reads_onnx_with_the_keras_models_params_and_macs(onnx_file, tiny_cnn, capsys):
+    from compressor import inspect_model
+
+    code, out, err = _cli(["inspect", str(onnx_file), "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    keras = inspect_model(tiny_cnn)
+    assert report["macs"] == keras.macs > 0  # Conv and Gemm counted from ONNX shape inference
+    assert report["params"] == keras.params - 4 * 8 + 8  # BatchNorm folds into the conv: a bias of 8 remains
+    assert {"Conv", "MaxPool"} <= {layer["type"] for layer in report["layers"]}
+    assert report["inputs"][0]["shape"][1:] == [8, 8, 1]
+    assert report["targets"]["onnx-int8"] is None and report["targets"]["openvino-int8"] is None
+    assert "litert exports from keras models, not onnx ones" in report["targets"]["tflite-int8"]
+
+
+def test_compress_takes_an_onnx_model_with_a_quantize_only_recipe(onnx_file, npz_files, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = _cli(["compress", str(onnx_file), "-r", "int8", "-t", "all", "--data", str(npz_files[0]),
+                         "--eval-data", str(npz_files[1]), "-o", str(out), "--rounds", "1", "--min-seconds", "0"],
+                        capsys)
+    assert code == 0, err
+    run = json.loads((out / "run.json").read_text())
+    assert run["exported"] == ["onnx-fp32", "onnx-dynamic-int8", "onnx-int8", "openvino-fp32", "openvino-fp16",
+                               "openvino-int8"] and run["failed"] == {}
+    assert run["compression"]["baseline"]["macs"] > 0 and run["compression"]["baseline"]["accuracy"] > 0.8
+    assert not (out / "model.keras").exists()  # nothing was compressed: the ONNX model is the source as it is
+    results = json.loads((out / "results.json").read_text())
+    assert results["reference"] == "float (ONNX Runtime)"
+    assert all(abs(r["accuracy_drop_pp"]["top1"]) < 3 for r in results["results"])
+
+
+def test_compress_refuses_a_fine_tuning_step_on_onnx_before_any_work(onnx_file, npz_files, tmp_path, capsys):
+    out = tmp_path / "never"
+    code, _, err = _cli(["compress", str(onnx_file), "-r", "prune50-int8", "--data", str(npz_files[0]),
+                         "--eval-data", str(npz_files[1]), "-o", str(out)], capsys)
+    assert code == 4
+    assert "steps[0] (prune): fine-tunes a Keras model" in err and "quantize-only recipes" in err
+    assert not out.exists()
+
+
+def test_compress_refuses_a_typo_in_the_model_before_any_work(npz_files, tmp_path, capsys):
+    out = tmp_path / "never"
+    code, _, err = _cli(["compress", str(tmp_path / "missing.onnx"), "--data", str(npz_files[0]),
+                         "--eval-data", str(npz_files[1]), "-o", str(out)], capsys)
+    assert code == 3 and "no such file" in err and not out.exists()

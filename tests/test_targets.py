@@ -121,6 +121,65 @@ def test_mcu_c_array_round_trips_and_is_aligned(exported, tmp_path):
     assert misalignment == "0" and int(checksum) == sum(content) and int(length) == len(content)
 
 
+@pytest.mark.parametrize("op, method", [("CONV_2D", "AddConv2D"), ("DEPTHWISE_CONV_2D", "AddDepthwiseConv2D"),
+                                        ("FULLY_CONNECTED", "AddFullyConnected"), ("MAX_POOL_2D", "AddMaxPool2D"),
+                                        ("HARD_SWISH", "AddHardSwish"), ("SOFTMAX", "AddSoftmax"),
+                                        ("TFLite_Detection_PostProcess", "AddDetectionPostprocess")])
+def test_resolver_methods_follow_tflite_micros_naming(op, method):
+    assert embedding.resolver_method(op) == method
+
+
+def test_mcu_op_resolver_registers_exactly_the_models_kernels(exported, tmp_path):
+    import re
+
+    _, results = exported
+    folder = results["mcu"].folder
+    methods = sorted({embedding.resolver_method(op) for op in results["mcu"].manifest["details"]["ops"]})
+    header = (folder / "model_ops.h").read_text()
+    assert re.findall(r"resolver\.(Add\w+)\(\);", header) == methods and "AddConv2D" in methods
+    assert f"kModelOpCount = {len(methods)};" in header
+    if shutil.which("g++") is None:
+        pytest.skip("no C++ compiler to check the header")
+    stub = tmp_path / "tensorflow" / "lite" / "micro"
+    stub.mkdir(parents=True)
+    (stub / "micro_mutable_op_resolver.h").write_text(  # a stand-in that counts registrations
+        "namespace tflite { template <unsigned N> struct MicroMutableOpResolver { unsigned added = 0; "
+        + " ".join(f"int {m}() {{ return ++added; }}" for m in methods) + " }; }\n")
+    program = tmp_path / "ops.cc"
+    program.write_text('#include <cstdio>\n#include "model_ops.h"\n'
+                       'int main() { auto r = model_op_resolver(); std::printf("%u %d", r.added, kModelOpCount); }\n')
+    subprocess.run(["g++", "-std=c++17", "-I", str(tmp_path), "-I", str(folder), str(program), "-o",
+                    str(tmp_path / "ops")], check=True)
+    out = subprocess.run([tmp_path / "ops"], capture_output=True, text=True, check=True).stdout
+    assert out == f"{len(methods)} {len(methods)}"
+
+
+def test_mcu_manifest_says_which_devices_the_model_fits(exported):
+    _, results = exported
+    details = results["mcu"].manifest["details"]
+    fit = details["device_fit"]["cortex-m4"]
+    assert fit["fits"] and fit["arena_bytes"] == details["arena_bytes"] and fit["ram_bytes"] == 256 * 1024
+    assert fit["model_bytes"] == results["mcu"].manifest["artifact"]["bytes"]
+
+
+def test_an_mcu_artifact_that_does_not_fit_the_device_is_refused(tmp_path):
+    from compressor import keras_env
+    from compressor.data import Dataset
+
+    keras_env.set_seed(0)
+    tfk = keras_env.tf_keras()
+    wide = tfk.Sequential([tfk.Input((96, 96, 3)), tfk.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                           tfk.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                           tfk.layers.GlobalAveragePooling2D(), tfk.layers.Dense(10, activation="softmax")])
+    data = Dataset(np.random.default_rng(0).uniform(0, 1, (16, 96, 96, 3)).astype(np.float32), name="noise")
+    with pytest.raises(UnsupportedModelError, match=r"mcu: the model does not fit cortex-m4 .*tensor arena of "
+                                                     r"[\d,.]+ KiB exceeds the 256 KiB of RAM; prune or distil"):
+        export(wide, "mcu", out_dir=tmp_path, calibration=data, validation=data, device="cortex-m4")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    with pytest.raises(BadInputError, match="unknown device 'cortex-m9' \\(valid: cortex-m4, cortex-m7\\)"):
+        export(wide, "mcu", out_dir=tmp_path, calibration=data, validation=data, device="cortex-m9")
+
+
 def test_broken_calibration_is_caught_by_the_parity_floor(tiny_cnn, digits8, tmp_path):
     from compressor.data import Dataset
 

@@ -60,6 +60,14 @@ def _parity_rule(max_abs, min_agreement):
     return None if max_abs is None and min_agreement is None else Parity(max_abs, min_agreement)
 
 
+def device_option(func):
+    from targets.devices import DEVICES
+
+    return click.option("--device", type=click.Choice(list(DEVICES)), default=None,
+                        help="A microcontroller budget (RAM, flash) the mcu artifact must fit; refused if it "
+                             "does not.")(func)
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
 
@@ -86,19 +94,20 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @trust_option
 @json_option
 def inspect(model: str, trust_model: bool, as_json: bool) -> None:
-    """Describe MODEL: inputs, outputs, layers, parameters, MACs, sparsity, targets.
+    """Describe MODEL (.keras, .h5, SavedModel or .onnx): inputs, outputs, layers or ops,
+    parameters, MACs, sparsity, and the targets that can take it.
 
     Example:
 
-        compressor inspect model.keras --json
+        compressor inspect model.onnx --json
     """
     from compressor.app import views
-    from compressor.models import load_model
-    from compressor.models.inspection import inspect_model
+    from compressor.models import load_source
     from targets import compatibility
 
-    report = inspect_model(load_model(model, trust_model=trust_model))
-    targets = compatibility({layer.type for layer in report.layers})
+    source = load_source(model, trust_model=trust_model)
+    report = source.report()
+    targets = compatibility(source)
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "targets": targets}, indent=2))
     else:
@@ -151,12 +160,13 @@ def bench_options(func):
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=str), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it holds a previous run.")
 @parity_options
+@device_option
 @bench_options
 @trust_option
 @json_option
 @click.pass_obj
-def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, max_abs, min_agreement, rounds,
-             min_seconds, threads, trust_model, as_json) -> None:
+def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, max_abs, min_agreement, device,
+             rounds, min_seconds, threads, trust_model, as_json) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
     Exit code 0 only when every requested artifact was written and passed its parity check.
@@ -171,7 +181,7 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
     outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
                   rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement),
-                  progress=_progress(obj))
+                  device=device, progress=_progress(obj))
     _finish_run(outcome, as_json)
 
 
@@ -235,7 +245,8 @@ def recipes(as_json: bool) -> None:
 @click.option("-o", "--output", "out_dir", type=click.Path(path_type=str),
               help="Folder for the generated files (default: beside the artifact).")
 def embed(artifact: str, fmt: str, out_dir: str | None) -> None:
-    """Emit a .tflite artifact as source for device firmware (an aligned C array).
+    """Emit a .tflite artifact as source for device firmware: an aligned C array
+    (model_data.cc/.h) and an op resolver with exactly the kernels it needs (model_ops.h).
 
     Example:
 
@@ -248,8 +259,11 @@ def embed(artifact: str, fmt: str, out_dir: str | None) -> None:
         raise BadInputError(f"{artifact}: embedding needs a .tflite artifact, this is {opened.path.name}")
     folder = Path(out_dir) if out_dir else opened.folder
     folder.mkdir(parents=True, exist_ok=True)
-    arena = (opened.manifest.get("details") or {}).get("arena_bytes")
-    for path in embedding.write_c_array(opened.path, folder, arena_bytes=arena):
+    details = opened.manifest.get("details") or {}
+    written = embedding.write_c_array(opened.path, folder, arena_bytes=details.get("arena_bytes"))
+    if details.get("ops"):
+        written.append(embedding.write_op_resolver(details["ops"], folder, model=opened.manifest["source"]["name"]))
+    for path in written:
         click.echo(str(path))
 
 
@@ -279,10 +293,11 @@ def _datasets(source, data: str | None, eval_data: str | None, seed: int):
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace existing target sub-folders.")
 @parity_options
+@device_option
 @trust_option
 @json_option
 def export(model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, max_abs,
-           min_agreement, trust_model, as_json) -> None:
+           min_agreement, device, trust_model, as_json) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
     Example:
@@ -298,7 +313,7 @@ def export(model, target_names, data, eval_data, out_dir, calibration_samples, t
     calibration, validation = _datasets(source, data, eval_data, seed)
     exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
-                                   source_path=model, overwrite=overwrite,
+                                   source_path=model, overwrite=overwrite, device=device,
                                    parity_rule=_parity_rule(max_abs, min_agreement))
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error

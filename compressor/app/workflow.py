@@ -85,26 +85,30 @@ def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> Non
 
 def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: str, out_dir: str,
         overwrite: bool = False, bench_config=None, rounds: int = 3, trust_model: bool = False,
-        parity_rule=None, progress: Progress = lambda message: None) -> RunOutcome:
+        parity_rule=None, device: str | None = None, progress: Progress = lambda message: None) -> RunOutcome:
     """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
     from compressor.data import load_dataset
+    from compressor.models import load_source
+    from compressor.pipeline import check_steps_fit
     from compressor.recipes import load_recipe
     from targets import export_many, validate_targets
 
-    recipe = load_recipe(recipe)
-    names = validate_targets(targets or list(recipe.targets))  # a typo stops the run before any work
+    recipe = load_recipe(recipe)  # a typo in the recipe, a target or the model stops the run before any work
+    names = validate_targets(targets or list(recipe.targets))
     if not names:
         raise BadInputError("no target: give --target (or a recipe with targets)")
+    source = load_source(model_path, trust_model=trust_model)
+    check_steps_fit(recipe, source)
     out = Path(out_dir)
     prepare_output(out, [Path(model_path)] + [Path(p) for p in (data, eval_data) if not str(p).startswith("sample:")],
                    overwrite=overwrite)
     outcome = RunOutcome(out)
-    source, provenance = _compress(model_path, recipe, data, eval_data, trust_model, progress, outcome)
+    source, provenance = _compress(source, recipe, data, eval_data, trust_model, progress, outcome)
     shape = source.data_spec()[0]
     train, test = load_dataset(data, input_shape=shape), load_dataset(eval_data, input_shape=shape)
     outcome.exported, outcome.failed = export_many(
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
-        seed=recipe.seed, parity_rule=parity_rule, on_progress=progress)
+        seed=recipe.seed, parity_rule=parity_rule, device=device, on_progress=progress)
     if outcome.exported:
         _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome)
     write_error_log(out, outcome.failed)
@@ -117,20 +121,20 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     return outcome
 
 
-def _compress(model_path, recipe, data, eval_data, trust_model, progress, outcome):
-    from compressor.models import as_source
+def _compress(source, recipe, data, eval_data, trust_model, progress, outcome):
     from compressor.pipeline import compress
 
     progress(f"compress: recipe '{recipe.name}' ({len(recipe.steps)} step(s))")
-    result = compress(model_path, recipe, data=data, eval_data=eval_data, trust_model=trust_model,
+    result = compress(source, recipe, data=data, eval_data=eval_data, trust_model=trust_model,
                       on_step=lambda i, kind: progress(f"compress: step {i + 1}/{len(recipe.steps)} {kind}"))
     outcome.compression = result.to_dict()
-    with atomic.atomic_path(outcome.out_dir / "model.keras") as tmp:
-        result.model.save(tmp)
+    if result.model is not None:  # the compressed Keras model; an ONNX source has none of its own
+        with atomic.atomic_path(outcome.out_dir / "model.keras") as tmp:
+            result.model.save(tmp)
     # manifests carry what was done, not how long it took: same inputs, byte-identical manifests
     provenance = {**outcome.compression,
                   "steps": [{k: v for k, v in step.items() if k != "seconds"} for step in outcome.compression["steps"]]}
-    return as_source(result.model), provenance
+    return result.source, provenance
 
 
 def _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome):

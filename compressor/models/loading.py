@@ -247,11 +247,13 @@ def load_source(model, *, trust_model: bool = False):
         >>> source = load_source("model.onnx")
         >>> source.inputs, source.op_types()
     """
+    from compressor.models.source import KerasSource, is_source
+
     if isinstance(model, (str, Path)):
         return detect_format(Path(model)).open(Path(model), trust_model)
-    from compressor.models.source import as_source
-
-    return as_source(model, trust_model=trust_model)
+    if is_source(model):
+        return model
+    return KerasSource(load_model(model, trust_model=trust_model))  # an in-memory model: checked, then bridged
 
 
 def load_model(model, *, trust_model: bool = False, verify_bridge: bool = True):

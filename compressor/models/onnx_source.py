@@ -11,7 +11,7 @@ import numpy as np
 
 from compressor.errors import BadInputError, one_line
 from compressor.models.inspection import LayerInfo, ModelReport, TensorSpec
-from compressor.models.source import classes_of, file_identity, single_input
+from compressor.models.source import classes_of, file_identity, round_float, single_input
 
 
 def _check_external_data(proto, folder: Path, path: Path) -> None:
@@ -67,6 +67,50 @@ def _spec(value_info) -> TensorSpec:
     return TensorSpec(value_info.name, dims, np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name)
 
 
+def numpy_helper_to_array(tensor) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(tensor)
+
+
+def _inferred_shapes(proto) -> dict[str, list]:
+    """Every tensor's shape for one sample (a dynamic batch set to 1), from ONNX shape inference;
+    a dimension that stays unknown is None."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # shape inference is best effort here: MACs then stay unknown (0)
+        return {}
+    return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+            for v in [*inferred.input, *inferred.value_info, *inferred.output]}
+
+
+def _node_macs(node, shapes: dict[str, list], weights: dict[str, np.ndarray]) -> int:
+    """Multiply-accumulates of one Conv / ConvTranspose / Gemm / MatMul for one sample (0 if unknown)."""
+    out = shapes.get(node.output[0]) if node.output else None
+    if not out or any(d is None for d in out):
+        return 0
+    if node.op_type in ("Conv", "ConvTranspose") and node.input[1] in weights:
+        kernel = weights[node.input[1]]  # Conv: (out, in/groups, *k); ConvTranspose: (in, out/groups, *k)
+        spatial = out[2:] if node.op_type == "Conv" else shapes.get(node.input[0], [None] * 3)[2:]
+        if any(d is None for d in spatial):
+            return 0
+        return int(np.prod(spatial) * kernel.size)
+    if node.op_type in ("Gemm", "MatMul"):
+        first = shapes.get(node.input[0])
+        if not first or first[-1] is None:
+            return 0
+        return int(np.prod(out[1:]) * first[-1]) if len(out) > 1 else int(out[0] * first[-1])
+    return 0
+
+
 class OnnxSource:
     """A user's ONNX model: the source of the quantize-only path."""
 
@@ -102,13 +146,35 @@ class OnnxSource:
         parts = [self._run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
+    def predict_with_weights(self, dtype: str, x: np.ndarray) -> list[np.ndarray]:
+        from onnx import numpy_helper
+
+        rounded = OnnxSource(self.path, type(self.proto)())
+        rounded.proto.CopyFrom(self.proto)
+        for tensor in rounded.proto.graph.initializer:
+            array = numpy_helper.to_array(tensor)
+            if array.dtype.kind == "f":
+                tensor.CopyFrom(numpy_helper.from_array(round_float(array, dtype), tensor.name))
+        return rounded.predict(x)
+
     def params(self) -> int:
-        return sum(int(np.prod(t.dims)) for t in self.proto.graph.initializer)
+        """Float weights (shape and index constants are not parameters)."""
+        return self.report().params
 
     def report(self) -> ModelReport:
-        sizes = {t.name: int(np.prod(t.dims)) for t in self.proto.graph.initializer}
-        layers = [LayerInfo(node.name or node.op_type, node.op_type, [], sum(sizes.get(i, 0) for i in node.input),
-                            0, 0.0, 0) for node in self.proto.graph.node]
+        """One row per node: its params (initializers it reads) and MACs for one sample."""
+        weights = {t.name: numpy_helper_to_array(t) for t in self.proto.graph.initializer}
+        weights = {name: w for name, w in weights.items() if w.dtype.kind == "f"}
+        shapes = _inferred_shapes(self.proto)
+        layers = []
+        for node in self.proto.graph.node:
+            out_shape = shapes.get(node.output[0], []) if node.output else []
+            kernels = [weights[i] for i in node.input if i in weights and weights[i].ndim >= 2]
+            size = sum(w.size for w in kernels)
+            zeros = sum(int(np.count_nonzero(w == 0)) for w in kernels)
+            layers.append(LayerInfo(node.name or node.op_type, node.op_type, [d for d in out_shape],
+                                    sum(weights[i].size for i in node.input if i in weights),
+                                    _node_macs(node, shapes, weights), zeros / size if size else 0.0, size))
         return ModelReport(self.name, self.inputs, self.outputs, layers)
 
     def representation(self, kind: str):

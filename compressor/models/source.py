@@ -15,7 +15,8 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import BadInputError
-from compressor.models.inspection import ModelReport, TensorSpec, flat_layers, inspect_model, tensor_specs
+from compressor.models import inspection
+from compressor.models.inspection import ModelReport, TensorSpec, flat_layers, tensor_specs
 
 
 class SourceModel(Protocol):
@@ -36,6 +37,9 @@ class SourceModel(Protocol):
 
     def predict(self, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
         """Run the float model on ``x``; one array per output."""
+
+    def predict_with_weights(self, dtype: str, x: np.ndarray) -> list[np.ndarray]:
+        """``predict`` with every float weight rounded to ``dtype`` first (the model itself unchanged)."""
 
     def report(self) -> ModelReport:
         """Inputs, outputs, layers or ops, params and MACs."""
@@ -94,8 +98,16 @@ class KerasSource:
         result = self.model.predict(x, batch_size=batch_size, verbose=0)
         return [np.asarray(r) for r in (result if isinstance(result, list) else [result])]
 
+    def predict_with_weights(self, dtype: str, x: np.ndarray) -> list[np.ndarray]:
+        original = self.model.get_weights()
+        self.model.set_weights([round_float(w, dtype) for w in original])
+        try:
+            return self.predict(x)
+        finally:
+            self.model.set_weights(original)
+
     def report(self) -> ModelReport:
-        return inspect_model(self.model)
+        return inspection.inspect_model(self.model)
 
     def representation(self, kind: str):
         return self.model if kind == "keras" else None
@@ -108,6 +120,11 @@ class KerasSource:
         report = self.report()
         return {"name": self.name, "params": report.params, "macs": report.macs,
                 **file_identity(path if path is not None else self.path)}
+
+
+def round_float(array: np.ndarray, dtype: str) -> np.ndarray:
+    """A float array rounded to ``dtype`` and back to its own type; other arrays as they are."""
+    return array.astype(dtype).astype(array.dtype) if array.dtype.kind == "f" else array
 
 
 def is_source(obj) -> bool:

@@ -87,12 +87,20 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
             "reduce_range": reduce_range, "calibration": "minmax", "skip_symbolic_shape": skip_symbolic}
 
 
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
 def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     import onnx
 
+    ops = {node.op_type for node in onnx.load(str(source), load_external_data=False).graph.node}
+    if ops & QDQ_OPS:  # ORT's dynamic quantizer expects float weights and fails on weights behind DequantizeLinear
+        raise ConversionError("the model already carries int8 quantization (QuantizeLinear/DequantizeLinear, as a "
+                              "quantization-aware-trained model does); dynamic int8 re-quantizes float weights only: "
+                              "use onnx-int8")
     prepared, skip_symbolic = _pre_process(source, workdir)
     ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
     prepared.unlink()

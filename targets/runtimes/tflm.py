@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import ConversionError
-from targets import embedding
+from targets import devices, embedding
 from targets.runtime import Exported, Runtime
 from targets.runtimes import litert
 
@@ -91,7 +91,9 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     arena = measure_arena(content, probe.quantize(calibration.x[:1]))
     extra = embedding.write_c_array(artifact, workdir, arena_bytes=arena)
     ops = sorted({op["op"] for op in litert.op_table(content)})
-    return Exported(artifact, extra, {"ops": ops, "arena_bytes": arena, "c_symbol": "g_model_data"})
+    extra.append(embedding.write_op_resolver(ops, workdir, model=source.name))
+    return Exported(artifact, extra, {"ops": ops, "arena_bytes": arena, "c_symbol": "g_model_data",
+                                      "device_fit": devices.fit_table(arena, len(content))})
 
 
 def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> TFLMRunner:
