@@ -32,6 +32,8 @@ class Candidate:
     runtime: str
     precision: str
     size: dict
+    labelled_output: int | None = 0  # the output labels apply to (a multi-head model's class scores)
+    parity_outputs: tuple = ()  # the export's parity figures per output
 
 
 def baseline_name(runtime: str) -> str:
@@ -59,7 +61,8 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
     for folder in artifacts:
         artifact = open_artifact(folder)  # refuses a sha256 mismatch before anything runs
         found.append(Candidate(artifact.target, "artifact", artifact.folder, artifact.runtime, artifact.precision,
-                               artifact.manifest["size"]))
+                               artifact.manifest["size"], artifact.manifest.get("labelled_output", 0),
+                               tuple(artifact.manifest["parity"].get("outputs", ()))))
     if not found:
         raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
     return found
@@ -167,7 +170,8 @@ def _reference(candidates: list[Candidate]) -> Candidate | None:
 
 def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> dict:
     reference = _reference(candidates)
-    ref_outputs = outputs[reference.name][0] if reference else None
+    head = next((c.labelled_output for c in candidates if c.kind == "artifact"), 0) or 0
+    ref_outputs = outputs[reference.name][head] if reference else None
     ref_metrics = accuracy.evaluate(ref_outputs, eval_data.y) if reference else {}
     ref_latency = statistics.median(r["latency"]["p50_ms"] for r in per_candidate[reference.name]) \
         if reference else None
@@ -175,7 +179,7 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
     for candidate in candidates:
         runs = per_candidate[candidate.name]
         latency = _median_latency(runs)
-        first_output = outputs[candidate.name][0]
+        first_output = outputs[candidate.name][head]
         metrics = accuracy.evaluate(first_output, eval_data.y)
         rows.append({
             "name": candidate.name, "kind": candidate.kind, "runtime": candidate.runtime,
@@ -185,6 +189,7 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
             "accuracy": metrics, "accuracy_drop_pp": accuracy.drop_points(metrics, ref_metrics),
             "fidelity": accuracy.fidelity(first_output, ref_outputs) if ref_outputs is not None else {},
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
+            "parity_outputs": list(candidate.parity_outputs),
         })
     _runtime_ratios(rows)
     return results.document(

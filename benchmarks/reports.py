@@ -90,6 +90,23 @@ def machine_line(doc: dict) -> str:
             f"reference: {doc['reference']}")
 
 
+OUTPUT_COLUMNS = ("target", "output", "top-1 agreement", "SNR dB", "cosine", "max abs diff")
+
+
+def output_rows(doc: dict) -> list[list[str]]:
+    """Export parity per output, for models with several outputs (class scores by agreement, others by SNR)."""
+    rows = []
+    for r in doc["results"]:
+        outputs = r.get("parity_outputs") or []
+        if len(outputs) < 2:
+            continue
+        for o in outputs:
+            rows.append([r["name"], o["name"], _fmt(None if o["agreement"] is None else o["agreement"] * 100, ".1f",
+                                                    " %"), _fmt(o["snr_db"], ".1f"), _fmt(o["cosine"], ".4f"),
+                         _fmt(o["max_abs"], ".3g")])
+    return rows
+
+
 @writer("md", "report.md")
 def to_markdown(doc: dict) -> str:
     lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
@@ -98,6 +115,11 @@ def to_markdown(doc: dict) -> str:
     notes = (f"\n{machine_line(doc)}. Latency: median over rounds of each round's percentile. "
              "× float: the reference's p50 / this p50; × runtime fp32: the same runtime's fp32 artifact's p50 / "
              "this p50 (above 1 = faster). drop pp: top-1 points lost against the reference.\n")
+    per_output = output_rows(doc)
+    if per_output:
+        notes += ("\nParity per output (export check against the source, validation samples):\n\n| "
+                  + " | ".join(OUTPUT_COLUMNS) + " |\n|" + "---|" * len(OUTPUT_COLUMNS) + "\n"
+                  + "".join("| " + " | ".join(cells) + " |\n" for cells in per_output))
     return "\n".join(lines) + "\n" + notes
 
 
@@ -163,15 +185,22 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{bord
 
 @writer("html", "report.html")
 def to_html(doc: dict) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in MD_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in md_cells(row)) + "</tr>"
-                   for row in table_rows(doc))
     figures = "".join(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
                       f'src="data:image/png;base64,{data}"/>' for title, data in _plots(doc))
+    per_output = output_rows(doc)
+    if per_output:
+        figures = (_html_table("Parity per output", OUTPUT_COLUMNS, per_output)) + figures
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>Benchmark report</title>"
             f"<style>{STYLE}</style></head><body><h1>Benchmark report</h1>"
-            f"<p>{html.escape(machine_line(doc))}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
-            f"</table>{figures}</body></html>\n")
+            f"<p>{html.escape(machine_line(doc))}</p>"
+            f"{_html_table(None, MD_COLUMNS, [md_cells(row) for row in table_rows(doc)])}{figures}</body></html>\n")
+
+
+def _html_table(title: str | None, columns, rows) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>" for cells in rows)
+    heading = f"<h2>{html.escape(title)}</h2>" if title else ""
+    return f"{heading}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def render(doc: dict, fmt: str) -> str:

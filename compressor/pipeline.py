@@ -18,6 +18,7 @@ from compressor.algorithms import StepContext, get_step
 from compressor.data import load_dataset
 from compressor.errors import UnsupportedModelError
 from compressor.models import as_source, load_source
+from compressor.models.source import labelled_output
 from compressor.recipes import Recipe, load_recipe
 
 
@@ -57,19 +58,26 @@ def _record(kind: str, config: dict, source, eval_data, seconds: float, details:
 
 
 def _accuracy(source, data) -> float | None:
-    """Top-1 of the source's first output on labelled ``data`` (None without labels)."""
-    if data is None or data.y is None:
+    """Top-1 of the source's class-score output on labelled ``data`` (None without labels or scores)."""
+    head = labelled_output(source)
+    if data is None or data.y is None or head is None:
         return None
-    return float(np.mean(np.argmax(source.predict(data.x, batch_size=256)[0], axis=-1) == data.y))
+    return float(np.mean(np.argmax(source.predict(data.x, batch_size=256)[head], axis=-1) == data.y))
 
 
 def check_steps_fit(recipe: Recipe, source) -> None:
     """Refuse, before any work, a step that fine-tunes when the source is not a Keras model."""
     for index, step in enumerate(recipe.steps):
-        if get_step(step.type).trains and "keras" not in source.provides:
+        if not get_step(step.type).trains:
+            continue
+        if "keras" not in source.provides:
             raise UnsupportedModelError(
                 f"steps[{index}] ({step.type}): fine-tunes a Keras model, and '{source.name}' is an "
                 f"{source.format} model; {source.format} models take quantize-only recipes (no steps, e.g. -r int8)")
+        if len(source.outputs) > 1:
+            raise UnsupportedModelError(
+                f"steps[{index}] ({step.type}): fine-tuning a model with {len(source.outputs)} outputs needs labels "
+                "for each, which recipes do not take yet; quantize-only recipes (no steps, e.g. -r int8) work")
 
 
 def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False,

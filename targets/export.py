@@ -18,6 +18,7 @@ import numpy as np
 from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError, ParityError, UnsupportedModelError
 from compressor.models import as_source
+from compressor.models.source import labelled_output
 from targets import devices
 from targets import manifest as manifests
 from targets.artifact import Artifact
@@ -208,7 +209,11 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         runner.close()
     reference = source.predict(validation.x)
     at_precision = source.predict_with_weights(rule.weights, validation.x) if rule.weights else None
-    check = parity.compare(reference, outputs, rule, at_precision=at_precision)
+    try:
+        check = parity.compare(reference, outputs, rule, at_precision=at_precision,
+                               names=[o.name for o in source.outputs], class_outputs=source.class_outputs())
+    except ParityError as exc:  # outputs that cannot even be compared (count, shape)
+        raise ParityError(f"{profile.name}: {exc}") from None
     if not check.passed:
         raise ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
                           f"{'; '.join(check.failures)}")
@@ -223,6 +228,7 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         "size": _total_size(exported),
         "inputs": _io_records(inputs_info),
         "outputs": _io_records(outputs_info),
+        "labelled_output": labelled_output(source),
         "source": source.record(source_path),
         "recipe": recipe,
         "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},

@@ -29,6 +29,7 @@ class ParityResult:
     tolerance: float | None
     min_agreement: float | None
     failures: list[str] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)  # the same figures for each output, by name
 
     @property
     def passed(self) -> bool:
@@ -51,44 +52,66 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], rule: Parity, *,
-            at_precision: list[np.ndarray] | None = None) -> ParityResult:
-    """Compare the outputs of a source model and an artifact on the same samples.
+            at_precision: list[np.ndarray] | None = None, names: list[str] | None = None,
+            class_outputs: list[bool] | None = None) -> ParityResult:
+    """Compare the outputs of a source model and an artifact on the same samples, output by output.
 
     ``at_precision``: the source's outputs computed at the profile's precision (see
     ``Parity.weights``); the tolerance is checked against them, everything else against
-    ``reference`` (the fp32 source).
+    ``reference`` (the fp32 source). ``class_outputs``: which outputs hold class scores
+    (top-1 agreement); the others are held to the SNR floor. By default a 2-D output with
+    several columns counts as class scores.
     """
     if len(reference) != len(candidate):
         raise ParityError(f"artifact has {len(candidate)} outputs, the source model {len(reference)}")
     at_precision = reference if at_precision is None else at_precision
-    failures, max_abs, mse, cosines, snrs, agreements, scale = [], 0.0, 0.0, [], [], [], 1.0
-    per_sample = np.zeros(len(reference[0]) if reference else 0)
-    for index, (ref, got, near) in enumerate(zip(reference, candidate, at_precision)):
-        ref, got, near = np.asarray(ref, np.float64), np.asarray(got, np.float64), np.asarray(near, np.float64)
-        if ref.shape != got.shape:
-            raise ParityError(f"output {index}: artifact shape {got.shape} differs from the source's {ref.shape}")
-        error = got - near
-        max_abs = max(max_abs, float(np.max(np.abs(error))) if error.size else 0.0)
-        if error.size and error.ndim and len(error) == len(per_sample):
-            per_sample = np.maximum(per_sample, np.abs(error).reshape(len(error), -1).max(axis=1))
-        mse = max(mse, float(np.mean((got - ref) ** 2)) if error.size else 0.0)
-        cosines.append(cosine_similarity(ref, got))
-        snrs.append(_snr_db(ref, got - ref))
-        scale = max(scale, float(np.max(np.abs(ref))) if ref.size else 1.0)
-        if ref.ndim == 2 and ref.shape[-1] > 1:
-            agreements.append(float(np.mean(np.argmax(ref, -1) == np.argmax(got, -1))))
+    names = names or [f"output {i}" for i in range(len(reference))]
+    if class_outputs is None:
+        class_outputs = [np.ndim(r) == 2 and np.shape(r)[-1] > 1 for r in reference]
+    outputs = [_compare_output(name, np.asarray(ref, np.float64), np.asarray(got, np.float64),
+                               np.asarray(near, np.float64), scores)
+               for name, ref, got, near, scores in zip(names, reference, candidate, at_precision, class_outputs)]
+    return _judge(outputs, rule, len(reference[0]) if reference else 0)
+
+
+def _compare_output(name: str, ref, got, near, scores: bool) -> dict:
+    if ref.shape != got.shape:
+        raise ParityError(f"{name}: artifact shape {got.shape} differs from the source's {ref.shape}")
+    error = got - near
+    per_sample = np.abs(error).reshape(len(error), -1).max(axis=1) if error.size and error.ndim else np.zeros(0)
+    return {"name": name, "max_abs": float(np.max(np.abs(error))) if error.size else 0.0,
+            "mse": float(np.mean((got - ref) ** 2)) if error.size else 0.0, "cosine": cosine_similarity(ref, got),
+            "snr_db": _snr_db(ref, got - ref), "scale": float(np.max(np.abs(ref))) if ref.size else 1.0,
+            "agreement": float(np.mean(np.argmax(ref, -1) == np.argmax(got, -1))) if scores else None,
+            "per_sample": per_sample}
+
+
+def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
+    failures = []
+    scale = max([1.0] + [o["scale"] for o in outputs])
+    max_abs = max(o["max_abs"] for o in outputs)
+    per_sample = np.zeros(samples)
+    for o in outputs:
+        if len(o["per_sample"]) == samples:
+            per_sample = np.maximum(per_sample, o["per_sample"])
+    agreements = [o["agreement"] for o in outputs if o["agreement"] is not None]
     agreement = min(agreements) if agreements else None
     tolerance = rule.max_abs * scale if rule.max_abs is not None else None
     over = int(np.sum(~(per_sample <= tolerance))) if tolerance is not None else None
     if tolerance is not None and not max_abs <= tolerance:
-        detail = f" on {over} of {len(per_sample)} samples" if over else ""
+        detail = f" on {over} of {samples} samples" if over else ""
         if agreement is not None:
             detail += f"; top-1 agreement {agreement:.1%}"
         failures.append(f"max abs diff {max_abs:.3g} exceeds tolerance {tolerance:.3g}{detail}")
     if rule.min_agreement is not None:
-        if agreement is not None and not agreement >= rule.min_agreement:
-            failures.append(f"top-1 agreement {agreement:.1%} is below the floor {rule.min_agreement:.0%}")
-        if agreement is None and not min(snrs) >= rule.min_snr_db:
-            failures.append(f"output SNR {min(snrs):.1f} dB is below the floor {rule.min_snr_db:g} dB")
-    return ParityResult(len(reference[0]) if reference else 0, max_abs, mse, min(cosines), min(snrs), agreement,
-                        over, tolerance, rule.min_agreement, failures)
+        for o in outputs:
+            where = f"output '{o['name']}': " if len(outputs) > 1 else ""
+            if o["agreement"] is not None and not o["agreement"] >= rule.min_agreement:
+                failures.append(f"{where}top-1 agreement {o['agreement']:.1%} is below the floor "
+                                f"{rule.min_agreement:.0%}")
+            if o["agreement"] is None and not o["snr_db"] >= rule.min_snr_db:
+                failures.append(f"{where}output SNR {o['snr_db']:.1f} dB is below the floor {rule.min_snr_db:g} dB")
+    per_output = [{k: v for k, v in o.items() if k not in ("per_sample", "scale")} for o in outputs]
+    return ParityResult(samples, max_abs, max(o["mse"] for o in outputs), min(o["cosine"] for o in outputs),
+                        min(o["snr_db"] for o in outputs), agreement, over, tolerance, rule.min_agreement, failures,
+                        per_output)

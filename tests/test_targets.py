@@ -337,3 +337,48 @@ def test_dynamic_int8_records_how_many_weights_it_quantized(exported):
     _, results = exported
     assert results["tflite-dynamic-int8"].manifest["details"]["int8_weight_tensors"] >= 1
     assert results["onnx-dynamic-int8"].manifest["details"]["quantization"]["int8_weight_tensors"] >= 1
+
+
+def _batchnorm_heavy_model():
+    """Conv → BatchNorm with large means and small variances (rounding matters there), then a
+    BatchNorm with nothing to fold into, then a softmax."""
+    from compressor import keras_env
+
+    keras_env.set_seed(3)
+    tfk = keras_env.tf_keras()
+    L = tfk.layers
+    model = tfk.Sequential([tfk.Input((8, 8, 1)), L.Conv2D(6, 3, use_bias=False, name="conv"), L.BatchNormalization(
+        name="bn"), L.ReLU(), L.Flatten(), L.BatchNormalization(name="alone"), L.Dense(10, activation="softmax")])
+    rng = np.random.default_rng(0)
+    conv, bn, alone = model.get_layer("conv"), model.get_layer("bn"), model.get_layer("alone")
+    conv.set_weights([rng.normal(size=(3, 3, 1, 6)).astype(np.float32) * 3])
+    bn.set_weights([rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6) * 4 + 8, rng.uniform(0.05, 0.2, 6)])
+    width = alone.get_weights()[0].size
+    alone.set_weights([rng.uniform(0.5, 2, width), rng.normal(size=width), rng.normal(size=width) * 5,
+                       rng.uniform(0.5, 4, width)])
+    return model
+
+
+@pytest.mark.parametrize("target", ["tflite-fp16", "openvino-fp16"])
+def test_fp16_reference_folds_batchnorm_as_the_converters_do(target, digits8, tmp_path):
+    from compressor.models import as_source
+    from compressor.models.source import round_float
+    from targets.runtime import run_batched
+
+    model = _batchnorm_heavy_model()
+    source, x = as_source(model), digits8[1].x
+    before = [w.copy() for w in model.get_weights()]
+    folded = source.predict_with_weights("float16", x)[0]
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # the model is left as it was
+    original = model.get_weights()
+    model.set_weights([round_float(w, "float16") for w in original])  # rounding each Keras weight on its own
+    naive = model.predict(x, verbose=0)
+    model.set_weights(original)
+    result = export(model, target, out_dir=tmp_path, validation=digits8[1])
+    runner = open_artifact(result.folder).runner()
+    try:
+        artifact = run_batched(runner, x)[0]
+    finally:
+        runner.close()
+    assert np.abs(artifact - folded).max() < 1e-4 < np.abs(naive - folded).max()
+    assert result.parity["max_abs"] < 1e-4 and result.parity["reference_weights"] == "float16"

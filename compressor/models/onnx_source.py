@@ -11,7 +11,7 @@ import numpy as np
 
 from compressor.errors import BadInputError, one_line
 from compressor.models.inspection import LayerInfo, ModelReport, TensorSpec
-from compressor.models.source import classes_of, file_identity, round_float, single_input
+from compressor.models.source import class_score_outputs, classes_of, file_identity, round_float, single_input
 
 
 def _check_external_data(proto, folder: Path, path: Path) -> None:
@@ -182,7 +182,11 @@ class OnnxSource:
 
     def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
         first = single_input(self)
-        return tuple(first.shape[1:]), np.dtype(first.dtype), classes_of(self.outputs)
+        return tuple(first.shape[1:]), np.dtype(first.dtype), classes_of(self)
+
+    def class_outputs(self) -> list[bool]:
+        producers = {name: node.op_type for node in self.proto.graph.node for name in node.output}
+        return class_score_outputs(self.outputs, [producers.get(o.name) == "Softmax" for o in self.outputs])
 
     def record(self, path=None) -> dict:
         return {"name": self.name, "format": "onnx", **file_identity(self.path), "params": self.params(),

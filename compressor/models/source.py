@@ -50,14 +50,36 @@ class SourceModel(Protocol):
     def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
         """(input shape without batch, input dtype, number of classes or None)."""
 
+    def class_outputs(self) -> list[bool]:
+        """For each output: does it hold class scores (top-1 agreement, labels apply)?"""
+
     def record(self, path=None) -> dict:
         """The manifest's ``source`` entry (``path``: the file the model came from)."""
 
 
-def classes_of(outputs: list[TensorSpec]) -> int | None:
-    """The class count of a classifier's first output (batch, classes), else None."""
-    shape = outputs[0].shape
-    return int(shape[-1]) if len(shape) == 2 and shape[-1] and shape[-1] > 1 else None
+def _scores_shape(spec: TensorSpec) -> bool:
+    return len(spec.shape) == 2 and bool(spec.shape[-1]) and spec.shape[-1] > 1
+
+
+def class_score_outputs(outputs: list[TensorSpec], softmax: list[bool]) -> list[bool]:
+    """Which outputs hold class scores: a model's only output when it is (batch, classes), the
+    convention of classifiers with or without a final softmax; among several outputs (a
+    detector's boxes and scores, landmarks), those (batch, classes) outputs that end in a softmax."""
+    if len(outputs) == 1:
+        return [_scores_shape(outputs[0])]
+    return [_scores_shape(spec) and ends_in_softmax for spec, ends_in_softmax in zip(outputs, softmax)]
+
+
+def classes_of(source) -> int | None:
+    """The class count of the source's first class-score output, else None."""
+    flags = source.class_outputs()
+    first = next((spec for spec, flag in zip(source.outputs, flags) if flag), None)
+    return None if first is None else int(first.shape[-1])
+
+
+def labelled_output(source) -> int | None:
+    """The index of the output that labels (``y``) apply to: the first class-score output."""
+    return next((index for index, flag in enumerate(source.class_outputs()) if flag), None)
 
 
 def single_input(source) -> TensorSpec:
@@ -99,12 +121,10 @@ class KerasSource:
         return [np.asarray(r) for r in (result if isinstance(result, list) else [result])]
 
     def predict_with_weights(self, dtype: str, x: np.ndarray) -> list[np.ndarray]:
-        original = self.model.get_weights()
-        self.model.set_weights([round_float(w, dtype) for w in original])
-        try:
+        from compressor.models.precision import weights_as
+
+        with weights_as(self.model, dtype):  # BatchNorms folded first, as converters do
             return self.predict(x)
-        finally:
-            self.model.set_weights(original)
 
     def report(self) -> ModelReport:
         return inspection.inspect_model(self.model)
@@ -114,12 +134,22 @@ class KerasSource:
 
     def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
         first = single_input(self)
-        return tuple(first.shape[1:]), np.dtype(first.dtype), classes_of(self.outputs)
+        return tuple(first.shape[1:]), np.dtype(first.dtype), classes_of(self)
+
+    def class_outputs(self) -> list[bool]:
+        return class_score_outputs(self.outputs, [_softmax_layer(t._keras_history.layer) for t in self.model.outputs])
 
     def record(self, path=None) -> dict:
         report = self.report()
         return {"name": self.name, "params": report.params, "macs": report.macs,
                 **file_identity(path if path is not None else self.path)}
+
+
+def _softmax_layer(layer) -> bool:
+    inner = getattr(layer, "layer", layer)  # a tfmot wrapper holds the real layer
+    activation = getattr(inner, "activation", None)
+    activation = getattr(activation, "activation", activation)
+    return type(inner).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"
 
 
 def round_float(array: np.ndarray, dtype: str) -> np.ndarray:

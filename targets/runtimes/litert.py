@@ -135,6 +135,26 @@ def _inspect(content: bytes) -> tuple[list[dict], list[str]]:
     return ops, list(dtypes.values())
 
 
+def output_order(content: bytes, names: list[str]) -> list[int] | None:
+    """For each of the source's outputs, by name, its position among the artifact's outputs.
+
+    The converter may list outputs in another order than the Keras model (a three-head
+    model came out as classes, box, score for box, classes, score); the serving
+    signature names them. None when the signature does not carry the source's names.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    position = {d["index"]: i for i, d in enumerate(interpreter.get_output_details())}
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        return None
+    named = interpreter.get_signature_runner(next(iter(signatures))).get_output_details()
+    if not set(names) <= set(named):
+        return None
+    return [position[named[name]["index"]] for name in names]
+
+
 def op_table(content: bytes) -> list[dict]:
     """The model's ops with the dtypes of their tensors."""
     return _inspect(content)[0]
@@ -150,7 +170,7 @@ def check_integer_only(content: bytes, profile) -> None:
 class LiteRTRunner:
     """Runs a ``.tflite`` file with the LiteRT interpreter (XNNPACK on CPU)."""
 
-    def __init__(self, artifact: Path, *, threads: int = 1) -> None:
+    def __init__(self, artifact: Path, *, threads: int = 1, output_order: list[int] | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         start = time.perf_counter()
@@ -159,7 +179,7 @@ class LiteRTRunner:
             self._interpreter.allocate_tensors()
         self.load_seconds = time.perf_counter() - start
         self._input_details = self._interpreter.get_input_details()
-        self._output_details = self._interpreter.get_output_details()
+        self._output_details = reorder(self._interpreter.get_output_details(), output_order)
         self.inputs = [_tensor_info(d) for d in self._input_details]
         self.outputs = [_tensor_info(d) for d in self._output_details]
         self._batch = None
@@ -200,6 +220,11 @@ class LiteRTRunner:
         self._interpreter = None
 
 
+def reorder(items: list, order: list[int] | None) -> list:
+    """``items`` in the source's output order (see :func:`output_order`)."""
+    return list(items) if order is None else [items[i] for i in order]
+
+
 def _tensor_info(detail: dict) -> TensorInfo:
     dtype = np.dtype(detail["dtype"]).name
     scale, zero_point = detail["quantization"]
@@ -216,7 +241,7 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     artifact.write_bytes(content)
     table, tensor_dtypes = _inspect(content)
     ops = sorted({op["op"] for op in table})
-    details = {"ops": ops}
+    details = {"ops": ops, "output_order": output_order(content, [o.name for o in source.outputs])}
     if profile.precision == "dynamic-int8":
         details["int8_weight_tensors"] = tensor_dtypes.count("int8")
         if not details["int8_weight_tensors"]:
@@ -229,7 +254,7 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
 
 
 def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> LiteRTRunner:
-    return LiteRTRunner(artifact, threads=threads)
+    return LiteRTRunner(artifact, threads=threads, output_order=(details or {}).get("output_order"))
 
 
 RUNTIME = Runtime("litert", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert"),

@@ -57,7 +57,8 @@ def measure_arena(content: bytes, sample: np.ndarray) -> int:
 class TFLMRunner:
     """Runs an int8 ``.tflite`` file on the TFLite Micro interpreter, one sample at a time."""
 
-    def __init__(self, artifact: Path, *, arena_bytes: int | None = None) -> None:
+    def __init__(self, artifact: Path, *, arena_bytes: int | None = None,
+                 output_order: list[int] | None = None) -> None:
         from tflite_micro.python.tflite_micro import runtime
 
         content = artifact.read_bytes()
@@ -65,8 +66,9 @@ class TFLMRunner:
         arena = (arena_bytes or 0) + (1 << 14) if arena_bytes else len(content) + ARENA_HEADROOM
         self._interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
         self.load_seconds = time.perf_counter() - start
-        described = litert.LiteRTRunner(artifact)  # for tensor names and quantization parameters
+        described = litert.LiteRTRunner(artifact, output_order=output_order)  # names, quantization parameters
         self.inputs, self.outputs = described.inputs, described.outputs
+        self._positions = list(range(len(self.outputs))) if output_order is None else output_order
         described.close()
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
@@ -74,8 +76,8 @@ class TFLMRunner:
         for sample in x:
             self._interpreter.set_input(self.inputs[0].quantize(sample[None]), 0)
             self._interpreter.invoke()
-            for index, info in enumerate(self.outputs):
-                results[index].append(info.dequantize(self._interpreter.get_output(index)))
+            for index, (info, position) in enumerate(zip(self.outputs, self._positions)):
+                results[index].append(info.dequantize(self._interpreter.get_output(position)))
         return [np.concatenate(r) for r in results]
 
     def close(self) -> None:
@@ -93,11 +95,13 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     ops = sorted({op["op"] for op in litert.op_table(content)})
     extra.append(embedding.write_op_resolver(ops, workdir, model=source.name))
     return Exported(artifact, extra, {"ops": ops, "arena_bytes": arena, "c_symbol": "g_model_data",
+                                      "output_order": litert.output_order(content, [o.name for o in source.outputs]),
                                       "device_fit": devices.fit_table(arena, len(content))})
 
 
 def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> TFLMRunner:
-    return TFLMRunner(artifact, arena_bytes=(details or {}).get("arena_bytes"))
+    details = details or {}
+    return TFLMRunner(artifact, arena_bytes=details.get("arena_bytes"), output_order=details.get("output_order"))
 
 
 RUNTIME = Runtime("tflm", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-micro"),
