@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow benchmarks clean
+.PHONY: setup demo test test-slow benchmarks zoo clean
 
 setup: $(STAMP)
 
@@ -28,3 +28,6 @@ clean:
 
 benchmarks: $(STAMP)
 	$(BIN)/python -m tools.benchmark_suite --write BENCHMARKS.md
+
+zoo: $(STAMP)
+	$(BIN)/python -m tools.zoo --write ZOO.md

@@ -23,6 +23,7 @@ from benchmarks.latency import LatencyConfig, harness_overhead_ns
 from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError
 from targets import find_artifacts, open_artifact
+from targets.runtime import feeds
 
 @dataclass(frozen=True)
 class Candidate:
@@ -34,6 +35,7 @@ class Candidate:
     size: dict
     labelled_output: int | None = 0  # the output labels apply to (a multi-head model's class scores)
     parity_outputs: tuple = ()  # the export's parity figures per output
+    input_names: tuple = ()  # the source's input names, in the order the runner takes them
 
 
 def baseline_name(runtime: str) -> str:
@@ -62,7 +64,8 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
         artifact = open_artifact(folder)  # refuses a sha256 mismatch before anything runs
         found.append(Candidate(artifact.target, "artifact", artifact.folder, artifact.runtime, artifact.precision,
                                artifact.manifest["size"], artifact.manifest.get("labelled_output", 0),
-                               tuple(artifact.manifest["parity"].get("outputs", ()))))
+                               tuple(artifact.manifest["parity"].get("outputs", ())),
+                               tuple(artifact.manifest.get("input_names", ()))))
     if not found:
         raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
     return found
@@ -98,7 +101,17 @@ def _run_worker(candidate: Candidate, tag: str, workdir: Path, inputs: Path, con
     return json.loads(result_path.read_text())
 
 
-def artifact_latency(folder, x: np.ndarray, config: LatencyConfig = LatencyConfig()) -> dict:
+def save_inputs(path: Path, inputs) -> None:
+    """Evaluation inputs for the worker: one array per model input, in the runners' input order."""
+    np.savez(path, **{f"input_{i}": array for i, array in enumerate(feeds(inputs))})
+
+
+def _eval_inputs(eval_data: Dataset, candidates: list[Candidate]) -> list[np.ndarray]:
+    names = next((c.input_names for c in candidates if c.input_names), None)
+    return eval_data.feeds_named(names) if names else [eval_data.feeds_named(["x"])[0]]
+
+
+def artifact_latency(folder, x, config: LatencyConfig = LatencyConfig()) -> dict:
     """The latency record of one artifact on inputs ``x``, measured in its own worker
     process exactly as :func:`measure` measures each candidate (one round)."""
     artifact = open_artifact(folder)
@@ -106,7 +119,7 @@ def artifact_latency(folder, x: np.ndarray, config: LatencyConfig = LatencyConfi
                           artifact.manifest["size"])
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         inputs = Path(tmp) / "inputs.npz"
-        np.savez(inputs, x=x)
+        save_inputs(inputs, x)
         return _run_worker(candidate, "single", Path(tmp), inputs, config, None, False)["latency"]
 
 
@@ -144,7 +157,7 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         workdir = Path(tmp)
         inputs = workdir / "inputs.npz"
-        np.savez(inputs, x=eval_data.x)
+        save_inputs(inputs, _eval_inputs(eval_data, candidates))
         per_candidate: dict[str, list[dict]] = {c.name: [] for c in candidates}
         outputs: dict[str, list[np.ndarray]] = {}
         for round_index in range(rounds):
@@ -156,7 +169,7 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
                     _run_worker(candidate, tag, workdir, inputs, config, out_path, trust_model))
                 if out_path is not None:
                     with np.load(out_path) as data:
-                        outputs[candidate.name] = [data[k] for k in sorted(data.files)]
+                        outputs[candidate.name] = [data[f"arr_{i}"] for i in range(len(data.files))]
     return _assemble(candidates, per_candidate, outputs, eval_data, config, rounds)
 
 

@@ -74,14 +74,14 @@ def run(spec: dict) -> dict:
     config = LatencyConfig(**spec["latency"])
     _preimport(spec["runtime"])
     with np.load(spec["inputs"]) as data:
-        x = data["x"]
+        x = [data[f"input_{i}"] for i in range(len(data.files))]
+    sample = [a[: config.batch] for a in x]
     with PeakRSS() as memory:
         runner = _open(spec)
         outputs = run_batched(runner, x) if spec.get("outputs") else None
-        runner.run(x[: config.batch])
+        runner.run(sample)
     if outputs is not None:
         np.savez(spec["outputs"], *outputs)
-    sample = x[: config.batch]
     stats = measure(lambda: runner.run(sample), config)
     load_seconds = runner.load_seconds
     runner.close()

@@ -62,7 +62,7 @@ def _accuracy(source, data) -> float | None:
     head = labelled_output(source)
     if data is None or data.y is None or head is None:
         return None
-    return float(np.mean(np.argmax(source.predict(data.x, batch_size=256)[head], axis=-1) == data.y))
+    return float(np.mean(np.argmax(source.predict(data.feeds(source), batch_size=256)[head], axis=-1) == data.y))
 
 
 def check_steps_fit(recipe: Recipe, source) -> None:

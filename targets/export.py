@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor import interrupts
 from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError, ParityError, UnsupportedModelError
 from compressor.models import as_source
@@ -66,11 +67,15 @@ def _calibration_set(profile: TargetProfile, calibration, source, samples: int, 
 
 
 def _random_calibration(source, samples: int, seed: int) -> Dataset:
-    shape, dtype, _ = source.data_spec()
     rng = np.random.default_rng(seed)
-    size = (samples, *[8 if d is None else int(d) for d in shape])
-    x = rng.integers(0, 2, size=size) if dtype.kind in "iu" else rng.standard_normal(size)
-    return Dataset(x.astype(dtype), None, "random noise (asked for)")
+    arrays = {}
+    for spec in source.inputs:
+        size = (samples, *[8 if d is None else int(d) for d in spec.shape[1:]])
+        dtype = np.dtype(spec.dtype)
+        arrays[spec.name] = (rng.integers(0, 2, size=size) if dtype.kind in "iu" else rng.standard_normal(size)
+                             ).astype(dtype)
+    x = next(iter(arrays.values())) if len(arrays) == 1 else arrays
+    return Dataset(x, None, "random noise (asked for)")
 
 
 def _io_records(infos) -> list[dict]:
@@ -178,14 +183,21 @@ def export_many(model, targets: list[str], *, on_progress=None, **options) -> tu
             on_progress(f"export: {name} ({index + 1}/{len(names)})")
         try:
             exported.append(export(source, name, **options))
-        except CompressorError as exc:
-            failed.append(ExportFailure(name, exc.exit_code, str(exc), exc))
-        except Exception as exc:  # a bug in one target: recorded, and the others go on
-            failed.append(ExportFailure(name, CompressorError.exit_code, f"{name}: {type(exc).__name__}: {exc}",
-                                        exc, traceback.format_exc()))
-        if failed and failed[-1].target == name and on_progress:
-            on_progress(f"export: {name} FAILED: {failed[-1].message}")
+        except Exception as exc:
+            if interrupts.interrupted(exc):  # Ctrl-C or SIGTERM surfaced inside a library: stop everything
+                raise
+            failed.append(_failure(name, exc))
+            if on_progress:
+                on_progress(f"export: {name} FAILED: {failed[-1].message}")
     return exported, failed
+
+
+def _failure(target: str, exc: Exception) -> ExportFailure:
+    """A typed error keeps its exit code and message; anything else is a bug (exit 1), traceback kept."""
+    if isinstance(exc, CompressorError):
+        return ExportFailure(target, exc.exit_code, str(exc), exc)
+    return ExportFailure(target, CompressorError.exit_code, f"{target}: {type(exc).__name__}: {exc}", exc,
+                         traceback.format_exc())
 
 
 def _total_size(exported) -> dict:
@@ -203,12 +215,13 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         devices.check_fits(device, exported.details, profile.name)
     runner = runtime.load(exported.artifact, threads=threads, details=exported.details)
     try:
-        outputs = run_batched(runner, validation.x)
+        inputs = validation.feeds(source)
+        outputs = run_batched(runner, inputs)
         inputs_info, outputs_info = runner.inputs, runner.outputs
     finally:
         runner.close()
-    reference = source.predict(validation.x)
-    at_precision = source.predict_with_weights(rule.weights, validation.x) if rule.weights else None
+    reference = source.predict(inputs)
+    at_precision = source.predict_with_weights(rule.weights, inputs) if rule.weights else None
     try:
         check = parity.compare(reference, outputs, rule, at_precision=at_precision,
                                names=[o.name for o in source.outputs], class_outputs=source.class_outputs())
@@ -229,6 +242,7 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         "inputs": _io_records(inputs_info),
         "outputs": _io_records(outputs_info),
         "labelled_output": labelled_output(source),
+        "input_names": [spec.name for spec in source.inputs],  # the order runners take their inputs in
         "source": source.record(source_path),
         "recipe": recipe,
         "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},

@@ -14,6 +14,9 @@ from typing import Mapping
 from compressor.errors import BadInputError
 
 RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM2D"})
+# Recurrent layers TFLite has no fused kernel for: their loops crash its int8 calibrator
+# (a segmentation fault in calibrator._feed_tensors, TF 2.21; LSTM, fused, converts).
+UNFUSED_RECURRENT = frozenset({"GRU", "SimpleRNN"})
 # A quantization-aware-trained model carries fake-quantization: only int8 artifacts are faithful to it.
 FAKE_QUANT_WRAPPERS = frozenset({"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"})
 
@@ -110,9 +113,9 @@ for _profile in (
     TargetProfile("tflite-dynamic-int8", "LiteRT dynamic-range int8 weights, float activations", "CPU (ARM/x86)",
                   "litert", "dynamic-int8", INT8, takes_qat=True),
     TargetProfile("tflite-int8", "LiteRT full-integer int8, float I/O, for mobile/ARM CPUs (XNNPACK)",
-                  "mobile/ARM CPU", "litert", "int8", INT8),
+                  "mobile/ARM CPU", "litert", "int8", INT8, unsupported_layers=UNFUSED_RECURRENT),
     TargetProfile("tflite-int16x8", "LiteRT int16 activations x int8 weights (higher accuracy int)", "CPU (ARM/x86)",
-                  "litert", "int16x8", INT8),
+                  "litert", "int16x8", INT8, unsupported_layers=UNFUSED_RECURRENT),
     TargetProfile("edgetpu", "Edge-TPU-ready LiteRT: every op int8, int8 I/O (the Edge TPU compiler is not run)",
                   "Coral Edge TPU", "litert", "int8", INT8, input_type="int8", output_type="int8",
                   builtin_int8_only=True, unsupported_layers=RECURRENT),

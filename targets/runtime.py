@@ -55,8 +55,9 @@ class Runner(Protocol):
     outputs: list[TensorInfo]
     load_seconds: float
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run a batch of float (or integer-token) inputs; return float outputs."""
+    def run(self, x) -> list[np.ndarray]:
+        """Run a batch: one array per input in the source's input order (or the one array of a
+        single-input model); return float outputs in the source's output order."""
 
     def close(self) -> None:
         """Release the runtime's session/interpreter."""
@@ -110,7 +111,31 @@ def baseline_runtime(source_format: str) -> Runtime:
     raise BadInputError(f"no runtime runs {source_format} models as they are")
 
 
-def run_batched(runner: Runner, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
-    """Run ``x`` through ``runner`` in batches; concatenate each output."""
-    chunks = [runner.run(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
+def feeds(x) -> list[np.ndarray]:
+    """A runner's inputs as a list: one array stands for a single-input model's only input."""
+    return [x] if isinstance(x, np.ndarray) else list(x)
+
+
+def run_batched(runner: Runner, x, batch_size: int = 64) -> list[np.ndarray]:
+    """Run ``x`` (one array per input, or one array) through ``runner`` in batches; concatenate each output."""
+    inputs = feeds(x)
+    chunks = [runner.run([a[start : start + batch_size] for a in inputs])
+              for start in range(0, len(inputs[0]), batch_size)]
     return [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]
+
+
+def name_order(wanted: list[str], names: list[set[str]]) -> list[int] | None:
+    """For each wanted name, the position of the tensor that carries it; None unless every one is found.
+
+    Converters add decorations (``serving_default_image:0``): a name matches its bare form.
+    """
+    def bare(name: str) -> str:
+        return name.removeprefix("serving_default_").split(":")[0]
+
+    positions = []
+    for name in wanted:
+        found = [i for i, candidates in enumerate(names) if name in candidates or name in {bare(c) for c in candidates}]
+        if len(found) != 1:
+            return None
+        positions.append(found[0])
+    return positions

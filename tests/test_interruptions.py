@@ -90,3 +90,20 @@ def test_sigterm_mid_run_cleans_up_and_keeps_input(tmp_path, tiny_cnn, digits8):
             artifact = open_artifact(folder)
             assert json.loads((folder / "manifest.json").read_text())["parity"]["passed"] and artifact.path.exists()
     assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
+
+
+def test_an_interrupt_that_surfaces_as_another_error_stops_every_target(tiny_cnn, digits8, tmp_path, monkeypatch):
+    """SIGTERM inside `import openvino` came out as "ImportError: initialization failed": export_many
+    must not record it as one target's bug and go on with the others."""
+    from targets import export_many
+
+    def interrupted_import(source, profile, calibration, workdir):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed")  # what a native module init makes of it
+
+    monkeypatch.setitem(runtimes(), "litert", dataclasses.replace(litert.RUNTIME, export=interrupted_import))
+    with pytest.raises(ImportError):
+        export_many(tiny_cnn, ["tflite-fp32", "onnx-fp32"], out_dir=tmp_path, validation=digits8[1])
+    assert list(tmp_path.iterdir()) == []  # onnx-fp32 was not started after the interrupt

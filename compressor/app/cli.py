@@ -425,33 +425,17 @@ def targets(as_json: bool) -> None:
         views.print_targets(PROFILES.values())
 
 
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def _printable(exc: BaseException) -> str:
     """The message on one line, with bytes from damaged files escaped rather than crashing the print."""
     text = " ".join(str(exc).split("\n"))
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-_terminated = []
-
-
-def _terminate(signum, frame) -> None:
-    """SIGTERM unwinds like Ctrl-C, so that half-written outputs are cleaned up on the way out."""
-    _terminated.append(signum)
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> None:
     """Console-script entry point: run the CLI and map typed errors to exit codes."""
-    import signal
+    from compressor import interrupts
 
-    if threading_main():
-        signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()  # SIGTERM unwinds like Ctrl-C, so that half-written outputs are cleaned up
     verbose = any(arg in ("-v", "--verbose") or arg.startswith("-vv") for arg in (argv or sys.argv[1:]))
     try:
         cli.main(args=argv, prog_name="compressor", standalone_mode=False)
@@ -464,7 +448,7 @@ def main(argv=None) -> None:
     except SystemExit:
         raise
     except CompressorError as exc:
-        if _terminated:
+        if interrupts.interrupted(exc):
             click.echo("Interrupted; nothing half-written was left behind.", err=True)
             sys.exit(130)
         if verbose:
@@ -475,7 +459,7 @@ def main(argv=None) -> None:
         click.echo("Interrupted; nothing half-written was left behind.", err=True)
         sys.exit(130)
     except Exception as exc:  # a bug: say so, in one line unless -v
-        if _terminated:  # the interrupt surfaced inside a library as another error
+        if interrupts.interrupted(exc):  # the interrupt surfaced inside a library as another error
             click.echo("Interrupted; nothing half-written was left behind.", err=True)
             sys.exit(130)
         if verbose:

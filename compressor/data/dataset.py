@@ -1,8 +1,10 @@
 """The one dataset abstraction for calibration, fine-tuning and evaluation.
 
 A :class:`Dataset` holds inputs ``x`` and optional integer labels ``y`` in memory (edge
-calibration and evaluation sets are small). :meth:`Dataset.check_fits` gives a clear
-error when the data does not fit a model's input.
+calibration and evaluation sets are small). ``x`` is one array for a model with one
+input, or one array per named input (``{"audio": ..., "state": ..., "rate": ...}``),
+integer and float inputs mixed. :meth:`Dataset.feeds` puts the arrays in a model's input
+order; :meth:`Dataset.check_fits` gives a clear error when they do not fit the model.
 """
 
 from __future__ import annotations
@@ -14,26 +16,42 @@ import numpy as np
 
 from compressor.errors import BadInputError
 
+SINGLE = "x"  # the key of the one input of a single-input model
+
 
 @dataclass(frozen=True)
 class Dataset:
-    """Inputs ``x`` (first axis = samples) and optional integer labels ``y``."""
+    """Inputs ``x`` (first axis = samples; one array, or one per named input) and optional
+    integer labels ``y``."""
 
-    x: np.ndarray
+    x: np.ndarray | dict[str, np.ndarray]
     y: np.ndarray | None = None
     name: str = "data"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.x, np.ndarray) or self.x.ndim < 1:
-            raise BadInputError(f"{self.name}: inputs must be an array with a sample axis")
-        if self.x.dtype.kind not in "biuf":
-            raise BadInputError(f"{self.name}: inputs have non-numeric dtype {self.x.dtype}")
-        if len(self.x) == 0:
-            raise BadInputError(f"{self.name}: has zero samples")
-        if self.x.dtype.kind == "f" and not np.all(np.isfinite(self.x)):
-            raise BadInputError(f"{self.name}: inputs contain NaN or Inf")
+        arrays = self.arrays
+        if not arrays:
+            raise BadInputError(f"{self.name}: holds no input array")
+        for key, array in arrays.items():
+            what = "inputs" if isinstance(self.x, np.ndarray) else f"input '{key}'"
+            if not isinstance(array, np.ndarray) or array.ndim < 1:
+                raise BadInputError(f"{self.name}: {what} must be an array with a sample axis")
+            if array.dtype.kind not in "biuf":
+                raise BadInputError(f"{self.name}: {what} have non-numeric dtype {array.dtype}")
+            if len(array) == 0:
+                raise BadInputError(f"{self.name}: has zero samples")
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                raise BadInputError(f"{self.name}: {what} contain NaN or Inf")
+        counts = {key: len(array) for key, array in arrays.items()}
+        if len(set(counts.values())) > 1:
+            raise BadInputError(f"{self.name}: inputs differ in sample count ({counts})")
         if self.y is not None:
             self._check_labels()
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every input array by name (``x`` for the one input of a single-input dataset)."""
+        return {SINGLE: self.x} if isinstance(self.x, np.ndarray) else dict(self.x)
 
     def _check_labels(self) -> None:
         y = self.y
@@ -41,25 +59,34 @@ class Dataset:
             raise BadInputError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
         if y.ndim != 1:
             raise BadInputError(f"{self.name}: labels must be one class index per sample, got shape {y.shape}")
-        if len(y) != len(self.x):
-            raise BadInputError(f"{self.name}: {len(y)} labels for {len(self.x)} samples")
+        if len(y) != len(self):
+            raise BadInputError(f"{self.name}: {len(y)} labels for {len(self)} samples")
         if np.any(y < 0):
             raise BadInputError(f"{self.name}: labels contain negative class indices")
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(next(iter(self.arrays.values())))
 
     @property
     def sample_shape(self) -> tuple:
-        return tuple(self.x.shape[1:])
+        """The shape of one sample of a single-input dataset."""
+        return tuple(self._single().shape[1:])
+
+    def _single(self) -> np.ndarray:
+        if not isinstance(self.x, np.ndarray):
+            raise BadInputError(f"{self.name}: holds {len(self.x)} named inputs ({', '.join(self.x)}), not one")
+        return self.x
+
+    def _select(self, index) -> "Dataset":
+        x = self.x[index] if isinstance(self.x, np.ndarray) else {k: v[index] for k, v in self.x.items()}
+        return Dataset(x, None if self.y is None else self.y[index], self.name)
 
     def take(self, count: int) -> "Dataset":
         """The first ``count`` samples."""
-        return Dataset(self.x[:count], None if self.y is None else self.y[:count], self.name)
+        return self._select(slice(0, count))
 
     def shuffled(self, seed: int) -> "Dataset":
-        order = np.random.default_rng(seed).permutation(len(self))
-        return Dataset(self.x[order], None if self.y is None else self.y[order], self.name)
+        return self._select(np.random.default_rng(seed).permutation(len(self)))
 
     def split(self, fraction: float, *, seed: int = 0) -> tuple["Dataset", "Dataset"]:
         """Shuffle with ``seed`` and split into (first ``1 - fraction``, last ``fraction``)."""
@@ -69,9 +96,7 @@ class Dataset:
         cut = len(data) - max(1, int(round(len(data) * fraction)))
         if cut < 1:
             raise BadInputError(f"{self.name}: {len(data)} samples are too few to split")
-        head = Dataset(data.x[:cut], None if data.y is None else data.y[:cut], self.name)
-        tail = Dataset(data.x[cut:], None if data.y is None else data.y[cut:], self.name)
-        return head, tail
+        return data._select(slice(0, cut)), data._select(slice(cut, None))
 
     def batches(self, batch_size: int = 32, *, shuffle: bool = False, seed: int = 0) -> Iterator[tuple]:
         """Yield ``(x_batch, y_batch)`` tuples (``y_batch`` is None without labels)."""
@@ -79,30 +104,61 @@ class Dataset:
             raise BadInputError(f"batch size must be at least 1, got {batch_size}")
         data = self.shuffled(seed) if shuffle else self
         for start in range(0, len(data), batch_size):
-            end = start + batch_size
-            yield data.x[start:end], None if data.y is None else data.y[start:end]
+            part = data._select(slice(start, start + batch_size))
+            yield part.x, part.y
+
+    def feeds(self, source) -> list[np.ndarray]:
+        """The input arrays in ``source``'s input order (a :class:`compressor.models.SourceModel`)."""
+        return self.feeds_named([spec.name for spec in source.inputs])
+
+    def feeds_named(self, names: list[str]) -> list[np.ndarray]:
+        """The input arrays in the order of a model's input ``names``."""
+        arrays = self.arrays
+        if len(names) == 1:
+            for key in (SINGLE, names[0]):
+                if key in arrays:
+                    return [arrays[key]]
+            raise BadInputError(f"{self.name}: no 'x' array, nor one named after the model's input '{names[0]}' "
+                                f"(found: {', '.join(arrays)})")
+        missing = [name for name in names if name not in arrays]
+        if missing:
+            raise BadInputError(
+                f"{self.name}: no array for the model's input{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(m) for m in missing)} (found: {', '.join(arrays)}); give one array per input, "
+                f"named as the model's inputs ({', '.join(names)})")
+        return [arrays[name] for name in names]
 
     def check_fits(self, source, *, num_classes: int | None = None) -> None:
-        """Raise BadInputError if the samples do not fit the model's single input.
+        """Raise BadInputError if the samples do not fit the model's inputs.
 
-        ``source`` is a :class:`compressor.models.SourceModel` (or anything with its
-        ``data_spec()``: input shape without batch, input dtype, classes or None).
+        ``source`` is a :class:`compressor.models.SourceModel` (named inputs with shapes
+        and dtypes, ``data_spec()`` for the class count).
         """
-        expected, dtype, classes = source.data_spec()
-        self.check_shape(expected, dtype)
+        for spec in source.inputs:
+            if not spec.shape:
+                raise BadInputError(f"model input '{spec.name}' is a scalar without a batch axis; inputs are fed in "
+                                    "batches of samples, so it needs a batch axis (shape [batch] or [batch, 1])")
+        for spec, array in zip(source.inputs, self.feeds(source)):
+            where = "" if len(source.inputs) == 1 else f" for input '{spec.name}'"
+            check_shape(self.name + where, array, spec.shape[1:], np.dtype(spec.dtype))
         if num_classes is None:
-            num_classes = classes
+            num_classes = source.data_spec()[2]
         if self.y is not None and num_classes and int(self.y.max()) >= num_classes:
             raise BadInputError(
                 f"{self.name}: label {int(self.y.max())} is out of range for a model with {num_classes} classes"
             )
 
     def check_shape(self, expected: Sequence, dtype: np.dtype) -> None:
-        got = self.sample_shape
-        fits = len(got) == len(expected) and all(e is None or int(e) == g for e, g in zip(expected, got))
-        if not fits:
-            want = "x".join("?" if e is None else str(e) for e in expected)
-            have = "x".join(str(g) for g in got)
-            raise BadInputError(f"{self.name}: samples have shape {have} but the model takes {want}")
-        if np.dtype(dtype).kind in "iu" and self.x.dtype.kind == "f":
-            raise BadInputError(f"{self.name}: model takes integer inputs ({dtype}) but the data is {self.x.dtype}")
+        check_shape(self.name, self._single(), expected, dtype)
+
+
+def check_shape(name: str, array: np.ndarray, expected: Sequence, dtype: np.dtype) -> None:
+    """Refuse samples of another shape than ``expected`` (None: any size), or floats for integer inputs."""
+    got = tuple(array.shape[1:])
+    fits = len(got) == len(expected) and all(e is None or int(e) == g for e, g in zip(expected, got))
+    if not fits:
+        want = "x".join("?" if e is None else str(e) for e in expected)
+        have = "x".join(str(g) for g in got)
+        raise BadInputError(f"{name}: samples have shape {have} but the model takes {want}")
+    if np.dtype(dtype).kind in "iu" and array.dtype.kind == "f":
+        raise BadInputError(f"{name}: model takes integer inputs ({dtype}) but the data is {array.dtype}")

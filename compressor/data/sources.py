@@ -54,12 +54,16 @@ def _load_sample(source: str, input_shape) -> Dataset:
 
 @data_source("npz", lambda s: _is_path_like(s) and str(s).lower().endswith(".npz"))
 def _load_npz(source, input_shape) -> Dataset:
+    """``x`` (and labels ``y``) for a single-input model; for several inputs, one array per
+    input named as the model's inputs (``audio``, ``state``, ``rate``...)."""
     path = _existing(source, want_dir=False)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if "x" not in archive.files:
-                raise BadInputError(f"{path}: .npz has no 'x' array (found: {', '.join(archive.files) or 'none'})")
-            x = archive["x"]
+            inputs = {key: archive[key] for key in archive.files if key != "y"}
+            if not inputs:
+                raise BadInputError(f"{path}: .npz has no 'x' array nor one array per model input "
+                                    f"(found: {', '.join(archive.files) or 'none'})")
+            x = inputs["x"] if list(inputs) == ["x"] else inputs
             y = archive["y"] if "y" in archive.files else None
     except BadInputError:
         raise

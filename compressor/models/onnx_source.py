@@ -11,7 +11,7 @@ import numpy as np
 
 from compressor.errors import BadInputError, one_line
 from compressor.models.inspection import LayerInfo, ModelReport, TensorSpec
-from compressor.models.source import class_score_outputs, classes_of, file_identity, round_float, single_input
+from compressor.models.source import class_score_outputs, feed_list, file_identity, first_input_spec, round_float
 
 
 def _check_external_data(proto, folder: Path, path: Path) -> None:
@@ -54,8 +54,6 @@ def load_onnx(path: str | Path) -> "OnnxSource":
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise BadInputError(f"{path}: invalid ONNX model ({one_line(exc)})") from None
-    if len(proto.graph.input) - len(proto.graph.initializer) > 1 and len(proto.graph.input) > 1:
-        raise BadInputError(f"{path}: models with more than one input are not supported yet")
     return OnnxSource(path, proto)
 
 
@@ -139,14 +137,15 @@ class OnnxSource:
 
         if self._session is None:
             self._session = ort.InferenceSession(self.proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        first = single_input(self)
-        return self._session.run(None, {first.name: x.astype(first.dtype, copy=False)})
+        return self._session.run(None, {spec.name: array.astype(spec.dtype, copy=False)
+                                        for spec, array in zip(self.inputs, x)})
 
-    def predict(self, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
-        parts = [self._run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    def predict(self, x, batch_size: int = 64) -> list[np.ndarray]:
+        feeds = feed_list(x)
+        parts = [self._run([f[i : i + batch_size] for f in feeds]) for i in range(0, len(feeds[0]), batch_size)]
         return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
-    def predict_with_weights(self, dtype: str, x: np.ndarray) -> list[np.ndarray]:
+    def predict_with_weights(self, dtype: str, x) -> list[np.ndarray]:
         from onnx import numpy_helper
 
         rounded = OnnxSource(self.path, type(self.proto)())
@@ -181,8 +180,7 @@ class OnnxSource:
         return self.proto if kind == "onnx" else None
 
     def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
-        first = single_input(self)
-        return tuple(first.shape[1:]), np.dtype(first.dtype), classes_of(self)
+        return first_input_spec(self)
 
     def class_outputs(self) -> list[bool]:
         producers = {name: node.op_type for node in self.proto.graph.node for name in node.output}

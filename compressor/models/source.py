@@ -35,10 +35,11 @@ class SourceModel(Protocol):
     def op_types(self) -> set[str]:
         """Layer (Keras) or op (ONNX) type names: what target profiles are checked against."""
 
-    def predict(self, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
-        """Run the float model on ``x``; one array per output."""
+    def predict(self, x, batch_size: int = 64) -> list[np.ndarray]:
+        """Run the float model on ``x`` (one array per input, in input order; or the one array of
+        a single-input model); one array per output."""
 
-    def predict_with_weights(self, dtype: str, x: np.ndarray) -> list[np.ndarray]:
+    def predict_with_weights(self, dtype: str, x) -> list[np.ndarray]:
         """``predict`` with every float weight rounded to ``dtype`` first (the model itself unchanged)."""
 
     def report(self) -> ModelReport:
@@ -48,7 +49,7 @@ class SourceModel(Protocol):
         """The model as ``kind`` (one of ``provides``), or None."""
 
     def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
-        """(input shape without batch, input dtype, number of classes or None)."""
+        """(first input's shape without batch, its dtype, number of classes or None)."""
 
     def class_outputs(self) -> list[bool]:
         """For each output: does it hold class scores (top-1 agreement, labels apply)?"""
@@ -82,10 +83,14 @@ def labelled_output(source) -> int | None:
     return next((index for index, flag in enumerate(source.class_outputs()) if flag), None)
 
 
-def single_input(source) -> TensorSpec:
-    if len(source.inputs) != 1:
-        raise BadInputError(f"model '{source.name}' has {len(source.inputs)} inputs; datasets feed one")
-    return source.inputs[0]
+def feed_list(x) -> list[np.ndarray]:
+    """Inputs as a list (one array per input): a single array stands for a single-input model's."""
+    return [x] if isinstance(x, np.ndarray) else list(x)
+
+
+def first_input_spec(source) -> tuple[tuple, np.dtype, int | None]:
+    first = source.inputs[0]
+    return tuple(first.shape[1:]), np.dtype(first.dtype), classes_of(source)
 
 
 def file_identity(path) -> dict:
@@ -114,13 +119,21 @@ class KerasSource:
         return tensor_specs(self.model)[1]
 
     def op_types(self) -> set[str]:
-        return {type(layer).__name__ for layer in flat_layers(self.model)}
+        """Layer types, wrapped layers included (Bidirectional(GRU) is a GRU too)."""
+        types = set()
+        for layer in flat_layers(self.model):
+            types.add(type(layer).__name__)
+            for inner in (getattr(layer, "forward_layer", None), getattr(layer, "layer", None)):
+                if inner is not None:
+                    types.add(type(inner).__name__)
+        return types
 
-    def predict(self, x: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
-        result = self.model.predict(x, batch_size=batch_size, verbose=0)
+    def predict(self, x, batch_size: int = 64) -> list[np.ndarray]:
+        feeds = feed_list(x)
+        result = self.model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=batch_size, verbose=0)
         return [np.asarray(r) for r in (result if isinstance(result, list) else [result])]
 
-    def predict_with_weights(self, dtype: str, x: np.ndarray) -> list[np.ndarray]:
+    def predict_with_weights(self, dtype: str, x) -> list[np.ndarray]:
         from compressor.models.precision import weights_as
 
         with weights_as(self.model, dtype):  # BatchNorms folded first, as converters do
@@ -133,8 +146,7 @@ class KerasSource:
         return self.model if kind == "keras" else None
 
     def data_spec(self) -> tuple[tuple, np.dtype, int | None]:
-        first = single_input(self)
-        return tuple(first.shape[1:]), np.dtype(first.dtype), classes_of(self)
+        return first_input_spec(self)
 
     def class_outputs(self) -> list[bool]:
         return class_score_outputs(self.outputs, [_softmax_layer(t._keras_history.layer) for t in self.model.outputs])

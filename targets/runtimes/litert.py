@@ -13,21 +13,24 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError
-from targets.runtime import Exported, Runtime, TensorInfo
+from targets.runtime import Exported, Runtime, TensorInfo, feeds
 
 ARTIFACT_NAME = "model.tflite"
 INT_TYPES = {"int8", "int16", "int32", "int64", "uint8", "bool"}
 
 
-def _representative(calibration):
+def _representative(calibration: list[np.ndarray], names: list[str]):
+    """One sample at a time; several inputs by name (the converter's own input order may differ)."""
+
     def generator():
-        for i in range(len(calibration)):
-            yield [calibration.x[i : i + 1]]
+        for i in range(len(calibration[0])):
+            sample = [array[i : i + 1] for array in calibration]
+            yield sample if len(sample) == 1 else dict(zip(names, sample))
 
     return generator
 
 
-def _configure(converter, profile, calibration) -> None:
+def _configure(converter, profile, calibration, names) -> None:
     tf = keras_env.tf()
     precision = profile.precision
     if precision == "fp32":
@@ -36,12 +39,12 @@ def _configure(converter, profile, calibration) -> None:
     if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "int8":
-        converter.representative_dataset = _representative(calibration)
+        converter.representative_dataset = _representative(calibration, names)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.as_dtype(profile.input_type)
         converter.inference_output_type = tf.as_dtype(profile.output_type)
     elif precision == "int16x8":
-        converter.representative_dataset = _representative(calibration)
+        converter.representative_dataset = _representative(calibration, names)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
@@ -76,10 +79,11 @@ def _converter(model):
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
 
 
-def convert(model, profile, calibration) -> bytes:
-    """The ``.tflite`` flatbuffer for ``model`` at the profile's precision."""
+def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
+    """The ``.tflite`` flatbuffer for ``model`` at the profile's precision; ``calibration``:
+    representative samples, one array per input in the model's input order."""
     converter = _converter(model)
-    _configure(converter, profile, calibration)
+    _configure(converter, profile, calibration, list(model.input_names))
     try:
         with keras_env.quiet_native():
             content = converter.convert()
@@ -135,24 +139,33 @@ def _inspect(content: bytes) -> tuple[list[dict], list[str]]:
     return ops, list(dtypes.values())
 
 
-def output_order(content: bytes, names: list[str]) -> list[int] | None:
-    """For each of the source's outputs, by name, its position among the artifact's outputs.
+def signature_order(content: bytes, names: list[str], kind: str) -> list[int] | None:
+    """For each of the source's ``kind`` ("inputs" or "outputs"), by name, its position among
+    the artifact's.
 
-    The converter may list outputs in another order than the Keras model (a three-head
-    model came out as classes, box, score for box, classes, score); the serving
-    signature names them. None when the signature does not carry the source's names.
+    The converter may list them in another order than the Keras model (a three-head model
+    came out as classes, box, score for box, classes, score); the serving signature names
+    them. None when the signature does not carry the source's names.
     """
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
-    position = {d["index"]: i for i, d in enumerate(interpreter.get_output_details())}
+    listed = interpreter.get_input_details() if kind == "inputs" else interpreter.get_output_details()
+    position = {d["index"]: i for i, d in enumerate(listed)}
     signatures = interpreter.get_signature_list()
     if len(signatures) != 1:
         return None
-    named = interpreter.get_signature_runner(next(iter(signatures))).get_output_details()
+    runner = interpreter.get_signature_runner(next(iter(signatures)))
+    named = runner.get_input_details() if kind == "inputs" else runner.get_output_details()
     if not set(names) <= set(named):
         return None
     return [position[named[name]["index"]] for name in names]
+
+
+def io_order(content: bytes, source) -> dict:
+    """The artifact's inputs and outputs in the source's order, for the manifest (see :func:`signature_order`)."""
+    return {"input_order": signature_order(content, [i.name for i in source.inputs], "inputs"),
+            "output_order": signature_order(content, [o.name for o in source.outputs], "outputs")}
 
 
 def op_table(content: bytes) -> list[dict]:
@@ -170,7 +183,8 @@ def check_integer_only(content: bytes, profile) -> None:
 class LiteRTRunner:
     """Runs a ``.tflite`` file with the LiteRT interpreter (XNNPACK on CPU)."""
 
-    def __init__(self, artifact: Path, *, threads: int = 1, output_order: list[int] | None = None) -> None:
+    def __init__(self, artifact: Path, *, threads: int = 1, input_order: list[int] | None = None,
+                 output_order: list[int] | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         start = time.perf_counter()
@@ -178,7 +192,7 @@ class LiteRTRunner:
             self._interpreter = Interpreter(model_path=str(artifact), num_threads=threads)
             self._interpreter.allocate_tensors()
         self.load_seconds = time.perf_counter() - start
-        self._input_details = self._interpreter.get_input_details()
+        self._input_details = reorder(self._interpreter.get_input_details(), input_order)
         self._output_details = reorder(self._interpreter.get_output_details(), output_order)
         self.inputs = [_tensor_info(d) for d in self._input_details]
         self.outputs = [_tensor_info(d) for d in self._output_details]
@@ -201,17 +215,18 @@ class LiteRTRunner:
         first = self._input_details[0]["shape_signature"]
         return None if first[0] == -1 else int(first[0])
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        fixed = self._fixed_batch()
-        if fixed is not None and len(x) != fixed:
-            parts = [self.run(x[i : i + fixed]) for i in range(0, len(x), fixed)]
+    def run(self, x) -> list[np.ndarray]:
+        inputs = feeds(x)
+        count, fixed = len(inputs[0]), self._fixed_batch()
+        if fixed is not None and count != fixed:
+            parts = [self.run([a[i : i + fixed] for a in inputs]) for i in range(0, count, fixed)]
             return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
         if fixed is None:
-            self._resize(len(x))
-        detail = self._input_details[0]
+            self._resize(count)
         if self._stateful:
             self._interpreter.reset_all_variables()
-        self._interpreter.set_tensor(detail["index"], self.inputs[0].quantize(x))
+        for info, detail, array in zip(self.inputs, self._input_details, inputs):
+            self._interpreter.set_tensor(detail["index"], info.quantize(array))
         self._interpreter.invoke()
         return [info.dequantize(self._interpreter.get_tensor(d["index"]))
                 for info, d in zip(self.outputs, self._output_details)]
@@ -234,14 +249,15 @@ def _tensor_info(detail: dict) -> TensorInfo:
 
 
 def export(source, profile, calibration, workdir: Path) -> Exported:
-    content = convert(source.representation("keras"), profile, calibration)
+    feeds = None if calibration is None else calibration.feeds(source)
+    content = convert(source.representation("keras"), profile, feeds)
     if profile.builtin_int8_only:
         check_integer_only(content, profile)
     artifact = workdir / ARTIFACT_NAME
     artifact.write_bytes(content)
     table, tensor_dtypes = _inspect(content)
     ops = sorted({op["op"] for op in table})
-    details = {"ops": ops, "output_order": output_order(content, [o.name for o in source.outputs])}
+    details = {"ops": ops, **io_order(content, source)}
     if profile.precision == "dynamic-int8":
         details["int8_weight_tensors"] = tensor_dtypes.count("int8")
         if not details["int8_weight_tensors"]:
@@ -254,7 +270,9 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
 
 
 def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> LiteRTRunner:
-    return LiteRTRunner(artifact, threads=threads, output_order=(details or {}).get("output_order"))
+    details = details or {}
+    return LiteRTRunner(artifact, threads=threads, input_order=details.get("input_order"),
+                        output_order=details.get("output_order"))
 
 
 RUNTIME = Runtime("litert", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert"),

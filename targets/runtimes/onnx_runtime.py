@@ -14,7 +14,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
-from targets.runtime import Exported, Runtime, TensorInfo
+from targets.runtime import Exported, Runtime, TensorInfo, feeds
 
 OPSET = 17
 ARTIFACT_NAME = "model.onnx"
@@ -43,8 +43,9 @@ def convert_keras(model, destination: Path) -> None:
 class CalibrationReader:
     """ONNX Runtime's one-method calibration protocol over a Dataset."""
 
-    def __init__(self, input_name: str, calibration) -> None:
-        self._items = iter([{input_name: calibration.x[i : i + 1]} for i in range(len(calibration))])
+    def __init__(self, input_names: list[str], calibration: list[np.ndarray]) -> None:
+        self._items = iter([{name: array[i : i + 1] for name, array in zip(input_names, calibration)}
+                            for i in range(len(calibration[0]))])
 
     def get_next(self):
         return next(self._items, None)
@@ -70,16 +71,16 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
     prepared, skip_symbolic = _pre_process(source, workdir)
-    input_name = _session(prepared, 1).get_inputs()[0].name
+    input_names = [i.name for i in _session(prepared, 1).get_inputs()]
     settings = {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
                 "weight_type": QuantType.QInt8, "calibrate_method": CalibrationMethod.MinMax,
                 "reduce_range": reduce_range}
     try:
-        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_name, calibration),
+        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
                             per_channel=True, **settings)
         per_channel = True
     except Exception:  # per-channel can fail inside ORT's bias-scale adjustment; per-tensor is the fallback
-        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_name, calibration),
+        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
                             per_channel=False, **settings)
         per_channel = False
     prepared.unlink()
@@ -134,8 +135,8 @@ class ONNXRunner:
         self.inputs = [_info(t) for t in self._session.get_inputs()]
         self.outputs = [_info(t) for t in self._session.get_outputs()]
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        feed = {self.inputs[0].name: x.astype(self.inputs[0].dtype, copy=False)}
+    def run(self, x) -> list[np.ndarray]:
+        feed = {info.name: array.astype(info.dtype, copy=False) for info, array in zip(self.inputs, feeds(x))}
         return [np.asarray(o, np.float32) for o in self._session.run(None, feed)]
 
     def close(self) -> None:
@@ -166,7 +167,7 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     float_model = workdir / "float.onnx"
     write_float_model(source, float_model)
     if profile.precision == "int8":
-        details = quantize_static(float_model, artifact, calibration, workdir,
+        details = quantize_static(float_model, artifact, calibration.feeds(source), workdir,
                                   reduce_range=bool(profile.options.get("reduce_range", False)))
     elif profile.precision == "dynamic-int8":
         details = quantize_dynamic(float_model, artifact, workdir)

@@ -16,7 +16,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
-from targets.runtime import Exported, Runtime, TensorInfo
+from targets.runtime import Exported, Runtime, TensorInfo, feeds, name_order
 
 
 def _decline_telemetry() -> None:
@@ -144,7 +144,7 @@ def with_batch(ov_model, batch: int):
     return fixed
 
 
-def quantize(ov_model, calibration, *, overflow_fix: str = "first_layer_only"):
+def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "first_layer_only"):
     """NNCF post-training int8 with its default (performance) preset: symmetric weights and activations.
 
     ``overflow_fix`` is NNCF's name: "enable" quantizes weights to 7 bits in every layer so
@@ -153,7 +153,9 @@ def quantize(ov_model, calibration, *, overflow_fix: str = "first_layer_only"):
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
-    items = [calibration.x[i : i + 1] for i in range(len(calibration))]
+    # one sample at a time, one array per model input in the IR's own input order
+    items = [[array[i : i + 1] for array in calibration] for i in range(len(calibration[0]))]
+    items = [item[0] if len(item) == 1 else item for item in items]
     advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
     with keras_env.quiet_native():
         return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items),
@@ -184,7 +186,8 @@ class OpenVINORunner:
     """Runs an OpenVINO IR on the CPU plugin; a batch other than the IR's own static batch
     gets the IR reshaped to it and compiled once (kept for the next call of that size)."""
 
-    def __init__(self, artifact: Path, *, threads: int = 1) -> None:
+    def __init__(self, artifact: Path, *, threads: int = 1, input_order: list[int] | None = None,
+                 output_order: list[int] | None = None) -> None:
         import openvino as ov
 
         start = time.perf_counter()
@@ -192,8 +195,10 @@ class OpenVINORunner:
         self._compiled = compiled = self._core.compile_model(str(artifact), "CPU", self._config)
         self._requests = {None: (compiled, compiled.create_infer_request())}
         self.load_seconds = time.perf_counter() - start
-        self.inputs = [_info(p) for p in compiled.inputs]
-        self.outputs = [_info(p) for p in compiled.outputs]
+        self._in = list(range(len(compiled.inputs))) if input_order is None else input_order
+        self._out = list(range(len(compiled.outputs))) if output_order is None else output_order
+        self.inputs = [_info(compiled.inputs[i]) for i in self._in]  # in the source's order
+        self.outputs = [_info(compiled.outputs[i]) for i in self._out]
         first = self.inputs[0].shape
         self._batch = first[0] if first and first[0] != -1 else None  # None: the IR takes any batch
 
@@ -201,22 +206,22 @@ class OpenVINORunner:
         key = None if self._batch is None or batch == self._batch else batch
         if key not in self._requests:
             model = self._core.read_model(str(self._artifact))
-            model.reshape({i: [batch, *info.shape[1:]] for i, info in enumerate(self.inputs)})
+            model.reshape({i: [batch, *info.shape[1:]] for i, info in zip(self._in, self.inputs)})
             compiled = self._core.compile_model(model, "CPU", self._config)
             self._requests[key] = (compiled, compiled.create_infer_request())
         return self._requests[key][1]
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
+    def run(self, x) -> list[np.ndarray]:
         import openvino as ov
 
-        x = np.ascontiguousarray(x, dtype=self.inputs[0].dtype)
-        request = self._request(len(x))
-        # bind the input without a copy and read outputs from the request's own tensors: the
+        inputs = [np.ascontiguousarray(a, dtype=info.dtype) for info, a in zip(self.inputs, feeds(x))]
+        request = self._request(len(inputs[0]))
+        # bind inputs without a copy and read outputs from the request's own tensors: the
         # dict-based infer() costs tens of microseconds more per call, which small models feel
-        request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        for position, array in zip(self._in, inputs):
+            request.set_input_tensor(position, ov.Tensor(array, shared_memory=True))
         request.infer()
-        return [np.array(request.get_output_tensor(i).data, dtype=np.float32, copy=True)
-                for i in range(len(self.outputs))]
+        return [np.array(request.get_output_tensor(i).data, dtype=np.float32, copy=True) for i in self._out]
 
     def close(self) -> None:
         self._requests, self._compiled = {}, None
@@ -226,25 +231,41 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     import openvino as ov
 
     ov_model = convert(source, workdir)
+    order = {"input_order": name_order([i.name for i in source.inputs], [p.get_names() for p in ov_model.inputs]),
+             "output_order": name_order([o.name for o in source.outputs], [p.get_names() for p in ov_model.outputs])}
+    in_ir_order = _ir_order(calibration.feeds(source), order["input_order"]) if calibration is not None else None
     batch = profile.options.get("batch", 1)  # edge inference runs one sample at a time
     static = with_batch(ov_model, batch) if batch else None
     ov_model = static if static is not None else ov_model
     details = {"weights": "fp16" if profile.precision == "fp16" else "fp32"}
     if profile.precision == "int8":
         overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
-        ov_model = quantize(ov_model, calibration, overflow_fix=overflow_fix)
+        ov_model = quantize(ov_model, in_ir_order, overflow_fix=overflow_fix)
         details = {"weights": "int8", "activations": "int8", "quantizer": "nncf.quantize (performance preset)",
                    "overflow_fix": overflow_fix}
     elif profile.precision not in ("fp32", "fp16"):
         raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
     details["batch"] = batch if static is not None else "dynamic"
+    details.update(order)
     artifact = workdir / ARTIFACT_NAME
     ov.save_model(_stable_names(ov_model), str(artifact), compress_to_fp16=profile.precision == "fp16")
     return Exported(artifact, [artifact.with_suffix(".bin")], details)
 
 
+def _ir_order(arrays: list[np.ndarray], order: list[int] | None) -> list[np.ndarray]:
+    """Arrays given in the source's input order, put in the IR's (``order[k]``: where source input k is)."""
+    if order is None:
+        return arrays
+    placed = [None] * len(arrays)
+    for array, position in zip(arrays, order):
+        placed[position] = array
+    return placed
+
+
 def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> OpenVINORunner:
-    return OpenVINORunner(artifact, threads=threads)
+    details = details or {}
+    return OpenVINORunner(artifact, threads=threads, input_order=details.get("input_order"),
+                          output_order=details.get("output_order"))
 
 
 RUNTIME = Runtime("openvino", load, export, libraries=("onnx", "openvino", "nncf"), preimport=("openvino",),

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import keras_env
-from targets.runtime import Runtime, TensorInfo
+from targets.runtime import Runtime, TensorInfo, feeds
 
 
 class KerasRunner:
@@ -28,15 +28,16 @@ class KerasRunner:
 
         start = time.perf_counter()
         self._model = load_model(path, trust_model=trust_model)
-        self._call = tf.function(lambda x: self._model(x, training=False), reduce_retracing=True)
+        self._call = tf.function(lambda *x: self._model(list(x) if len(x) > 1 else x[0], training=False),
+                                 reduce_retracing=True)
         self.load_seconds = time.perf_counter() - start
         self.inputs = [TensorInfo(n, [-1 if d is None else int(d) for d in t.shape], t.dtype.name)
                        for n, t in zip(self._model.input_names, self._model.inputs)]
         self.outputs = [TensorInfo(n, [-1 if d is None else int(d) for d in t.shape], t.dtype.name)
                         for n, t in zip(self._model.output_names, self._model.outputs)]
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        result = self._call(x.astype(self.inputs[0].dtype, copy=False))
+    def run(self, x) -> list[np.ndarray]:
+        result = self._call(*[a.astype(info.dtype, copy=False) for info, a in zip(self.inputs, feeds(x))])
         return [np.asarray(r) for r in (result if isinstance(result, (list, tuple)) else [result])]
 
     def close(self) -> None:

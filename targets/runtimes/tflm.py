@@ -18,7 +18,7 @@ import numpy as np
 
 from compressor.errors import ConversionError
 from targets import devices, embedding
-from targets.runtime import Exported, Runtime
+from targets.runtime import Exported, Runtime, feeds
 from targets.runtimes import litert
 
 ARENA_PATTERN = re.compile(r"Arena allocation total (\d+) bytes")
@@ -26,27 +26,42 @@ ARENA_HEADROOM = 1 << 20  # the arena TFLM gets while measuring; the model's rea
 
 
 def _capture_native_stderr(func) -> str:
-    """Run ``func`` and return what native code wrote to stderr meanwhile."""
+    """Run ``func`` and return what native code wrote to stderr meanwhile.
+
+    A RuntimeError of TFLM's (a kernel that cannot prepare) becomes a ConversionError
+    naming what TFLM printed: the op and the reason.
+    """
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 2)
+        failure = None
         try:
             func()
+        except RuntimeError as exc:
+            failure = exc
         finally:
             os.dup2(saved, 2)
             os.close(saved)
         sink.seek(0)
-        return sink.read().decode(errors="replace")
+        log = sink.read().decode(errors="replace")
+    if failure is not None:
+        said = "; ".join(line.strip() for line in log.splitlines() if line.strip()) or str(failure)
+        raise ConversionError(f"mcu: TFLite Micro cannot run the model: {said[:300]}")
+    return log
 
 
-def measure_arena(content: bytes, sample: np.ndarray) -> int:
+def measure_arena(content: bytes, sample: list[np.ndarray], positions: list[int]) -> int:
     """Tensor-arena bytes the model uses, as TFLM's recording allocator reports them."""
     from tflite_micro.python.tflite_micro import runtime
 
-    interpreter = runtime.Interpreter.from_bytes(content, arena_size=len(content) + ARENA_HEADROOM)
-    interpreter.set_input(sample, 0)
-    interpreter.invoke()
+    made = []
+    _capture_native_stderr(lambda: made.append(
+        runtime.Interpreter.from_bytes(content, arena_size=len(content) + ARENA_HEADROOM)))
+    interpreter = made[0]
+    for array, position in zip(sample, positions):
+        interpreter.set_input(array, position)
+    _capture_native_stderr(interpreter.invoke)
     report = _capture_native_stderr(interpreter.print_allocations)
     match = ARENA_PATTERN.search(report)
     if not match:
@@ -57,7 +72,7 @@ def measure_arena(content: bytes, sample: np.ndarray) -> int:
 class TFLMRunner:
     """Runs an int8 ``.tflite`` file on the TFLite Micro interpreter, one sample at a time."""
 
-    def __init__(self, artifact: Path, *, arena_bytes: int | None = None,
+    def __init__(self, artifact: Path, *, arena_bytes: int | None = None, input_order: list[int] | None = None,
                  output_order: list[int] | None = None) -> None:
         from tflite_micro.python.tflite_micro import runtime
 
@@ -66,15 +81,18 @@ class TFLMRunner:
         arena = (arena_bytes or 0) + (1 << 14) if arena_bytes else len(content) + ARENA_HEADROOM
         self._interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena)
         self.load_seconds = time.perf_counter() - start
-        described = litert.LiteRTRunner(artifact, output_order=output_order)  # names, quantization parameters
-        self.inputs, self.outputs = described.inputs, described.outputs
+        described = litert.LiteRTRunner(artifact, input_order=input_order, output_order=output_order)
+        self.inputs, self.outputs = described.inputs, described.outputs  # names, quantization parameters
+        self._in_positions = list(range(len(self.inputs))) if input_order is None else input_order
         self._positions = list(range(len(self.outputs))) if output_order is None else output_order
         described.close()
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
+    def run(self, x) -> list[np.ndarray]:
+        inputs = feeds(x)
         results = [[] for _ in self.outputs]
-        for sample in x:
-            self._interpreter.set_input(self.inputs[0].quantize(sample[None]), 0)
+        for index in range(len(inputs[0])):
+            for info, array, position in zip(self.inputs, inputs, self._in_positions):
+                self._interpreter.set_input(info.quantize(array[index : index + 1]), position)
             self._interpreter.invoke()
             for index, (info, position) in enumerate(zip(self.outputs, self._positions)):
                 results[index].append(info.dequantize(self._interpreter.get_output(position)))
@@ -85,23 +103,26 @@ class TFLMRunner:
 
 
 def export(source, profile, calibration, workdir: Path) -> Exported:
-    content = litert.convert(source.representation("keras"), profile, calibration)
+    feeds_in_order = calibration.feeds(source)
+    content = litert.convert(source.representation("keras"), profile, feeds_in_order)
     litert.check_integer_only(content, profile)
     artifact = workdir / litert.ARTIFACT_NAME
     artifact.write_bytes(content)
-    probe = litert.LiteRTRunner(artifact).inputs[0]
-    arena = measure_arena(content, probe.quantize(calibration.x[:1]))
+    order = litert.io_order(content, source)
+    probe = litert.LiteRTRunner(artifact, input_order=order["input_order"]).inputs
+    positions = order["input_order"] or list(range(len(probe)))
+    arena = measure_arena(content, [info.quantize(a[:1]) for info, a in zip(probe, feeds_in_order)], positions)
     extra = embedding.write_c_array(artifact, workdir, arena_bytes=arena)
     ops = sorted({op["op"] for op in litert.op_table(content)})
     extra.append(embedding.write_op_resolver(ops, workdir, model=source.name))
-    return Exported(artifact, extra, {"ops": ops, "arena_bytes": arena, "c_symbol": "g_model_data",
-                                      "output_order": litert.output_order(content, [o.name for o in source.outputs]),
+    return Exported(artifact, extra, {"ops": ops, "arena_bytes": arena, "c_symbol": "g_model_data", **order,
                                       "device_fit": devices.fit_table(arena, len(content))})
 
 
 def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> TFLMRunner:
     details = details or {}
-    return TFLMRunner(artifact, arena_bytes=details.get("arena_bytes"), output_order=details.get("output_order"))
+    return TFLMRunner(artifact, arena_bytes=details.get("arena_bytes"), input_order=details.get("input_order"),
+                      output_order=details.get("output_order"))
 
 
 RUNTIME = Runtime("tflm", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-micro"),

@@ -1,0 +1,38 @@
+"""Ctrl-C and SIGTERM unwind the same way, and the code on the way out can tell.
+
+A signal handler raises KeyboardInterrupt wherever the process is; inside a library
+(an import, a native call) it can surface as another exception ("ImportError:
+initialization failed"). Code that isolates failures (one target's export from the
+others) asks :func:`interrupted` before treating an exception as that target's own.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+_received: list[int] = []
+
+
+def _unwind(signum, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt and be remembered (main thread only)."""
+    _received.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _unwind)
+        signal.signal(signal.SIGINT, _unwind)
+
+
+def interrupted(exc: BaseException | None = None) -> bool:
+    """Whether a signal arrived, or ``exc`` was caused by an interrupt somewhere in its chain."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return bool(_received)
