@@ -20,10 +20,9 @@ from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError, ParityError, UnsupportedModelError
 from compressor.models import as_source
 from compressor.models.source import labelled_output
-from targets import devices
+from targets import devices, parity
 from targets import manifest as manifests
 from targets.artifact import Artifact
-from targets import parity
 from targets.profiles import PROFILES, Parity, TargetProfile, get_profile, why_not
 from targets.runtime import get_runtime, run_batched, runtimes
 

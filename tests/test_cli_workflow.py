@@ -11,15 +11,9 @@ import pytest
 
 from compressor.app.cli import main
 from targets import embedding
+from tests.helpers.cli import run_cli
 
 FAST_BENCH = ["--rounds", "1", "--min-seconds", "0"]
-
-
-def _run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def test_compress_writes_the_documented_layout(compressed):
 def test_existing_output_folder_is_refused_then_replaced_with_overwrite(compressed, files, capsys):
     args = ["compress", str(files / "tiny.keras"), "-t", "tflite-fp32", "--data", str(files / "train.npz"),
             "--eval-data", str(files / "test.npz"), "-o", str(compressed), *FAST_BENCH]
-    code, _, err = _run(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 3 and "exists and is not empty" in err
     assert (compressed / "onnx-int8").is_dir(), "a refused run touches nothing"
 
@@ -73,7 +67,7 @@ def test_overwrite_never_deletes_a_foreign_folder(files, tmp_path, capsys):
     (foreign / "thesis.tex").write_text("precious")
     args = ["compress", str(files / "tiny.keras"), "-t", "tflite-fp32", "--data", str(files / "train.npz"),
             "--eval-data", str(files / "test.npz"), "-o", str(foreign), "--overwrite", *FAST_BENCH]
-    code, _, err = _run(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 3 and "left untouched" in err
     assert (foreign / "thesis.tex").read_text() == "precious"
 
@@ -81,7 +75,7 @@ def test_overwrite_never_deletes_a_foreign_folder(files, tmp_path, capsys):
 def test_output_folder_containing_the_input_is_refused(files, capsys):
     args = ["compress", str(files / "tiny.keras"), "-t", "tflite-fp32", "--data", str(files / "train.npz"),
             "--eval-data", str(files / "test.npz"), "-o", str(files)]
-    code, _, err = _run(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 3 and "contains the input" in err
 
 
@@ -94,19 +88,19 @@ def test_unwritable_output_folder(files, tmp_path, capsys):
         target = locked / "out"
     args = ["compress", str(files / "tiny.keras"), "-t", "tflite-fp32", "--data", str(files / "train.npz"),
             "--eval-data", str(files / "test.npz"), "-o", str(target)]
-    code, _, err = _run(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 3 and "cannot write there" in err
 
 
 def test_bench_and_report_regenerate_every_format(compressed, files, tmp_path, capsys):
-    code, out, _ = _run(["bench", str(compressed), "--eval-data", str(files / "test.npz"), "--source",
+    code, out, _ = run_cli(["bench", str(compressed), "--eval-data", str(files / "test.npz"), "--source",
                          str(files / "tiny.keras"), "-o", str(tmp_path), "--rounds", "1", "--min-seconds", "0",
                          "--json"], capsys)
     assert code == 0 and len(json.loads(out)["results"]) == 3
     for fmt in ("md", "csv", "html", "json"):
-        code, text, _ = _run(["report", str(tmp_path / "results.json"), "--format", fmt], capsys)
+        code, text, _ = run_cli(["report", str(tmp_path / "results.json"), "--format", fmt], capsys)
         assert code == 0 and "tflite-int8" in text
-    code, _, _ = _run(["report", str(tmp_path / "results.json"), "-f", "html", "-o", str(tmp_path / "r.html")],
+    code, _, _ = run_cli(["report", str(tmp_path / "results.json"), "-f", "html", "-o", str(tmp_path / "r.html")],
                       capsys)
     assert code == 0 and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
 
@@ -119,19 +113,19 @@ def test_bench_refuses_a_tampered_artifact(compressed, files, tmp_path, capsys):
     data = bytearray((copy / "model.tflite").read_bytes())
     data[100] ^= 0xFF
     (copy / "model.tflite").write_bytes(bytes(data))
-    code, _, err = _run(["bench", str(copy), "--eval-data", str(files / "test.npz")], capsys)
+    code, _, err = run_cli(["bench", str(copy), "--eval-data", str(files / "test.npz")], capsys)
     assert code == 3 and "does not match the manifest" in err
 
 
 def test_export_command_and_parity_failure_exit_code(files, tmp_path, capsys):
-    code, out, _ = _run(["export", str(files / "tiny.keras"), "-t", "openvino-fp16", "--data",
+    code, out, _ = run_cli(["export", str(files / "tiny.keras"), "-t", "openvino-fp16", "--data",
                          str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(tmp_path / "e"),
                          "--json"], capsys)
     assert code == 0 and json.loads(out)[0]["details"]["weights"] == "fp16"
     scaled = tmp_path / "scaled.npz"
     with np.load(files / "train.npz") as data:
         np.savez(scaled, x=data["x"] * 0.01, y=data["y"])  # calibration on the wrong scale
-    code, _, err = _run(["export", str(files / "tiny.keras"), "-t", "tflite-int8", "--data", str(scaled),
+    code, _, err = run_cli(["export", str(files / "tiny.keras"), "-t", "tflite-int8", "--data", str(scaled),
                          "--eval-data", str(files / "test.npz"), "-o", str(tmp_path / "p")], capsys)
     assert code == 5 and "parity check failed" in err
     assert not (tmp_path / "p" / "tflite-int8").exists()
@@ -145,29 +139,29 @@ def test_conversion_failure_exit_code(files, tmp_path, capsys):
                             tfk.layers.Dense(3, activation="softmax")])
     model.save(tmp_path / "lstm.keras")
     np.savez(tmp_path / "tokens.npz", x=np.ones((20, 6), np.int32), y=np.zeros(20, np.int64))
-    code, _, err = _run(["export", str(tmp_path / "lstm.keras"), "-t", "mcu", "--data", str(tmp_path / "tokens.npz"),
+    code, _, err = run_cli(["export", str(tmp_path / "lstm.keras"), "-t", "mcu", "--data", str(tmp_path / "tokens.npz"),
                          "-o", str(tmp_path / "o")], capsys)
     assert code == 4 and "mcu: cannot take model" in err and "LSTM" in err
 
 
 def test_embed_writes_an_array_equal_to_the_artifact(compressed, tmp_path, capsys):
-    code, out, _ = _run(["embed", str(compressed / "tflite-int8"), "-o", str(tmp_path)], capsys)
+    code, out, _ = run_cli(["embed", str(compressed / "tflite-int8"), "-o", str(tmp_path)], capsys)
     assert code == 0
     source = (tmp_path / "model_data.cc").read_text()
     assert embedding.bytes_from_c_source(source) == (compressed / "tflite-int8" / "model.tflite").read_bytes()
 
 
 def test_recipes_command_lists_builtins(capsys):
-    code, out, _ = _run(["recipes", "--json"], capsys)
+    code, out, _ = run_cli(["recipes", "--json"], capsys)
     names = [r["name"] for r in json.loads(out)]
     assert code == 0 and {"int8", "prune50-int8", "structured50-int8", "distill-int8", "mcu"} <= set(names)
 
 
 def test_unknown_target_and_recipe_exit_code(files, tmp_path, capsys):
-    code, _, err = _run(["compress", str(files / "tiny.keras"), "-r", "nope", "--data", str(files / "train.npz"),
+    code, _, err = run_cli(["compress", str(files / "tiny.keras"), "-r", "nope", "--data", str(files / "train.npz"),
                          "--eval-data", str(files / "test.npz"), "-o", str(tmp_path / "x")], capsys)
     assert code == 3 and "unknown recipe 'nope'" in err
-    code, _, err = _run(["export", str(files / "tiny.keras"), "-t", "tpu9000", "--data", str(files / "train.npz"),
+    code, _, err = run_cli(["export", str(files / "tiny.keras"), "-t", "tpu9000", "--data", str(files / "train.npz"),
                          "-o", str(tmp_path / "y")], capsys)
     assert code == 3 and "unknown target 'tpu9000'" in err
 
@@ -181,11 +175,11 @@ def test_internal_error_exit_code_and_traceback_only_with_verbose(monkeypatch, c
     monkeypatch.setattr(compressor.models.inspection, "inspect_model", boom)
     from tests.helpers import models
 
-    code, _, err = _run(["inspect", str(Path(__file__))], capsys)  # unknown format: a user error first
+    code, _, err = run_cli(["inspect", str(Path(__file__))], capsys)  # unknown format: a user error first
     assert code == 3
     path = Path(os.environ.get("TMPDIR", "/tmp")) / "compressor-internal-test.keras"
     models.tf_keras_mnist_cnn().save(path)
-    code, _, err = _run(["inspect", str(path)], capsys)
+    code, _, err = run_cli(["inspect", str(path)], capsys)
     assert code == 1 and "Internal error: RuntimeError: simulated bug" in err and "Traceback" not in err
     with pytest.raises(RuntimeError):
         main(["-v", "inspect", str(path)])
@@ -208,12 +202,12 @@ def test_compress_in_a_subprocess_with_the_console_script(files, tmp_path):
 def test_export_with_the_users_own_parity_bounds(files, tmp_path, capsys):
     """--max-abs replaces the float targets' tolerance, --min-agreement the quantized targets' floor."""
     common = ["--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz")]
-    code, _, err = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp16", "--max-abs", "1e-9", *common,
+    code, _, err = run_cli(["export", str(files / "tiny.keras"), "-t", "tflite-fp16", "--max-abs", "1e-9", *common,
                          "-o", str(tmp_path / "strict")], capsys)
     assert code == 5 and "tflite-fp16: parity check failed" in err and "exceeds tolerance 1e-09" in err
     assert not (tmp_path / "strict" / "tflite-fp16").exists()
 
-    code, out, _ = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp16", "-t", "tflite-int8",
+    code, out, _ = run_cli(["export", str(files / "tiny.keras"), "-t", "tflite-fp16", "-t", "tflite-int8",
                          "--max-abs", "0.05", "--min-agreement", "0.9", *common, "-o", str(tmp_path / "own"), "--json"],
                         capsys)
     assert code == 0
@@ -222,7 +216,7 @@ def test_export_with_the_users_own_parity_bounds(files, tmp_path, capsys):
     assert fp16["reference_weights"] == "float16"
     assert (int8["tolerance"], int8["min_agreement"], int8["rule_set_by"]) == (None, 0.9, "user")
 
-    code, out, _ = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp32", *common,
+    code, out, _ = run_cli(["export", str(files / "tiny.keras"), "-t", "tflite-fp32", *common,
                          "-o", str(tmp_path / "default"), "--json"], capsys)
     assert code == 0 and json.loads(out)[0]["parity"]["rule_set_by"] == "profile"
     assert json.loads(out)[0]["parity"]["tolerance"] == pytest.approx(1e-4)
@@ -243,7 +237,7 @@ def _broken_runtime(monkeypatch, name: str):
 def test_export_goes_on_after_one_target_fails_and_logs_the_bug(files, tmp_path, capsys, monkeypatch):
     _broken_runtime(monkeypatch, "litert")
     out = tmp_path / "out"
-    code, stdout, err = _run(["export", str(files / "tiny.keras"), "-t", "tflite-fp32", "-t", "onnx-fp32",
+    code, stdout, err = run_cli(["export", str(files / "tiny.keras"), "-t", "tflite-fp32", "-t", "onnx-fp32",
                               "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"),
                               "-o", str(out)], capsys)
     assert code == 1, err
@@ -256,7 +250,7 @@ def test_export_goes_on_after_one_target_fails_and_logs_the_bug(files, tmp_path,
 def test_compress_goes_on_after_one_target_fails_and_records_it(files, tmp_path, capsys, monkeypatch):
     _broken_runtime(monkeypatch, "onnxruntime")
     out = tmp_path / "out"
-    code, _, err = _run(["compress", str(files / "tiny.keras"), "-r", "int8", "-t", "onnx-int8", "-t", "tflite-int8",
+    code, _, err = run_cli(["compress", str(files / "tiny.keras"), "-r", "int8", "-t", "onnx-int8", "-t", "tflite-int8",
                          "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out),
                          *FAST_BENCH], capsys)
     assert code == 1, err
@@ -270,7 +264,7 @@ def test_compress_goes_on_after_one_target_fails_and_records_it(files, tmp_path,
 
 def test_unknown_target_is_refused_before_any_work(files, tmp_path, capsys):
     out = tmp_path / "never"
-    code, _, err = _run(["compress", str(files / "tiny.keras"), "-r", "structured50-int8", "-t", "tflite-int9",
+    code, _, err = run_cli(["compress", str(files / "tiny.keras"), "-r", "structured50-int8", "-t", "tflite-int9",
                          "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out),
                          *FAST_BENCH], capsys)
     assert code == 3 and "unknown target 'tflite-int9'" in err
@@ -286,10 +280,10 @@ def test_bench_takes_an_onnx_source_as_the_float_baseline(files, tmp_path, capsy
     source = tmp_path / "tiny.onnx"
     convert_keras(load_model(files / "tiny.keras"), source)
     out = tmp_path / "out"
-    code, _, err = _run(["export", str(source), "-t", "openvino-int8", "--data", str(files / "train.npz"),
+    code, _, err = run_cli(["export", str(source), "-t", "openvino-int8", "--data", str(files / "train.npz"),
                          "--eval-data", str(files / "test.npz"), "-o", str(out)], capsys)
     assert code == 0, err
-    code, stdout, err = _run(["bench", str(out), "--source", str(source), "--eval-data", str(files / "test.npz"),
+    code, stdout, err = run_cli(["bench", str(out), "--source", str(source), "--eval-data", str(files / "test.npz"),
                               "--json", *FAST_BENCH], capsys)
     assert code == 0, err
     doc = json.loads(stdout)

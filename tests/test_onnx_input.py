@@ -11,6 +11,7 @@ import pytest
 from compressor.errors import BadInputError, UnsupportedModelError
 from compressor.models.onnx_source import load_onnx
 from targets import export, open_artifact
+from tests.helpers.cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +114,6 @@ def test_corrupt_onnx_is_refused(tmp_path, onnx_file, content):
         load_onnx(path)
 
 
-def _cli(args, capsys):
-    from compressor.app.cli import main
-
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
 def npz_files(tmp_path_factory, digits8):
     folder = tmp_path_factory.mktemp("npz")
@@ -133,7 +125,7 @@ def npz_files(tmp_path_factory, digits8):
 def test_inspect_reads_onnx_with_the_keras_models_params_and_macs(onnx_file, tiny_cnn, capsys):
     from compressor import inspect_model
 
-    code, out, err = _cli(["inspect", str(onnx_file), "--json"], capsys)
+    code, out, err = run_cli(["inspect", str(onnx_file), "--json"], capsys)
     assert code == 0, err
     report = json.loads(out)
     keras = inspect_model(tiny_cnn)
@@ -147,7 +139,7 @@ def test_inspect_reads_onnx_with_the_keras_models_params_and_macs(onnx_file, tin
 
 def test_compress_takes_an_onnx_model_with_a_quantize_only_recipe(onnx_file, npz_files, tmp_path, capsys):
     out = tmp_path / "out"
-    code, _, err = _cli(["compress", str(onnx_file), "-r", "int8", "-t", "all", "--data", str(npz_files[0]),
+    code, _, err = run_cli(["compress", str(onnx_file), "-r", "int8", "-t", "all", "--data", str(npz_files[0]),
                          "--eval-data", str(npz_files[1]), "-o", str(out), "--rounds", "1", "--min-seconds", "0"],
                         capsys)
     assert code == 0, err
@@ -163,7 +155,7 @@ def test_compress_takes_an_onnx_model_with_a_quantize_only_recipe(onnx_file, npz
 
 def test_compress_refuses_a_fine_tuning_step_on_onnx_before_any_work(onnx_file, npz_files, tmp_path, capsys):
     out = tmp_path / "never"
-    code, _, err = _cli(["compress", str(onnx_file), "-r", "prune50-int8", "--data", str(npz_files[0]),
+    code, _, err = run_cli(["compress", str(onnx_file), "-r", "prune50-int8", "--data", str(npz_files[0]),
                          "--eval-data", str(npz_files[1]), "-o", str(out)], capsys)
     assert code == 4
     assert "steps[0] (prune): fine-tunes a Keras model" in err and "quantize-only recipes" in err
@@ -172,6 +164,6 @@ def test_compress_refuses_a_fine_tuning_step_on_onnx_before_any_work(onnx_file, 
 
 def test_compress_refuses_a_typo_in_the_model_before_any_work(npz_files, tmp_path, capsys):
     out = tmp_path / "never"
-    code, _, err = _cli(["compress", str(tmp_path / "missing.onnx"), "--data", str(npz_files[0]),
+    code, _, err = run_cli(["compress", str(tmp_path / "missing.onnx"), "--data", str(npz_files[0]),
                          "--eval-data", str(npz_files[1]), "-o", str(out)], capsys)
     assert code == 3 and "no such file" in err and not out.exists()

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from tools import fidelity as fidelity_check
     from tools import openvino_batch
-    from compressor import atomic
+    from tools.publish import publish
 
     start = time.perf_counter()
     runs = []
@@ -164,10 +164,7 @@ def main(argv=None) -> int:
     text = render(runs, checks, time.perf_counter() - start, batch_checks)
     (args.out / "suite.json").write_text(json.dumps({"fidelity": checks, "openvino_batch": batch_checks,
                                                      "skipped": {r["model"]: r["skipped"] for r in runs}}, indent=2))
-    if args.write:
-        atomic.write_text(args.write, text)
-    print(text)
-    return 0
+    return publish(text, args.write)
 
 
 if __name__ == "__main__":
