@@ -65,3 +65,35 @@ def test_lambda_is_refused_then_bridged_with_opt_in():
     converted = load_model(model, trust_model=True)
     x = np.ones((2, 4), "float32")
     np.testing.assert_allclose(converted(x).numpy(), np.asarray(model(x)), atol=1e-6)
+
+
+def test_keras3_activations_tf_keras_lacks_are_bridged_and_reload_safely(tmp_path):
+    """MobileNetV3's hard_silu and others: tf-keras has no such names, and its hard_sigmoid is
+    another function; the bridged copy must compute Keras 3's maths and reload in safe mode."""
+    import numpy as np
+
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(2)
+    L = keras.layers
+    inputs = keras.Input((8,))
+    x = L.Dense(8, activation="hard_silu")(inputs)
+    x = L.Activation("hard_sigmoid")(x)
+    x = L.Dense(8, activation="relu6")(x)
+    x = L.Dense(8, activation="silu")(x)
+    x = L.Activation("leaky_relu")(x)
+    model = keras.Model(inputs, L.Dense(3, activation="softmax")(x))
+    bridged = load_model(model)  # verified against the Keras 3 model (max abs diff <= 1e-5) on the way
+    bridged.save(tmp_path / "bridged.keras")
+    reloaded = load_model(tmp_path / "bridged.keras")
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32) * 3
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_builtins_function_that_is_not_a_bridged_activation_is_still_refused():
+    from compressor.errors import UnsafeModelError
+    from compressor.models import safety
+
+    layer = {"class_name": "Dense", "name": "d", "config": {"name": "d", "activation": {
+        "module": "builtins", "class_name": "function", "config": "eval", "registered_name": "function"}}}
+    with pytest.raises(UnsafeModelError, match="'function' comes from module 'builtins'"):
+        safety.check_config(layer, source="m", trust_model=False)

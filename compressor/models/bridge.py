@@ -18,6 +18,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, UnsupportedModelError
+from compressor.models import activations
 
 BRIDGE_TOLERANCE = 1e-5
 # Keyword arguments tf-keras' base Layer/RNN accept through **kwargs.
@@ -152,6 +153,8 @@ def _translate_layer(layer: dict) -> dict:
         if class_name == "Lambda":  # reached only with trust_model=True (see compressor.models.safety)
             config = _lambda_config(config)
         config = _translate_value(config, where)
+        if "activation" in config:
+            config["activation"] = activations.translate(config["activation"])
         if class_name == "InputLayer" and "batch_shape" in config:
             config["batch_input_shape"] = config.pop("batch_shape")
         translated = {"class_name": class_name, "config": _filter_kwargs(cls, config, where)}

@@ -183,8 +183,10 @@ def _check_saved_model_metadata(metadata: Path, trust_model: bool) -> None:
 
 def _open_keras(load: Callable[[Path, bool], object]) -> Callable[[Path, bool], object]:
     def open_source(path: Path, trust_model: bool):
+        from compressor.models import activations
         from compressor.models.source import KerasSource
 
+        activations.register()  # a bridged model saved by tf-keras names them
         return KerasSource(_to_tf_keras(load(path, trust_model), trust_model, verify=True), path)
 
     return open_source

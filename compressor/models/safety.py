@@ -46,6 +46,8 @@ def _object_finding(obj: dict, layer: str) -> Finding | None:
     class_name = str(obj.get("class_name", ""))
     if class_name in CODE_LAYERS:
         return Finding(layer, CODE_LAYERS[class_name])
+    if _bridged_activation(obj):
+        return None
     module = obj.get("module")
     if module is not None and not str(module).startswith(KERAS_MODULES):
         return Finding(layer, f"'{class_name}' comes from module '{module}', not from Keras (custom code)")
@@ -53,6 +55,14 @@ def _object_finding(obj: dict, layer: str) -> Finding | None:
     if registered and ">" in str(registered):
         return Finding(layer, f"'{registered}' is a registered custom object (custom code)")
     return None
+
+
+def _bridged_activation(obj: dict) -> bool:
+    """tf-keras writes the Keras 3 activations the bridge adds (compressor.models.activations) as
+    builtins functions named after them; those names resolve to that arithmetic, nothing else."""
+    from compressor.models.activations import BRIDGED
+
+    return obj.get("class_name") == "function" and obj.get("module") == "builtins" and obj.get("config") in BRIDGED
 
 
 def _walk(node: Any, layer: str) -> Iterator[Finding]:
