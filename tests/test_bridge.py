@@ -97,3 +97,41 @@ def test_a_builtins_function_that_is_not_a_bridged_activation_is_still_refused()
         "module": "builtins", "class_name": "function", "config": "eval", "registered_name": "function"}}}
     with pytest.raises(UnsafeModelError, match="'function' comes from module 'builtins'"):
         safety.check_config(layer, source="m", trust_model=False)
+
+
+def test_multi_head_attention_is_bridged_with_its_weights():
+    """Keras 3 calls attention as layer(query, value) and keeps the input shapes off its config;
+    tf-keras needs both to rebuild it (it was an internal KeyError: 'query_shape')."""
+    import numpy as np
+
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    tokens = keras.Input((6, 8))
+    h = L.LayerNormalization()(tokens)
+    x = L.Add()([tokens, L.MultiHeadAttention(num_heads=2, key_dim=4)(h, h)])
+    model = keras.Model(tokens, L.Dense(3, activation="softmax")(L.GlobalAveragePooling1D()(x)))
+    bridged = load_model(model)
+    x = np.random.default_rng(1).normal(size=(5, 6, 8)).astype(np.float32)
+    np.testing.assert_allclose(bridged.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_arithmetic_with_numbers_and_mobilenet_v3_are_bridged():
+    """`x + 3.0` in a Keras 3 functional model is a keras.src.ops call, not a layer (MobileNetV3's
+    hard sigmoid is built so); the bridge makes each an equivalent Rescaling."""
+    import numpy as np
+
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(4)
+    L = keras.layers
+    inputs = keras.Input((6,))
+    x = L.Dense(6)(inputs)
+    y = (1.0 - (x + 3.0) * 0.5) / 4.0 - x  # a number on either side; the last one tensor - tensor
+    model = keras.Model(inputs, L.Dense(2)(y))
+    data = np.random.default_rng(2).normal(size=(8, 6)).astype(np.float32)
+    np.testing.assert_allclose(load_model(model).predict(data, verbose=0), model.predict(data, verbose=0), atol=1e-5)
+    stock = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=10,
+                                               include_preprocessing=False)
+    images = np.random.default_rng(3).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(load_model(stock).predict(images, verbose=0), stock.predict(images, verbose=0),
+                               atol=1e-5)

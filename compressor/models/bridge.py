@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from compressor import keras_env
-from compressor.errors import ConversionError, UnsupportedModelError
+from compressor.errors import CompressorError, ConversionError, UnsupportedModelError, one_line
 from compressor.models import activations
 
 BRIDGE_TOLERANCE = 1e-5
@@ -37,6 +37,7 @@ MODEL_CLASSES = ("Functional", "Sequential", "Model")
 # Keys a layer's from_config consumes before calling __init__.
 FROM_CONFIG_KEYS = {
     "Lambda": {"function_type", "module", "output_shape_type", "output_shape_module", "mask_type", "mask_module"},
+    "MultiHeadAttention": {"query_shape", "key_shape", "value_shape"},
 }
 
 
@@ -121,27 +122,95 @@ def _keras_tensors(value: Any):
             yield from _keras_tensors(item)
 
 
-def _translate_nodes(inbound: list, where: str) -> list:
+def _translate_nodes(inbound: list, where: str, cls=None) -> list:
     nodes = []
     for node in inbound:
         if not isinstance(node, dict):
             nodes.append(node)
             continue
         kwargs = {k: v for k, v in node.get("kwargs", {}).items() if not list(_keras_tensors(v))}
-        history = list(_keras_tensors(node.get("args", [])))
+        args = node.get("args", [])
+        if cls is not None and len(args) > 1 and all(_is_keras_tensor(a) for a in args) and _takes_tensors(cls, args):
+            nodes.append([_positional_call(cls, args, kwargs)])
+            continue
+        history = list(_keras_tensors(args))
         if not history:
             raise UnsupportedModelError(f"{where}: a call with no tensor inputs cannot be bridged")
         nodes.append([[h[0], h[1], h[2], kwargs] for h in history])
     return nodes
 
 
-def _translate_layer(layer: dict) -> dict:
+def _call_parameters(cls) -> list[str]:
+    return [p for p in inspect.signature(cls.call).parameters if p != "self"]
+
+
+def _takes_tensors(cls, args: list) -> bool:
+    """Whether ``cls.call`` takes these tensors as separate arguments (a merge layer takes one list)."""
+    return len(_call_parameters(cls)) >= len(args)
+
+
+def _positional_call(cls, args: list, kwargs: dict) -> list:
+    """``layer(a, b)`` (MultiHeadAttention's query, value) in tf-keras' node format: the first
+    tensor positional, the others as keyword tensors named after ``call``'s parameters."""
+    names = _call_parameters(cls)
+    first, *rest = (arg["config"]["keras_history"] for arg in args)
+    return [first[0], first[1], first[2], {**kwargs, **{name: list(h[:3]) for name, h in zip(names[1:], rest)}}]
+
+
+def _build_shapes(layer_config: dict, built: dict) -> dict:
+    """The input shapes tf-keras' MultiHeadAttention.from_config needs to create its weights;
+    Keras 3 keeps them on the layer object, not in its config."""
+    shapes = built.get(layer_config.get("config", {}).get("name")) or {}
+    query, value = shapes.get("query_shape"), shapes.get("value_shape")
+    if query is None or value is None:
+        return {}
+    as_list = lambda shape: None if shape is None else list(shape)  # noqa: E731
+    return {"query_shape": as_list(query), "value_shape": as_list(value),
+            "key_shape": as_list(shapes.get("key_shape") or value)}
+
+
+# Keras 3 arithmetic on a tensor and a number (x + 3.0 in MobileNetV3's hard sigmoid) is an
+# op of keras.src.ops, not a layer: as tf-keras' Rescaling, x * scale + offset.
+AFFINE_OPS = {
+    "Add": lambda c, tensor_first: (1.0, c),
+    "Subtract": lambda c, tensor_first: (1.0, -c) if tensor_first else (-1.0, c),
+    "Multiply": lambda c, tensor_first: (c, 0.0),
+    "Divide": lambda c, tensor_first: (1.0 / c, 0.0) if tensor_first else None,
+    "TrueDivide": lambda c, tensor_first: (1.0 / c, 0.0) if tensor_first else None,
+}
+
+
+def _affine_op(layer: dict) -> dict | None:
+    """A Keras 3 ``ops`` call on one tensor and one number, as an equivalent Rescaling layer."""
+    if not str(layer.get("module", "")).startswith("keras.src.ops") or layer["class_name"] not in AFFINE_OPS:
+        return None
+    nodes = layer.get("inbound_nodes") or []
+    args = nodes[0].get("args", []) if len(nodes) == 1 and isinstance(nodes[0], dict) else []
+    if len(args) != 2 or sum(_is_keras_tensor(a) for a in args) != 1:
+        return None
+    tensor_first = _is_keras_tensor(args[0])
+    constant = args[1] if tensor_first else args[0]
+    if not isinstance(constant, (int, float)):
+        return None
+    affine = AFFINE_OPS[layer["class_name"]](float(constant), tensor_first)
+    if affine is None:
+        return None
+    history = (args[0] if tensor_first else args[1])["config"]["keras_history"]
+    return {"class_name": "Rescaling", "config": {"name": layer["config"]["name"], "scale": affine[0],
+                                                   "offset": affine[1]},
+            "name": layer.get("name", layer["config"]["name"]), "inbound_nodes": [[[*history[:3], {}]]]}
+
+
+def _translate_layer(layer: dict, built: dict) -> dict:
     tfk = keras_env.tf_keras()
+    affine = _affine_op(layer)
+    if affine is not None:
+        return affine
     class_name = layer["class_name"]
     name = layer.get("name") or layer.get("config", {}).get("name", "?")
     where = f"layer '{name}' ({class_name})"
     if class_name in MODEL_CLASSES:
-        translated = {"class_name": class_name, "config": _translate_model_config(class_name, layer["config"])}
+        translated = {"class_name": class_name, "config": _translate_model_config(class_name, layer["config"], built)}
     else:
         cls = getattr(tfk.layers, class_name, None)
         if cls is None:
@@ -155,13 +224,16 @@ def _translate_layer(layer: dict) -> dict:
         config = _translate_value(config, where)
         if "activation" in config:
             config["activation"] = activations.translate(config["activation"])
+        if class_name == "MultiHeadAttention":
+            config.update(_build_shapes(layer, built))
         if class_name == "InputLayer" and "batch_shape" in config:
             config["batch_input_shape"] = config.pop("batch_shape")
         translated = {"class_name": class_name, "config": _filter_kwargs(cls, config, where)}
     if "name" in layer:
         translated["name"] = layer["name"]
     if "inbound_nodes" in layer:
-        translated["inbound_nodes"] = _translate_nodes(layer["inbound_nodes"], where)
+        cls = None if class_name in MODEL_CLASSES else getattr(tfk.layers, class_name, None)
+        translated["inbound_nodes"] = _translate_nodes(layer["inbound_nodes"], where, cls)
     return translated
 
 
@@ -190,8 +262,8 @@ def _as_node_list(value: Any) -> list:
     return list(value)
 
 
-def _translate_model_config(class_name: str, config: dict) -> dict:
-    layers = [_translate_layer(layer) for layer in config["layers"]]
+def _translate_model_config(class_name: str, config: dict, built: dict) -> dict:
+    layers = [_translate_layer(layer, built) for layer in config["layers"]]
     out = {"name": config.get("name", "model"), "layers": layers}
     if class_name != "Sequential":
         out["input_layers"] = _as_node_list(config["input_layers"])
@@ -207,13 +279,19 @@ def _rebuild(model, trust_model: bool):
             f"model '{model.name}' is a subclassed Keras 3 model ({type(model).__name__}); the bridge "
             "takes Functional and Sequential models: rebuild it functionally or export a SavedModel"
         )
-    config = _translate_model_config(class_name, model.get_config())
+    built = {layer.name: getattr(layer, "_build_shapes_dict", None) for layer in _all_layers(model)}
+    config = _translate_model_config(class_name, model.get_config(), built)
     from tf_keras.src.saving.serialization_lib import SafeModeScope
 
     with SafeModeScope(safe_mode=not trust_model):
-        if class_name == "Sequential":
-            return tfk.Sequential.from_config(config)
-        return tfk.Model.from_config(config)
+        try:
+            return (tfk.Sequential if class_name == "Sequential" else tfk.Model).from_config(config)
+        except CompressorError:
+            raise
+        except Exception as exc:  # tf-keras cannot rebuild what the translated config describes
+            raise ConversionError(f"model '{model.name}': tf-keras cannot rebuild it from its Keras 3 config "
+                                  f"({type(exc).__name__}: {one_line(exc)}); save it as a tf-keras model or "
+                                  "export it to ONNX") from None
 
 
 def _all_layers(model):

@@ -82,13 +82,27 @@ def _walk(node: Any, layer: str) -> Iterator[Finding]:
             yield from _walk(item, layer)
 
 
+KERAS_OP_MODULES = ("keras.src.ops.numpy", "keras.src.ops.math", "keras.src.ops.nn", "keras.src.ops.core")
+
+
+def _keras_op(layer_cfg: dict) -> bool:
+    """A Keras 3 ``ops`` call recorded in a functional model (``x / 4.0`` is ``TrueDivide``): Keras'
+    own operation classes, from a fixed list of Keras modules."""
+    import importlib
+
+    module = layer_cfg.get("module")
+    if module not in KERAS_OP_MODULES:
+        return False
+    return isinstance(getattr(importlib.import_module(module), str(layer_cfg.get("class_name")), None), type)
+
+
 def _walk_layer(layer_cfg: Any) -> Iterator[Finding]:
     if not isinstance(layer_cfg, dict):
         return
     config = layer_cfg.get("config") if isinstance(layer_cfg.get("config"), dict) else {}
     name = str(layer_cfg.get("name") or config.get("name") or "?")
     class_name = str(layer_cfg.get("class_name", ""))
-    if class_name not in CODE_LAYERS and not _known_layer(class_name):
+    if class_name not in CODE_LAYERS and not _known_layer(class_name) and not _keras_op(layer_cfg):
         yield Finding(name, f"'{class_name}' is not a built-in Keras layer (custom code)")
     yield from _walk(layer_cfg, name)
 
