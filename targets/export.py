@@ -216,9 +216,30 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
     try:
         inputs = validation.feeds(source)
         outputs = run_batched(runner, inputs)
-        inputs_info, outputs_info = runner.inputs, runner.outputs
+        io = {"inputs": _io_records(runner.inputs), "outputs": _io_records(runner.outputs)}
     finally:
         runner.close()
+    check = _check_parity(source, inputs, outputs, rule, profile)
+    record = {
+        "target": profile.name, "profile": profile.to_dict(), "runtime": profile.runtime,
+        "precision": profile.precision, "libraries": manifests.library_versions(runtime.libraries),
+        "artifact": manifests.file_record(exported.artifact),
+        "extra_files": [manifests.file_record(p) for p in exported.extra_files], "size": _total_size(exported),
+        **io, "labelled_output": labelled_output(source),
+        "input_names": [spec.name for spec in source.inputs],  # the order runners take their inputs in
+        "source": source.record(source_path), "recipe": recipe,
+        "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},
+        "validation": {"samples": len(validation), "source": validation.name},
+        "parity": {**check.to_dict(), "reference_weights": rule.weights or "float32",
+                   "rule_set_by": "profile" if rule == profile.parity else "user"},
+        "details": exported.details, "threads": threads, **({"device": device} if device is not None else {}),
+    }
+    manifests.write(staging, record)
+    return record
+
+
+def _check_parity(source, inputs, outputs, rule, profile) -> parity.ParityResult:
+    """The artifact's outputs against the source's (at the profile's precision where it says so)."""
     reference = source.predict(inputs)
     at_precision = source.predict_with_weights(rule.weights, inputs) if rule.weights else None
     try:
@@ -229,28 +250,4 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
     if not check.passed:
         raise ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
                           f"{'; '.join(check.failures)}")
-    record = {
-        "target": profile.name,
-        "profile": profile.to_dict(),
-        "runtime": profile.runtime,
-        "precision": profile.precision,
-        "libraries": manifests.library_versions(runtime.libraries),
-        "artifact": manifests.file_record(exported.artifact),
-        "extra_files": [manifests.file_record(p) for p in exported.extra_files],
-        "size": _total_size(exported),
-        "inputs": _io_records(inputs_info),
-        "outputs": _io_records(outputs_info),
-        "labelled_output": labelled_output(source),
-        "input_names": [spec.name for spec in source.inputs],  # the order runners take their inputs in
-        "source": source.record(source_path),
-        "recipe": recipe,
-        "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},
-        "validation": {"samples": len(validation), "source": validation.name},
-        "parity": {**check.to_dict(), "reference_weights": rule.weights or "float32",
-                   "rule_set_by": "profile" if rule == profile.parity else "user"},
-        "details": exported.details,
-        "threads": threads,
-        **({"device": device} if device is not None else {}),
-    }
-    manifests.write(staging, record)
-    return record
+    return check
