@@ -135,3 +135,18 @@ def test_arithmetic_with_numbers_and_mobilenet_v3_are_bridged():
     images = np.random.default_rng(3).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(load_model(stock).predict(images, verbose=0), stock.predict(images, verbose=0),
                                atol=1e-5)
+
+
+def test_a_copy_that_computes_something_else_is_refused(monkeypatch):
+    """tf-keras' hard_sigmoid (0.2x + 0.5) is not Keras 3's (relu6(x + 3) / 6): a bridge that took
+    the name as it is would compute another model; the output check refuses it."""
+    from compressor.errors import ConversionError
+    from compressor.models import activations
+
+    monkeypatch.setattr(activations, "RENAMED", {})  # hard_sigmoid left to tf-keras' own meaning
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="hard_sigmoid")(keras.layers.Dense(8)(inputs)))
+    with pytest.raises(ConversionError, match="differs from the Keras 3 model"):
+        load_model(model)

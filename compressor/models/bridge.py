@@ -20,7 +20,10 @@ from compressor import keras_env
 from compressor.errors import CompressorError, ConversionError, UnsupportedModelError, one_line
 from compressor.models import activations
 
-BRIDGE_TOLERANCE = 1e-5
+# The fp32 parity bound, scaled by the output range like it: a correct copy of
+# keras.applications.EfficientNetV2B0 differs by 1.1e-5 (Keras 3 and tf-keras pick other
+# kernels); a translation error (tf-keras' own hard_sigmoid in place of Keras 3's) by 0.074.
+BRIDGE_TOLERANCE = 1e-4
 # Keyword arguments tf-keras' base Layer/RNN accept through **kwargs.
 BASE_LAYER_KWARGS = {
     "input_dim", "input_shape", "batch_input_shape", "batch_size", "weights", "activity_regularizer",
@@ -362,9 +365,10 @@ def to_tf_keras(model, *, verify: bool = True, trust_model: bool = False):
     if verify:
         inputs = sample_inputs(model)
         diff = max_output_difference(model, rebuilt, inputs)
-        if not diff <= BRIDGE_TOLERANCE:
+        scale = max([1.0] + [float(np.max(np.abs(o))) for o in _outputs(model, inputs) if o.size])
+        if not diff <= BRIDGE_TOLERANCE * scale:
             raise ConversionError(
                 f"bridge: tf-keras copy of '{model.name}' differs from the Keras 3 model "
-                f"(max abs diff {diff:.3g} > {BRIDGE_TOLERANCE})"
+                f"(max abs diff {diff:.3g} > {BRIDGE_TOLERANCE * scale:.3g})"
             )
     return rebuilt
