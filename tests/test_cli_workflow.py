@@ -291,3 +291,13 @@ def test_bench_takes_an_onnx_source_as_the_float_baseline(files, tmp_path, capsy
     assert doc["reference"] == "float (ONNX Runtime)" and rows["float (ONNX Runtime)"]["kind"] == "source"
     assert rows["float (ONNX Runtime)"]["accuracy"]["top1"] > 0.8
     assert abs(rows["openvino-int8"]["accuracy_drop_pp"]["top1"]) < 5
+
+
+def test_unlabelled_evaluation_data_shows_accuracy_as_not_measured(files, tmp_path, capsys, digits8):
+    np.savez(tmp_path / "unlabelled.npz", x=digits8[1].x)
+    code, out, err = run_cli(["compress", str(files / "tiny.keras"), "-r", "int8", "-t", "tflite-int8",
+                              "--data", str(files / "train.npz"), "--eval-data", str(tmp_path / "unlabelled.npz"),
+                              "-o", str(tmp_path / "out"), *FAST_BENCH], capsys)
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if "tflite-int8" in line or "float (TensorFlow)" in line]
+    assert len(rows) == 2 and all("not measured" in row for row in rows) and "0.00%" not in out

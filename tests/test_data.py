@@ -32,9 +32,12 @@ def test_image_folder_is_resized_to_model_input(tmp_path):
         for i in range(3):
             Image.fromarray(np.full((40, 50, 3), colour + i, np.uint8)).save(tmp_path / label / f"{i}.png")
     (tmp_path / "cat" / "notes.txt").write_text("ignored")
+    (tmp_path / ".ipynb_checkpoints").mkdir()  # a notebook's hidden folder is not a third class
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / ".ipynb_checkpoints" / "0.png")
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "dog" / ".hidden.png")
     data = load_dataset(tmp_path, input_shape=(28, 28, 1))
     assert data.x.shape == (6, 28, 28, 1) and data.x.dtype == np.float32
-    assert list(data.y) == [0, 0, 0, 1, 1, 1]
+    assert list(data.y) == [0, 0, 0, 1, 1, 1] and data.name.endswith("(2 classes: cat, dog)")
     assert abs(float(data.x[0].mean()) - 40 / 255) < 0.01
 
 

@@ -89,6 +89,15 @@ def print_recipes(recipes) -> None:
     _console().print(table)
 
 
+def _top1(accuracy: dict) -> str:
+    """Top-1 when labels measured it; never a made-up 0 % for unlabelled data or outputs without classes."""
+    return "not measured" if accuracy.get("top1") is None else f"{accuracy['top1']:.2%}"
+
+
+def _drop(drops: dict) -> str:
+    return "-" if drops.get("top1") is None else f"{drops['top1']:+.2f}"
+
+
 def print_run(outcome) -> None:
     """The summary at the end of a run: one row per requested target."""
     console = _console()
@@ -107,14 +116,14 @@ def print_run(outcome) -> None:
     if reference:
         table.add_row(reference["name"], "fp32", f"{reference['size']['bytes'] / 1024:,.1f} KiB",
                       f"{reference['latency']['p50_ms']:.3f}", "1.00×",
-                      f"{reference['accuracy'].get('top1', 0):.2%}", "-", "source")
+                      _top1(reference["accuracy"]), "-", "source")
     for result in outcome.exported:
         row = rows.get(result.target)
         if row is None:
             continue
         table.add_row(result.target, row["precision"], f"{row['size']['bytes'] / 1024:,.1f} KiB",
                       f"{row['latency']['p50_ms']:.3f}", f"{row['speedup_vs_reference'] or 0:.2f}×",
-                      f"{row['accuracy'].get('top1', 0):.2%}", f"{row['accuracy_drop_pp'].get('top1', 0):+.2f}",
+                      _top1(row["accuracy"]), _drop(row["accuracy_drop_pp"]),
                       "ok")
     for failure in outcome.failed:
         bug = " (a bug: please report it with errors.log)" if failure.traceback else ""

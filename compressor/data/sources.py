@@ -81,14 +81,15 @@ def _load_image_folder(source, input_shape) -> Dataset:
     from PIL import Image, UnidentifiedImageError
 
     root = _existing(source, want_dir=True)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    # hidden folders (.ipynb_checkpoints, .git) are not classes
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise BadInputError(f"{root}: image folder needs one sub-folder per class, found none")
     height, width, channels = _image_geometry(input_shape)
     xs, ys = [], []
     for index, label in enumerate(classes):
         for file in sorted((root / label).iterdir()):
-            if file.suffix.lower() not in IMAGE_EXTENSIONS:
+            if file.suffix.lower() not in IMAGE_EXTENSIONS or file.name.startswith("."):
                 continue
             try:
                 with Image.open(file) as image:
@@ -104,7 +105,8 @@ def _load_image_folder(source, input_shape) -> Dataset:
         raise BadInputError(f"{root}: no images found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     if len({a.shape for a in xs}) > 1:
         raise BadInputError(f"{root}: images differ in size; give the model's input shape to resize them")
-    return Dataset(np.stack(xs), np.asarray(ys, dtype=np.int64), name=str(root))
+    shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+    return Dataset(np.stack(xs), np.asarray(ys, dtype=np.int64), name=f"{root} ({len(classes)} classes: {shown})")
 
 
 def _image_geometry(input_shape) -> tuple[int | None, int | None, int]:
