@@ -18,6 +18,7 @@ from compressor.errors import BadInputError
 from targets import export, open_artifact
 from targets.runtime import runtimes
 from targets.runtimes import litert
+from tests.helpers.cli import run_cli
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -59,7 +60,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     assert target.read_text() == "old report" and [p.name for p in tmp_path.iterdir()] == ["report.md"]
 
 
-def test_sigterm_mid_run_cleans_up_and_keeps_input(tmp_path, tiny_cnn, digits8):
+def test_sigterm_mid_run_cleans_up_and_keeps_input(tmp_path, tiny_cnn, digits8, capsys):
     model = tmp_path / "in" / "tiny.keras"
     model.parent.mkdir()
     tiny_cnn.save(model)
@@ -90,6 +91,12 @@ def test_sigterm_mid_run_cleans_up_and_keeps_input(tmp_path, tiny_cnn, digits8):
             artifact = open_artifact(folder)
             assert json.loads((folder / "manifest.json").read_text())["parity"]["passed"] and artifact.path.exists()
     assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
+    # the interrupted run's folder is marked as this tool's: --overwrite replaces it
+    code, _, err = run_cli(["compress", str(model), "-r", "int8", "-t", "tflite-fp32", "--data",
+                            str(model.parent / "train.npz"), "--eval-data", str(model.parent / "test.npz"), "-o",
+                            str(out), "--overwrite", "--rounds", "1", "--min-seconds", "0"], capsys)
+    assert code == 0, err
+    assert (out / "run.json").is_file() and not (out / ".compressor-run").exists()
 
 
 def test_an_interrupt_that_surfaces_as_another_error_stops_every_target(tiny_cnn, digits8, tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ from compressor import atomic
 from compressor.errors import BadInputError, CompressorError
 
 RUN_FILE = "run.json"
+STARTED = ".compressor-run"  # in a folder this tool began writing; run.json replaces it when the run ends
 ERROR_LOG = "errors.log"
 Progress = Callable[[str], None]
 
@@ -70,15 +71,13 @@ def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> Non
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise BadInputError(f"{out_dir}: exists and is not empty; choose a new folder or pass --overwrite")
-        if not (out / RUN_FILE).is_file():
-            raise BadInputError(f"{out_dir}: --overwrite only replaces a folder holding a previous run ({RUN_FILE}); "
-                                "this one does not, so it is left untouched")
+        if not (out / RUN_FILE).is_file() and not (out / STARTED).is_file():
+            raise BadInputError(f"{out_dir}: --overwrite only replaces a folder holding a previous run ({RUN_FILE}, "
+                                "or an interrupted one); this one holds neither, so it is left untouched")
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        (out / STARTED).write_bytes(b"")  # an interrupted run can be replaced with --overwrite
     except OSError as exc:
         raise BadInputError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
 
@@ -118,6 +117,7 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
                                      **({"traceback": f.traceback} if f.traceback else {})} for f in outcome.failed},
                "compression": outcome.compression}
     atomic.write_text(out / RUN_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    (out / STARTED).unlink(missing_ok=True)
     return outcome
 
 
