@@ -115,3 +115,16 @@ def test_console_script_in_a_subprocess(mnist_cnn_file):
     assert "cuda" not in result.stderr.lower()  # library start-up noise is muted without -v
     bad = subprocess.run([script, "inspect", str(mnist_cnn_file.parent)], capture_output=True, text=True)
     assert bad.returncode == 3 and "not a SavedModel" in bad.stderr
+
+
+def test_errors_are_json_on_stdout_with_json(tmp_path, capsys):
+    import json
+
+    from tests.helpers.cli import run_cli
+
+    code, out, err = run_cli(["inspect", str(tmp_path / "missing.keras"), "--json"], capsys)
+    assert code == 3 and "no such file" in err
+    assert json.loads(out) == {"error": {"message": err.strip(), "exit_code": 3}}
+    code, out, err = run_cli(["export", str(tmp_path / "m.keras"), "-t", "tpu9000", "-o", str(tmp_path), "--json"],
+                             capsys)
+    assert code == 3 and json.loads(out)["error"]["message"].startswith("Error: unknown target 'tpu9000'")

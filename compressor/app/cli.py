@@ -431,40 +431,48 @@ def _printable(exc: BaseException) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+INTERRUPTED = "Interrupted; nothing half-written was left behind."
+
+
+def _stop(message: str, code: int, as_json: bool) -> None:
+    """End with ``code``: the one-line message on stderr, and with --json the same as JSON on stdout."""
+    click.echo(message, err=True)
+    if as_json:
+        click.echo(json.dumps({"error": {"message": message, "exit_code": code}}))
+    sys.exit(code)
+
+
 def main(argv=None) -> None:
     """Console-script entry point: run the CLI and map typed errors to exit codes."""
     from compressor import interrupts
 
     interrupts.install()  # SIGTERM unwinds like Ctrl-C, so that half-written outputs are cleaned up
-    verbose = any(arg in ("-v", "--verbose") or arg.startswith("-vv") for arg in (argv or sys.argv[1:]))
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(arg in ("-v", "--verbose") or arg.startswith("-vv") for arg in args)
+    as_json = "--json" in args
     try:
         cli.main(args=argv, prog_name="compressor", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Interrupted; nothing half-written was left behind.", err=True)
-        sys.exit(130)
+        _stop(INTERRUPTED, 130, as_json)
     except click.ClickException as exc:
+        if as_json:
+            _stop(f"Error: {exc.format_message()}", exc.exit_code, as_json)
         exc.show()
         sys.exit(exc.exit_code)
     except SystemExit:
         raise
     except CompressorError as exc:
         if interrupts.interrupted(exc):
-            click.echo("Interrupted; nothing half-written was left behind.", err=True)
-            sys.exit(130)
+            _stop(INTERRUPTED, 130, as_json)
         if verbose:
             raise
-        click.echo(f"Error: {_printable(exc)}", err=True)
-        sys.exit(exc.exit_code)
+        _stop(f"Error: {_printable(exc)}", exc.exit_code, as_json)
     except KeyboardInterrupt:
-        click.echo("Interrupted; nothing half-written was left behind.", err=True)
-        sys.exit(130)
+        _stop(INTERRUPTED, 130, as_json)
     except Exception as exc:  # a bug: say so, in one line unless -v
         if interrupts.interrupted(exc):  # the interrupt surfaced inside a library as another error
-            click.echo("Interrupted; nothing half-written was left behind.", err=True)
-            sys.exit(130)
+            _stop(INTERRUPTED, 130, as_json)
         if verbose:
             raise
-        click.echo(f"Internal error: {type(exc).__name__}: {_printable(exc)} (run with -v for the traceback)",
-                   err=True)
-        sys.exit(1)
+        _stop(f"Internal error: {type(exc).__name__}: {_printable(exc)} (run with -v for the traceback)", 1, as_json)
     sys.exit(0)
