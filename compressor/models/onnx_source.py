@@ -114,7 +114,6 @@ class OnnxSource:
 
     format = "onnx"
     provides = ("onnx",)
-    baseline_runtime = "onnxruntime"
 
     def __init__(self, path: Path, proto) -> None:
         self.path, self.proto, self.name = path, proto, path.stem

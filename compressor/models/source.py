@@ -23,7 +23,6 @@ class SourceModel(Protocol):
     name: str
     format: str  # "keras" | "onnx": recorded in manifests, never branched on
     provides: tuple[str, ...]  # representations ``representation`` hands over
-    baseline_runtime: str  # the registered runtime that runs this source as the float baseline
     path: Path | None
 
     @property
@@ -104,7 +103,6 @@ class KerasSource:
 
     format = "keras"
     provides = ("keras",)
-    baseline_runtime = "tensorflow"
 
     def __init__(self, model, path=None) -> None:
         self.model, self.path = model, None if path is None else Path(path)
