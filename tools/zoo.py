@@ -362,6 +362,10 @@ def render(records: list[dict], wall: float) -> str:
     lines += ["", "## Models", ""] + [f"- `{r['model']}`: {r['description']} ({r['dataset']}; "
                                       f"{(r.get('params') or 0):,} params, {r.get('seconds', 0):.0f} s)"
                                       for r in records]
+    missing = [name for name in ZOO if name not in {r["model"] for r in records}]
+    if missing:
+        lines += ["", f"Not in this regeneration: {', '.join(f'`{name}`' for name in missing)} "
+                  "(`python -m tools.zoo --models NAME ... --write ZOO.md` adds them; finished models are kept)."]
     return "\n".join(lines) + "\n"
 
 
