@@ -67,11 +67,6 @@ class Dataset:
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values())))
 
-    @property
-    def sample_shape(self) -> tuple:
-        """The shape of one sample of a single-input dataset."""
-        return tuple(self._single().shape[1:])
-
     def _single(self) -> np.ndarray:
         if not isinstance(self.x, np.ndarray):
             raise BadInputError(f"{self.name}: holds {len(self.x)} named inputs ({', '.join(self.x)}), not one")
