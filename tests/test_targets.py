@@ -212,6 +212,38 @@ def _lstm_model():
                            tfk.layers.Dense(3, activation="softmax")])
 
 
+def _tiny_attention_model(path):
+    from compressor import keras_env
+
+    keras = keras_env.keras3()
+    L = keras.layers
+    image = keras.Input((8, 8, 3), name="image")
+    x = L.Reshape((4, 16))(L.Conv2D(16, 4, strides=4, name="patches")(image))
+    h = L.LayerNormalization(name="ln")(x)
+    x = L.Add()([x, L.MultiHeadAttention(num_heads=1, key_dim=8, name="mha")(h, h)])
+    keras.Model(image, L.Dense(3, activation="softmax")(L.GlobalAveragePooling1D()(x))).save(path)
+    return path
+
+
+def test_a_kernel_that_aborts_the_process_fails_only_its_target(tmp_path):
+    """LiteRT's int16x8 kernels abort the process on attention (SIGABRT, no Python exception);
+    the calibrating conversion and a first run happen in a child process, so the run goes on."""
+    from compressor.data import Dataset
+    from compressor.models import load_source
+    from targets import export_many
+
+    source = load_source(_tiny_attention_model(tmp_path / "attention.keras"))
+    data = Dataset(np.random.default_rng(0).random((32, 8, 8, 3), dtype=np.float32), None, "noise")
+    exported, failed = export_many(source, ["tflite-int16x8", "tflite-int8"], out_dir=tmp_path / "out",
+                                   calibration=data, validation=data)
+    assert [r.target for r in exported] == ["tflite-int8"]
+    assert exported[0].parity["snr_db"] > 20
+    (failure,) = failed
+    assert failure.target == "tflite-int16x8" and failure.exit_code == 4
+    assert "LiteRT interpreter crashed (SIGABRT)" in failure.message and "tflite-int8" in failure.message
+    assert not (tmp_path / "out" / "tflite-int16x8").exists()
+
+
 def test_unknown_target_lists_valid_ones(tiny_cnn, digits8, tmp_path):
     with pytest.raises(BadInputError, match="unknown target 'tflite-int4' \\(valid: tflite-fp32"):
         export(tiny_cnn, "tflite-int4", out_dir=tmp_path, validation=digits8[1])

@@ -81,17 +81,119 @@ def _converter(model):
 
 def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
     """The ``.tflite`` flatbuffer for ``model`` at the profile's precision; ``calibration``:
-    representative samples, one array per input in the model's input order."""
+    representative samples, one array per input in the model's input order.
+
+    Calibrating conversions (int8, int16x8) run in a child process: the quantizer is native
+    code that can abort the whole process on a model it does not handle (a ViT's attention
+    under int16x8 does), and one target's crash must not take the run down.
+    """
+    if profile.precision in CALIBRATED:
+        return unclip_lstm_cells(_convert_isolated(model, profile, calibration))[0]
     converter = _converter(model)
     _configure(converter, profile, calibration, list(model.input_names))
+    return unclip_lstm_cells(_run_converter(converter, profile.name))[0]
+
+
+CALIBRATED = ("int8", "int16x8")
+
+
+def _run_converter(converter, target: str) -> bytes:
     try:
         with keras_env.quiet_native():
-            content = converter.convert()
+            return converter.convert()
     except Exception as exc:
         ops = _failed_ops(str(exc))
         detail = f"ops it cannot map: {', '.join(ops)}" if ops else str(exc).strip().splitlines()[0][:200]
-        raise ConversionError(f"{profile.name}: TFLite conversion failed; {detail}") from None
-    return unclip_lstm_cells(content)[0]
+        raise ConversionError(f"{target}: TFLite conversion failed; {detail}") from None
+
+
+def _save_for_conversion(model, directory: Path) -> None:
+    """The model as a SavedModel, which is what ``from_keras_model`` converts internally too;
+    recurrent models with the batch-1 signature of :func:`_converter`, inputs named as the model's."""
+    tf = keras_env.tf()
+    from compressor.models.inspection import flat_layers
+
+    with keras_env.quiet_native():
+        if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
+            tf.saved_model.save(model, str(directory))
+            return
+        specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name) for t, name in zip(model.inputs, model.input_names)]
+        function = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False))
+        tf.saved_model.save(model, str(directory), signatures=function.get_concrete_function(*specs))
+
+
+def _convert_isolated(model, profile, calibration: list[np.ndarray]) -> bytes:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="compressor-tflite-") as tmp:
+        work = Path(tmp)
+        try:
+            _save_for_conversion(model, work / "saved_model")
+        except Exception as exc:  # the converter could not have read it either
+            raise ConversionError(f"{profile.name}: the model could not be traced for the TFLite converter: "
+                                  f"{str(exc).strip().splitlines()[0][:200]}") from None
+        np.savez(work / "calibration.npz", **{f"input_{i}": a for i, a in enumerate(calibration)})
+        spec = {"saved_model": str(work / "saved_model"), "calibration": str(work / "calibration.npz"),
+                "names": list(model.input_names), "output": str(work / "model.tflite"),
+                "error": str(work / "error.txt"), "stage": str(work / "stage.txt"),
+                "profile": {"name": profile.name, "precision": profile.precision,
+                            "input_type": profile.input_type, "output_type": profile.output_type}}
+        (work / "spec.json").write_text(json.dumps(spec))
+        root = Path(__file__).resolve().parents[2]
+        env = dict(os.environ, COMPRESSOR_QUIET="1", TF_CPP_MIN_LOG_LEVEL="3")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        proc = subprocess.run([sys.executable, "-m", "targets.runtimes.litert", str(work / "spec.json")],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode == 0 and Path(spec["output"]).is_file():
+            return Path(spec["output"]).read_bytes()
+        if Path(spec["error"]).is_file():
+            raise ConversionError(Path(spec["error"]).read_text().strip())
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            what = ("the LiteRT interpreter crashed ({}) running the converted model (a kernel that does not "
+                    "handle it at this precision)" if Path(spec["stage"]).is_file() else
+                    "the TFLite converter crashed ({}) while quantizing this model").format(name)
+            raise ConversionError(
+                f"{profile.name}: {what}; the other targets are unaffected. Try another LiteRT precision "
+                "(tflite-int8, tflite-fp16) or another runtime's int8 (onnx-int8, openvino-int8)")
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        raise ConversionError(f"{profile.name}: the TFLite converter's process failed (exit {proc.returncode}): {tail}")
+
+
+def _convert_child(spec_path: str) -> int:
+    """The child side of :func:`_convert_isolated`: convert the SavedModel, write the flatbuffer."""
+    import json
+    from types import SimpleNamespace
+
+    spec = json.loads(Path(spec_path).read_text())
+    tf = keras_env.tf()
+    profile = SimpleNamespace(**spec["profile"])
+    with np.load(spec["calibration"]) as saved:
+        calibration = [saved[f"input_{i}"] for i in range(len(saved.files))]
+    converter = tf.lite.TFLiteConverter.from_saved_model(spec["saved_model"])
+    _configure(converter, profile, calibration, spec["names"])
+    try:
+        content = _run_converter(converter, profile.name)
+    except ConversionError as exc:
+        Path(spec["error"]).write_text(str(exc))
+        return 3
+    draft = Path(spec["output"] + ".tmp")
+    draft.write_bytes(content)
+    # A first run here, not in the caller: some quantized kernels abort the process on
+    # models they do not handle (int16x8 attention does), and the caller runs parity next.
+    Path(spec["stage"]).write_text("run")
+    runner = LiteRTRunner(draft, input_order=signature_order(content, spec["names"], "inputs"))
+    runner.run([array[:PROBE_SAMPLES] for array in calibration])
+    draft.rename(spec["output"])
+    return 0
+
+
+PROBE_SAMPLES = 4
 
 
 def unclip_lstm_cells(content: bytes) -> tuple[bytes, int]:
@@ -277,3 +379,9 @@ def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> Li
 
 RUNTIME = Runtime("litert", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert"),
                   preimport=("ai_edge_litert.interpreter",), accepts=("keras",))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_convert_child(sys.argv[1]))
