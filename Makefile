@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow benchmarks zoo clean
+.PHONY: setup demo test test-slow benchmarks zoo sweep clean
 
 setup: $(STAMP)
 
@@ -31,3 +31,6 @@ benchmarks: $(STAMP)
 
 zoo: $(STAMP)
 	$(BIN)/python -m tools.zoo --write ZOO.md
+
+sweep: $(STAMP)
+	$(BIN)/python -m tools.recipe_sweep --write RECIPES.md
