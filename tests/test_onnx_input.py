@@ -41,6 +41,42 @@ def test_quantize_only_path(onnx_file, digits8, tmp_path, target):
     assert outputs.shape == (5, 10)
 
 
+@pytest.mark.parametrize("target", ["onnx-int8", "onnx-dynamic-int8"])
+def test_a_quantized_graph_onnx_runtime_cannot_load_is_retried_then_refused(onnx_file, digits8, tmp_path,
+                                                                            monkeypatch, target):
+    """On an exported image classifier the quantizer wrote a graph ONNX Runtime refused to load
+    (INVALID_GRAPH at a bias from pre-processing's Conv+Add fusion): the next setting is tried,
+    and when none loads the target is refused in one line, never an internal error."""
+    from targets import export_many
+    from targets.runtimes import onnx_runtime
+
+    train, test = digits8
+    real, calls = onnx_runtime._loads, []
+
+    def invalid_when_optimized(model):
+        calls.append(model)
+        if len(calls) == 1:
+            raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model.")
+        real(model)
+
+    monkeypatch.setattr(onnx_runtime, "_loads", invalid_when_optimized)
+    result = export(load_onnx(onnx_file), target, out_dir=tmp_path / "retried", calibration=train, validation=test)
+    assert len(calls) == 2 and result.manifest["parity"]["passed"]
+    details = result.manifest["details"]["quantization"]
+    assert (details.get("per_channel"), details["graph_optimization"]) == (
+        (False, True) if target == "onnx-int8" else (None, False))
+
+    def never(model):
+        raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model.")
+
+    monkeypatch.setattr(onnx_runtime, "_loads", never)
+    exported, failed = export_many(load_onnx(onnx_file), [target, "onnx-fp32"], out_dir=tmp_path / "refused",
+                                   calibration=train, validation=test)
+    assert [r.target for r in exported] == ["onnx-fp32"]
+    assert failed[0].exit_code == 4 and "gave no loadable model" in failed[0].message
+    assert "INVALID_GRAPH" in failed[0].message
+
+
 def test_tflite_targets_refuse_onnx_input(onnx_file, digits8, tmp_path):
     expected = ("tflite-int8: cannot take model .*litert exports from keras models, not onnx ones; "
                 "onnx models go to the onnxruntime and openvino targets")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import keras_env
+from compressor import interrupts, keras_env
 from compressor.errors import ConversionError, one_line
 from targets.runtime import Exported, Runtime, TensorInfo, feeds
 
@@ -51,7 +51,7 @@ class CalibrationReader:
         return next(self._items, None)
 
 
-def _pre_process(source: Path, workdir: Path) -> tuple[Path, bool]:
+def _pre_process(source: Path, workdir: Path, *, optimize: bool = True) -> tuple[Path, bool]:
     """ONNX Runtime's quantization pre-processing (shape inference, graph optimization),
     which its docs ask for before static and dynamic quantization alike. Returns the
     prepared model and whether symbolic shape inference had to be skipped."""
@@ -59,33 +59,53 @@ def _pre_process(source: Path, workdir: Path) -> tuple[Path, bool]:
 
     prepared = workdir / "prepared.onnx"
     try:
-        quant_pre_process(str(source), str(prepared))
+        quant_pre_process(str(source), str(prepared), skip_optimization=not optimize)
         return prepared, False
     except Exception:  # "Incomplete symbolic shape inference" on some models: ORT's advice is to skip it
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, skip_optimization=not optimize)
         return prepared, True
+
+
+# Each attempt: (graph optimization in pre-processing, per-channel weights). The first is ONNX
+# Runtime's advice; the others exist because on some exported graphs the quantizer fails
+# (per-channel bias-scale adjustment) or writes a graph ONNX Runtime cannot load (a bias that
+# pre-processing's Conv+Add fusion produced, dequantized from int32: INVALID_GRAPH).
+STATIC_ATTEMPTS = ((True, True), (True, False), (False, True), (False, False))
+
+
+def _loads(model: Path) -> None:
+    """Raise if ONNX Runtime cannot build a session for ``model`` (what parity would hit next)."""
+    _session(model, 1)
 
 
 def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
-    prepared, skip_symbolic = _pre_process(source, workdir)
-    input_names = [i.name for i in _session(prepared, 1).get_inputs()]
     settings = {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
                 "weight_type": QuantType.QInt8, "calibrate_method": CalibrationMethod.MinMax,
                 "reduce_range": reduce_range}
-    try:
-        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
-                            per_channel=True, **settings)
-        per_channel = True
-    except Exception:  # per-channel can fail inside ORT's bias-scale adjustment; per-tensor is the fallback
-        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
-                            per_channel=False, **settings)
-        per_channel = False
-    prepared.unlink()
-    return {"format": "QDQ", "activations": "int8", "weights": "int8", "per_channel": per_channel,
-            "reduce_range": reduce_range, "calibration": "minmax", "skip_symbolic_shape": skip_symbolic}
+    failures = []
+    for optimize, per_channel in STATIC_ATTEMPTS:
+        prepared, skip_symbolic = _pre_process(source, workdir, optimize=optimize)
+        input_names = [i.name for i in _session(prepared, 1).get_inputs()]
+        try:
+            ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
+                                per_channel=per_channel, **settings)
+            _loads(destination)
+        except Exception as exc:
+            if interrupts.interrupted(exc):
+                raise
+            failures.append(f"{'optimized' if optimize else 'unoptimized'} graph, "
+                            f"{'per-channel' if per_channel else 'per-tensor'}: {one_line(exc)[:160]}")
+            destination.unlink(missing_ok=True)
+            continue
+        finally:
+            prepared.unlink(missing_ok=True)
+        return {"format": "QDQ", "activations": "int8", "weights": "int8", "per_channel": per_channel,
+                "reduce_range": reduce_range, "calibration": "minmax", "skip_symbolic_shape": skip_symbolic,
+                "graph_optimization": optimize}
+    raise ConversionError("ONNX Runtime's static quantizer gave no loadable model; " + "; ".join(failures[:2]))
 
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
@@ -102,13 +122,25 @@ def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
         raise ConversionError("the model already carries int8 quantization (QuantizeLinear/DequantizeLinear, as a "
                               "quantization-aware-trained model does); dynamic int8 re-quantizes float weights only: "
                               "use onnx-int8")
-    prepared, skip_symbolic = _pre_process(source, workdir)
-    ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
-    prepared.unlink()
-    initializers = onnx.load(str(destination), load_external_data=False).graph.initializer
-    quantized = sum(t.data_type == onnx.TensorProto.INT8 for t in initializers)
-    return {"weights": "int8", "activations": "dynamic uint8", "skip_symbolic_shape": skip_symbolic,
-            "int8_weight_tensors": quantized}
+    failures = []
+    for optimize in (True, False):  # as for static int8: the unoptimized graph when the optimized one fails
+        prepared, skip_symbolic = _pre_process(source, workdir, optimize=optimize)
+        try:
+            ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
+            _loads(destination)
+        except Exception as exc:
+            if interrupts.interrupted(exc):
+                raise
+            failures.append(f"{'optimized' if optimize else 'unoptimized'} graph: {one_line(exc)[:160]}")
+            destination.unlink(missing_ok=True)
+            continue
+        finally:
+            prepared.unlink(missing_ok=True)
+        initializers = onnx.load(str(destination), load_external_data=False).graph.initializer
+        quantized = sum(t.data_type == onnx.TensorProto.INT8 for t in initializers)
+        return {"weights": "int8", "activations": "dynamic uint8", "skip_symbolic_shape": skip_symbolic,
+                "int8_weight_tensors": quantized, "graph_optimization": optimize}
+    raise ConversionError("ONNX Runtime's dynamic quantizer gave no loadable model; " + "; ".join(failures))
 
 
 def _session(model: Path | bytes, threads: int):
