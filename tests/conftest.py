@@ -30,3 +30,13 @@ def digits8():
     from compressor.data import samples as sample_data
 
     return sample_data.load("digits-8", "train"), sample_data.load("digits-8", "test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_is_left_in_the_working_directory():
+    """Libraries that write temp files into the cwd (ONNX Runtime's shape inference saves
+    sym_shape_infer_temp.onnx and its external data there) must be run in a work folder."""
+    before = set(os.listdir("."))
+    yield
+    left = sorted(set(os.listdir(".")) - before - {".pytest_cache", ".hypothesis", "__pycache__"})
+    assert not left, f"files left in the working directory: {left[:5]}"

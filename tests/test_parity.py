@@ -123,3 +123,38 @@ def test_fp16_snr_floor_on_outputs_that_are_not_class_scores():
     noisy = ref + np.random.default_rng(2).normal(scale=0.05, size=ref.shape)  # SNR ~ 23 dB
     result = compare([ref], [noisy], FP16, at_precision=[noisy])
     assert result.failures and "below the floor 40 dB" in result.failures[0]
+
+
+def _scalar_sensitive_onnx(path):
+    """out = h * s - h with h = x @ W and the scalar s = 1.00049, which fp16 rounds to 1.0:
+    the whole output hangs on whether the scalar is rounded."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 1, (6, 4)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array(1.00049, np.float32), "s")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Mul", ["h", "s"], ["hs"]),
+             helper.make_node("Sub", ["hs", "h"], ["out"])]
+    graph = helper.make_graph(nodes, "scalar", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_fp16_reference_of_an_onnx_source_keeps_scalars_as_openvino_does(tmp_path):
+    """OpenVINO compresses weight tensors to fp16 and keeps scalar constants (hard-swish's 3 and
+    1/6, Clip bounds) in fp32; rounding them in the reference refused a correct MobileNetV3Large IR."""
+    from compressor.data import Dataset
+    from compressor.models.onnx_source import load_onnx
+    from targets import export
+
+    source = load_onnx(_scalar_sensitive_onnx(tmp_path / "scalar.onnx"))
+    x = np.random.default_rng(1).normal(0, 1, (64, 6)).astype(np.float32)
+    exact, reference = source.predict(x)[0], source.predict_with_weights("float16", x)[0]
+    assert np.abs(reference - exact).max() < 1e-3 * np.abs(exact).max()  # the scalar stayed 1.00049
+    data = Dataset(x, None, "noise")
+    result = export(source, "openvino-fp16", out_dir=tmp_path / "out", calibration=data, validation=data)
+    assert result.manifest["parity"]["passed"]

@@ -7,6 +7,7 @@ signed int8 activations and weights (S8S8), per-channel weights, after its
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -58,12 +59,15 @@ def _pre_process(source: Path, workdir: Path, *, optimize: bool = True) -> tuple
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = workdir / "prepared.onnx"
-    try:
-        quant_pre_process(str(source), str(prepared), skip_optimization=not optimize)
-        return prepared, False
-    except Exception:  # "Incomplete symbolic shape inference" on some models: ORT's advice is to skip it
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, skip_optimization=not optimize)
-        return prepared, True
+    # in the work folder: on incomplete shape inference ORT saves sym_shape_infer_temp.onnx in the cwd
+    with contextlib.chdir(workdir):
+        try:
+            quant_pre_process(str(source.resolve()), str(prepared.resolve()), skip_optimization=not optimize)
+            return prepared, False
+        except Exception:  # "Incomplete symbolic shape inference" on some models: ORT's advice is to skip it
+            quant_pre_process(str(source.resolve()), str(prepared.resolve()), skip_symbolic_shape=True,
+                              skip_optimization=not optimize)
+            return prepared, True
 
 
 # Each attempt: (graph optimization in pre-processing, per-channel weights). The first is ONNX
