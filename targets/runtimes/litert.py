@@ -117,7 +117,8 @@ def _save_for_conversion(model, directory: Path) -> None:
         if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
             tf.saved_model.save(model, str(directory))
             return
-        specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name) for t, name in zip(model.inputs, model.input_names)]
+        specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name)
+                 for t, name in zip(model.inputs, model.input_names)]
         function = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False))
         tf.saved_model.save(model, str(directory), signatures=function.get_concrete_function(*specs))
 
