@@ -42,6 +42,14 @@ register_metric(Metric("top1", True, _top_k(1), _is_classifier(2)))
 register_metric(Metric("top5", True, _top_k(5), _is_classifier(10)))  # top-5 of fewer than 10 classes says little
 
 
+def _binary(outputs: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean((outputs[:, 0] > 0.5) == (labels > 0)))
+
+
+# one sigmoid unit (a detector's objectness, a yes/no head): the decision at 0.5
+register_metric(Metric("binary", True, _binary, lambda outputs: outputs.ndim == 2 and outputs.shape[1] == 1))
+
+
 def evaluate(outputs: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
     """Every registered metric that applies to these outputs."""
     if labels is None:

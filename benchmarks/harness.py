@@ -184,8 +184,15 @@ def _reference(candidates: list[Candidate]) -> Candidate | None:
 def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> dict:
     reference = _reference(candidates)
     head = next((c.labelled_output for c in candidates if c.kind == "artifact"), 0) or 0
+    names = next(([o["name"] for o in c.parity_outputs] for c in candidates if c.parity_outputs), [])
+    labels = eval_data.labels_for(names[head], primary=True) if len(names) > head else eval_data.y
+    # a multi-head model: accuracy of every head that has labels (y_<output>), beside the primary one
+    heads = {i: (name, eval_data.labels_for(name, primary=i == head)) for i, name in enumerate(names)}
+    heads = {i: pair for i, pair in heads.items() if pair[1] is not None} if len(names) > 1 else {}
     ref_outputs = outputs[reference.name][head] if reference else None
-    ref_metrics = accuracy.evaluate(ref_outputs, eval_data.y) if reference else {}
+    ref_metrics = accuracy.evaluate(ref_outputs, labels) if reference else {}
+    ref_heads = {name: accuracy.evaluate(outputs[reference.name][i], y) for i, (name, y) in heads.items()} \
+        if reference else {}
     ref_latency = statistics.median(r["latency"]["p50_ms"] for r in per_candidate[reference.name]) \
         if reference else None
     rows = []
@@ -193,7 +200,8 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
         runs = per_candidate[candidate.name]
         latency = _median_latency(runs)
         first_output = outputs[candidate.name][head]
-        metrics = accuracy.evaluate(first_output, eval_data.y)
+        metrics = accuracy.evaluate(first_output, labels)
+        per_head = {name: accuracy.evaluate(outputs[candidate.name][i], y) for i, (name, y) in heads.items()}
         rows.append({
             "name": candidate.name, "kind": candidate.kind, "runtime": candidate.runtime,
             "precision": candidate.precision, "path": str(candidate.path), "size": candidate.size,
@@ -203,6 +211,8 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
             "fidelity": accuracy.fidelity(first_output, ref_outputs) if ref_outputs is not None else {},
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
             "parity_outputs": list(candidate.parity_outputs),
+            "accuracy_per_output": {name: {"accuracy": m, "accuracy_drop_pp": accuracy.drop_points(
+                m, ref_heads.get(name, {}))} for name, m in per_head.items()},
         })
     _runtime_ratios(rows)
     return results.document(

@@ -107,6 +107,27 @@ def output_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+HEAD_COLUMNS = ("target", "output", "metric", "value", "drop pp")
+
+
+def head_rows(doc: dict) -> list[list[str]]:
+    """Accuracy of every labelled head of a multi-head model (labels y_<output>): top-1 for
+    class scores, the decision at 0.5 for one sigmoid unit."""
+    rows = []
+    for r in doc["results"]:
+        for name, record in (r.get("accuracy_per_output") or {}).items():
+            for metric in ("top1", "binary"):
+                if metric in record["accuracy"]:
+                    rows.append([r["name"], name, metric, _fmt(record["accuracy"][metric] * 100, ".2f", " %"),
+                                 _fmt(record["accuracy_drop_pp"].get(metric), "+.2f")])
+    return rows
+
+
+def _md_table(title: str, columns, rows) -> str:
+    return (f"\n{title}:\n\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+            + "".join("| " + " | ".join(cells) + " |\n" for cells in rows))
+
+
 @writer("md", "report.md")
 def to_markdown(doc: dict) -> str:
     lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
@@ -117,9 +138,11 @@ def to_markdown(doc: dict) -> str:
              "this p50 (above 1 = faster). drop pp: top-1 points lost against the reference.\n")
     per_output = output_rows(doc)
     if per_output:
-        notes += ("\nParity per output (export check against the source, validation samples):\n\n| "
-                  + " | ".join(OUTPUT_COLUMNS) + " |\n|" + "---|" * len(OUTPUT_COLUMNS) + "\n"
-                  + "".join("| " + " | ".join(cells) + " |\n" for cells in per_output))
+        notes += _md_table("Parity per output (export check against the source, validation samples)",
+                           OUTPUT_COLUMNS, per_output)
+    per_head = head_rows(doc)
+    if per_head:
+        notes += _md_table("Accuracy per labelled output (eval data, labels y_<output>)", HEAD_COLUMNS, per_head)
     return "\n".join(lines) + "\n" + notes
 
 
@@ -190,6 +213,9 @@ def to_html(doc: dict) -> str:
     per_output = output_rows(doc)
     if per_output:
         figures = (_html_table("Parity per output", OUTPUT_COLUMNS, per_output)) + figures
+    per_head = head_rows(doc)
+    if per_head:
+        figures = _html_table("Accuracy per labelled output", HEAD_COLUMNS, per_head) + figures
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>Benchmark report</title>"
             f"<style>{STYLE}</style></head><body><h1>Benchmark report</h1>"
             f"<p>{html.escape(machine_line(doc))}</p>"

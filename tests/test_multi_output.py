@@ -72,7 +72,7 @@ def test_compress_takes_a_three_output_model_to_every_runtime(three_heads, digit
     out = tmp_path / "out"
     train, test = digits8
     np.savez(tmp_path / "train.npz", x=train.x, y=train.y)
-    np.savez(tmp_path / "test.npz", x=test.x, y=test.y)
+    np.savez(tmp_path / "test.npz", x=test.x, y=test.y, y_score=(test.y > 4).astype(int))  # labels per head
     targets = ["tflite-fp32", "tflite-int8", "mcu", "onnx-fp32", "onnx-int8", "openvino-fp32"]
     with pytest.raises(SystemExit) as info:
         main(["compress", str(path), "-r", "int8", *[a for t in targets for a in ("-t", t)],
@@ -90,5 +90,26 @@ def test_compress_takes_a_three_output_model_to_every_runtime(three_heads, digit
     rows = {r["name"]: r for r in results["results"]}
     assert rows["float (TensorFlow)"]["accuracy"]["top1"] > 0.8  # measured on the class head
     assert all(abs(r["accuracy_drop_pp"]["top1"]) < 2 for r in rows.values())
+    heads = rows["float (TensorFlow)"]["accuracy_per_output"]
+    assert set(heads) == {"classes", "score"}  # y is the class head's; box has no labels
+    assert heads["classes"]["accuracy"]["top1"] == rows["float (TensorFlow)"]["accuracy"]["top1"]
+    assert heads["score"]["accuracy"]["binary"] > 0.8
+    assert all(abs(r["accuracy_per_output"]["score"]["accuracy_drop_pp"]["binary"]) < 3 for r in rows.values())
     report = (out / "report.md").read_text()
     assert "Parity per output" in report and "| tflite-int8 | box |" in report
+    assert "Accuracy per labelled output" in report and "| tflite-int8 | score | binary |" in report
+
+
+def test_labels_for_an_output_the_model_lacks_are_refused_before_work(three_heads, digits8, tmp_path, capsys):
+    from compressor.app.cli import main
+
+    _, path = three_heads
+    train, test = digits8
+    np.savez(tmp_path / "train.npz", x=train.x, y=train.y)
+    np.savez(tmp_path / "test.npz", x=test.x, y=test.y, y_scores=(test.y > 4).astype(int))
+    with pytest.raises(SystemExit) as info:
+        main(["compress", str(path), "-r", "int8", "-t", "tflite-fp32", "--data", str(tmp_path / "train.npz"),
+              "--eval-data", str(tmp_path / "test.npz"), "-o", str(tmp_path / "out")])
+    assert info.value.code == 3
+    assert "labels y_scores name no output of the model (its outputs: box, classes, score)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "tflite-fp32").exists()

@@ -27,6 +27,7 @@ class Dataset:
     x: np.ndarray | dict[str, np.ndarray]
     y: np.ndarray | None = None
     name: str = "data"
+    heads: dict[str, np.ndarray] | None = None  # labels per named output of a multi-head model (y_<output>)
 
     def __post_init__(self) -> None:
         arrays = self.arrays
@@ -46,23 +47,30 @@ class Dataset:
         if len(set(counts.values())) > 1:
             raise BadInputError(f"{self.name}: inputs differ in sample count ({counts})")
         if self.y is not None:
-            self._check_labels()
+            self._check_labels(self.y, self.name)
+        for head, labels in (self.heads or {}).items():
+            self._check_labels(labels, f"{self.name}: labels for output '{head}'")
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
         """Every input array by name (``x`` for the one input of a single-input dataset)."""
         return {SINGLE: self.x} if isinstance(self.x, np.ndarray) else dict(self.x)
 
-    def _check_labels(self) -> None:
-        y = self.y
+    def _check_labels(self, y: np.ndarray, what: str) -> None:
         if y.dtype.kind not in "biu" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
-            raise BadInputError(f"{self.name}: labels must be integer class indices, got dtype {y.dtype}")
+            raise BadInputError(f"{what}: labels must be integer class indices, got dtype {y.dtype}")
         if y.ndim != 1:
-            raise BadInputError(f"{self.name}: labels must be one class index per sample, got shape {y.shape}")
+            raise BadInputError(f"{what}: labels must be one class index per sample, got shape {y.shape}")
         if len(y) != len(self):
-            raise BadInputError(f"{self.name}: {len(y)} labels for {len(self)} samples")
+            raise BadInputError(f"{what}: {len(y)} labels for {len(self)} samples")
         if np.any(y < 0):
-            raise BadInputError(f"{self.name}: labels contain negative class indices")
+            raise BadInputError(f"{what}: labels contain negative class indices")
+
+    def labels_for(self, output: str, *, primary: bool) -> np.ndarray | None:
+        """The labels of one output: ``y_<output>``, else ``y`` when it is the primary (labelled) output."""
+        if self.heads and output in self.heads:
+            return self.heads[output]
+        return self.y if primary else None
 
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values())))
@@ -74,7 +82,8 @@ class Dataset:
 
     def _select(self, index) -> "Dataset":
         x = self.x[index] if isinstance(self.x, np.ndarray) else {k: v[index] for k, v in self.x.items()}
-        return Dataset(x, None if self.y is None else self.y[index], self.name)
+        heads = {k: v[index] for k, v in self.heads.items()} if self.heads else None
+        return Dataset(x, None if self.y is None else self.y[index], self.name, heads)
 
     def take(self, count: int) -> "Dataset":
         """The first ``count`` samples."""
@@ -136,6 +145,11 @@ class Dataset:
         for spec, array in zip(source.inputs, self.feeds(source)):
             where = "" if len(source.inputs) == 1 else f" for input '{spec.name}'"
             check_shape(self.name + where, array, spec.shape[1:], np.dtype(spec.dtype))
+        outputs = [spec.name for spec in source.outputs]
+        unknown = sorted(set(self.heads or {}) - set(outputs))
+        if unknown:
+            raise BadInputError(f"{self.name}: labels y_{unknown[0]} name no output of the model "
+                                f"(its outputs: {', '.join(outputs)})")
         if num_classes is None:
             num_classes = source.data_spec()[2]
         if self.y is not None and num_classes and int(self.y.max()) >= num_classes:

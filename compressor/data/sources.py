@@ -52,14 +52,19 @@ def _load_sample(source: str, input_shape) -> Dataset:
     return samples.load(name, split or "train")
 
 
+HEAD_PREFIX = "y_"  # labels of one named output: y_classes, y_attributes
+
+
 @data_source("npz", lambda s: _is_path_like(s) and str(s).lower().endswith(".npz"))
 def _load_npz(source, input_shape) -> Dataset:
     """``x`` (and labels ``y``) for a single-input model; for several inputs, one array per
-    input named as the model's inputs (``audio``, ``state``, ``rate``...)."""
+    input named as the model's inputs (``audio``, ``state``, ``rate``...). A model with
+    several labelled heads takes ``y_<output name>`` per head."""
     path = _existing(source, want_dir=False)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            inputs = {key: archive[key] for key in archive.files if key != "y"}
+            inputs = {key: archive[key] for key in archive.files if key != "y" and not key.startswith(HEAD_PREFIX)}
+            heads = {key[len(HEAD_PREFIX):]: archive[key] for key in archive.files if key.startswith(HEAD_PREFIX)}
             if not inputs:
                 raise BadInputError(f"{path}: .npz has no 'x' array nor one array per model input "
                                     f"(found: {', '.join(archive.files) or 'none'})")
@@ -73,7 +78,7 @@ def _load_npz(source, input_shape) -> Dataset:
         raise BadInputError(f"{path}: corrupt .npz file ({exc})") from None
     except Exception as exc:  # zipfile / OSError / EOFError for damaged archives
         raise BadInputError(f"{path}: corrupt .npz file ({type(exc).__name__}: {exc})") from None
-    return Dataset(x, y, name=str(path))
+    return Dataset(x, y, name=str(path), heads=heads or None)
 
 
 @data_source("image-folder", lambda s: _is_path_like(s) and Path(s).is_dir())
