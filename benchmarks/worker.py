@@ -98,6 +98,10 @@ def main() -> None:
 
     os.environ.setdefault("COMPRESSOR_QUIET", "1")
     spec = json.loads(Path(sys.argv[1]).read_text())
+    if spec.get("trust_model"):  # the user's custom layers, as the parent imported them (--custom-code)
+        from compressor.models import custom_code
+
+        custom_code.load_from_environment()
     result = run(spec)
     Path(spec["result"]).write_text(json.dumps(result))
 

@@ -150,3 +150,54 @@ def test_a_copy_that_computes_something_else_is_refused(monkeypatch):
     model = keras.Model(inputs, keras.layers.Dense(4, activation="hard_sigmoid")(keras.layers.Dense(8)(inputs)))
     with pytest.raises(ConversionError, match="differs from the Keras 3 model"):
         load_model(model)
+
+
+def _scaled_dense_class(keras):
+    @keras.saving.register_keras_serializable(package="bridge_test")
+    class ScaledDense(keras.layers.Layer):
+        """A registered custom layer (keras.ops inside, a learned scalar)."""
+
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], self.units))
+            self.scale = self.add_weight(name="scale", shape=(), initializer="ones")
+
+        def call(self, inputs):
+            return keras.ops.softmax(keras.ops.matmul(inputs, self.kernel) * self.scale)
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    return ScaledDense
+
+
+def test_layers_tf_keras_lacks_run_as_keras3_layers_and_export(tmp_path, digits8):
+    """A custom layer the user trusts, and a Keras 3 built-in tf-keras lacks (RMSNormalization),
+    run as Keras 3 layers inside the tf-keras model: same outputs, weights seen, every float
+    runtime exports them."""
+    from compressor.models import load_source
+    from targets import export_many
+
+    keras = keras_env.keras3()
+    image = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, name="conv")(image))
+    x = keras.layers.RMSNormalization(name="rms")(x)
+    model = keras.Model(image, _scaled_dense_class(keras)(10, name="classes")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    train, test = digits8
+    model.fit(train.x, train.y, epochs=3, verbose=0)
+    path = tmp_path / "custom.keras"
+    model.save(path)
+    with pytest.raises(UnsafeModelError, match="custom code"):
+        load_source(path)
+    source = load_source(path, trust_model=True)
+    np.testing.assert_allclose(source.predict(test.x)[0], model.predict(test.x, verbose=0), atol=1e-5)
+    assert {"ScaledDense", "RMSNormalization"} <= source.op_types()
+    assert source.report().params == model.count_params()
+    exported, failed = export_many(source, ["tflite-fp32", "onnx-fp32", "openvino-fp32", "tflite-int8"],
+                                   out_dir=tmp_path / "out", calibration=train, validation=test)
+    assert not failed, [f.message for f in failed]
+    assert all(r.parity["passed"] for r in exported)

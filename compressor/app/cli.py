@@ -38,9 +38,24 @@ class Context:
         self.quiet = quiet
 
 
+def _load_custom_code(ctx, param, values):
+    if values:
+        from compressor.models import custom_code
+
+        if not ctx.params.get("trust_model"):  # --trust-model is eager: known before this runs
+            raise click.UsageError("--custom-code runs the given code: pass --trust-model with it")
+
+        custom_code.load(values)
+    return values
+
+
 def trust_option(func):
+    func = click.option(
+        "--custom-code", multiple=True, metavar="FILE.py|MODULE", expose_value=False, callback=_load_custom_code,
+        help="Python file or module defining the model's custom layers (imported: it runs code; "
+             "needs --trust-model). Repeatable.")(func)
     return click.option(
-        "--trust-model", is_flag=True,
+        "--trust-model", is_flag=True, is_eager=True,
         help="Allow Lambda layers and custom objects (they run code). Only for models you trust.",
     )(func)
 

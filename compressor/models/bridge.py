@@ -204,6 +204,33 @@ def _affine_op(layer: dict) -> dict | None:
             "name": layer.get("name", layer["config"]["name"]), "inbound_nodes": [[[*history[:3], {}]]]}
 
 
+WRAPPED = "Keras3Layer"
+
+
+def _wrapper_class(layers: dict):
+    """A tf-keras layer that runs one Keras 3 layer as it is (Keras 3 on the TensorFlow
+    backend builds TensorFlow ops): for custom layers the user trusts and Keras 3 layers
+    tf-keras lacks. Its variables are tracked here, so weight copies, SavedModel tracing and
+    the converters see them."""
+    tfk = keras_env.tf_keras()
+
+    class Keras3Layer(tfk.layers.Layer):
+        def __init__(self, wrapped_layer: str, wrapped_class: str = "", **kwargs):
+            super().__init__(**kwargs)
+            self.wrapped_layer, self.wrapped_class = wrapped_layer, wrapped_class
+            self._wrapped = [layers[wrapped_layer]]  # in a list: tf-keras does not track Keras 3 layers
+            self.wrapped_variables = [v.value for v in getattr(layers[wrapped_layer], "weights", [])]
+
+        def call(self, inputs, *args, **kwargs):
+            kwargs.pop("training", None)  # inference: the wrapped layer runs in its inference mode
+            return self._wrapped[0](inputs, *args, **kwargs)
+
+        def get_config(self):
+            return {**super().get_config(), "wrapped_layer": self.wrapped_layer, "wrapped_class": self.wrapped_class}
+
+    return Keras3Layer
+
+
 def _translate_layer(layer: dict, built: dict) -> dict:
     tfk = keras_env.tf_keras()
     affine = _affine_op(layer)
@@ -214,13 +241,11 @@ def _translate_layer(layer: dict, built: dict) -> dict:
     where = f"layer '{name}' ({class_name})"
     if class_name in MODEL_CLASSES:
         translated = {"class_name": class_name, "config": _translate_model_config(class_name, layer["config"], built)}
+    elif getattr(tfk.layers, class_name, None) is None:  # run the Keras 3 layer itself (safety vetted it)
+        translated = {"class_name": WRAPPED, "config": {"name": name, "wrapped_layer": name,
+                                                   "wrapped_class": class_name}}
     else:
-        cls = getattr(tfk.layers, class_name, None)
-        if cls is None:
-            raise UnsupportedModelError(
-                f"{where} has no tf-keras equivalent; save the model as a tf-keras model or a "
-                "SavedModel written by tf-keras, or replace the layer with built-in layers"
-            )
+        cls = getattr(tfk.layers, class_name)
         config = dict(layer.get("config", {}))
         if class_name == "Lambda":  # reached only with trust_model=True (see compressor.models.safety)
             config = _lambda_config(config)
@@ -286,7 +311,8 @@ def _rebuild(model, trust_model: bool):
     config = _translate_model_config(class_name, model.get_config(), built)
     from tf_keras.src.saving.serialization_lib import SafeModeScope
 
-    with SafeModeScope(safe_mode=not trust_model):
+    wrapper = _wrapper_class({layer.name: layer for layer in _all_layers(model)})
+    with SafeModeScope(safe_mode=not trust_model), tfk.utils.custom_object_scope({WRAPPED: wrapper}):
         try:
             return (tfk.Sequential if class_name == "Sequential" else tfk.Model).from_config(config)
         except CompressorError:

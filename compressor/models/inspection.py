@@ -149,7 +149,7 @@ def _layer_info(layer) -> LayerInfo:
     zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
     return LayerInfo(
         name=layer.name,
-        type=type(inner).__name__,
+        type=getattr(inner, "wrapped_class", None) or type(inner).__name__,  # a bridged Keras 3 layer: its class
         output_shape=list(out_shape),
         params=int(layer.count_params()),
         macs=int(macs),

@@ -117,6 +117,7 @@ def scan_config(config: dict) -> list[Finding]:
 def check_config(config: dict, *, source: str, trust_model: bool) -> None:
     """Raise UnsafeModelError if ``config`` runs code and the user did not opt in."""
     if trust_model:
+        _check_registered(config, source)
         return
     findings = scan_config(config)
     if findings:
@@ -125,3 +126,28 @@ def check_config(config: dict, *, source: str, trust_model: bool) -> None:
             f"{source}: refused to load, {findings[0]}{more}; "
             "pass --trust-model / trust_model=True only if you trust where this model came from"
         )
+
+
+def _custom_classes(value: Any) -> Iterator[tuple[str, str]]:
+    """(registered name, module) of every object in a config that comes from outside Keras."""
+    if isinstance(value, dict):
+        module = value.get("module")
+        if "class_name" in value and module and not str(module).startswith(KERAS_MODULES):
+            yield str(value.get("registered_name") or value["class_name"]), str(module)
+        for item in value.values():
+            yield from _custom_classes(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _custom_classes(item)
+
+
+def _check_registered(config: dict, source: str) -> None:
+    """A trusted model's custom classes must be registered before loading; say how, by name."""
+    from compressor import keras_env
+
+    known = set(keras_env.keras3().saving.get_custom_objects()) | set(keras_env.tf_keras().utils.get_custom_objects())
+    for name, module in _custom_classes(config):
+        if name not in known and name.split(">")[-1] not in known:
+            raise UnsafeModelError(
+                f"{source}: the model needs the custom class '{name}' (from module '{module}'), which is not "
+                "registered here; pass the file or module that defines it with --custom-code (and --trust-model)")

@@ -120,7 +120,7 @@ class KerasSource:
         """Layer types, wrapped layers included (Bidirectional(GRU) is a GRU too)."""
         types = set()
         for layer in flat_layers(self.model):
-            types.add(type(layer).__name__)
+            types.add(getattr(layer, "wrapped_class", None) or type(layer).__name__)
             for inner in (getattr(layer, "forward_layer", None), getattr(layer, "layer", None)):
                 if inner is not None:
                     types.add(type(inner).__name__)
