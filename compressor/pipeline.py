@@ -81,7 +81,7 @@ def check_steps_fit(recipe: Recipe, source) -> None:
 
 
 def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False,
-             on_step: Callable[[int, str], None] | None = None) -> CompressResult:
+             on_step: Callable[[int, str], None] | None = None, pixel_scale: str | None = None) -> CompressResult:
     """Run ``recipe`` on ``model``; return the compressed model and a record per step.
 
     Args:
@@ -92,23 +92,24 @@ def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False,
         data: labelled training data for fine-tuning (any source ``load_dataset`` takes).
         eval_data: labelled held-out data; accuracy is recorded after every step.
         on_step: called with (index, step type) as each step starts (progress display).
+        pixel_scale: how image-folder pixels are scaled (``compressor.data.PIXEL_SCALES``; raw 0-255 by default).
 
     Example:
         >>> result = compress("model.keras", "prune50-int8", data="train.npz", eval_data="test.npz")
         >>> result.steps[0].details["layer_sparsity"]
     """
     with keras_env.releasing_graphs():
-        return _compress(model, recipe, data, eval_data, trust_model, on_step)
+        return _compress(model, recipe, data, eval_data, trust_model, on_step, pixel_scale)
 
 
-def _compress(model, recipe, data, eval_data, trust_model, on_step) -> CompressResult:
+def _compress(model, recipe, data, eval_data, trust_model, on_step, pixel_scale) -> CompressResult:
     recipe = load_recipe(recipe)
     source = load_source(model, trust_model=trust_model)
     check_steps_fit(recipe, source)
     shape = source.data_spec()[0]
-    train = load_dataset(data, input_shape=shape)
+    train = load_dataset(data, input_shape=shape, pixel_scale=pixel_scale)
     train.check_fits(source)
-    test = load_dataset(eval_data, input_shape=shape) if eval_data is not None else None
+    test = load_dataset(eval_data, input_shape=shape, pixel_scale=pixel_scale) if eval_data is not None else None
     if test is not None:
         test.check_fits(source)
     keras_env.set_seed(recipe.seed)

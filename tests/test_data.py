@@ -6,6 +6,7 @@ import pytest
 from compressor.data import samples as sample_data
 from compressor.models import as_source
 from compressor.data import Dataset, load_dataset
+from compressor import keras_env
 from compressor.errors import BadInputError
 from tests.helpers import models
 
@@ -37,8 +38,45 @@ def test_image_folder_is_resized_to_model_input(tmp_path):
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "dog" / ".hidden.png")
     data = load_dataset(tmp_path, input_shape=(28, 28, 1))
     assert data.x.shape == (6, 28, 28, 1) and data.x.dtype == np.float32
-    assert list(data.y) == [0, 0, 0, 1, 1, 1] and data.name.endswith("(2 classes: cat, dog)")
-    assert abs(float(data.x[0].mean()) - 40 / 255) < 0.01
+    assert list(data.y) == [0, 0, 0, 1, 1, 1] and data.name.endswith("(2 classes: cat, dog; pixels 0-255)")
+    assert abs(float(data.x[0].mean()) - 40) < 1  # raw pixels, as keras.utils.image_dataset_from_directory gives
+    unit = load_dataset(tmp_path, input_shape=(28, 28, 1), pixel_scale="unit")
+    np.testing.assert_allclose(unit.x, data.x / 255, rtol=1e-6)
+    assert unit.pixels == "unit" and "pixels / 255" in unit.name
+    symmetric = load_dataset(tmp_path, input_shape=(28, 28, 1), pixel_scale="symmetric")
+    np.testing.assert_allclose(symmetric.x, data.x / 127.5 - 1, atol=1e-6)
+
+
+def test_pixel_scale_is_for_image_folders_only(tmp_path):
+    path = _npz(tmp_path / "d.npz", x=np.zeros((4, 8, 8, 1), np.float32), y=np.zeros(4, int))
+    with pytest.raises(BadInputError, match="--pixel-scale applies to image folders"):
+        load_dataset(path, pixel_scale="unit")
+
+
+def _rescaling_cnn():
+    """As Keras' image examples build them: the model divides by 255 itself."""
+    tfk = keras_env.tf_keras()
+    return tfk.Sequential([tfk.Input((8, 8, 1)), tfk.layers.Rescaling(1 / 255), tfk.layers.Flatten(),
+                           tfk.layers.Dense(3, activation="softmax")])
+
+
+def test_images_already_in_unit_range_for_a_model_that_rescales_are_refused(tmp_path):
+    """The silent failure: a Rescaling(1/255) model fed 0-1 pixels scores at chance with exit 0."""
+    from PIL import Image
+
+    source = as_source(_rescaling_cnn())
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 30 + 100 * i, np.uint8)).save(tmp_path / "imgs" / label / f"{i}.png")
+    load_dataset(tmp_path / "imgs", input_shape=(8, 8, 1)).check_fits(source)  # raw: what the model wants
+    refused = r"rescales its input itself \(x 0.003922.*already in 0-1.*--pixel-scale raw"
+    with pytest.raises(BadInputError, match=refused):
+        load_dataset(tmp_path / "imgs", input_shape=(8, 8, 1), pixel_scale="unit").check_fits(source)
+    scaled = _npz(tmp_path / "d.npz", x=np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32),
+                  y=np.zeros(4, int))
+    with pytest.raises(BadInputError, match="give pixels 0-255 in the .npz"):
+        load_dataset(scaled).check_fits(source)
 
 
 def test_sample_sets_are_real_digits():

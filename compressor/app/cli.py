@@ -60,6 +60,13 @@ def trust_option(func):
     )(func)
 
 
+def pixel_option(func):
+    return click.option(
+        "--pixel-scale", type=click.Choice(["raw", "unit", "symmetric"]), default=None,
+        help="Image folders only: pixels as decoded (raw 0-255, the default, as Keras' image_dataset_from_directory "
+             "gives), unit (/255) or symmetric (/127.5 - 1). Recorded with the data in manifests and reports.")(func)
+
+
 def parity_options(func):
     """The user's own parity bounds, in place of the target profiles' (recorded in each manifest)."""
     func = click.option("--min-agreement", type=click.FloatRange(0, 1, min_open=True), default=None,
@@ -174,14 +181,15 @@ def bench_options(func):
 @click.option("--eval-data", required=True, help="Labelled held-out data for parity, accuracy and benchmarks.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=str), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it holds a previous run.")
+@pixel_option
 @parity_options
 @device_option
 @bench_options
 @trust_option
 @json_option
 @click.pass_obj
-def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, max_abs, min_agreement, device,
-             rounds, min_seconds, threads, trust_model, as_json) -> None:
+def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, pixel_scale, max_abs,
+             min_agreement, device, rounds, min_seconds, threads, trust_model, as_json) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
     Exit code 0 only when every requested artifact was written and passed its parity check.
@@ -196,7 +204,7 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
     outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
                   rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement),
-                  device=device, progress=_progress(obj))
+                  device=device, pixel_scale=pixel_scale, progress=_progress(obj))
     _finish_run(outcome, as_json)
 
 
@@ -282,7 +290,7 @@ def embed(artifact: str, fmt: str, out_dir: str | None) -> None:
         click.echo(str(path))
 
 
-def _datasets(source, data: str | None, eval_data: str | None, seed: int):
+def _datasets(source, data: str | None, eval_data: str | None, seed: int, pixel_scale: str | None = None):
     """Calibration and validation sets; one source alone is split so that they never overlap."""
     from compressor.data import load_dataset
 
@@ -290,8 +298,10 @@ def _datasets(source, data: str | None, eval_data: str | None, seed: int):
     if data is None and eval_data is None:
         raise click.UsageError("give --data (calibration) and/or --eval-data (validation)")
     if data is not None and eval_data is not None:
-        return load_dataset(data, input_shape=shape), load_dataset(eval_data, input_shape=shape)
-    calibration, validation = load_dataset(data or eval_data, input_shape=shape).split(0.5, seed=seed)
+        return (load_dataset(data, input_shape=shape, pixel_scale=pixel_scale),
+                load_dataset(eval_data, input_shape=shape, pixel_scale=pixel_scale))
+    whole = load_dataset(data or eval_data, input_shape=shape, pixel_scale=pixel_scale)
+    calibration, validation = whole.split(0.5, seed=seed)
     return calibration, validation
 
 
@@ -307,12 +317,13 @@ def _datasets(source, data: str | None, eval_data: str | None, seed: int):
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace existing target sub-folders.")
+@pixel_option
 @parity_options
 @device_option
 @trust_option
 @json_option
-def export(model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, max_abs,
-           min_agreement, device, trust_model, as_json) -> None:
+def export(model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, pixel_scale,
+           max_abs, min_agreement, device, trust_model, as_json) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
     Example:
@@ -325,7 +336,7 @@ def export(model, target_names, data, eval_data, out_dir, calibration_samples, t
 
     names = validate_targets(target_names)
     source = load_source(model, trust_model=trust_model)
-    calibration, validation = _datasets(source, data, eval_data, seed)
+    calibration, validation = _datasets(source, data, eval_data, seed, pixel_scale)
     exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
                                    source_path=model, overwrite=overwrite, device=device,
@@ -367,10 +378,11 @@ def _report_failures(failed, out_dir) -> None:
 @click.option("--min-runs", default=50, show_default=True, type=click.IntRange(1))
 @click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(0))
 @click.option("--warmup-seconds", default=0.5, show_default=True, type=click.FloatRange(0))
+@pixel_option
 @trust_option
 @json_option
 def bench(paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, min_seconds, warmup_seconds,
-          trust_model, as_json) -> None:
+          pixel_scale, trust_model, as_json) -> None:
     """Measure artifacts (and the float source) and write results.json and reports.
 
     Each artifact runs in its own process; latency percentiles, throughput, memory,
@@ -389,7 +401,7 @@ def bench(paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, m
 
     config = LatencyConfig(warmup_seconds=warmup_seconds, min_runs=min_runs, min_seconds=min_seconds, batch=batch,
                            threads=threads)
-    doc = measure(list(paths), eval_data=load_dataset(eval_data), source=source, config=config, rounds=rounds,
+    doc = measure(list(paths), eval_data=load_dataset(eval_data, pixel_scale=pixel_scale), source=source, config=config, rounds=rounds,
                   trust_model=trust_model)
     target = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path("."))
     written = reports.write_reports(doc, target)

@@ -84,7 +84,8 @@ def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> Non
 
 def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: str, out_dir: str,
         overwrite: bool = False, bench_config=None, rounds: int = 3, trust_model: bool = False,
-        parity_rule=None, device: str | None = None, progress: Progress = lambda message: None) -> RunOutcome:
+        parity_rule=None, device: str | None = None, pixel_scale: str | None = None,
+        progress: Progress = lambda message: None) -> RunOutcome:
     """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
     from compressor.data import load_dataset
     from compressor.models import load_source
@@ -102,9 +103,9 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     prepare_output(out, [Path(model_path)] + [Path(p) for p in (data, eval_data) if not str(p).startswith("sample:")],
                    overwrite=overwrite)
     outcome = RunOutcome(out)
-    source, provenance = _compress(source, recipe, data, eval_data, trust_model, progress, outcome)
+    source, provenance = _compress(source, recipe, data, eval_data, trust_model, progress, outcome, pixel_scale)
     shape = source.data_spec()[0]
-    train, test = load_dataset(data, input_shape=shape), load_dataset(eval_data, input_shape=shape)
+    train, test = (load_dataset(d, input_shape=shape, pixel_scale=pixel_scale) for d in (data, eval_data))
     outcome.exported, outcome.failed = export_many(
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
         seed=recipe.seed, parity_rule=parity_rule, device=device, on_progress=progress)
@@ -121,11 +122,11 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     return outcome
 
 
-def _compress(source, recipe, data, eval_data, trust_model, progress, outcome):
+def _compress(source, recipe, data, eval_data, trust_model, progress, outcome, pixel_scale):
     from compressor.pipeline import compress
 
     progress(f"compress: recipe '{recipe.name}' ({len(recipe.steps)} step(s))")
-    result = compress(source, recipe, data=data, eval_data=eval_data, trust_model=trust_model,
+    result = compress(source, recipe, data=data, eval_data=eval_data, trust_model=trust_model, pixel_scale=pixel_scale,
                       on_step=lambda i, kind: progress(f"compress: step {i + 1}/{len(recipe.steps)} {kind}"))
     outcome.compression = result.to_dict()
     if result.model is not None:  # the compressed Keras model; an ONNX source has none of its own

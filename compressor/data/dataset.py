@@ -28,6 +28,7 @@ class Dataset:
     y: np.ndarray | None = None
     name: str = "data"
     heads: dict[str, np.ndarray] | None = None  # labels per named output of a multi-head model (y_<output>)
+    pixels: str | None = None  # images decoded by the toolkit: the pixel scale applied (see sources.PIXEL_SCALES)
 
     def __post_init__(self) -> None:
         arrays = self.arrays
@@ -83,7 +84,7 @@ class Dataset:
     def _select(self, index) -> "Dataset":
         x = self.x[index] if isinstance(self.x, np.ndarray) else {k: v[index] for k, v in self.x.items()}
         heads = {k: v[index] for k, v in self.heads.items()} if self.heads else None
-        return Dataset(x, None if self.y is None else self.y[index], self.name, heads)
+        return Dataset(x, None if self.y is None else self.y[index], self.name, heads, self.pixels)
 
     def take(self, count: int) -> "Dataset":
         """The first ``count`` samples."""
@@ -150,12 +151,25 @@ class Dataset:
         if unknown:
             raise BadInputError(f"{self.name}: labels y_{unknown[0]} name no output of the model "
                                 f"(its outputs: {', '.join(outputs)})")
+        self._check_pixel_range(source)
         if num_classes is None:
             num_classes = source.data_spec()[2]
         if self.y is not None and num_classes and int(self.y.max()) >= num_classes:
             raise BadInputError(
                 f"{self.name}: label {int(self.y.max())} is out of range for a model with {num_classes} classes"
             )
+
+    def _check_pixel_range(self, source) -> None:
+        """Images already in 0-1 for a model that divides by 255 itself score at chance, silently."""
+        scale = getattr(source, "input_scale", lambda: None)()
+        if scale is None or not 0 < scale < 0.1 or len(source.inputs) != 1:
+            return
+        array = self.feeds(source)[0]
+        if array.dtype.kind == "f" and array.ndim == 4 and float(array.max()) <= 1.0:
+            fix = ("--pixel-scale raw" if self.pixels else "pixels 0-255 in the .npz, as the model was trained on")
+            raise BadInputError(
+                f"{self.name}: the model rescales its input itself (x {scale:.4g}, a Rescaling layer) but these "
+                f"images are already in 0-1 (max {float(array.max()):.3g}); give {fix}")
 
     def check_shape(self, expected: Sequence, dtype: np.dtype) -> None:
         check_shape(self.name, self._single(), expected, dtype)

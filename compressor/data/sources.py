@@ -101,7 +101,7 @@ def _load_image_folder(source, input_shape) -> Dataset:
                     image = image.convert("L" if channels == 1 else "RGB")
                     if height and width:
                         image = image.resize((width, height), Image.BILINEAR)
-                    array = np.asarray(image, dtype=np.float32) / 255.0
+                    array = np.asarray(image, dtype=np.float32)  # 0-255; scaled in load_dataset
             except (UnidentifiedImageError, OSError) as exc:
                 raise BadInputError(f"{file}: unreadable image ({exc})") from None
             xs.append(array[..., None] if channels == 1 else array)
@@ -111,7 +111,26 @@ def _load_image_folder(source, input_shape) -> Dataset:
     if len({a.shape for a in xs}) > 1:
         raise BadInputError(f"{root}: images differ in size; give the model's input shape to resize them")
     shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
-    return Dataset(np.stack(xs), np.asarray(ys, dtype=np.int64), name=f"{root} ({len(classes)} classes: {shown})")
+    return Dataset(np.stack(xs), np.asarray(ys, dtype=np.int64), name=f"{root} ({len(classes)} classes: {shown})",
+                   pixels="raw")
+
+
+# How decoded image pixels are scaled: (multiplier, offset, what the model gets). "raw" is what
+# keras.utils.image_dataset_from_directory gives, and what a model with its own Rescaling takes.
+PIXEL_SCALES = {
+    "raw": (1.0, 0.0, "pixels 0-255"),
+    "unit": (1 / 255, 0.0, "pixels / 255 (0-1)"),
+    "symmetric": (1 / 127.5, -1.0, "pixels / 127.5 - 1 (-1..1, MobileNet/Inception preprocessing)"),
+}
+
+
+def scale_pixels(data: Dataset, scale: str) -> Dataset:
+    """An image folder's pixels at ``scale``, named in the dataset (manifests and reports show it)."""
+    if scale not in PIXEL_SCALES:
+        raise BadInputError(f"unknown pixel scale '{scale}' (valid: {', '.join(PIXEL_SCALES)})")
+    multiplier, offset, what = PIXEL_SCALES[scale]
+    x = (data.x * np.float32(multiplier) + np.float32(offset)).astype(np.float32)
+    return Dataset(x, data.y, f"{data.name[:-1]}; {what})", pixels=scale)
 
 
 def _image_geometry(input_shape) -> tuple[int | None, int | None, int]:
@@ -161,7 +180,7 @@ def _existing(source, *, want_dir: bool) -> Path:
     return path
 
 
-def load_dataset(source, *, input_shape: Sequence | None = None) -> Dataset:
+def load_dataset(source, *, input_shape: Sequence | None = None, pixel_scale: str | None = None) -> Dataset:
     """Build a :class:`Dataset` from any registered source.
 
     Args:
@@ -169,6 +188,8 @@ def load_dataset(source, *, input_shape: Sequence | None = None) -> Dataset:
             ``(x, y)`` tuple, an array, an iterable, or a ``Dataset``.
         input_shape: the model's input shape without the batch axis, used to
             resize images.
+        pixel_scale: for an image folder, a name in :data:`PIXEL_SCALES` (default
+            ``"raw"``: 0-255, as Keras' ``image_dataset_from_directory`` gives).
 
     Raises:
         BadInputError: the source is unknown, unreadable or holds unusable data.
@@ -181,7 +202,13 @@ def load_dataset(source, *, input_shape: Sequence | None = None) -> Dataset:
         return source
     for candidate in SOURCES:
         if candidate.matches(source):
-            return candidate.load(source, None if input_shape is None else tuple(input_shape))
+            data = candidate.load(source, None if input_shape is None else tuple(input_shape))
+            if data.pixels:  # decoded images: the scale is the user's choice, raw 0-255 unless told
+                return scale_pixels(data, pixel_scale or "raw")
+            if pixel_scale is not None:
+                raise BadInputError(f"{source}: --pixel-scale applies to image folders; arrays and sample sets "
+                                    "are used as they are")
+            return data
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():

@@ -116,6 +116,16 @@ class KerasSource:
     def outputs(self) -> list[TensorSpec]:
         return tensor_specs(self.model)[1]
 
+    def input_scale(self) -> float | None:
+        """The factor of a Rescaling layer the input goes through first (1/255 in EfficientNet
+        and in models built as Keras' image examples), or None."""
+        layers = [layer for layer in flat_layers(self.model) if type(layer).__name__ != "InputLayer"]
+        first = layers[0] if layers else None
+        if type(first).__name__ != "Rescaling":
+            return None
+        scale = np.asarray(first.scale, dtype=np.float64)
+        return float(scale.reshape(-1)[0]) if scale.size else None
+
     def op_types(self) -> set[str]:
         """Layer types, wrapped layers included (Bidirectional(GRU) is a GRU too)."""
         types = set()
