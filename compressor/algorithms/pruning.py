@@ -46,8 +46,20 @@ class PruneNM(StepConfig):
             raise BadInputError(f"{where}: need 1 <= n < m for N:M sparsity, got {self.n}:{self.m}")
 
 
-PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D", "SeparableConv2D")
 NM_PRUNABLE = ("Conv2D", "Dense")  # the layers tfmot's N:M pruning supports
+
+
+def _registry() -> dict[str, list[str]]:
+    """Layer class name -> the weights tfmot prunes in it (its own registry: it lists
+    DepthwiseConv2D with none, SeparableConv2D with the pointwise kernel only)."""
+    _tfmot()
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    return {cls.__name__: list(names) for cls, names in PruneRegistry._LAYERS_WEIGHTS_MAP.items() if names}
+
+
+def prunable_kinds() -> tuple[str, ...]:
+    return tuple(sorted(kind for kind in _registry() if kind != "MultiHeadAttention"))
 
 
 def _tfmot():
@@ -66,10 +78,18 @@ def _schedule(config, steps: int):
 
 
 def _kernel(layer) -> np.ndarray:
-    for name in ("kernel", "depthwise_kernel"):
-        if hasattr(layer, name):
-            return getattr(layer, name).numpy()
-    raise CompressorError(f"layer '{layer.name}' has no kernel")
+    """The weights pruning acts on (all of them flattened, for a layer with several)."""
+    names = _registry().get(type(layer).__name__, ["kernel"])
+    arrays = [getattr(layer, name).numpy() for name in names if hasattr(layer, name)]
+    if not arrays:
+        raise CompressorError(f"layer '{layer.name}' has no kernel")
+    return arrays[0] if len(arrays) == 1 else np.concatenate([a.reshape(-1) for a in arrays])
+
+
+def _not_pruned(model, kinds) -> dict[str, str]:
+    """Layers with a kernel that tfmot does not prune, and why (the record names them)."""
+    return {layer.name: f"tfmot does not prune {type(layer).__name__}" for layer in model.layers
+            if type(layer).__name__ not in kinds and any(hasattr(layer, n) for n in ("kernel", "depthwise_kernel"))}
 
 
 def _wrap_and_train(model, data: Dataset, fine_tune, seed: int, wrap, kinds, exclude, trust_model):
@@ -103,13 +123,20 @@ def prune_magnitude(model, data: Dataset, config, fine_tune, *, seed: int = 0, t
     def wrap(layer):
         return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
 
-    pruned, names = _wrap_and_train(model, data, fine_tune, seed, wrap, PRUNABLE, config.exclude, trust_model)
+    kinds = prunable_kinds()
+    pruned, names = _wrap_and_train(model, data, fine_tune, seed, wrap, kinds, config.exclude, trust_model)
     per_layer = {name: float(np.mean(_kernel(pruned.get_layer(name)) == 0)) for name in names}
     short = {n: s for n, s in per_layer.items() if s < config.sparsity - 0.01}
     if short:
         raise UnsupportedModelError(f"pruning reached less than {config.sparsity:.0%} in: "
                               + ", ".join(f"{n} {s:.1%}" for n, s in short.items()))
-    return pruned, {"target_sparsity": config.sparsity, "schedule": config.schedule, "layer_sparsity": per_layer}
+    skipped = _not_pruned(model, kinds)
+    record = {"target_sparsity": config.sparsity, "schedule": config.schedule, "layer_sparsity": per_layer,
+              "skipped_layers": skipped}
+    if skipped:
+        why = "; ".join(sorted(set(skipped.values())))
+        record["notes"] = [f"not pruned: {', '.join(sorted(skipped))} ({why})"]
+    return pruned, record
 
 
 def nm_pattern_holds(kernel: np.ndarray, n: int, m: int) -> bool:

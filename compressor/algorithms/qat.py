@@ -28,6 +28,17 @@ SPARSE_ENOUGH = 0.2  # the kernel sparsity from which "auto" keeps the sparsity
 QUANTIZABLE_KERNELS = ("Conv2D", "Dense", "DepthwiseConv2D")
 
 
+def _folded_into_producer(layer) -> bool:
+    """A BatchNormalization right after a convolution without activation: tfmot's graph
+    transforms fold it into the convolution (its registry does not list it)."""
+    if type(layer).__name__ != "BatchNormalization":
+        return False
+    producers = [node.inbound_layers for node in layer._inbound_nodes]
+    producer = producers[0] if producers and not isinstance(producers[0], list) else None
+    return (type(producer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")
+            and getattr(producer.activation, "__name__", "") == "linear")
+
+
 def _tfmot():
     keras_env.tf_keras()
     import tensorflow_model_optimization as tfmot
@@ -47,7 +58,8 @@ def detect_structure(model) -> str:
         return "none"
     if np.mean([np.mean(k == 0) for k in kernels]) >= SPARSE_ENOUGH:
         return "sparsity"
-    if all(np.unique(k).size <= 256 for k in kernels if k.size > 256):
+    large = [k for k in kernels if k.size > 256]  # a small kernel has few distinct values anyway
+    if large and all(np.unique(k).size <= 256 for k in large):
         return "clusters"
     return "none"
 
@@ -63,24 +75,42 @@ def quantize_aware(model, data, config, fine_tune, *, seed: int = 0, trust_model
     preserve = detect_structure(model) if config.preserve == "auto" else config.preserve
     copy = training.copy(model, trust_model=trust_model)
 
-    def annotate(layer):
-        if training.is_excluded(layer, config.exclude):
-            return layer
-        return tfmot.quantization.keras.quantize_annotate_layer(layer)
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as configs, default_8bit_quantize_registry as registry_module)
 
-    if config.exclude:
-        annotated = training.clone(copy, annotate, trust_model=trust_model)
-    else:
-        annotated = tfmot.quantization.keras.quantize_annotate_model(copy)
+    registry = registry_module.Default8BitQuantizeRegistry()
+    unsupported: dict[str, str] = {}
+    # A layer tfmot's int8 registry lacks (Rescaling, a BatchNormalization it cannot fold, a
+    # custom layer) computes in float and is fake-quantized at its output, so the int8 layers
+    # after it still get a trained range; excluded layers are left wholly float.
+    output_only, keep_float = configs.Default8BitOutputQuantizeConfig(), configs.NoOpQuantizeConfig()
+
+    def annotate(layer):
+        if type(layer).__name__ == "InputLayer":
+            return layer
+        if training.is_excluded(layer, config.exclude):
+            return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=keep_float)
+        if registry.supports(layer) or _folded_into_producer(layer):
+            return tfmot.quantization.keras.quantize_annotate_layer(layer)
+        unsupported[layer.name] = getattr(layer, "wrapped_class", None) or type(layer).__name__
+        return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=output_only)
+
+    annotated = training.clone(copy, annotate, trust_model=trust_model)
     scheme = {"sparsity": tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(),
               "clusters": tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme()}.get(preserve)
-    with tfmot.quantization.keras.quantize_scope():
+    with tfmot.quantization.keras.quantize_scope({"NoOpQuantizeConfig": configs.NoOpQuantizeConfig,
+                                                  "Default8BitOutputQuantizeConfig": configs.Default8BitOutputQuantizeConfig}):
         qat = tfmot.quantization.keras.quantize_apply(annotated, scheme) if scheme else \
             tfmot.quantization.keras.quantize_apply(annotated)
     before = _kernel_sparsity(model)
     training.fit(qat, data, fine_tune, seed=seed)
-    return qat, {"preserve": preserve, "partial": bool(config.exclude), "excluded": list(config.exclude),
-                 "sparsity_before": float(np.mean(list(before.values()))) if before else 0.0}
+    record = {"preserve": preserve, "partial": bool(config.exclude or unsupported), "excluded": list(config.exclude),
+              "left_float": unsupported, "sparsity_before": float(np.mean(list(before.values()))) if before else 0.0}
+    if unsupported:
+        kinds = ", ".join(sorted(set(unsupported.values())))
+        record["notes"] = [f"computed in float, int8 at their output (tfmot's int8 QAT does not quantize {kinds} "
+                           f"there): {', '.join(unsupported)}"]
+    return qat, record
 
 
 register_step(QAT, position="last", why_position="the model it makes is fake-quantized and cannot be pruned or "

@@ -45,7 +45,11 @@ PASS_THROUGH = {"BatchNormalization", "ReLU", "Activation", "PReLU", "LeakyReLU"
                 "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "MaxPooling1D",
                 "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D",
                 "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "ZeroPadding1D",
-                "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "DepthwiseConv2D"}
+                "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "DepthwiseConv2D",
+                "Rescaling", "ActivityRegularization", "AlphaDropout", "ThresholdedReLU"}
+# Channel-wise and pass-through, but with per-channel statistics this step does not slice:
+# their channels are followed and kept.
+PASS_THROUGH_KEPT = {"Normalization", "LayerNormalization", "UnitNormalization"}
 MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"}
 
 
@@ -142,6 +146,12 @@ class ChannelGraph:
         if kind == "DepthwiseConv2D" and layer.depth_multiplier != 1:
             self.block(inputs[0], f"depthwise layer '{name}' has depth multiplier {layer.depth_multiplier}")
             return None
+        if kind in PASS_THROUGH_KEPT:
+            self.block(inputs[0], f"'{name}' ({kind}) holds per-channel statistics")
+            return inputs[0]
+        if kind == "Rescaling" and (np.size(layer.scale) > 1 or np.size(layer.offset) > 1):
+            self.block(inputs[0], f"'{name}' rescales per channel")
+            return inputs[0]
         if kind in PASS_THROUGH:
             if excluded:
                 self.block(inputs[0], f"passes through excluded layer '{name}'")
@@ -294,6 +304,10 @@ def prune_channels(model, config, *, trust_model: bool = False):
 @register_step(PruneStructured)
 def _run(model, config, ctx):
     pruned, record = prune_channels(model, config, trust_model=ctx.trust_model)
+    if not record["groups_pruned"]:  # nothing removed: fine-tuning would only cost accuracy and time
+        reasons = "; ".join(record["groups_kept"][:3]) or "no channel group to prune"
+        record["notes"] = [f"removed nothing and skipped fine-tuning: every channel group is kept ({reasons})"]
+        return model, record
     record["accuracy_before_fine_tune"] = training.accuracy(pruned, ctx.eval_data)
     training.fit(pruned, ctx.data, ctx.fine_tune, seed=ctx.seed)
     return pruned, record

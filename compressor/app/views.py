@@ -108,6 +108,8 @@ def print_run(outcome) -> None:
         console.print(f"step {step['type']}: params {base.get('params', 0):,} → {step['params']:,}, "
                       f"MACs {base.get('macs', 0):,} → {step['macs']:,}, sparsity {step['sparsity']:.1%}, "
                       f"accuracy {acc}")
+        for note in (step.get("details") or {}).get("notes", []):
+            console.print(f"  note: {note}")
     rows = {r["name"]: r for r in (outcome.results or {}).get("results", [])}
     table = Table(title=f"Summary ({outcome.out_dir})")
     for column in ("target", "precision", "size", "p50 ms", "× float", "top-1", "drop pp", "status"):
