@@ -98,8 +98,8 @@ def quantize_aware(model, data, config, fine_tune, *, seed: int = 0, trust_model
     annotated = training.clone(copy, annotate, trust_model=trust_model)
     scheme = {"sparsity": tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(),
               "clusters": tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme()}.get(preserve)
-    with tfmot.quantization.keras.quantize_scope({"NoOpQuantizeConfig": configs.NoOpQuantizeConfig,
-                                                  "Default8BitOutputQuantizeConfig": configs.Default8BitOutputQuantizeConfig}):
+    scope = {type(c).__name__: type(c) for c in (output_only, keep_float)}
+    with tfmot.quantization.keras.quantize_scope(scope):
         qat = tfmot.quantization.keras.quantize_apply(annotated, scheme) if scheme else \
             tfmot.quantization.keras.quantize_apply(annotated)
     before = _kernel_sparsity(model)
