@@ -24,6 +24,13 @@ class BadInputError(CompressorError):
     exit_code = 3
 
 
+class UsageError(BadInputError):
+    """A name the command does not know (a target, a built-in recipe): a usage error, like an
+    unknown option, found before any work."""
+
+    exit_code = 2
+
+
 class UnsafeModelError(BadInputError):
     """A model would execute code (Lambda, custom objects) and the user did not opt in."""
 

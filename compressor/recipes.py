@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from compressor.algorithms import STEPS, FineTune, StepConfig
-from compressor.errors import BadInputError
+from compressor.errors import BadInputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def load_recipe(source) -> Recipe:
         return from_dict(BUILTIN[text])
     path = Path(text)
     if not path.is_file():
-        raise BadInputError(f"unknown recipe '{text}': not a file, not a built-in (valid: {', '.join(BUILTIN)})")
+        raise UsageError(f"unknown recipe '{text}': not a file, not a built-in (valid: {', '.join(BUILTIN)})")
     import yaml
 
     try:

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from compressor.errors import BadInputError
+from compressor.errors import BadInputError, UsageError
 
 RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM2D"})
 # Recurrent layers TFLite has no fused kernel for: their loops crash its int8 calibrator
@@ -154,7 +154,7 @@ def validate_targets(names) -> list[str]:
     (checked before any work starts). ``all`` stands for every profile that takes the model."""
     unknown = [name for name in names if name not in PROFILES and name != "all"]
     if unknown:
-        raise BadInputError(f"unknown target '{unknown[0]}' (valid: {', '.join(PROFILES)}, all)")
+        raise UsageError(f"unknown target '{unknown[0]}' (valid: {', '.join(PROFILES)}, all)")
     return list(dict.fromkeys(names))
 
 

@@ -13,7 +13,7 @@ from compressor import keras_env
 from compressor.app.cli import main
 from tests.helpers import models
 
-BAD_INPUT, CONVERSION = 3, 4
+USAGE, BAD_INPUT, CONVERSION = 2, 3, 4
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +173,8 @@ CASES = {
                                                        t / "o"), []), BAD_INPUT, "at least 2 clusters"),
     "recipe that is not YAML": (lambda g, t: (_compress(g, _recipe(t, "steps: [unclosed"), t / "o"), []), BAD_INPUT,
                                 "not valid YAML"),
-    "unknown recipe": (lambda g, t: (_compress(g, "prune99", t / "o"), []), BAD_INPUT, "unknown recipe 'prune99'"),
-    "unknown target": (lambda g, t: (_export(g / "tiny.keras", g / "train.npz", target="npu"), []), BAD_INPUT,
+    "unknown recipe": (lambda g, t: (_compress(g, "prune99", t / "o"), []), USAGE, "unknown recipe 'prune99'"),
+    "unknown target": (lambda g, t: (_export(g / "tiny.keras", g / "train.npz", target="npu"), []), USAGE,
                        "unknown target 'npu' \\(valid: tflite-fp32"),
     "output folder is the input file": (lambda g, t: (_compress(g, out=g / "tiny.keras"), []), BAD_INPUT,
                                         "is or contains the input"),

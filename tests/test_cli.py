@@ -127,4 +127,4 @@ def test_errors_are_json_on_stdout_with_json(tmp_path, capsys):
     assert json.loads(out) == {"error": {"message": err.strip(), "exit_code": 3}}
     code, out, err = run_cli(["export", str(tmp_path / "m.keras"), "-t", "tpu9000", "-o", str(tmp_path), "--json"],
                              capsys)
-    assert code == 3 and json.loads(out)["error"]["message"].startswith("Error: unknown target 'tpu9000'")
+    assert code == 2 and json.loads(out)["error"]["message"].startswith("Error: unknown target 'tpu9000'")

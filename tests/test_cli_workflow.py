@@ -160,10 +160,10 @@ def test_recipes_command_lists_builtins(capsys):
 def test_unknown_target_and_recipe_exit_code(files, tmp_path, capsys):
     code, _, err = run_cli(["compress", str(files / "tiny.keras"), "-r", "nope", "--data", str(files / "train.npz"),
                          "--eval-data", str(files / "test.npz"), "-o", str(tmp_path / "x")], capsys)
-    assert code == 3 and "unknown recipe 'nope'" in err
+    assert code == 2 and "unknown recipe 'nope'" in err  # a usage error, like an unknown option
     code, _, err = run_cli(["export", str(files / "tiny.keras"), "-t", "tpu9000", "--data", str(files / "train.npz"),
                          "-o", str(tmp_path / "y")], capsys)
-    assert code == 3 and "unknown target 'tpu9000'" in err
+    assert code == 2 and "unknown target 'tpu9000'" in err
 
 
 def test_internal_error_exit_code_and_traceback_only_with_verbose(monkeypatch, capsys):
@@ -267,7 +267,7 @@ def test_unknown_target_is_refused_before_any_work(files, tmp_path, capsys):
     code, _, err = run_cli(["compress", str(files / "tiny.keras"), "-r", "structured50-int8", "-t", "tflite-int9",
                          "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out),
                          *FAST_BENCH], capsys)
-    assert code == 3 and "unknown target 'tflite-int9'" in err
+    assert code == 2 and "unknown target 'tflite-int9'" in err
     assert not out.exists()  # nothing was compressed, nothing was written
 
 
