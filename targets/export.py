@@ -219,7 +219,7 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         io = {"inputs": _io_records(runner.inputs), "outputs": _io_records(runner.outputs)}
     finally:
         runner.close()
-    check = _check_parity(source, inputs, outputs, rule, profile)
+    check = _check_parity(source, inputs, outputs, rule, profile, validation)
     record = {
         "target": profile.name, "profile": profile.to_dict(), "runtime": profile.runtime,
         "precision": profile.precision, "libraries": manifests.library_versions(runtime.libraries),
@@ -238,7 +238,7 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
     return record
 
 
-def _check_parity(source, inputs, outputs, rule, profile) -> parity.ParityResult:
+def _check_parity(source, inputs, outputs, rule, profile, validation=None) -> parity.ParityResult:
     """The artifact's outputs against the source's (at the profile's precision where it says so)."""
     reference = source.predict(inputs)
     at_precision = source.predict_with_weights(rule.weights, inputs) if rule.weights else None
@@ -249,5 +249,31 @@ def _check_parity(source, inputs, outputs, rule, profile) -> parity.ParityResult
         raise ParityError(f"{profile.name}: {exc}") from None
     if not check.passed:
         raise ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
-                          f"{'; '.join(check.failures)}")
+                          f"{'; '.join(check.failures)}{_measured(source, reference, outputs, validation)}; "
+                          f"{next_steps(profile)}")
     return check
+
+
+def _measured(source, reference, outputs, validation) -> str:
+    """The refused artifact's own top-1 beside the float model's, when the samples are labelled."""
+    head = labelled_output(source)
+    if validation is None or head is None:
+        return ""
+    labels = validation.labels_for(source.outputs[head].name, primary=True)
+    if labels is None:
+        return ""
+    top1 = [float(np.mean(np.argmax(o[head], axis=-1) == labels)) for o in (outputs, reference)]
+    return f" (its top-1 {top1[0]:.1%} against the float model's {top1[1]:.1%})"
+
+
+def next_steps(profile) -> str:
+    """What to try after a parity refusal, for this kind of target."""
+    if not profile.quantized:
+        return ("a float conversion should not differ this much: please report it (errors.log has the details); "
+                "--max-abs accepts it knowingly")
+    if profile.builtin_int8_only:  # no float fallback on this hardware
+        return ("next: a recipe with a qat step (Keras models; integer-only hardware cannot keep a layer in float), "
+                "or --min-agreement to accept it knowingly")
+    others = "tflite-int16x8 (16-bit activations), " if profile.runtime == "litert" else ""
+    return (f"next: {others}another runtime's int8, a recipe with a qat step (Keras models), or --min-agreement "
+            "to accept it knowingly")

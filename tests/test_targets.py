@@ -1,6 +1,7 @@
 """Every registered target profile: export a tiny trained model, run it, check parity numbers."""
 
 import json
+import re
 import subprocess
 import shutil
 
@@ -185,9 +186,12 @@ def test_broken_calibration_is_caught_by_the_parity_floor(tiny_cnn, digits8, tmp
 
     train, test = digits8
     wrong_scale = Dataset(train.x * 0.01, train.y, "digits scaled by 0.01")  # e.g. forgot to normalise alike
-    with pytest.raises(ParityError, match="tflite-int8: parity check failed.*agreement .* below the floor 95%"):
+    with pytest.raises(ParityError, match="tflite-int8: parity check failed.*agreement .* below the floor 95%") as info:
         export(tiny_cnn, "tflite-int8", out_dir=tmp_path, calibration=wrong_scale, validation=test)
     assert not any(tmp_path.iterdir()), "a failed export must leave nothing behind"
+    # the refusal gives the refused artifact's own accuracy and what to try next
+    assert re.search(r"\(its top-1 \d+\.\d% against the float model's \d+\.\d%\); next: tflite-int16x8",
+                     str(info.value)), str(info.value)
 
 
 def test_int8_needs_calibration_unless_random_is_asked(tiny_cnn, digits8, tmp_path):
