@@ -36,6 +36,7 @@ class Candidate:
     labelled_output: int | None = 0  # the output labels apply to (a multi-head model's class scores)
     parity_outputs: tuple = ()  # the export's parity figures per output
     input_names: tuple = ()  # the source's input names, in the order the runner takes them
+    device_class: str | None = None  # what the artifact ships to (its profile's device class)
 
 
 def baseline_name(runtime: str) -> str:
@@ -65,7 +66,8 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
         found.append(Candidate(artifact.target, "artifact", artifact.folder, artifact.runtime, artifact.precision,
                                artifact.manifest["size"], artifact.manifest.get("labelled_output", 0),
                                tuple(artifact.manifest["parity"].get("outputs", ())),
-                               tuple(artifact.manifest.get("input_names", ()))))
+                               tuple(artifact.manifest.get("input_names", ())),
+                               artifact.manifest.get("profile", {}).get("device_class", "CPU")))
     if not found:
         raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
     return found
@@ -210,7 +212,7 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
             "accuracy": metrics, "accuracy_drop_pp": accuracy.drop_points(metrics, ref_metrics),
             "fidelity": accuracy.fidelity(first_output, ref_outputs) if ref_outputs is not None else {},
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
-            "parity_outputs": list(candidate.parity_outputs),
+            "parity_outputs": list(candidate.parity_outputs), "device_class": candidate.device_class,
             "accuracy_per_output": {name: {"accuracy": m, "accuracy_drop_pp": accuracy.drop_points(
                 m, ref_heads.get(name, {}))} for name, m in per_head.items()},
         })

@@ -46,8 +46,79 @@ def table_rows(doc: dict) -> list[dict]:
             "top1": r["accuracy"].get("top1"), "top1_drop_pp": r["accuracy_drop_pp"].get("top1"),
             "agreement": r["fidelity"].get("agreement"),
             "peak_memory_mb": r["memory"].get("peak_above_baseline_mb"),
+            "device_class": r.get("device_class"),
         })
     return rows
+
+
+NOISE_Z = 1.96  # the 95 % interval of a proportion
+BUDGET_PP = 1.0  # top-1 points an artifact may lose and still be recommended
+OFF_DEVICE = {  # device classes whose artifacts this host measures without their hardware
+    "microcontroller": "on this host with TFLite Micro's reference kernels, not on a microcontroller",
+    "Edge TPU": "on this host's CPU, not on an Edge TPU",
+    "mobile GPU": "on this host's CPU (float32 compute from fp16 weights), not on a mobile GPU",
+    "Intel GPU": "on this host's CPU, not on an Intel GPU",
+}
+
+
+def noise_pp(doc: dict) -> float | None:
+    """Half-width, in top-1 points, of the 95 % interval of the reference's top-1 on this many
+    samples: accuracy differences below it are sampling noise, not gains or losses."""
+    reference = next((r for r in doc["results"] if r["name"] == doc.get("reference")), None)
+    top1 = None if reference is None else reference["accuracy"].get("top1")
+    samples = doc["dataset"].get("samples") or 0
+    if top1 is None or not samples:
+        return None
+    return 100 * NOISE_Z * (max(top1 * (1 - top1), 0.25 / samples) / samples) ** 0.5
+
+
+def _drop_text(row: dict, noise: float | None) -> str:
+    drop = row["top1_drop_pp"]
+    if drop is None:
+        return "-"
+    return f"≈{drop:+.2f}" if noise is not None and abs(drop) < noise else f"{drop:+.2f}"
+
+
+def recommendations(doc: dict, budget_pp: float | None = None) -> list[str]:
+    """Per device class, the artifact to ship: the fastest within the accuracy budget (ties
+    within 3 % of the fastest go to the smaller file), with why, in one line each."""
+    budget = doc.get("budget_pp", BUDGET_PP) if budget_pp is None else budget_pp
+    rows = [r for r in table_rows(doc) if r["device_class"]]
+    lines = []
+    for device in dict.fromkeys(r["device_class"] for r in rows):
+        candidates = [r for r in rows if r["device_class"] == device]
+
+        def within(r):
+            if r["top1_drop_pp"] is not None:
+                return r["top1_drop_pp"] <= budget
+            return r["agreement"] is not None and r["agreement"] >= 0.99
+
+        fit = [r for r in candidates if within(r)]
+        where = f"; latency measured {OFF_DEVICE[device]}" if device in OFF_DEVICE else ""
+        if not fit:
+            closest = min(candidates, key=lambda r: r["top1_drop_pp"] if r["top1_drop_pp"] is not None else 1e9)
+            lines.append(f"{device}: nothing within {budget:g} pt of the float model; closest {closest['target']} "
+                         f"({_fmt(closest['top1_drop_pp'], '+.2f')} pt)")
+            continue
+        fastest = min(r["p50_ms"] for r in fit)
+        best = min((r for r in fit if r["p50_ms"] <= fastest * 1.03), key=lambda r: (r["size_bytes"] or 0))
+        speed = f", {best['speedup_vs_float']:.2f}× the float model" if best["speedup_vs_float"] else ""
+        drop = (f"{_fmt(best['top1_drop_pp'], '+.2f')} pt top-1" if best["top1_drop_pp"] is not None
+                else f"{best['agreement']:.1%} agreement")
+        lines.append(f"{device}: ship {best['target']}: fastest within {budget:g} pt ({best['p50_ms']:.3f} ms{speed}, "
+                     f"{drop}, {(best['size_bytes'] or 0) / 1024:,.1f} KiB){where}")
+    return lines
+
+
+def _title(doc: dict) -> str:
+    return f"Benchmark report: {doc['title']}" if doc.get("title") else "Benchmark report"
+
+
+REFUSED_COLUMNS = ("target", "exit", "reason")
+
+
+def refused_rows(doc: dict) -> list[list[str]]:
+    return [[r["target"], str(r["exit_code"]), r["reason"]] for r in doc.get("refused") or []]
 
 
 @writer("json", "results.json")
@@ -69,14 +140,15 @@ MD_COLUMNS = ("target", "precision", "size", "gzip", "p50 ms", "p90 ms", "p99 ms
               "× runtime fp32", "top-1", "drop pp", "agreement", "memory MB")
 
 
-def md_cells(row: dict) -> list[str]:
+def md_cells(row: dict, noise: float | None = None) -> list[str]:
     kb = lambda b: "-" if b is None else f"{b / 1024:,.1f} KiB"  # noqa: E731
-    return [row["target"], row["precision"], kb(row["size_bytes"]), kb(row["gzip_bytes"]),
+    name = row["target"] + (" †" if row.get("device_class") in OFF_DEVICE else "")
+    return [name, row["precision"], kb(row["size_bytes"]), kb(row["gzip_bytes"]),
             _fmt(row["p50_ms"], ".3f"), _fmt(row["p90_ms"], ".3f"), _fmt(row["p99_ms"], ".3f"),
             _fmt(row["throughput_per_s"], ",.0f"), _fmt(row["speedup_vs_float"], ".2f", "×"),
             _fmt(row["speedup_vs_runtime_fp32"], ".2f", "×"),
             _fmt(None if row["top1"] is None else row["top1"] * 100, ".2f", " %"),
-            _fmt(row["top1_drop_pp"], "+.2f"), _fmt(None if row["agreement"] is None else row["agreement"] * 100,
+            _drop_text(row, noise), _fmt(None if row["agreement"] is None else row["agreement"] * 100,
                                                     ".1f", " %"),
             _fmt(row["peak_memory_mb"], ".1f")]
 
@@ -128,14 +200,35 @@ def _md_table(title: str, columns, rows) -> str:
             + "".join("| " + " | ".join(cells) + " |\n" for cells in rows))
 
 
+def _notes(doc: dict) -> list[str]:
+    """The lines under the table: how to read it, what is noise, what was not measured on its device."""
+    notes = [f"{machine_line(doc)}. Latency: median over rounds of each round's percentile. "
+             "× float: the reference's p50 / this p50; × runtime fp32: the same runtime's fp32 artifact's p50 / "
+             "this p50 (above 1 = faster). drop pp: top-1 points lost against the reference."]
+    noise = noise_pp(doc)
+    if noise is not None:
+        notes.append(f"95 % interval of a top-1 on {doc['dataset']['samples']} samples: ±{noise:.2f} pt; "
+                     "≈ marks a drop (or gain) within it: sampling noise, not a difference.")
+    off = sorted({r["device_class"] for r in table_rows(doc)} & set(OFF_DEVICE))
+    if off:
+        notes.append("† latency measured " + "; ".join(f"{d}: {OFF_DEVICE[d]}" for d in off) + ".")
+    return notes
+
+
 @writer("md", "report.md")
 def to_markdown(doc: dict) -> str:
-    lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
+    noise = noise_pp(doc)
+    lines = [f"# {_title(doc)}", ""]
+    advice = recommendations(doc)
+    if advice:
+        lines += ["What to ship, per device class:", ""] + [f"- {line}" for line in advice] + [""]
+    lines += ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
     for row in table_rows(doc):
-        lines.append("| " + " | ".join(md_cells(row)) + " |")
-    notes = (f"\n{machine_line(doc)}. Latency: median over rounds of each round's percentile. "
-             "× float: the reference's p50 / this p50; × runtime fp32: the same runtime's fp32 artifact's p50 / "
-             "this p50 (above 1 = faster). drop pp: top-1 points lost against the reference.\n")
+        lines.append("| " + " | ".join(md_cells(row, noise)) + " |")
+    notes = "\n" + "\n\n".join(_notes(doc)) + "\n"
+    refused = refused_rows(doc)
+    if refused:
+        notes += _md_table("Refused targets (nothing was written for them)", REFUSED_COLUMNS, refused)
     per_output = output_rows(doc)
     if per_output:
         notes += _md_table("Parity per output (export check against the source, validation samples)",
@@ -162,6 +255,42 @@ def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, fl
     return front
 
 
+MARKERS = "osD^v<>pPXh*"
+COLOURS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000")
+
+
+def accuracy_latency_figure(doc: dict):
+    """Accuracy against latency: each artifact a marker named in a legend beside the axes (names
+    written next to points overlapped), and a Pareto front that takes no gain within the
+    sampling noise for a gain. None without accuracy figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in table_rows(doc) if r["top1"] is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    for index, r in enumerate(rows):
+        ax.scatter([r["p50_ms"]], [r["top1"] * 100], marker=MARKERS[index % len(MARKERS)],
+                   color=COLOURS[index % len(COLOURS)], s=45, zorder=3, label=r["target"])
+    noise = noise_pp(doc) or 0.0
+    reference = next((r["top1"] * 100 for r in rows if r["target"] == doc.get("reference")), None)
+    points = [(r["p50_ms"], r["top1"] * 100 if reference is None or r["top1"] * 100 - reference > noise
+               else min(r["top1"] * 100, reference), r["target"]) for r in rows]
+    front = pareto_front(points)
+    ax.plot([p[0] for p in front], [p[1] for p in front], color="#cc6677", linestyle="--", label="Pareto front")
+    ax.set_xscale("log")  # runtimes differ by orders of magnitude
+    ax.set_xlabel("p50 latency (ms, batch 1, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Accuracy vs latency")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def _plots(doc: dict) -> list[tuple[str, str]]:
     import matplotlib
 
@@ -170,20 +299,8 @@ def _plots(doc: dict) -> list[tuple[str, str]]:
 
     rows = table_rows(doc)
     images = []
-    points = [(r["p50_ms"], r["top1"] * 100, r["target"]) for r in rows if r["top1"] is not None]
-    if points:
-        fig, ax = plt.subplots(figsize=(7.5, 4.5))
-        ax.scatter([p[0] for p in points], [p[1] for p in points], color="#4477aa", zorder=3)
-        for latency, acc, name in points:
-            ax.annotate(name, (latency, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        front = pareto_front(points)
-        ax.plot([p[0] for p in front], [p[1] for p in front], color="#cc6677", linestyle="--", label="Pareto front")
-        ax.set_xscale("log")  # runtimes differ by orders of magnitude
-        ax.set_xlabel("p50 latency (ms, batch 1, log scale)")
-        ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_title("Accuracy vs latency")
-        ax.grid(alpha=0.3)
-        ax.legend()
+    fig = accuracy_latency_figure(doc)
+    if fig is not None:
         images.append(("Accuracy vs latency (Pareto front dashed)", _png(fig)))
         plt.close(fig)
     sized = [r for r in rows if r["size_bytes"]]
@@ -216,10 +333,16 @@ def to_html(doc: dict) -> str:
     per_head = head_rows(doc)
     if per_head:
         figures = _html_table("Accuracy per labelled output", HEAD_COLUMNS, per_head) + figures
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>Benchmark report</title>"
-            f"<style>{STYLE}</style></head><body><h1>Benchmark report</h1>"
-            f"<p>{html.escape(machine_line(doc))}</p>"
-            f"{_html_table(None, MD_COLUMNS, [md_cells(row) for row in table_rows(doc)])}{figures}</body></html>\n")
+    refused = refused_rows(doc)
+    if refused:
+        figures = _html_table("Refused targets (nothing was written for them)", REFUSED_COLUMNS, refused) + figures
+    noise, title = noise_pp(doc), html.escape(_title(doc))
+    advice = "".join(f"<li>{html.escape(line)}</li>" for line in recommendations(doc))
+    advice = f"<h2>What to ship, per device class</h2><ul>{advice}</ul>" if advice else ""
+    notes = "".join(f"<p>{html.escape(line)}</p>" for line in _notes(doc))
+    table = _html_table(None, MD_COLUMNS, [md_cells(row, noise) for row in table_rows(doc)])
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{title}</h1>{advice}{table}{notes}{figures}</body></html>\n")
 
 
 def _html_table(title: str | None, columns, rows) -> str:

@@ -73,6 +73,7 @@ class TargetProfile:
     options: Mapping = field(default_factory=dict)
     notes: str = ""
     takes_qat: bool | None = None  # takes a quantization-aware-trained model; None: only full int8 does
+    device_class: str = "CPU"  # what it ships to, for the report's recommendation per class
 
     @property
     def quantized(self) -> bool:
@@ -109,7 +110,8 @@ def register(profile: TargetProfile) -> TargetProfile:
 for _profile in (
     TargetProfile("tflite-fp32", "LiteRT float32 reference (any CPU, XNNPACK)", "CPU (ARM/x86)", "litert", "fp32", FP32),
     TargetProfile("tflite-fp16", "LiteRT float16 weights for mobile GPU delegates", "mobile GPU", "litert", "fp16", FP16,
-                  notes="run here on the CPU, which computes in float32 from the float16 weights"),
+                  notes="run here on the CPU, which computes in float32 from the float16 weights",
+                  device_class="mobile GPU"),
     TargetProfile("tflite-dynamic-int8", "LiteRT dynamic-range int8 weights, float activations", "CPU (ARM/x86)",
                   "litert", "dynamic-int8", INT8, takes_qat=True),
     TargetProfile("tflite-int8", "LiteRT full-integer int8, float I/O, for mobile/ARM CPUs (XNNPACK)",
@@ -118,10 +120,10 @@ for _profile in (
                   "litert", "int16x8", INT8, unsupported_layers=UNFUSED_RECURRENT),
     TargetProfile("edgetpu", "Edge-TPU-ready LiteRT: every op int8, int8 I/O (the Edge TPU compiler is not run)",
                   "Coral Edge TPU", "litert", "int8", INT8, input_type="int8", output_type="int8",
-                  builtin_int8_only=True, unsupported_layers=RECURRENT),
+                  builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="Edge TPU"),
     TargetProfile("mcu", "TensorFlow Lite Micro int8 for Cortex-M class microcontrollers, with C array and arena size",
                   "Cortex-M microcontroller", "tflm", "int8", INT8, input_type="int8", output_type="int8",
-                  builtin_int8_only=True, unsupported_layers=RECURRENT),
+                  builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="microcontroller"),
     TargetProfile("onnx-fp32", "ONNX Runtime float32 reference", "CPU (x86/ARM)", "onnxruntime", "fp32", FP32),
     TargetProfile("onnx-dynamic-int8", "ONNX Runtime dynamic int8 (for LSTM/transformer-like models)", "CPU (x86/ARM)",
                   "onnxruntime", "dynamic-int8", INT8),
@@ -132,7 +134,7 @@ for _profile in (
     TargetProfile("openvino-fp32", "OpenVINO IR float32 reference on the CPU plugin", "Intel CPU", "openvino", "fp32",
                   FP32),
     TargetProfile("openvino-fp16", "OpenVINO IR with float16-compressed weights", "Intel CPU/GPU", "openvino", "fp16",
-                  FP16),
+                  FP16, device_class="Intel GPU"),
     # overflow_fix "enable" (7-bit weights in every layer, NNCF's default does the first only):
     # the same int16 saturation without VNNI; measured on the MobileNetV2 sample model,
     # top-1 agreement 97.6 % (accuracy -0.89 pt) with NNCF's default, 99.3 % (-0.44 pt) with it.

@@ -401,7 +401,8 @@ def bench(paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, m
 
     config = LatencyConfig(warmup_seconds=warmup_seconds, min_runs=min_runs, min_seconds=min_seconds, batch=batch,
                            threads=threads)
-    doc = measure(list(paths), eval_data=load_dataset(eval_data, pixel_scale=pixel_scale), source=source, config=config, rounds=rounds,
+    doc = measure(list(paths), eval_data=load_dataset(eval_data, pixel_scale=pixel_scale), source=source,
+                  config=config, rounds=rounds,
                   trust_model=trust_model)
     target = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path("."))
     written = reports.write_reports(doc, target)

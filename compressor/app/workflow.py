@@ -110,7 +110,8 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
         seed=recipe.seed, parity_rule=parity_rule, device=device, on_progress=progress)
     if outcome.exported:
-        _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome)
+        _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome,
+                   title=f"{Path(model_path).name}, recipe {recipe.name}")
     write_error_log(out, outcome.failed)
     summary = {"model": str(model_path), "recipe": recipe.to_dict(), "targets": names,
                "exported": [r.target for r in outcome.exported],
@@ -138,7 +139,7 @@ def _compress(source, recipe, data, eval_data, trust_model, progress, outcome, p
     return result.source, provenance
 
 
-def _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome):
+def _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome, title=None):
     from benchmarks import reports
     from benchmarks.harness import measure
     from benchmarks.latency import LatencyConfig
@@ -146,4 +147,7 @@ def _benchmark(model_path, test, bench_config, rounds, trust_model, progress, ou
     progress(f"benchmark: {len(outcome.exported)} artifact(s) and the float source, each in its own process")
     outcome.results = measure([r.folder for r in outcome.exported], eval_data=test, source=model_path,
                               config=bench_config or LatencyConfig(), rounds=rounds, trust_model=trust_model)
+    outcome.results["title"] = title
+    outcome.results["refused"] = [{"target": f.target, "exit_code": f.exit_code, "reason": f.message}
+                                  for f in outcome.failed]
     reports.write_reports(outcome.results, outcome.out_dir)
