@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def _median_latency(rounds: list[dict]) -> dict:
 
 
 def measure(paths, *, eval_data: Dataset | None = None, source=None, config: LatencyConfig = LatencyConfig(),
-            rounds: int = 3, trust_model: bool = False) -> dict:
+            rounds: int = 3, trust_model: bool = False, on_progress=None) -> dict:
     """Measure artifacts (folders, or output folders holding them) and the float source model.
 
     Args:
@@ -143,6 +144,7 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
         source: the float source model file: the baseline for speed-ups and accuracy drop.
         config: latency settings (warm-up, runs, seconds, batch, threads).
         rounds: interleaved repetitions per candidate.
+        on_progress: called with a line per measurement (which, how many left, estimated time left).
 
     Returns:
         The results document (see :mod:`benchmarks.results`).
@@ -162,9 +164,14 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
         save_inputs(inputs, _eval_inputs(eval_data, candidates))
         per_candidate: dict[str, list[dict]] = {c.name: [] for c in candidates}
         outputs: dict[str, list[np.ndarray]] = {}
+        total, done, started = rounds * len(candidates), 0, time.perf_counter()
         for round_index in range(rounds):
             shift = round_index % len(candidates)
             for index, candidate in enumerate(candidates[shift:] + candidates[:shift]):
+                if on_progress:
+                    on_progress(_progress_line(candidate.name, done, total, time.perf_counter() - started, rounds,
+                                               round_index))
+                done += 1
                 tag = f"{round_index}-{index}"
                 out_path = workdir / f"outputs-{tag}.npz" if round_index == 0 else None
                 per_candidate[candidate.name].append(
@@ -173,6 +180,13 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
                     with np.load(out_path) as data:
                         outputs[candidate.name] = [data[f"arr_{i}"] for i in range(len(data.files))]
     return _assemble(candidates, per_candidate, outputs, eval_data, config, rounds)
+
+
+def _progress_line(name: str, done: int, total: int, elapsed: float, rounds: int, round_index: int) -> str:
+    """``benchmark 3/9: tflite-int8 (round 1/3), about 40 s left`` (the estimate from the mean so far)."""
+    left = f", about {elapsed / done * (total - done):.0f} s left" if done else ""
+    which = f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""
+    return f"benchmark {done + 1}/{total}: {name}{which}{left}"
 
 
 def _reference(candidates: list[Candidate]) -> Candidate | None:

@@ -183,7 +183,11 @@ def test_measure_end_to_end_on_exported_artifacts(tmp_path, tiny_cnn, digits8):
     source = tmp_path / "tiny.keras"
     tiny_cnn.save(source)
     config = LatencyConfig(warmup_runs=2, warmup_seconds=0.0, min_runs=20, min_seconds=0.0)
-    doc = measure([tmp_path / "out"], eval_data=test, source=source, config=config, rounds=2)
+    progress = []
+    doc = measure([tmp_path / "out"], eval_data=test, source=source, config=config, rounds=2,
+                  on_progress=progress.append)
+    assert len(progress) == 8 and progress[0].startswith("benchmark 1/8: ")  # 4 candidates x 2 rounds
+    assert progress[-1].startswith("benchmark 8/8: ") and "(round 2/2), about " in progress[-1]
     by_name = {r["name"]: r for r in doc["results"]}
     assert set(by_name) == {"float (TensorFlow)", "tflite-fp32", "tflite-int8", "onnx-fp32"}
     float_top1 = float(np.mean(tiny_cnn.predict(test.x, verbose=0).argmax(1) == test.y))

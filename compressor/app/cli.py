@@ -322,7 +322,8 @@ def _datasets(source, data: str | None, eval_data: str | None, seed: int, pixel_
 @device_option
 @trust_option
 @json_option
-def export(model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, pixel_scale,
+@click.pass_obj
+def export(obj, model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, pixel_scale,
            max_abs, min_agreement, device, trust_model, as_json) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
@@ -340,7 +341,7 @@ def export(model, target_names, data, eval_data, out_dir, calibration_samples, t
     exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
                                    source_path=model, overwrite=overwrite, device=device,
-                                   parity_rule=_parity_rule(max_abs, min_agreement))
+                                   parity_rule=_parity_rule(max_abs, min_agreement), on_progress=_progress(obj))
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error
     if as_json:
@@ -381,7 +382,8 @@ def _report_failures(failed, out_dir) -> None:
 @pixel_option
 @trust_option
 @json_option
-def bench(paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, min_seconds, warmup_seconds,
+@click.pass_obj
+def bench(obj, paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, min_seconds, warmup_seconds,
           pixel_scale, trust_model, as_json) -> None:
     """Measure artifacts (and the float source) and write results.json and reports.
 
@@ -402,8 +404,7 @@ def bench(paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, m
     config = LatencyConfig(warmup_seconds=warmup_seconds, min_runs=min_runs, min_seconds=min_seconds, batch=batch,
                            threads=threads)
     doc = measure(list(paths), eval_data=load_dataset(eval_data, pixel_scale=pixel_scale), source=source,
-                  config=config, rounds=rounds,
-                  trust_model=trust_model)
+                  config=config, rounds=rounds, trust_model=trust_model, on_progress=_progress(obj))
     target = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path("."))
     written = reports.write_reports(doc, target)
     if as_json:

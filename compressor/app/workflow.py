@@ -146,7 +146,8 @@ def _benchmark(model_path, test, bench_config, rounds, trust_model, progress, ou
 
     progress(f"benchmark: {len(outcome.exported)} artifact(s) and the float source, each in its own process")
     outcome.results = measure([r.folder for r in outcome.exported], eval_data=test, source=model_path,
-                              config=bench_config or LatencyConfig(), rounds=rounds, trust_model=trust_model)
+                              config=bench_config or LatencyConfig(), rounds=rounds, trust_model=trust_model,
+                              on_progress=progress)
     outcome.results["title"] = title
     outcome.results["refused"] = [{"target": f.target, "exit_code": f.exit_code, "reason": f.message}
                                   for f in outcome.failed]
