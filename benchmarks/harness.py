@@ -55,7 +55,8 @@ def _source_candidate(source: Path) -> Candidate:
 
     fmt = detect_format(source)  # refuses a missing or unknown file before any worker starts
     runtime = baseline_runtime(fmt.source_format).name
-    record = file_record(source) if source.is_file() else {"bytes": None, "gzip_bytes": None}
+    record = file_record(source) if source.is_file() else {  # a SavedModel directory: its files together
+        "bytes": sum(f.stat().st_size for f in source.rglob("*") if f.is_file()), "gzip_bytes": None}
     return Candidate(baseline_name(runtime), "source", source, runtime, "fp32",
                      {"bytes": record["bytes"], "gzip_bytes": record["gzip_bytes"]})
 

@@ -308,7 +308,7 @@ def _plots(doc: dict) -> list[tuple[str, str]]:
         fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(sized) + 1.2))
         names = [r["target"] for r in sized]
         ax.barh(names, [r["size_bytes"] / 1024 for r in sized], color="#88ccee", label="on disk")
-        ax.barh(names, [r["gzip_bytes"] / 1024 for r in sized], color="#117733", height=0.4, label="gzip")
+        ax.barh(names, [(r["gzip_bytes"] or 0) / 1024 for r in sized], color="#117733", height=0.4, label="gzip")
         ax.set_xlabel("KiB")
         ax.invert_yaxis()
         ax.legend()

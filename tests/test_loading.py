@@ -171,3 +171,23 @@ def test_bad_model_files_give_one_line_errors(tmp_path, good_files, case):
 def test_not_a_model_object():
     with pytest.raises(BadInputError, match="not a model"):
         load_model(42)
+
+
+def test_a_keras3_export_saved_model_is_a_source(tmp_path, digits8):
+    """Keras 3 writes SavedModels with model.export(): a graph with no Keras config. It is run
+    through its serving signature (a TFSMLayer) and goes to every runtime."""
+    from compressor.models import load_source
+    from targets import export_many
+
+    keras = keras_env.keras3()
+    image = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(image))
+    model = keras.Model(image, keras.layers.Dense(10, activation="softmax")(x))
+    model.export(str(tmp_path / "exported"))
+    train, test = digits8
+    source = load_source(tmp_path / "exported")
+    np.testing.assert_allclose(source.predict(test.x)[0], model.predict(test.x, verbose=0), atol=1e-5)
+    exported, failed = export_many(source, ["tflite-fp32", "onnx-fp32", "openvino-fp32"], out_dir=tmp_path / "out",
+                                   calibration=train, validation=test)
+    assert not failed, [f.message for f in failed]
+    assert all(r.manifest["parity"]["max_abs"] < 1e-5 for r in exported)

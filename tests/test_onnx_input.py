@@ -203,3 +203,13 @@ def test_compress_refuses_a_typo_in_the_model_before_any_work(npz_files, tmp_pat
     code, _, err = run_cli(["compress", str(tmp_path / "missing.onnx"), "--data", str(npz_files[0]),
                          "--eval-data", str(npz_files[1]), "-o", str(out)], capsys)
     assert code == 3 and "no such file" in err and not out.exists()
+
+
+def test_quantizing_into_a_relative_output_folder(onnx_file, digits8, tmp_path, monkeypatch):
+    """ONNX Runtime's pre-processing runs in the work folder; paths given relative to the
+    user's cwd must still point where they did (onnx-int8 wrote nothing into 'out/')."""
+    monkeypatch.chdir(tmp_path)
+    train, test = digits8
+    result = export(load_onnx(onnx_file), "onnx-int8", out_dir="out", calibration=train, validation=test)
+    assert (tmp_path / "out" / "onnx-int8" / "model.onnx").is_file() and result.manifest["parity"]["passed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # and nothing else left in the cwd

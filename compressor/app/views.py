@@ -116,7 +116,8 @@ def print_run(outcome) -> None:
         table.add_column(column, justify="left" if column in ("target", "precision", "status") else "right")
     reference = next((r for r in rows.values() if r["kind"] == "source"), None)
     if reference:
-        table.add_row(reference["name"], "fp32", f"{reference['size']['bytes'] / 1024:,.1f} KiB",
+        size = reference["size"]["bytes"]
+        table.add_row(reference["name"], "fp32", "-" if size is None else f"{size / 1024:,.1f} KiB",
                       f"{reference['latency']['p50_ms']:.3f}", "1.00×",
                       _top1(reference["accuracy"]), "-", "source")
     for result in outcome.exported:

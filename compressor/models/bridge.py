@@ -223,7 +223,11 @@ def _wrapper_class(layers: dict):
 
         def call(self, inputs, *args, **kwargs):
             kwargs.pop("training", None)  # inference: the wrapped layer runs in its inference mode
-            return self._wrapped[0](inputs, *args, **kwargs)
+            result = self._wrapped[0](inputs, *args, **kwargs)
+            if isinstance(result, dict):  # a SavedModel signature's named outputs, flattened as Keras 3 does
+                result = [result[key] for key in sorted(result)]
+                return result[0] if len(result) == 1 else result
+            return result
 
         def get_config(self):
             return {**super().get_config(), "wrapped_layer": self.wrapped_layer, "wrapped_class": self.wrapped_class}

@@ -149,16 +149,37 @@ def _load_h5(path: Path, trust_model: bool):
 
 def _load_saved_model(path: Path, trust_model: bool):
     metadata = path / "keras_metadata.pb"
-    if not metadata.exists():
-        raise BadInputError(
-            f"{path}: SavedModel has no Keras metadata (was it written by model.export()?); "
-            "save the model with tf-keras `model.save(dir)` or as a .keras file"
-        )
+    if not metadata.exists():  # Keras 3's model.export(), tf.saved_model.save: a graph, no Keras config
+        return _exported_saved_model(path)
     _check_saved_model_metadata(metadata, trust_model)
     try:
         return keras_env.tf_keras().models.load_model(str(path), compile=False)
     except Exception as exc:
         raise BadInputError(f"{path}: cannot load SavedModel ({one_line(exc)})") from None
+
+
+def _exported_saved_model(path: Path):
+    """A SavedModel with no Keras metadata (what Keras 3's ``model.export()`` writes) as a Keras 3
+    model: its serving signature in a ``TFSMLayer``, which runs the saved graph (no Python code
+    of the model's author runs; the path is the user's own). Its weights are frozen in the graph,
+    so it takes quantize-only recipes."""
+    tf, keras = keras_env.tf(), keras_env.keras3()
+    try:
+        with keras_env.quiet_native():
+            signatures = tf.saved_model.load(str(path)).signatures
+    except Exception as exc:
+        raise BadInputError(f"{path}: cannot load SavedModel ({one_line(exc)})") from None
+    endpoint = "serving_default" if "serving_default" in signatures else next(iter(signatures), None)
+    if endpoint is None:
+        raise BadInputError(f"{path}: SavedModel has no serving signature to run")
+    _, specs = signatures[endpoint].structured_input_signature
+    inputs = {name: keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name, name=name)
+              for name, spec in sorted(specs.items())}
+    layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint, name="saved_model")
+    outputs = layer(inputs if len(inputs) > 1 else next(iter(inputs.values())))
+    if isinstance(outputs, dict):
+        outputs = [outputs[key] for key in sorted(outputs)]
+    return keras.Model(list(inputs.values()), outputs, name=path.name)
 
 
 def _check_saved_model_metadata(metadata: Path, trust_model: bool) -> None:

@@ -58,15 +58,15 @@ def _pre_process(source: Path, workdir: Path, *, optimize: bool = True) -> tuple
     prepared model and whether symbolic shape inference had to be skipped."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = workdir / "prepared.onnx"
+    prepared = (workdir / "prepared.onnx").resolve()
+    source = source.resolve()  # before the chdir below: the paths may be relative to the caller's cwd
     # in the work folder: on incomplete shape inference ORT saves sym_shape_infer_temp.onnx in the cwd
     with contextlib.chdir(workdir):
         try:
-            quant_pre_process(str(source.resolve()), str(prepared.resolve()), skip_optimization=not optimize)
+            quant_pre_process(str(source), str(prepared), skip_optimization=not optimize)
             return prepared, False
         except Exception:  # "Incomplete symbolic shape inference" on some models: ORT's advice is to skip it
-            quant_pre_process(str(source.resolve()), str(prepared.resolve()), skip_symbolic_shape=True,
-                              skip_optimization=not optimize)
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, skip_optimization=not optimize)
             return prepared, True
 
 
