@@ -76,6 +76,8 @@ class Runtime:
     preimport: tuple[str, ...] = ()  # modules the benchmark worker imports before its memory baseline
     accepts: tuple[str, ...] = ()  # source representations ``export`` takes, preferred first
     runs_sources: tuple[str, ...] = ()  # source formats it runs as they are (the float baseline)
+    describe: Callable[[Path], dict] | None = None  # an artifact file's ops, I/O tensors, weight types
+    suffix: str | None = None  # its artifact files' extension, for inspecting a bare file
 
     def takes(self, source) -> bool:
         """Whether ``export`` can start from what ``source`` provides."""
@@ -139,3 +141,30 @@ def name_order(wanted: list[str], names: list[set[str]]) -> list[int] | None:
             return None
         positions.append(found[0])
     return positions
+
+
+def describe_artifact(path: str | Path) -> dict:
+    """What an exported artifact is: an artifact folder (its manifest, integrity checked) or a bare
+    ``.tflite`` / OpenVINO ``.xml`` file; ops, inputs and outputs with their types.
+
+    Raises:
+        BadInputError: not an artifact this toolkit can read.
+    """
+    from targets import manifest as manifests
+
+    path = Path(path)
+    if (path.is_dir() and (path / manifests.MANIFEST_NAME).is_file()) or path.name == manifests.MANIFEST_NAME:
+        from targets.artifact import open_artifact
+
+        artifact = open_artifact(path)
+        described = get_runtime(artifact.runtime).describe(artifact.path)
+        m = artifact.manifest
+        return {"artifact": str(artifact.path), "target": m["target"], "runtime": m["runtime"],
+                "precision": m["precision"], "size": m["size"], "source": m.get("source"),
+                "parity": {k: m["parity"].get(k) for k in ("passed", "max_abs", "agreement", "snr_db", "samples")},
+                **described}
+    runtime = next((r for r in runtimes().values() if r.suffix and path.suffix.lower() == r.suffix), None)
+    if runtime is None or not path.is_file():
+        raise BadInputError(f"{path}: not an artifact (a folder with manifest.json, a .tflite or an OpenVINO .xml)")
+    return {"artifact": str(path), "runtime": runtime.name, "size": {"bytes": path.stat().st_size},
+            **runtime.describe(path)}

@@ -418,3 +418,30 @@ def test_fp16_reference_folds_batchnorm_as_the_converters_do(target, digits8, tm
         runner.close()
     assert np.abs(artifact - folded).max() < 1e-4 < np.abs(naive - folded).max()
     assert result.parity["max_abs"] < 1e-4 and result.parity["reference_weights"] == "float16"
+
+
+@pytest.mark.parametrize("name", ["tflite-int8", "mcu", "openvino-int8", "onnx-int8"])
+def test_inspect_reads_every_artifact_it_writes(exported, name, capsys):
+    """A user inspects what they are given, artifacts included: folder, .tflite or .xml."""
+    from compressor.app.cli import main
+
+    folder = exported[1][name].folder
+    with pytest.raises(SystemExit) as info:
+        main(["inspect", str(folder), "--json"])
+    assert info.value.code == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["target"] == name and described["precision"] == "int8" and described["parity"]["passed"]
+    ops = described["ops"]
+    if name in ("tflite-int8", "mcu"):
+        assert "int8" in ops["CONV_2D"]["dtypes"]  # the convolution computes in int8
+        inputs = described["inputs"][0]
+        assert (inputs["dtype"], inputs["scale"] is not None) == (("int8", True) if name == "mcu" else ("float32", False))
+    elif name == "openvino-int8":
+        assert described["constants"].get("i8", 0) >= 1 and "FakeQuantize" in ops
+    else:
+        assert described["constants"]["int8"] >= 1 and "DequantizeLinear" in ops
+    artifact_file = next((f for f in folder.glob("model.*") if f.suffix in (".tflite", ".xml")), None)  # bare file
+    if artifact_file is not None:
+        with pytest.raises(SystemExit) as info:
+            main(["inspect", str(artifact_file), "--json"])
+        assert info.value.code == 0 and json.loads(capsys.readouterr().out)["ops"] == ops

@@ -117,7 +117,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @json_option
 def inspect(model: str, trust_model: bool, as_json: bool) -> None:
     """Describe MODEL (.keras, .h5, SavedModel or .onnx): inputs, outputs, layers or ops,
-    parameters, MACs, sparsity, and the targets that can take it.
+    parameters, MACs, sparsity, and the targets that can take it. An exported artifact (its
+    folder, a .tflite, an OpenVINO .xml): its target, parity, ops and the types they compute in.
 
     Example:
 
@@ -126,6 +127,16 @@ def inspect(model: str, trust_model: bool, as_json: bool) -> None:
     from compressor.app import views
     from compressor.models import load_source
     from targets import compatibility
+    from targets.runtime import describe_artifact
+
+    path = Path(model)
+    if path.suffix.lower() in (".tflite", ".xml") or (path / "manifest.json").is_file():
+        described = describe_artifact(path)
+        if as_json:
+            click.echo(json.dumps(described, indent=2, default=str))
+        else:
+            views.print_artifact(described)
+        return
 
     source = load_source(model, trust_model=trust_model)
     report = source.report()

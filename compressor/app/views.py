@@ -133,3 +133,31 @@ def print_run(outcome) -> None:
         table.add_row(failure.target, "-", "-", "-", "-", "-", "-",
                       f"failed (exit {failure.exit_code}): {failure.message}{bug}")
     console.print(table)
+
+
+def print_artifact(described: dict) -> None:
+    """An exported artifact: what it is, its parity, its ops and the types they compute in."""
+    console = _console()
+    head = [f"{described['artifact']}: {described.get('target') or described['runtime']}"]
+    if described.get("precision"):
+        head.append(f"precision {described['precision']}")
+    head.append(f"{described['size']['bytes']:,} bytes")
+    console.print(", ".join(head))
+    parity = described.get("parity")
+    if parity:
+        quality = (f"agreement {parity['agreement']:.1%}" if parity.get("agreement") is not None
+                   else f"SNR {parity['snr_db']:.1f} dB" if parity.get("snr_db") is not None else "")
+        console.print(f"parity: {'passed' if parity['passed'] else 'FAILED'} on {parity['samples']} samples, "
+                      f"max abs {parity['max_abs']:.3g}{', ' + quality if quality else ''}")
+    for kind in ("inputs", "outputs"):
+        for tensor in described.get(kind, []):
+            quant = f", scale {tensor['scale']:.4g} zero point {tensor['zero_point']}" if tensor.get("scale") else ""
+            console.print(f"{kind[:-1]} {tensor['name']}: {tensor['dtype']} {tensor['shape']}{quant}")
+    table = Table(title="Ops")
+    for column in ("op", "count", "types"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for name, op in described.get("ops", {}).items():
+        table.add_row(name, str(op["count"]), ", ".join(op.get("dtypes") or []))
+    console.print(table)
+    if described.get("constants"):
+        console.print("weights/constants by type: " + ", ".join(f"{k} {v}" for k, v in described["constants"].items()))

@@ -378,8 +378,31 @@ def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> Li
                         output_order=details.get("output_order"))
 
 
+def describe(artifact: Path) -> dict:
+    """Ops (with the dtypes they compute in) and the I/O tensors of a ``.tflite`` file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        content = Path(artifact).read_bytes()
+        interpreter = Interpreter(model_content=content)
+    except Exception as exc:
+        from compressor.errors import BadInputError
+
+        raise BadInputError(f"{artifact}: not a readable .tflite file ({str(exc).strip().splitlines()[0][:160]})") \
+            from None
+    table = op_table(content)
+    ops: dict[str, dict] = {}
+    for op in table:
+        entry = ops.setdefault(op["op"], {"count": 0, "dtypes": set()})
+        entry["count"] += 1
+        entry["dtypes"] |= set(op["dtypes"])
+    tensors = lambda details: [vars(_tensor_info(d)) for d in details]  # noqa: E731
+    return {"ops": {name: {"count": e["count"], "dtypes": sorted(e["dtypes"])} for name, e in sorted(ops.items())},
+            "inputs": tensors(interpreter.get_input_details()), "outputs": tensors(interpreter.get_output_details())}
+
+
 RUNTIME = Runtime("litert", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert"),
-                  preimport=("ai_edge_litert.interpreter",), accepts=("keras",))
+                  preimport=("ai_edge_litert.interpreter",), accepts=("keras",), describe=describe, suffix=".tflite")
 
 
 if __name__ == "__main__":

@@ -232,5 +232,24 @@ def _opset(path: Path) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
 
 
+def describe(artifact: Path) -> dict:
+    """Op types, I/O, and the element types of the initializers (int8 weights of a quantized model)."""
+    import onnx
+
+    model = onnx.load(str(artifact), load_external_data=False)
+    ops: dict[str, dict] = {}
+    for node in model.graph.node:
+        entry = ops.setdefault(node.op_type, {"count": 0, "dtypes": []})
+        entry["count"] += 1
+    constants: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        name = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).name
+        constants[name] = constants.get(name, 0) + 1
+    runner = ONNXRunner(artifact)
+    tensors = lambda infos: [vars(i) for i in infos]  # noqa: E731
+    return {"ops": dict(sorted(ops.items())), "inputs": tensors(runner.inputs), "outputs": tensors(runner.outputs),
+            "constants": constants, "opset": _opset(artifact)}
+
+
 RUNTIME = Runtime("onnxruntime", load, export, libraries=("tf2onnx", "onnx", "onnxruntime"),
-                  preimport=("onnxruntime",), accepts=("onnx", "keras"), runs_sources=("onnx",))
+                  preimport=("onnxruntime",), accepts=("onnx", "keras"), runs_sources=("onnx",), describe=describe)

@@ -268,5 +268,38 @@ def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> Op
                           output_order=details.get("output_order"))
 
 
+def describe(artifact: Path) -> dict:
+    """Op types (with their output element types), I/O, and the element types the weights are stored in."""
+    import openvino as ov
+
+    from compressor.errors import BadInputError
+
+    try:
+        model = ov.Core().read_model(str(artifact))
+    except Exception as exc:
+        raise BadInputError(f"{artifact}: not a readable OpenVINO IR ({one_line(exc)[:160]})") from None
+    ops: dict[str, dict] = {}
+    constants: dict[str, int] = {}
+    for node in model.get_ordered_ops():
+        kind = node.get_type_name()
+        if kind in ("Parameter", "Result"):
+            continue
+        types = {node.get_output_element_type(i).get_type_name() for i in range(node.get_output_size())}
+        if kind == "Constant":
+            for t in types:
+                constants[t] = constants.get(t, 0) + 1
+            continue
+        entry = ops.setdefault(kind, {"count": 0, "dtypes": set()})
+        entry["count"] += 1
+        entry["dtypes"] |= types
+
+    def tensors(ports):
+        return [{"name": next(iter(sorted(p.get_names())), ""), "shape": str(p.get_partial_shape()),
+                 "dtype": p.get_element_type().get_type_name()} for p in ports]
+
+    return {"ops": {name: {"count": e["count"], "dtypes": sorted(e["dtypes"])} for name, e in sorted(ops.items())},
+            "inputs": tensors(model.inputs), "outputs": tensors(model.outputs), "constants": constants}
+
+
 RUNTIME = Runtime("openvino", load, export, libraries=("onnx", "openvino", "nncf"), preimport=("openvino",),
-                  accepts=("onnx", "keras"))
+                  accepts=("onnx", "keras"), describe=describe, suffix=".xml")

@@ -126,4 +126,5 @@ def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> TF
 
 
 RUNTIME = Runtime("tflm", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert", "tflite-micro"),
-                  preimport=("tflite_micro.python.tflite_micro.runtime",), accepts=("keras",))
+                  preimport=("tflite_micro.python.tflite_micro.runtime",), accepts=("keras",),
+                  describe=litert.describe)
