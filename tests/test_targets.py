@@ -435,7 +435,8 @@ def test_inspect_reads_every_artifact_it_writes(exported, name, capsys):
     if name in ("tflite-int8", "mcu"):
         assert "int8" in ops["CONV_2D"]["dtypes"]  # the convolution computes in int8
         inputs = described["inputs"][0]
-        assert (inputs["dtype"], inputs["scale"] is not None) == (("int8", True) if name == "mcu" else ("float32", False))
+        expected = ("int8", True) if name == "mcu" else ("float32", False)
+        assert (inputs["dtype"], inputs["scale"] is not None) == expected
     elif name == "openvino-int8":
         assert described["constants"].get("i8", 0) >= 1 and "FakeQuantize" in ops
     else:
