@@ -3,7 +3,8 @@ as a user runs it: each cell is the run's exit code and what each target became.
 
 Usage: python -m tools.recipe_sweep [--models NAME ...] [--recipes NAME ...] [--out sweep-out]
 [--write RECIPES.md] (``make sweep`` regenerates RECIPES.md). A finished run (its ``run.json``
-or its recorded failure) is kept; ``--fresh`` redoes everything.
+or its recorded failure) is kept; ``--fresh`` redoes everything. ``--file MODEL --data TRAIN
+EVAL`` sweeps any model file instead (a stock ``keras.applications`` model, say).
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ RESULT = "sweep.json"
 CLI = "import sys; from compressor.app.cli import main; main(sys.argv[1:])"
 
 
-def run_one(model: str, recipe: str, out: Path) -> dict:
-    """``compressor compress`` in its own process, as a user types it; its record."""
-    import sample_models
+def run_one(model: str, recipe: str, out: Path, file: Path | None = None, data: tuple[str, str] | None = None) -> dict:
+    """``compressor compress`` in its own process, as a user types it; its record. ``model`` is a
+    sample model's name, or the name given to ``file`` (any model file, with its ``data``)."""
+    if file is None:
+        import sample_models
 
-    spec = sample_models.SAMPLE_MODELS[model]
+        spec = sample_models.SAMPLE_MODELS[model]
+        file, data = sample_models.path(model), (f"sample:{spec.dataset}:train", f"sample:{spec.dataset}:test")
     folder = out / model / recipe
-    command = [sys.executable, "-c", CLI, "compress", str(sample_models.path(model)), "-r", recipe, "-t", "all",
-               "--data", f"sample:{spec.dataset}:train", "--eval-data", f"sample:{spec.dataset}:test",
+    command = [sys.executable, "-c", CLI, "compress", str(file), "-r", recipe, "-t", "all",
+               "--data", data[0], "--eval-data", data[1],
                "-o", str(folder / "run"), "--overwrite", "--rounds", "1", "--min-seconds", "0.2", "--json"]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, COMPRESSOR_QUIET="1"))
@@ -61,11 +65,10 @@ def _cell(record: dict) -> str:
 
 
 def render(records: list[dict], wall: float) -> str:
-    import sample_models
     from compressor.recipes import BUILTIN
 
     recipes = [r for r in BUILTIN if any(rec["recipe"] == r for rec in records)]
-    models = [m for m in sample_models.SAMPLE_MODELS if any(rec["model"] == m for rec in records)]
+    models = list(dict.fromkeys(rec["model"] for rec in records))
     by_key = {(r["model"], r["recipe"]): r for r in records}
     work = sum(r["seconds"] for r in records)
     lines = ["# Built-in recipes on the sample models", "",
@@ -108,13 +111,21 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("sweep-out"))
     parser.add_argument("--write", type=Path, help="write the Markdown here (e.g. RECIPES.md)")
     parser.add_argument("--fresh", action="store_true", help="redo runs already done in OUT")
+    parser.add_argument("--file", type=Path, help="sweep this model file instead of the sample models")
+    parser.add_argument("--data", nargs=2, metavar=("TRAIN", "EVAL"), help="with --file: its data")
     args = parser.parse_args(argv)
+    if args.file is not None:
+        args.models = [args.file.stem]
     start, records = time.perf_counter(), []
     for model in args.models:
         for recipe in args.recipes:
             done = args.out / model / recipe / RESULT
-            record = (json.loads(done.read_text()) if done.is_file() and not args.fresh
-                      else run_one(model, recipe, args.out))
+            if done.is_file() and not args.fresh:  # any model swept before, --file ones included
+                record = json.loads(done.read_text())
+            elif args.file is None and model not in sample_models.SAMPLE_MODELS:
+                parser.error(f"{model}: not a sample model and not swept in {args.out} (give --file)")
+            else:
+                record = run_one(model, recipe, args.out, args.file, args.data)
             records.append(record)
             print(f"{model} {recipe}: {_cell(record)} ({record['seconds']:.0f} s)", file=sys.stderr, flush=True)
     return publish(render(records, time.perf_counter() - start), args.write)
