@@ -23,19 +23,47 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
+DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+
+
+def cpu_class(architecture: str, flags) -> str:
+    """The class of CPU int8 speed depends on: which int8 dot-product instructions it has.
+
+    Without them (x86 AVX2), int8 products are summed in int16 and may saturate, and int8
+    is often no faster than fp32; with VNNI/AMX (x86) or the dot-product extension (arm64)
+    int8 runs at several times fp32.
+    """
+    flags = set(flags)
+    if architecture.lower() in ("x86_64", "amd64", "i686", "x86"):
+        if "amx_int8" in flags:
+            return "x86-64 AMX"
+        if flags & {"avx512_vnni", "avx_vnni"}:
+            return "x86-64 VNNI"
+        return "x86-64 AVX2" if "avx2" in flags else "x86-64"
+    if architecture.lower() in ("aarch64", "arm64"):
+        return "arm64 dot product" if "asimddp" in flags else "arm64"
+    return architecture or "unknown"
+
+
+def host() -> dict:
+    """This machine's CPU, its class and the flags the class was read from."""
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return {"cpu": info.get("model name") or platform.processor() or platform.machine(),
+            "architecture": platform.machine(), "cpu_class": cpu_class(platform.machine(), flags),
+            "flags": [f for f in INTERESTING_FLAGS if f in flags]}
+
+
 def capture() -> dict:
     """CPU model, SIMD flags that matter for int8 speed, cores, OS, Python, library versions."""
     from targets.manifest import library_versions
     from targets.runtime import runtimes
 
-    info = _cpuinfo()
-    flags = set((info.get("flags") or info.get("Features") or "").split())
+    facts = host()
     return {
-        "cpu": info.get("model name") or platform.processor() or platform.machine(),
-        "architecture": platform.machine(),
+        **facts,
         "cores": os.cpu_count(),
-        "flags": [f for f in INTERESTING_FLAGS if f in flags],
-        "int8_dot_product": any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")),
+        "int8_dot_product": any(f in facts["flags"] for f in DOT_PRODUCT_FLAGS),
         "os": platform.platform(),
         "python": platform.python_version(),
         "libraries": library_versions({lib for runtime in runtimes().values() for lib in runtime.libraries}),

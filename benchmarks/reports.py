@@ -155,8 +155,9 @@ def md_cells(row: dict, noise: float | None = None) -> list[str]:
 
 def machine_line(doc: dict) -> str:
     m, c = doc["machine"], doc["config"]
-    return (f"{m['cpu']} ({m['cores']} cores; {', '.join(m['flags']) or 'no SIMD flags read'}; int8 dot product: "
-            f"{'yes' if m['int8_dot_product'] else 'no'}), batch {c['batch']}, {c['threads']} thread(s), "
+    cpu_class = f"class {m['cpu_class']}; " if m.get("cpu_class") else ""
+    return (f"{m['cpu']} ({cpu_class}{m['cores']} cores; {', '.join(m['flags']) or 'no SIMD flags read'}; int8 dot "
+            f"product: {'yes' if m['int8_dot_product'] else 'no'}), batch {c['batch']}, {c['threads']} thread(s), "
             f"{c['rounds']} interleaved round(s) of ≥ {c['min_runs']} runs and ≥ {c['min_seconds']} s; "
             f"data: {doc['dataset']['name']} ({doc['dataset']['samples']} samples); "
             f"reference: {doc['reference']}")

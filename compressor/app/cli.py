@@ -456,13 +456,18 @@ def targets(as_json: bool) -> None:
 
         compressor targets --json
     """
+    from benchmarks.machine import host
     from compressor.app import views
     from targets import PROFILES
 
+    machine = host()
     if as_json:
-        click.echo(json.dumps([p.to_dict() for p in PROFILES.values()], indent=2))
+        click.echo(json.dumps({"host": machine, "profiles": [p.to_dict() for p in PROFILES.values()]}, indent=2))
     else:
         views.print_targets(PROFILES.values())
+        click.echo(f"This host: {machine['cpu']}, CPU class {machine['cpu_class']} "
+                   f"(from its flags: {', '.join(machine['flags']) or 'none read'}); latencies measured here are "
+                   "for that class.")
 
 
 def _printable(exc: BaseException) -> str:
