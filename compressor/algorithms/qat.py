@@ -28,6 +28,14 @@ SPARSE_ENOUGH = 0.2  # the kernel sparsity from which "auto" keeps the sparsity
 QUANTIZABLE_KERNELS = ("Conv2D", "Dense", "DepthwiseConv2D")
 
 
+def _takes_integers(layer) -> bool:
+    tf = keras_env.tf()
+    try:
+        return any(t.dtype.is_integer for t in tf.nest.flatten(layer.input))
+    except (AttributeError, ValueError):  # a layer with several call nodes has no single input
+        return False
+
+
 def _folded_into_producer(layer) -> bool:
     """A BatchNormalization right after a convolution without activation: tfmot's graph
     transforms fold it into the convolution (its registry does not list it)."""
@@ -90,6 +98,9 @@ def quantize_aware(model, data, config, fine_tune, *, seed: int = 0, trust_model
             return layer
         if training.is_excluded(layer, config.exclude):
             return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=keep_float)
+        if _takes_integers(layer):  # token ids: tfmot would fake-quantize the int input in front of it
+            unsupported[layer.name] = f"{type(layer).__name__} on integer input"
+            return layer
         if registry.supports(layer) or _folded_into_producer(layer):
             return tfmot.quantization.keras.quantize_annotate_layer(layer)
         unsupported[layer.name] = getattr(layer, "wrapped_class", None) or type(layer).__name__
@@ -108,8 +119,8 @@ def quantize_aware(model, data, config, fine_tune, *, seed: int = 0, trust_model
               "left_float": unsupported, "sparsity_before": float(np.mean(list(before.values()))) if before else 0.0}
     if unsupported:
         kinds = ", ".join(sorted(set(unsupported.values())))
-        record["notes"] = [f"computed in float, int8 at their output (tfmot's int8 QAT does not quantize {kinds} "
-                           f"there): {', '.join(unsupported)}"]
+        record["notes"] = [f"left in float where tfmot's int8 QAT cannot quantize them ({kinds}; their outputs are "
+                           f"int8 where int8 layers follow): {', '.join(unsupported)}"]
     return qat, record
 
 
