@@ -99,13 +99,15 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
         raise BadInputError("no target: give --target (or a recipe with targets)")
     source = load_source(model_path, trust_model=trust_model)
     check_steps_fit(recipe, source)
+    shape = source.data_spec()[0]
+    train, test = (load_dataset(d, input_shape=shape, pixel_scale=pixel_scale) for d in (data, eval_data))
+    for dataset in (train, test):  # data that cannot feed the model stops the run before the output exists
+        dataset.check_fits(source)
     out = Path(out_dir)
     prepare_output(out, [Path(model_path)] + [Path(p) for p in (data, eval_data) if not str(p).startswith("sample:")],
                    overwrite=overwrite)
     outcome = RunOutcome(out)
-    source, provenance = _compress(source, recipe, data, eval_data, trust_model, progress, outcome, pixel_scale)
-    shape = source.data_spec()[0]
-    train, test = (load_dataset(d, input_shape=shape, pixel_scale=pixel_scale) for d in (data, eval_data))
+    source, provenance = _compress(source, recipe, train, test, trust_model, progress, outcome, pixel_scale)
     outcome.exported, outcome.failed = export_many(
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
         seed=recipe.seed, parity_rule=parity_rule, device=device, on_progress=progress)
