@@ -54,7 +54,8 @@ def test_an_image_folder_feeds_the_pixels_a_rescaling_model_expects(first_hour, 
     assert code == 0, err
     assert _top1(out) > 0.8 and _top1(out, "tflite-fp32") == _top1(out)
     manifest = json.loads((out / "tflite-fp32" / "manifest.json").read_text())
-    assert "pixels 0-255" in manifest["validation"]["source"] and "10 classes: digit_0" in manifest["validation"]["source"]
+    validation = manifest["validation"]["source"]
+    assert "pixels 0-255" in validation and "10 classes: digit_0" in validation
     assert "pixels 0-255" in (out / "report.md").read_text()  # the report's data line says how pixels were fed
     npz_out = tmp_path / "npz"
     code, _, err = run_cli(["export", str(first_hour / "cnn.keras"), "-t", "tflite-fp32", "--eval-data",
