@@ -213,3 +213,27 @@ def test_quantizing_into_a_relative_output_folder(onnx_file, digits8, tmp_path, 
     result = export(load_onnx(onnx_file), "onnx-int8", out_dir="out", calibration=train, validation=test)
     assert (tmp_path / "out" / "onnx-int8" / "model.onnx").is_file() and result.manifest["parity"]["passed"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # and nothing else left in the cwd
+
+
+def test_exact_gelu_converts_to_valid_onnx(tmp_path):
+    """TensorFlow writes exact GELU with Erfc, which tf2onnx left untranslated: every ONNX and
+    OpenVINO cell of the zoo's ViT was refused ("No Op registered for Erfc")."""
+    import onnx
+
+    from compressor import keras_env
+    from compressor.data import Dataset
+    from compressor.models import load_source
+    from targets import export_many
+
+    keras = keras_env.keras3()
+    inputs = keras.Input((16,))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(
+        keras.layers.Dense(32, activation="gelu")(inputs)))
+    model.save(tmp_path / "gelu.keras")
+    data = Dataset(np.random.default_rng(0).normal(size=(64, 16)).astype("float32"), None, "normal")
+    exported, failed = export_many(load_source(tmp_path / "gelu.keras"), ["onnx-fp32", "openvino-fp32"],
+                                   out_dir=tmp_path / "out", calibration=data, validation=data)
+    assert not failed, [f.message for f in failed]
+    assert all(r.parity["max_abs"] < 1e-5 for r in exported)
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "out" / "onnx-fp32" / "model.onnx")).graph.node}
+    assert "Erf" in ops and "Erfc" not in ops

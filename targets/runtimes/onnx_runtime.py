@@ -21,10 +21,39 @@ OPSET = 17
 ARTIFACT_NAME = "model.onnx"
 
 
+_HANDLERS = []
+
+
+def _register_handlers() -> None:
+    """Ops tf2onnx 1.17 passes through untranslated, leaving an invalid ONNX graph. ``Erfc``:
+    TensorFlow's exact GELU is ``0.5 x erfc(-x / sqrt 2)`` (ViT, ConvNeXt); ONNX has ``Erf``
+    only, and erfc(x) = 1 - erf(x)."""
+    if _HANDLERS:
+        return
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+            erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=node.name)
+            shapes, dtypes = node.output_shapes, node.output_dtypes
+            ctx.remove_node(node.name)
+            ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=[node.output[0]], shapes=shapes,
+                          dtypes=dtypes)
+
+    _HANDLERS.append(Erfc)
+
+
 def convert_keras(model, destination: Path) -> None:
     """Write ``model`` as ONNX (opset ``OPSET``) with a dynamic batch axis."""
     import onnx
     import tf2onnx
+
+    _register_handlers()
 
     tf = keras_env.tf()
     signature = [tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=name)
