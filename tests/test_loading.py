@@ -191,3 +191,16 @@ def test_a_keras3_export_saved_model_is_a_source(tmp_path, digits8):
                                    calibration=train, validation=test)
     assert not failed, [f.message for f in failed]
     assert all(r.manifest["parity"]["max_abs"] < 1e-5 for r in exported)
+
+
+def test_layer_classes_of_keras_applications_are_keras_not_custom_code():
+    """ConvNeXt's LayerScale lives in keras.src.applications: Keras' own class, not the user's
+    (the zoo's ConvNeXtTiny was refused as custom code); a look-alike elsewhere still is."""
+    from compressor.models.safety import scan_config
+
+    def model(module):
+        return {"class_name": "Functional", "config": {"layers": [
+            {"module": module, "class_name": "LayerScale", "name": "scale", "config": {"name": "scale"}}]}}
+
+    assert scan_config(model("keras.src.applications.convnext")) == []
+    assert scan_config(model("evil.convnext")) and scan_config(model("keras.src.applications.made_up"))

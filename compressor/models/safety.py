@@ -82,18 +82,24 @@ def _walk(node: Any, layer: str) -> Iterator[Finding]:
             yield from _walk(item, layer)
 
 
+KERAS_APPLICATIONS = "keras.src.applications."  # keras.applications' own layer classes
 KERAS_OP_MODULES = ("keras.src.ops.numpy", "keras.src.ops.math", "keras.src.ops.nn", "keras.src.ops.core")
 
 
 def _keras_op(layer_cfg: dict) -> bool:
-    """A Keras 3 ``ops`` call recorded in a functional model (``x / 4.0`` is ``TrueDivide``): Keras'
-    own operation classes, from a fixed list of Keras modules."""
+    """A Keras 3 ``ops`` call recorded in a functional model (``x / 4.0`` is ``TrueDivide``), or a
+    layer class ``keras.applications`` define for their models (ConvNeXt's ``LayerScale``):
+    Keras' own classes, from a fixed list of Keras modules, looked up without importing others."""
     import importlib
 
     module = layer_cfg.get("module")
-    if module not in KERAS_OP_MODULES:
+    if module not in KERAS_OP_MODULES and not str(module).startswith(KERAS_APPLICATIONS):
         return False
-    return isinstance(getattr(importlib.import_module(module), str(layer_cfg.get("class_name")), None), type)
+    try:
+        found = importlib.import_module(module)  # within the Keras package only (checked above)
+    except ImportError:  # a made-up module name: not Keras' own class
+        return False
+    return isinstance(getattr(found, str(layer_cfg.get("class_name")), None), type)
 
 
 def _walk_layer(layer_cfg: Any) -> Iterator[Finding]:
