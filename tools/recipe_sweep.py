@@ -22,7 +22,8 @@ RESULT = "sweep.json"
 CLI = "import sys; from compressor.app.cli import main; main(sys.argv[1:])"
 
 
-def run_one(model: str, recipe: str, out: Path, file: Path | None = None, data: tuple[str, str] | None = None) -> dict:
+def run_one(model: str, recipe: str, out: Path, file: Path | None = None, data: tuple[str, str] | None = None,
+            every_target: bool = True) -> dict:
     """``compressor compress`` in its own process, as a user types it; its record. ``model`` is a
     sample model's name, or the name given to ``file`` (any model file, with its ``data``)."""
     if file is None:
@@ -31,12 +32,13 @@ def run_one(model: str, recipe: str, out: Path, file: Path | None = None, data: 
         spec = sample_models.SAMPLE_MODELS[model]
         file, data = sample_models.path(model), (f"sample:{spec.dataset}:train", f"sample:{spec.dataset}:test")
     folder = out / model / recipe
-    command = [sys.executable, "-c", CLI, "compress", str(file), "-r", recipe, "-t", "all",
+    command = [sys.executable, "-c", CLI, "compress", str(file), "-r", recipe, *(["-t", "all"] if every_target else []),
                "--data", data[0], "--eval-data", data[1],
                "-o", str(folder / "run"), "--overwrite", "--rounds", "1", "--min-seconds", "0.2", "--json"]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, COMPRESSOR_QUIET="1"))
-    record = {"model": model, "recipe": recipe, "exit_code": proc.returncode, "seconds": time.perf_counter() - start}
+    record = {"model": model, "recipe": recipe, "exit_code": proc.returncode, "seconds": time.perf_counter() - start,
+              "targets": "all" if every_target else "the recipe's"}
     run_file = folder / "run" / "run.json"
     if run_file.is_file():
         run = json.loads(run_file.read_text())
@@ -78,7 +80,9 @@ def render(records: list[dict], wall: float) -> str:
              "4 unsupported model, 5 parity/accuracy; 1 would be an internal error). The reasons follow the table.",
              "", "| model | " + " | ".join(recipes) + " |", "|---|" + "---|" * len(recipes)]
     for model in models:
-        lines.append(f"| {model} | " + " | ".join(_cell(by_key[(model, r)]) if (model, r) in by_key else "-"
+        scope = {r.get("targets", "all") for r in records if r["model"] == model}
+        label = model if scope == {"all"} else f"{model} (the recipes' own targets)"
+        lines.append(f"| {label} | " + " | ".join(_cell(by_key[(model, r)]) if (model, r) in by_key else "-"
                                                   for r in recipes) + " |")
     internal = [(r["model"], r["recipe"], name) for r in records for name, f in (r.get("failed") or {}).items()
                 if f["exit_code"] == 1] + [(r["model"], r["recipe"], "-") for r in records if r["exit_code"] == 1]
@@ -113,6 +117,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fresh", action="store_true", help="redo runs already done in OUT")
     parser.add_argument("--file", type=Path, help="sweep this model file instead of the sample models")
     parser.add_argument("--data", nargs=2, metavar=("TRAIN", "EVAL"), help="with --file: its data")
+    parser.add_argument("--recipe-targets", action="store_true", help="each recipe's own targets, not -t all")
     args = parser.parse_args(argv)
     if args.file is not None:
         args.models = [args.file.stem]
@@ -125,7 +130,7 @@ def main(argv=None) -> int:
             elif args.file is None and model not in sample_models.SAMPLE_MODELS:
                 parser.error(f"{model}: not a sample model and not swept in {args.out} (give --file)")
             else:
-                record = run_one(model, recipe, args.out, args.file, args.data)
+                record = run_one(model, recipe, args.out, args.file, args.data, not args.recipe_targets)
             records.append(record)
             print(f"{model} {recipe}: {_cell(record)} ({record['seconds']:.0f} s)", file=sys.stderr, flush=True)
     return publish(render(records, time.perf_counter() - start), args.write)
