@@ -92,3 +92,19 @@ def test_qat_on_a_token_model_leaves_the_integer_input_alone(tmp_path):
     assert record["left_float"] == {"embed": "Embedding on integer input"}
     result = export(trained, "onnx-int8", out_dir=tmp_path, calibration=train, validation=test)
     assert result.parity["passed"]
+
+
+def test_qat_keeps_activations_tfmot_cannot_fake_quantize_in_float(digits8, tmp_path):
+    """MobileNetV3's hard_silu (bridged from Keras 3): tfmot raised 'Activation ... not supported'
+    (an internal error in prune50-int8 on a stock MobileNetV3Small)."""
+    from compressor.models import load_source
+
+    keras = keras_env.keras3()
+    image = keras.Input((8, 8, 1))
+    x = keras.layers.Activation("hard_silu", name="hard_silu")(keras.layers.Conv2D(8, 3, name="conv")(image))
+    model = keras.Model(image, keras.layers.Dense(10, activation="softmax", name="classes")(
+        keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "hs.keras")
+    train, _ = digits8
+    _, record = qat.quantize_aware(load_source(tmp_path / "hs.keras").representation("keras"), train, qat.QAT(), FAST)
+    assert record["left_float"] == {"hard_silu": "Activation(hard_silu)"}

@@ -28,6 +28,10 @@ SPARSE_ENOUGH = 0.2  # the kernel sparsity from which "auto" keeps the sparsity
 QUANTIZABLE_KERNELS = ("Conv2D", "Dense", "DepthwiseConv2D")
 
 
+# The activations tfmot's int8 QAT has a fake-quantization rule for (its activation quantize config).
+TFMOT_ACTIVATIONS = frozenset({"relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"})
+
+
 def _takes_integers(layer) -> bool:
     tf = keras_env.tf()
     try:
@@ -101,6 +105,10 @@ def quantize_aware(model, data, config, fine_tune, *, seed: int = 0, trust_model
         if _takes_integers(layer):  # token ids: tfmot would fake-quantize the int input in front of it
             unsupported[layer.name] = f"{type(layer).__name__} on integer input"
             return layer
+        activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
+        if activation not in TFMOT_ACTIVATIONS:  # MobileNetV3's hard_silu: tfmot has no fake-quant rule for it
+            unsupported[layer.name] = f"{type(layer).__name__}({activation})"
+            return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=output_only)
         if registry.supports(layer) or _folded_into_producer(layer):
             return tfmot.quantization.keras.quantize_annotate_layer(layer)
         unsupported[layer.name] = getattr(layer, "wrapped_class", None) or type(layer).__name__
