@@ -253,7 +253,7 @@ def train(spec: ZooModel):
     return model, train_set, test_set
 
 
-def _cells(source, train_set, test_set, out: Path) -> dict:
+def _cells(source, train_set, test_set, out: Path, trust_model: bool = False) -> dict:
     """Every target that can take ``source``: artifact + parity + accuracy drop + latency, or the reason."""
     from benchmarks.harness import measure
     from benchmarks.latency import LatencyConfig
@@ -267,7 +267,7 @@ def _cells(source, train_set, test_set, out: Path) -> dict:
     cells.update({f.target: {"status": "refused" if f.exit_code != 1 else "internal error", "exit_code": f.exit_code,
                              "reason": f.message} for f in failed})
     if exported:
-        doc = measure([r.folder for r in exported], eval_data=test_set, source=source.path,
+        doc = measure([r.folder for r in exported], eval_data=test_set, source=source.path, trust_model=trust_model,
                       config=LatencyConfig(warmup_seconds=0.1, min_runs=20, min_seconds=0.2), rounds=1)
         rows = {row["name"]: row for row in doc["results"]}
         for result in exported:
@@ -297,7 +297,13 @@ def run_model(spec: ZooModel, out: Path) -> dict:
     try:
         source = load_source(keras_path, trust_model=spec.trust_model)
         record["params"], record["macs"] = source.report().params, source.report().macs
-        record["keras"] = _cells(source, train_set, test_set, folder / "keras")
+        if spec.trust_model:  # the benchmark's workers import the custom layer's module (as --custom-code does)
+            import os
+
+            from compressor.models import custom_code
+
+            os.environ[custom_code.ENV] = "tools.zoo"
+        record["keras"] = _cells(source, train_set, test_set, folder / "keras", spec.trust_model)
         convert_keras(source.model, onnx_path)
         record["onnx"] = _cells(load_source(onnx_path), train_set, test_set, folder / "onnx")
     except CompressorError as exc:  # the source itself cannot be read or converted: one line, the rest goes on
