@@ -66,7 +66,7 @@ def _cell(record: dict) -> str:
     return text
 
 
-def render(records: list[dict], wall: float) -> str:
+def render(records: list[dict], wall: float, requested: list[str] | None = None) -> str:
     from compressor.recipes import BUILTIN
 
     recipes = [r for r in BUILTIN if any(rec["recipe"] == r for rec in records)]
@@ -84,6 +84,11 @@ def render(records: list[dict], wall: float) -> str:
         label = model if scope == {"all"} else f"{model} (the recipes' own targets)"
         lines.append(f"| {label} | " + " | ".join(_cell(by_key[(model, r)]) if (model, r) in by_key else "-"
                                                   for r in recipes) + " |")
+    missing = [f"{m}/{r}" for m in dict.fromkeys([*(requested or []), *models]) for r in recipes
+               if (m, r) not in by_key]
+    if missing:
+        lines += ["", f"Not run in this regeneration: {', '.join(missing)} (`make sweep` runs them; finished runs "
+                  "are kept)."]
     internal = [(r["model"], r["recipe"], name) for r in records for name, f in (r.get("failed") or {}).items()
                 if f["exit_code"] == 1] + [(r["model"], r["recipe"], "-") for r in records if r["exit_code"] == 1]
     written = sum(len(r.get("exported", [])) for r in records)
@@ -118,6 +123,7 @@ def main(argv=None) -> int:
     parser.add_argument("--file", type=Path, help="sweep this model file instead of the sample models")
     parser.add_argument("--data", nargs=2, metavar=("TRAIN", "EVAL"), help="with --file: its data")
     parser.add_argument("--recipe-targets", action="store_true", help="each recipe's own targets, not -t all")
+    parser.add_argument("--cached", action="store_true", help="render the runs already done, run nothing")
     args = parser.parse_args(argv)
     if args.file is not None:
         args.models = [args.file.stem]
@@ -127,13 +133,15 @@ def main(argv=None) -> int:
             done = args.out / model / recipe / RESULT
             if done.is_file() and not args.fresh:  # any model swept before, --file ones included
                 record = json.loads(done.read_text())
+            elif args.cached:
+                continue
             elif args.file is None and model not in sample_models.SAMPLE_MODELS:
                 parser.error(f"{model}: not a sample model and not swept in {args.out} (give --file)")
             else:
                 record = run_one(model, recipe, args.out, args.file, args.data, not args.recipe_targets)
             records.append(record)
             print(f"{model} {recipe}: {_cell(record)} ({record['seconds']:.0f} s)", file=sys.stderr, flush=True)
-    return publish(render(records, time.perf_counter() - start), args.write)
+    return publish(render(records, time.perf_counter() - start, args.models), args.write)
 
 
 if __name__ == "__main__":
