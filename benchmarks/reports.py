@@ -95,10 +95,11 @@ def recommendations(doc: dict, budget_pp: float | None = None) -> list[str]:
 
         fit = [r for r in candidates if within(r)]
         where = f"; latency measured {OFF_DEVICE[device]}" if device in OFF_DEVICE else ""
-        if not fit:
-            closest = min(candidates, key=lambda r: r["top1_drop_pp"] if r["top1_drop_pp"] is not None else 1e9)
+        if not fit:  # the least loss, and the fastest artifact at it
+            closest = min(candidates, key=lambda r: (1e9 if r["top1_drop_pp"] is None else round(r["top1_drop_pp"], 6),
+                                                     r["p50_ms"]))
             lines.append(f"{device}: nothing within {budget:g} pt of the float model; closest {closest['target']} "
-                         f"({_fmt(closest['top1_drop_pp'], '+.2f')} pt)")
+                         f"({_fmt(closest['top1_drop_pp'], '+.2f')} pt, the fastest at that loss){where}")
             continue
         fastest = min(r["p50_ms"] for r in fit)
         best = min((r for r in fit if r["p50_ms"] <= fastest * 1.03), key=lambda r: (r["size_bytes"] or 0))

@@ -31,7 +31,7 @@ def test_recommends_the_fastest_within_budget_per_device_class_and_says_why():
     # tflite-int8 (0.5 ms) drops 2 pt, over the budget; onnx-int8 is the fastest within it
     assert lines[0].startswith("CPU: ship onnx-int8: fastest within 1 pt (0.700 ms, 2.86× the float model")
     assert lines[1].startswith("microcontroller: nothing within 1 pt")
-    assert "closest mcu (+2.00 pt)" in lines[1]
+    assert "closest mcu (+2.00 pt, the fastest at that loss)" in lines[1]
     generous = reports.recommendations(_doc(), budget_pp=3.0)
     assert generous[0].startswith("CPU: ship tflite-int8") and "measured on this host with TFLite Micro" in generous[1]
 
