@@ -7,6 +7,7 @@ reached in every pruned kernel: the record says what was done, measured, not ass
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -49,6 +50,7 @@ class PruneNM(StepConfig):
 NM_PRUNABLE = ("Conv2D", "Dense")  # the layers tfmot's N:M pruning supports
 
 
+@functools.cache
 def _registry() -> dict[str, list[str]]:
     """Layer class name -> the weights tfmot prunes in it (its own registry: it lists
     DepthwiseConv2D with none, SeparableConv2D with the pointwise kernel only)."""

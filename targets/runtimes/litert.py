@@ -61,8 +61,9 @@ def _failed_ops(message: str) -> list[str]:
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
 
 
-def _converter(model):
-    """A converter for ``model``; recurrent models get a batch-1 signature.
+def _batch_one_signature(model):
+    """For a recurrent model, a concrete function with a batch of one (inputs named as the
+    model's); None for other models.
 
     With a dynamic batch, Keras' recurrent layers lower to TensorList ops that LiteRT's
     builtins lack; a fixed batch lets the converter fuse them into
@@ -72,10 +73,18 @@ def _converter(model):
     from compressor.models.inspection import flat_layers
 
     if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
-        return tf.lite.TFLiteConverter.from_keras_model(model)
-    specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype) for t in model.inputs]
+        return None
+    specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name) for t, name in zip(model.inputs, model.input_names)]
     function = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False))
-    concrete = function.get_concrete_function(*specs)
+    return function.get_concrete_function(*specs)
+
+
+def _converter(model):
+    """A converter for ``model`` (recurrent models through :func:`_batch_one_signature`)."""
+    tf = keras_env.tf()
+    concrete = _batch_one_signature(model)
+    if concrete is None:
+        return tf.lite.TFLiteConverter.from_keras_model(model)
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
 
 
@@ -109,18 +118,14 @@ def _run_converter(converter, target: str) -> bytes:
 
 def _save_for_conversion(model, directory: Path) -> None:
     """The model as a SavedModel, which is what ``from_keras_model`` converts internally too;
-    recurrent models with the batch-1 signature of :func:`_converter`, inputs named as the model's."""
+    recurrent models with the signature of :func:`_batch_one_signature`."""
     tf = keras_env.tf()
-    from compressor.models.inspection import flat_layers
-
     with keras_env.quiet_native():
-        if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
+        concrete = _batch_one_signature(model)
+        if concrete is None:
             tf.saved_model.save(model, str(directory))
-            return
-        specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name)
-                 for t, name in zip(model.inputs, model.input_names)]
-        function = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False))
-        tf.saved_model.save(model, str(directory), signatures=function.get_concrete_function(*specs))
+        else:
+            tf.saved_model.save(model, str(directory), signatures=concrete)
 
 
 def _convert_isolated(model, profile, calibration: list[np.ndarray]) -> bytes:
