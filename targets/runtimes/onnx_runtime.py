@@ -81,13 +81,14 @@ class CalibrationReader:
         return next(self._items, None)
 
 
-def _pre_process(source: Path, workdir: Path, *, optimize: bool = True) -> tuple[Path, bool]:
+def _pre_process(source: Path, workdir: Path, *, optimize: bool = True,
+                 name: str = "prepared.onnx") -> tuple[Path, bool]:
     """ONNX Runtime's quantization pre-processing (shape inference, graph optimization),
     which its docs ask for before static and dynamic quantization alike. Returns the
     prepared model and whether symbolic shape inference had to be skipped."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = (workdir / "prepared.onnx").resolve()
+    prepared = (workdir / name).resolve()
     source = source.resolve()  # before the chdir below: the paths may be relative to the caller's cwd
     # in the work folder: on incomplete shape inference ORT saves sym_shape_infer_temp.onnx in the cwd
     with contextlib.chdir(workdir):
@@ -111,6 +112,35 @@ def _loads(model: Path) -> None:
     _session(model, 1)
 
 
+def _first_loadable(source: Path, destination: Path, workdir: Path, attempts, quantize, what: str) -> dict:
+    """Run ``quantize(prepared, per_channel)`` for each ``(optimize, per_channel)`` attempt until
+    ONNX Runtime loads what it wrote; the pre-processed graph is made once per ``optimize``.
+    Returns the facts of the attempt that worked; ConversionError names why each failed."""
+    failures, prepared = [], {}
+    try:
+        for optimize, per_channel in attempts:
+            if optimize not in prepared:
+                prepared[optimize] = _pre_process(source, workdir, optimize=optimize, name=f"prepared-{optimize}.onnx")
+            model, skip_symbolic = prepared[optimize]
+            try:
+                quantize(model, per_channel)
+                _loads(destination)
+            except Exception as exc:
+                if interrupts.interrupted(exc):
+                    raise
+                channels = "" if per_channel is None else f", {'per-channel' if per_channel else 'per-tensor'}"
+                failures.append(f"{'optimized' if optimize else 'unoptimized'} graph{channels}: "
+                                f"{one_line(exc)[:160]}")
+                destination.unlink(missing_ok=True)
+                continue
+            facts = {"skip_symbolic_shape": skip_symbolic, "graph_optimization": optimize}
+            return facts if per_channel is None else {**facts, "per_channel": per_channel}
+    finally:
+        for model, _ in prepared.values():
+            model.unlink(missing_ok=True)
+    raise ConversionError(f"ONNX Runtime's {what} quantizer gave no loadable model; " + "; ".join(failures[:2]))
+
+
 def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
@@ -118,27 +148,15 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
     settings = {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
                 "weight_type": QuantType.QInt8, "calibrate_method": CalibrationMethod.MinMax,
                 "reduce_range": reduce_range}
-    failures = []
-    for optimize, per_channel in STATIC_ATTEMPTS:
-        prepared, skip_symbolic = _pre_process(source, workdir, optimize=optimize)
+
+    def quantize(prepared: Path, per_channel: bool) -> None:
         input_names = [i.name for i in _session(prepared, 1).get_inputs()]
-        try:
-            ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
-                                per_channel=per_channel, **settings)
-            _loads(destination)
-        except Exception as exc:
-            if interrupts.interrupted(exc):
-                raise
-            failures.append(f"{'optimized' if optimize else 'unoptimized'} graph, "
-                            f"{'per-channel' if per_channel else 'per-tensor'}: {one_line(exc)[:160]}")
-            destination.unlink(missing_ok=True)
-            continue
-        finally:
-            prepared.unlink(missing_ok=True)
-        return {"format": "QDQ", "activations": "int8", "weights": "int8", "per_channel": per_channel,
-                "reduce_range": reduce_range, "calibration": "minmax", "skip_symbolic_shape": skip_symbolic,
-                "graph_optimization": optimize}
-    raise ConversionError("ONNX Runtime's static quantizer gave no loadable model; " + "; ".join(failures[:2]))
+        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
+                            per_channel=per_channel, **settings)
+
+    facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
+    return {"format": "QDQ", "activations": "int8", "weights": "int8", "reduce_range": reduce_range,
+            "calibration": "minmax", **facts}
 
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
@@ -155,25 +173,15 @@ def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
         raise ConversionError("the model already carries int8 quantization (QuantizeLinear/DequantizeLinear, as a "
                               "quantization-aware-trained model does); dynamic int8 re-quantizes float weights only: "
                               "use onnx-int8")
-    failures = []
-    for optimize in (True, False):  # as for static int8: the unoptimized graph when the optimized one fails
-        prepared, skip_symbolic = _pre_process(source, workdir, optimize=optimize)
-        try:
-            ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
-            _loads(destination)
-        except Exception as exc:
-            if interrupts.interrupted(exc):
-                raise
-            failures.append(f"{'optimized' if optimize else 'unoptimized'} graph: {one_line(exc)[:160]}")
-            destination.unlink(missing_ok=True)
-            continue
-        finally:
-            prepared.unlink(missing_ok=True)
-        initializers = onnx.load(str(destination), load_external_data=False).graph.initializer
-        quantized = sum(t.data_type == onnx.TensorProto.INT8 for t in initializers)
-        return {"weights": "int8", "activations": "dynamic uint8", "skip_symbolic_shape": skip_symbolic,
-                "int8_weight_tensors": quantized, "graph_optimization": optimize}
-    raise ConversionError("ONNX Runtime's dynamic quantizer gave no loadable model; " + "; ".join(failures))
+
+    def quantize(prepared: Path, per_channel) -> None:
+        ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
+
+    # as for static int8: the unoptimized graph when the optimized one fails
+    facts = _first_loadable(source, destination, workdir, ((True, None), (False, None)), quantize, "dynamic")
+    initializers = onnx.load(str(destination), load_external_data=False).graph.initializer
+    quantized = sum(t.data_type == onnx.TensorProto.INT8 for t in initializers)
+    return {"weights": "int8", "activations": "dynamic uint8", "int8_weight_tensors": quantized, **facts}
 
 
 def _session(model: Path | bytes, threads: int):
