@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow benchmarks zoo sweep clean
+.PHONY: setup demo test test-slow benchmarks zoo sweep speed clean
 
 setup: $(STAMP)
 
@@ -34,3 +34,6 @@ zoo: $(STAMP)
 
 sweep: $(STAMP)
 	$(BIN)/python -m tools.recipe_sweep --write RECIPES.md
+
+speed: $(STAMP)
+	$(BIN)/python -m tools.speed --write SPEED.md

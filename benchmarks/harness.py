@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import accuracy, machine, results
+from benchmarks import accuracy, machine, results, roofline
 from benchmarks.latency import LatencyConfig, harness_overhead_ns
 from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError
@@ -38,6 +38,9 @@ class Candidate:
     parity_outputs: tuple = ()  # the export's parity figures per output
     input_names: tuple = ()  # the source's input names, in the order the runner takes them
     device_class: str | None = None  # what the artifact ships to (its profile's device class)
+    cpu_class: str | None = None  # the CPU class its settings were chosen for (None: not a CPU target)
+    macs: int | None = None  # of the model the artifact was made from, for the roofline
+    speed_caveat: str = ""  # the profile's reason why it may be slower than its runtime's fp32
 
 
 def baseline_name(runtime: str) -> str:
@@ -69,7 +72,9 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
                                artifact.manifest["size"], artifact.manifest.get("labelled_output", 0),
                                tuple(artifact.manifest["parity"].get("outputs", ())),
                                tuple(artifact.manifest.get("input_names", ())),
-                               artifact.manifest.get("profile", {}).get("device_class", "CPU")))
+                               artifact.manifest.get("profile", {}).get("device_class", "CPU"),
+                               artifact.manifest.get("cpu_class"), (artifact.manifest.get("source") or {}).get("macs"),
+                               artifact.manifest.get("profile", {}).get("speed_caveat", "")))
     if not found:
         raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
     return found
@@ -212,6 +217,8 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
         if reference else {}
     ref_latency = statistics.median(r["latency"]["p50_ms"] for r in per_candidate[reference.name]) \
         if reference else None
+    host = machine.capture()
+    roof = roofline.ceiling(host, config.threads)
     rows = []
     for candidate in candidates:
         runs = per_candidate[candidate.name]
@@ -228,12 +235,14 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
             "fidelity": accuracy.fidelity(first_output, ref_outputs) if ref_outputs is not None else {},
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
             "parity_outputs": list(candidate.parity_outputs), "device_class": candidate.device_class,
+            "cpu_class": candidate.cpu_class, "speed_caveat": candidate.speed_caveat,
+            "roofline": roofline.point(candidate.macs, candidate.precision, latency["p50_ms"], config.batch, roof),
             "accuracy_per_output": {name: {"accuracy": m, "accuracy_drop_pp": accuracy.drop_points(
                 m, ref_heads.get(name, {}))} for name, m in per_head.items()},
         })
     _runtime_ratios(rows)
     return results.document(
-        rows=rows, machine=machine.capture(), config={**config.to_dict(), "rounds": rounds},
+        rows=rows, machine={**host, "peak": roof}, config={**config.to_dict(), "rounds": rounds},
         dataset={"name": eval_data.name, "samples": len(eval_data)},
         reference=reference.name if reference else None, harness_overhead_ns=harness_overhead_ns(),
     )

@@ -46,7 +46,9 @@ def table_rows(doc: dict) -> list[dict]:
             "top1": r["accuracy"].get("top1"), "top1_drop_pp": r["accuracy_drop_pp"].get("top1"),
             "agreement": r["fidelity"].get("agreement"),
             "peak_memory_mb": r["memory"].get("peak_above_baseline_mb"),
-            "device_class": r.get("device_class"),
+            "device_class": r.get("device_class"), "cpu_class": r.get("cpu_class"),
+            "gops": (r.get("roofline") or {}).get("gops"),
+            "peak_fraction": (r.get("roofline") or {}).get("fraction"),
         })
     return rows
 
@@ -138,12 +140,13 @@ def to_csv(doc: dict) -> str:
 
 
 MD_COLUMNS = ("target", "precision", "size", "gzip", "p50 ms", "p90 ms", "p99 ms", "inf/s", "× float",
-              "× runtime fp32", "top-1", "drop pp", "agreement", "memory MB")
+              "× runtime fp32", "top-1", "drop pp", "agreement", "memory MB", "GOP/s", "% peak")
 
 
-def md_cells(row: dict, noise: float | None = None) -> list[str]:
+def md_cells(row: dict, noise: float | None = None, host_class: str | None = None) -> list[str]:
     kb = lambda b: "-" if b is None else f"{b / 1024:,.1f} KiB"  # noqa: E731
-    name = row["target"] + (" †" if row.get("device_class") in OFF_DEVICE else "")
+    name = row["target"] + (" †" if row.get("device_class") in OFF_DEVICE else "") + (
+        " ‡" if row.get("cpu_class") and host_class and row["cpu_class"] != host_class else "")
     return [name, row["precision"], kb(row["size_bytes"]), kb(row["gzip_bytes"]),
             _fmt(row["p50_ms"], ".3f"), _fmt(row["p90_ms"], ".3f"), _fmt(row["p99_ms"], ".3f"),
             _fmt(row["throughput_per_s"], ",.0f"), _fmt(row["speedup_vs_float"], ".2f", "×"),
@@ -151,7 +154,8 @@ def md_cells(row: dict, noise: float | None = None) -> list[str]:
             _fmt(None if row["top1"] is None else row["top1"] * 100, ".2f", " %"),
             _drop_text(row, noise), _fmt(None if row["agreement"] is None else row["agreement"] * 100,
                                                     ".1f", " %"),
-            _fmt(row["peak_memory_mb"], ".1f")]
+            _fmt(row["peak_memory_mb"], ".1f"), _fmt(row.get("gops"), ".1f"),
+            _fmt(None if row.get("peak_fraction") is None else row["peak_fraction"] * 100, ".0f", " %")]
 
 
 def machine_line(doc: dict) -> str:
@@ -202,6 +206,27 @@ def _md_table(title: str, columns, rows) -> str:
             + "".join("| " + " | ".join(cells) + " |\n" for cells in rows))
 
 
+SLOWER_MARGIN = 0.97  # below this x runtime fp32, an int8 artifact is slower than its fp32 (not noise)
+
+
+def slower_than_fp32(doc: dict) -> list[str]:
+    """One line per quantized artifact measured slower than its runtime's fp32, with why."""
+    from targets.cpu import CLASSES
+
+    host_class = CLASSES.get(doc["machine"].get("cpu_class") or "")
+    lines = []
+    for r in doc["results"]:
+        ratio = r.get("speedup_vs_runtime_fp32")
+        if r["precision"] in ("fp32", "fp16") or ratio is None or ratio >= SLOWER_MARGIN:
+            continue
+        why = r.get("speed_caveat") or (
+            f"this host's CPU class ({host_class.name}) has no int8 dot product: int8 pairs are summed in int16, "
+            "which costs what int8 saves" if host_class is not None and not host_class.int8_dot_product
+            else "no known cause: the runtime's int8 kernels do not cover this model's heavy layers")
+        lines.append(f"{r['name']} is slower than its runtime's fp32 here ({ratio:.2f}×): {why}.")
+    return lines
+
+
 def _notes(doc: dict) -> list[str]:
     """The lines under the table: how to read it, what is noise, what was not measured on its device."""
     notes = [f"{machine_line(doc)}. Latency: median over rounds of each round's percentile. "
@@ -214,6 +239,17 @@ def _notes(doc: dict) -> list[str]:
     off = sorted({r["device_class"] for r in table_rows(doc)} & set(OFF_DEVICE))
     if off:
         notes.append("† latency measured " + "; ".join(f"{d}: {OFF_DEVICE[d]}" for d in off) + ".")
+    host_class = doc["machine"].get("cpu_class")
+    elsewhere = sorted({r["cpu_class"] for r in table_rows(doc) if r["cpu_class"] and host_class
+                        and r["cpu_class"] != host_class})
+    if elsewhere:
+        notes.append(f"‡ built for CPU class {', '.join(elsewhere)} but measured on this host's class {host_class}: "
+                     "its settings are right for its class, its latency here is not that class's.")
+    notes += slower_than_fp32(doc)
+    roof = doc["machine"].get("peak")
+    if roof:
+        notes.append("GOP/s: 2 × MACs × batch / p50; % peak: of this host's ceiling for the artifact's arithmetic "
+                     f"(integer kernels: int8; others: fp32): {roof['formula']}.")
     return notes
 
 
@@ -226,7 +262,7 @@ def to_markdown(doc: dict) -> str:
         lines += ["What to ship, per device class:", ""] + [f"- {line}" for line in advice] + [""]
     lines += ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
     for row in table_rows(doc):
-        lines.append("| " + " | ".join(md_cells(row, noise)) + " |")
+        lines.append("| " + " | ".join(md_cells(row, noise, doc["machine"].get("cpu_class"))) + " |")
     notes = "\n" + "\n\n".join(_notes(doc)) + "\n"
     refused = refused_rows(doc)
     if refused:
@@ -342,7 +378,8 @@ def to_html(doc: dict) -> str:
     advice = "".join(f"<li>{html.escape(line)}</li>" for line in recommendations(doc))
     advice = f"<h2>What to ship, per device class</h2><ul>{advice}</ul>" if advice else ""
     notes = "".join(f"<p>{html.escape(line)}</p>" for line in _notes(doc))
-    table = _html_table(None, MD_COLUMNS, [md_cells(row, noise) for row in table_rows(doc)])
+    table = _html_table(None, MD_COLUMNS, [md_cells(row, noise, doc["machine"].get("cpu_class"))
+                                           for row in table_rows(doc)])
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>{title}</title>"
             f"<style>{STYLE}</style></head><body><h1>{title}</h1>{advice}{table}{notes}{figures}</body></html>\n")
 

@@ -20,7 +20,7 @@ from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError, ParityError, UnsupportedModelError
 from compressor.models import as_source
 from compressor.models.source import labelled_output
-from targets import devices, parity
+from targets import cpu, devices, parity
 from targets import manifest as manifests
 from targets.artifact import Artifact
 from targets.profiles import PROFILES, Parity, TargetProfile, get_profile, why_not
@@ -106,7 +106,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
            calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
            validation_samples: int = DEFAULT_VALIDATION_SAMPLES, source_path=None, recipe: dict | None = None,
            threads: int = 1, seed: int = 0, overwrite: bool = False,
-           parity_rule: Parity | None = None, device: str | None = None) -> ExportResult:
+           parity_rule: Parity | None = None, device: str | None = None, cpu_class: str = cpu.HOST) -> ExportResult:
     """Export a model to ``target``, check parity, write the manifest.
 
     Args:
@@ -122,6 +122,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
             float targets, ``min_agreement`` for quantized ones); recorded in the manifest.
         device: a named microcontroller budget (``targets.devices``); an artifact with a
             measured tensor arena (mcu) that does not fit it is refused.
+        cpu_class: the CPU class the artifact ships to (``targets.cpu.CLASSES``; ``host``:
+            this machine's); CPU profiles choose their quantization settings for it.
 
     Raises:
         UnsupportedModelError / ConversionError: the target cannot take the model.
@@ -130,7 +132,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     Example:
         >>> export(model, "tflite-int8", out_dir="out", calibration=train, validation=test)
     """
-    profile = get_profile(target)
+    profile = get_profile(target).for_cpu(cpu_class)
     rule = profile.parity.override(parity_rule)
     if device is not None:
         devices.get_device(device)
@@ -222,6 +224,7 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
     check = _check_parity(source, inputs, outputs, rule, profile, validation)
     record = {
         "target": profile.name, "profile": profile.to_dict(), "runtime": profile.runtime,
+        "cpu_class": profile.cpu_class,  # the CPU class its settings were chosen for (None: not a CPU target)
         "precision": profile.precision, "libraries": manifests.library_versions(runtime.libraries),
         "artifact": manifests.file_record(exported.artifact),
         "extra_files": [manifests.file_record(p) for p in exported.extra_files], "size": _total_size(exported),

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from compressor.errors import BadInputError, UsageError
+from targets import cpu
 
 RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM2D"})
 # Recurrent layers TFLite has no fused kernel for: their loops crash its int8 calibrator
@@ -74,6 +75,10 @@ class TargetProfile:
     notes: str = ""
     takes_qat: bool | None = None  # takes a quantization-aware-trained model; None: only full int8 does
     device_class: str = "CPU"  # what it ships to, for the report's recommendation per class
+    # CPU class name -> options that replace ``options`` on that class (targets.cpu.CLASSES)
+    cpu_options: Mapping = field(default_factory=dict)
+    cpu_class: str | None = None  # the class the options were chosen for (set by for_cpu)
+    speed_caveat: str = ""  # why it may be slower than its runtime's fp32 (reports quote it when it is)
 
     @property
     def quantized(self) -> bool:
@@ -83,10 +88,26 @@ class TargetProfile:
     def takes_fake_quant(self) -> bool:
         return self.precision == "int8" if self.takes_qat is None else self.takes_qat
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        return self.device_class == "CPU"
+
+    def for_cpu(self, name: str = cpu.HOST) -> "TargetProfile":
+        """This profile with the options chosen for CPU class ``name`` (``host``: this machine's).
+
+        Profiles for other devices (GPU, Edge TPU, microcontroller) are returned unchanged.
+        """
+        if not self.runs_on_cpu:
+            return self
+        chosen = cpu.get_class(name)
+        return dataclasses.replace(self, options={**self.options, **self.cpu_options.get(chosen.name, {})},
+                                   cpu_class=chosen.name)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["unsupported_layers"] = sorted(self.unsupported_layers)
         data["options"] = dict(self.options)
+        data["cpu_options"] = {name: dict(options) for name, options in self.cpu_options.items()}
         return data
 
 
@@ -113,7 +134,12 @@ for _profile in (
                   notes="run here on the CPU, which computes in float32 from the float16 weights",
                   device_class="mobile GPU"),
     TargetProfile("tflite-dynamic-int8", "LiteRT dynamic-range int8 weights, float activations", "CPU (ARM/x86)",
-                  "litert", "dynamic-int8", INT8, takes_qat=True),
+                  "litert", "dynamic-int8", INT8, takes_qat=True,
+                  # measured, MobileNetV2 224², 1 thread, x86 VNNI: 14.1 ms with the default XNNPACK delegate,
+                  # 13.6 ms without any delegate, fp32 7.5 ms; XNNPACK's latest features change nothing
+                  speed_caveat="LiteRT runs dynamic-range layers with its built-in hybrid kernels, not XNNPACK "
+                               "(the same latency with the delegate off), quantizing activations at every layer: "
+                               "it buys a 4x smaller file, not speed; tflite-int8 is the fast int8"),
     TargetProfile("tflite-int8", "LiteRT full-integer int8, float I/O, for mobile/ARM CPUs (XNNPACK)",
                   "mobile/ARM CPU", "litert", "int8", INT8, unsupported_layers=UNFUSED_RECURRENT),
     TargetProfile("tflite-int16x8", "LiteRT int16 activations x int8 weights (higher accuracy int)", "CPU (ARM/x86)",
@@ -127,19 +153,30 @@ for _profile in (
     TargetProfile("onnx-fp32", "ONNX Runtime float32 reference", "CPU (x86/ARM)", "onnxruntime", "fp32", FP32),
     TargetProfile("onnx-dynamic-int8", "ONNX Runtime dynamic int8 (for LSTM/transformer-like models)", "CPU (x86/ARM)",
                   "onnxruntime", "dynamic-int8", INT8),
-    # reduce_range (7-bit weights): x86 CPUs without VNNI sum int8 products in int16 and
-    # saturate; measured on the MNIST sample model, top-1 agreement 97.8 % without, 99.6 % with.
-    TargetProfile("onnx-int8", "ONNX Runtime static int8 QDQ, per-channel weights, for x86 CPUs", "x86 CPU",
-                  "onnxruntime", "int8", INT8, options={"reduce_range": True}),
+    # Per CPU class (targets/cpu.py). Where int8 pairs are summed in int16 (x86 without VNNI,
+    # and any CPU we cannot classify): signed int8 activations with 7-bit weights (reduce_range);
+    # measured on the MNIST sample model, top-1 agreement 97.8 % without it, 99.6 % with. With a
+    # dot product nothing saturates: full 8-bit weights; on x86 VNNI uint8 activations (U8S8),
+    # which ONNX Runtime's VNNI kernels run at 2.09x fp32 against 1.28x for S8S8 (MobileNetV2
+    # 224², one thread; BENCHMARKS.md has the figures per class).
+    TargetProfile("onnx-int8", "ONNX Runtime static int8 QDQ, per-channel weights, settings per CPU class",
+                  "x86/Arm CPU", "onnxruntime", "int8", INT8,
+                  options={"activations": "int8", "reduce_range": True},
+                  cpu_options={"x86-vnni": {"activations": "uint8", "reduce_range": False},
+                               "x86-amx": {"activations": "uint8", "reduce_range": False},
+                               "arm64-dotprod": {"reduce_range": False}, "arm64": {"reduce_range": False}}),
     TargetProfile("openvino-fp32", "OpenVINO IR float32 reference on the CPU plugin", "Intel CPU", "openvino", "fp32",
                   FP32),
     TargetProfile("openvino-fp16", "OpenVINO IR with float16-compressed weights", "Intel CPU/GPU", "openvino", "fp16",
                   FP16, device_class="Intel GPU"),
-    # overflow_fix "enable" (7-bit weights in every layer, NNCF's default does the first only):
-    # the same int16 saturation without VNNI; measured on the MobileNetV2 sample model,
-    # top-1 agreement 97.6 % (accuracy -0.89 pt) with NNCF's default, 99.3 % (-0.44 pt) with it.
-    TargetProfile("openvino-int8", "OpenVINO IR int8 quantized with NNCF, for Intel CPUs", "Intel CPU", "openvino",
-                  "int8", INT8, options={"overflow_fix": "enable"}),
+    # overflow_fix "enable" (7-bit weights in every layer; NNCF's default does the first only)
+    # where int8 pairs are summed in int16: measured on the MobileNetV2 sample model without
+    # VNNI, top-1 agreement 97.6 % (accuracy -0.89 pt) with NNCF's default, 99.3 % (-0.44 pt)
+    # with it. Classes with a dot product do not saturate: 8-bit weights everywhere.
+    TargetProfile("openvino-int8", "OpenVINO IR int8 quantized with NNCF, settings per CPU class", "Intel/Arm CPU",
+                  "openvino", "int8", INT8, options={"overflow_fix": "enable"},
+                  cpu_options={name: {"overflow_fix": "disable"}
+                               for name in ("x86-vnni", "x86-amx", "arm64-dotprod", "arm64")}),
 ):
     register(_profile)
 

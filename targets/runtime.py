@@ -160,7 +160,8 @@ def describe_artifact(path: str | Path) -> dict:
         described = get_runtime(artifact.runtime).describe(artifact.path)
         m = artifact.manifest
         return {"artifact": str(artifact.path), "target": m["target"], "runtime": m["runtime"],
-                "precision": m["precision"], "size": m["size"], "source": m.get("source"),
+                "precision": m["precision"], "cpu_class": m.get("cpu_class"), "size": m["size"],
+                "source": m.get("source"),
                 "parity": {k: m["parity"].get(k) for k in ("passed", "max_abs", "agreement", "snr_db", "samples")},
                 **described}
     runtime = next((r for r in runtimes().values() if r.suffix and path.suffix.lower() == r.suffix), None)

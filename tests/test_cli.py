@@ -87,21 +87,7 @@ def test_targets_lists_every_profile(capsys):
     assert code == 0
     listed = json.loads(out)
     assert [p["name"] for p in listed["profiles"]] == list(PROFILES)
-    assert listed["host"]["cpu_class"]  # the class of the machine the tool runs on, with its flags
-
-
-@pytest.mark.parametrize("architecture, flags, expected", [
-    ("x86_64", {"avx2", "fma"}, "x86-64 AVX2"),
-    ("x86_64", {"avx2", "avx512f", "avx512_vnni"}, "x86-64 VNNI"),  # this project's EPYC test machine
-    ("x86_64", {"avx2", "avx_vnni"}, "x86-64 VNNI"),  # Alder Lake and later: VNNI without AVX-512
-    ("x86_64", {"avx2", "avx512_vnni", "amx_int8"}, "x86-64 AMX"),
-    ("aarch64", {"asimd", "asimddp"}, "arm64 dot product"),  # Cortex-A76 and later (Raspberry Pi 5)
-    ("aarch64", {"asimd"}, "arm64"),  # Cortex-A72 (Raspberry Pi 4)
-])
-def test_cpu_class_follows_the_int8_dot_product_instructions(architecture, flags, expected):
-    from benchmarks.machine import cpu_class
-
-    assert cpu_class(architecture, flags) == expected
+    assert listed["host"]["cpu_class"] in {c["name"] for c in listed["cpu_classes"]}  # this machine's, with its flags
 
 
 def test_demo_runs_the_whole_job_on_the_sample_model(tmp_path, capsys):

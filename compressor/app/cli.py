@@ -90,6 +90,14 @@ def device_option(func):
                              "does not.")(func)
 
 
+def cpu_option(func):
+    from targets.cpu import CLASSES, HOST
+
+    return click.option("--cpu-class", default=HOST, show_default=True, type=click.Choice([*CLASSES, HOST]),
+                        help="The CPU class the artifacts ship to; int8 settings follow it (`compressor targets` "
+                             "lists the classes and this host's).")(func)
+
+
 def json_option(func):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
 
@@ -195,12 +203,13 @@ def bench_options(func):
 @pixel_option
 @parity_options
 @device_option
+@cpu_option
 @bench_options
 @trust_option
 @json_option
 @click.pass_obj
 def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, pixel_scale, max_abs,
-             min_agreement, device, rounds, min_seconds, threads, trust_model, as_json) -> None:
+             min_agreement, device, cpu_class, rounds, min_seconds, threads, trust_model, as_json) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
     Exit code 0 only when every requested artifact was written and passed its parity check.
@@ -215,7 +224,7 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
     outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
                   rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement),
-                  device=device, pixel_scale=pixel_scale, progress=_progress(obj))
+                  device=device, pixel_scale=pixel_scale, cpu_class=cpu_class, progress=_progress(obj))
     _finish_run(outcome, as_json)
 
 
@@ -331,11 +340,12 @@ def _datasets(source, data: str | None, eval_data: str | None, seed: int, pixel_
 @pixel_option
 @parity_options
 @device_option
+@cpu_option
 @trust_option
 @json_option
 @click.pass_obj
 def export(obj, model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, pixel_scale,
-           max_abs, min_agreement, device, trust_model, as_json) -> None:
+           max_abs, min_agreement, device, cpu_class, trust_model, as_json) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
     Example:
@@ -351,7 +361,7 @@ def export(obj, model, target_names, data, eval_data, out_dir, calibration_sampl
     calibration, validation = _datasets(source, data, eval_data, seed, pixel_scale)
     exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
-                                   source_path=model, overwrite=overwrite, device=device,
+                                   source_path=model, overwrite=overwrite, device=device, cpu_class=cpu_class,
                                    parity_rule=_parity_rule(max_abs, min_agreement), on_progress=_progress(obj))
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error
@@ -459,12 +469,15 @@ def targets(as_json: bool) -> None:
     from benchmarks.machine import host
     from compressor.app import views
     from targets import PROFILES
+    from targets.cpu import CLASSES
 
     machine = host()
     if as_json:
-        click.echo(json.dumps({"host": machine, "profiles": [p.to_dict() for p in PROFILES.values()]}, indent=2))
+        click.echo(json.dumps({"host": machine, "profiles": [p.to_dict() for p in PROFILES.values()],
+                               "cpu_classes": [c.to_dict() for c in CLASSES.values()]}, indent=2))
     else:
         views.print_targets(PROFILES.values())
+        views.print_cpu_classes(CLASSES.values(), PROFILES.values(), machine["cpu_class"])
         click.echo(f"This host: {machine['cpu']}, CPU class {machine['cpu_class']} "
                    f"(from its flags: {', '.join(machine['flags']) or 'none read'}); latencies measured here are "
                    "for that class.")

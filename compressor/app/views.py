@@ -49,6 +49,19 @@ def print_targets(profiles) -> None:
     _console().print(table)
 
 
+def print_cpu_classes(classes, profiles, host_class: str) -> None:
+    """Each CPU class, and the settings the profiles choose for it (--cpu-class)."""
+    table = Table(title="CPU classes (--cpu-class; default: this host's)")
+    for column in ("class", "int8 dot product", "description", "settings chosen for it"):
+        table.add_column(column)
+    for c in classes:
+        settings = [f"{p.name}: " + ", ".join(f"{k}={v}" for k, v in p.for_cpu(c.name).options.items())
+                    for p in profiles if p.cpu_options]
+        table.add_row(c.name + (" (this host)" if c.name == host_class else ""), "yes" if c.int8_dot_product else "no",
+                      c.description, "; ".join(settings))
+    _console().print(table)
+
+
 def print_exports(results) -> None:
     table = Table(title="Exported artifacts (parity checked on validation samples)")
     for column in ("target", "precision", "size", "gzip", "max abs diff", "top-1 agreement", "bound", "folder"):
@@ -75,7 +88,7 @@ def print_benchmark(doc: dict) -> None:
     for column in MD_COLUMNS:
         table.add_column(column, justify="left" if column in ("target", "precision") else "right")
     for row in table_rows(doc):
-        table.add_row(*md_cells(row))
+        table.add_row(*md_cells(row, host_class=doc["machine"].get("cpu_class")))
     _console().print(table)
 
 
@@ -141,6 +154,8 @@ def print_artifact(described: dict) -> None:
     head = [f"{described['artifact']}: {described.get('target') or described['runtime']}"]
     if described.get("precision"):
         head.append(f"precision {described['precision']}")
+    if described.get("cpu_class"):
+        head.append(f"settings for CPU class {described['cpu_class']}")
     head.append(f"{described['size']['bytes']:,} bytes")
     console.print(", ".join(head))
     parity = described.get("parity")

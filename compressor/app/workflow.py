@@ -84,7 +84,7 @@ def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> Non
 
 def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: str, out_dir: str,
         overwrite: bool = False, bench_config=None, rounds: int = 3, trust_model: bool = False,
-        parity_rule=None, device: str | None = None, pixel_scale: str | None = None,
+        parity_rule=None, device: str | None = None, pixel_scale: str | None = None, cpu_class: str = "host",
         progress: Progress = lambda message: None) -> RunOutcome:
     """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
     from compressor.data import load_dataset
@@ -92,9 +92,11 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     from compressor.pipeline import check_steps_fit
     from compressor.recipes import load_recipe
     from targets import export_many, validate_targets
+    from targets.cpu import get_class
 
     recipe = load_recipe(recipe)  # a typo in the recipe, a target or the model stops the run before any work
     names = validate_targets(targets or list(recipe.targets))
+    get_class(cpu_class)
     if not names:
         raise BadInputError("no target: give --target (or a recipe with targets)")
     source = load_source(model_path, trust_model=trust_model)
@@ -110,12 +112,13 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     source, provenance = _compress(source, recipe, train, test, trust_model, progress, outcome, pixel_scale)
     outcome.exported, outcome.failed = export_many(
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
-        seed=recipe.seed, parity_rule=parity_rule, device=device, on_progress=progress)
+        seed=recipe.seed, parity_rule=parity_rule, device=device, cpu_class=cpu_class, on_progress=progress)
     if outcome.exported:
         _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome,
                    title=f"{Path(model_path).name}, recipe {recipe.name}")
     write_error_log(out, outcome.failed)
     summary = {"model": str(model_path), "recipe": recipe.to_dict(), "targets": names,
+               "cpu_class": get_class(cpu_class).name,
                "exported": [r.target for r in outcome.exported],
                "failed": {f.target: {"exit_code": f.exit_code, "error": f.message,
                                      **({"traceback": f.traceback} if f.traceback else {})} for f in outcome.failed},

@@ -141,11 +141,17 @@ def _first_loadable(source: Path, destination: Path, workdir: Path, attempts, qu
     raise ConversionError(f"ONNX Runtime's {what} quantizer gave no loadable model; " + "; ".join(failures[:2]))
 
 
-def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool) -> dict:
+def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool,
+                    activations: str = "int8") -> dict:
+    """Static QDQ int8: int8 weights (per channel where the quantizer manages), ``activations``
+    int8 (S8S8) or uint8 (U8S8, ONNX Runtime's fast path on x86 with VNNI)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
-    settings = {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
+    if activations not in ("int8", "uint8"):
+        raise ValueError(f"activations must be int8 or uint8, not {activations!r}")
+    activation_type = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
+    settings = {"quant_format": QuantFormat.QDQ, "activation_type": activation_type,
                 "weight_type": QuantType.QInt8, "calibrate_method": CalibrationMethod.MinMax,
                 "reduce_range": reduce_range}
 
@@ -155,7 +161,7 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
                             per_channel=per_channel, **settings)
 
     facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
-    return {"format": "QDQ", "activations": "int8", "weights": "int8", "reduce_range": reduce_range,
+    return {"format": "QDQ", "activations": activations, "weights": "int8", "reduce_range": reduce_range,
             "calibration": "minmax", **facts}
 
 
@@ -241,7 +247,8 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     write_float_model(source, float_model)
     if profile.precision == "int8":
         details = quantize_static(float_model, artifact, calibration.feeds(source), workdir,
-                                  reduce_range=bool(profile.options.get("reduce_range", False)))
+                                  reduce_range=bool(profile.options.get("reduce_range", False)),
+                                  activations=profile.options.get("activations", "int8"))
     elif profile.precision == "dynamic-int8":
         details = quantize_dynamic(float_model, artifact, workdir)
         if not details["int8_weight_tensors"]:

@@ -1,0 +1,33 @@
+"""The roofline of a measurement: how much of this host's compute an artifact used.
+
+Achieved throughput is 2 x MACs x batch / p50 (one multiply-accumulate = two operations);
+the ceiling is the host's peak for the precision the artifact computes in
+(:func:`targets.cpu.peak`: fp32 FMA lanes x FMA units x clock, x the class's int8 multiplier
+for integer kernels), on as many cores as the run used threads. A low fraction says the
+artifact is bound by something other than arithmetic: depthwise layers, memory bandwidth,
+per-op overhead on a small model.
+"""
+
+from __future__ import annotations
+
+from targets.cpu import peak
+
+INTEGER = frozenset({"int8", "dynamic-int8", "int16x8"})  # computed by integer kernels: the int8 ceiling
+
+
+def ceiling(machine: dict, threads: int) -> dict:
+    """The host's peaks for ``threads`` threads (at most its cores), with the formula."""
+    if "vector_bits" not in machine or "cpu_class" not in machine:
+        return {"fp32_gflops": None, "int8_gops": None, "formula": "CPU facts not recorded: no peak"}
+    return peak(machine, cores=max(1, min(threads, machine.get("cores") or 1)))
+
+
+def point(macs: int | None, precision: str, p50_ms: float, batch: int, roof: dict) -> dict | None:
+    """Achieved GOP/s of one artifact and its fraction of the ceiling for its precision."""
+    if not macs or not p50_ms:
+        return None
+    achieved = 2 * macs * batch / (p50_ms / 1000) / 1e9
+    top = roof.get("int8_gops") if precision in INTEGER else roof.get("fp32_gflops")
+    return {"macs": int(macs), "gops": round(achieved, 2), "peak_gops": top,
+            "ceiling": "int8" if precision in INTEGER else "fp32",
+            "fraction": round(achieved / top, 4) if top else None}

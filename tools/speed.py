@@ -1,0 +1,212 @@
+"""The speed suite: SPEED.md, every profile this host runs, on models of a real size, side by side.
+
+Usage: python -m tools.speed [--models NAME ...] [--out speed-out] [--rounds 2] [--write SPEED.md]
+(``make speed`` regenerates SPEED.md). MobileNetV2 alpha 1.0, ResNet50 and EfficientNetB0 at
+224x224 (seeded untrained weights: latency does not depend on the values; calibrated on noise,
+parity checked on noise, accuracy not measured) and the sample models (trained, their own data).
+Each model is measured at 1 thread and all threads, batch 1 and 8; within one configuration all
+artifacts run in interleaved rounds, so ratios in one table are fair, absolute times are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+COMMAND = "make speed   # = python -m tools.speed --write SPEED.md"
+LARGE = {  # name -> keras.applications builder, at 224x224x3 with 1000 classes
+    "mobilenet_v2_224": ("MobileNetV2", {"alpha": 1.0}),
+    "resnet50_224": ("ResNet50", {}),
+    "efficientnet_b0_224": ("EfficientNetB0", {}),
+}
+SAMPLES = ("mnist_cnn", "cifar_cnn", "mobilenet_v2")
+# Profiles not measured on the 224x224 models: a model of several MB fits no microcontroller,
+# and TFLite's int16x8 kernels are reference code (seconds per inference), an accuracy option.
+NOT_FOR_LARGE = {"mcu": "no microcontroller holds a 224x224 model of several MB",
+                 "tflite-int16x8": "reference kernels (an accuracy option, not a speed one)"}
+CONFIGS = ((1, 1), (0, 1), (1, 8), (0, 8))  # (threads, batch); 0 threads = all cores
+
+
+def _large_model(name: str, folder: Path) -> Path:
+    from compressor import keras_env
+
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(0)
+    builder, kwargs = LARGE[name]
+    path = folder / f"{name}.keras"
+    if not path.is_file():
+        getattr(keras.applications, builder)(input_shape=(224, 224, 3), weights=None, classes=1000, **kwargs).save(path)
+    return path
+
+
+def _data(name: str):
+    """(source file, calibration, evaluation) for a model of the suite."""
+    import numpy as np
+
+    import sample_models
+    from compressor.data import Dataset
+    from compressor.data import samples as sample_data
+
+    if name in LARGE:  # calibration and validation: two draws of the same noise, pixels 0-255
+        draw = lambda seed, n: Dataset(np.random.default_rng(seed).uniform(0, 255, (n, 224, 224, 3))  # noqa: E731
+                                       .astype(np.float32), name="uniform noise 0-255")
+        return None, draw(1, 64), draw(0, 48)
+    spec = sample_models.SAMPLE_MODELS[name]
+    return sample_models.path(name), sample_data.load(spec.dataset, "train"), sample_data.load(spec.dataset, "test")
+
+
+def export_model(name: str, out: Path) -> tuple[Path, Path, object, dict]:
+    from compressor import load_model
+    from targets import PROFILES, export_many, profiles_for
+
+    folder = out / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source, calibration, evaluation = _data(name)
+    if source is None:
+        source = _large_model(name, out)
+    model = load_model(source)
+    names = profiles_for(model)
+    skipped = {p: "its layers have no kernel there" for p in PROFILES if p not in names}
+    if name in LARGE:
+        skipped.update({p: why for p, why in NOT_FOR_LARGE.items() if p in names})
+        names = [p for p in names if p not in NOT_FOR_LARGE]
+    _, failed = export_many(model, names, out_dir=folder, calibration=calibration, validation=evaluation,
+                            validation_samples=48 if name in LARGE else 500, source_path=source,
+                            on_progress=lambda line: print(f"{name}: {line}", file=sys.stderr))
+    skipped.update({f.target: f.message for f in failed})
+    return folder, Path(source), evaluation, skipped
+
+
+def measure_model(name: str, out: Path, rounds: int, min_seconds: float) -> dict:
+    from benchmarks.harness import measure
+    from benchmarks.latency import LatencyConfig
+
+    started = time.perf_counter()
+    folder, source, evaluation, skipped = export_model(name, out)
+    docs = {}
+    for threads, batch in CONFIGS:
+        threads = threads or os.cpu_count() or 1
+        config = LatencyConfig(threads=threads, batch=batch, min_runs=20, min_seconds=min_seconds,
+                               warmup_seconds=0.3)
+        key = f"{threads}t-b{batch}"
+        docs[key] = measure([folder], eval_data=evaluation, source=source, config=config, rounds=rounds,
+                            on_progress=lambda line: print(f"{name} {key}: {line}", file=sys.stderr))
+    record = {"model": name, "skipped": skipped, "docs": docs, "seconds": time.perf_counter() - started}
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=str))
+    return record
+
+
+def headline(record: dict, key: str) -> dict:
+    """The ratios the speed goals are stated in, for one configuration."""
+    rows = record["docs"][key]["results"]
+    fp32 = [r for r in rows if r["kind"] == "artifact" and r["precision"] == "fp32"]
+    float_source = next((r for r in rows if r["kind"] == "source"), None)
+    artifacts = [r for r in rows if r["kind"] == "artifact" and r.get("device_class") == "CPU"]
+    best = min(artifacts, key=lambda r: r["latency"]["p50_ms"])
+    fastest_fp32 = min(fp32, key=lambda r: r["latency"]["p50_ms"]) if fp32 else None
+    per_runtime = {r["runtime"]: r.get("speedup_vs_runtime_fp32") for r in rows
+                   if r["precision"] == "int8" and r.get("device_class") == "CPU" and r.get("speedup_vs_runtime_fp32")}
+    size = {r["runtime"]: r["size"]["bytes"] for r in fp32}
+    shrink = {r["name"]: size[r["runtime"]] / r["size"]["bytes"] for r in rows
+              if r["precision"] == "int8" and r["runtime"] in size and r["size"]["bytes"]}
+    return {
+        "best": best["name"], "best_p50_ms": best["latency"]["p50_ms"],
+        "best_vs_fastest_fp32": fastest_fp32["latency"]["p50_ms"] / best["latency"]["p50_ms"] if fastest_fp32 else None,
+        "fastest_fp32": fastest_fp32["name"] if fastest_fp32 else None,
+        "best_vs_keras": float_source["latency"]["p50_ms"] / best["latency"]["p50_ms"] if float_source else None,
+        "int8_vs_own_fp32": per_runtime, "int8_size_ratio": shrink,
+        "best_roofline": (best.get("roofline") or {}).get("fraction"),
+    }
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def render(records: list[dict]) -> str:
+    from benchmarks import reports
+
+    first = next(iter(records[0]["docs"].values()))
+    machine = first["machine"]
+    keys = list(records[0]["docs"])
+    parts = ["# Speed per CPU class", "",
+             f"Regenerated by `{COMMAND}` ({sum(r['seconds'] for r in records) / 60:.0f} min of runs) on one "
+             "machine:", "",
+             f"- CPU: {machine['cpu']}, class **{machine['cpu_class']}** (flags read: {', '.join(machine['flags'])}; "
+             f"int8 dot product: {'yes' if machine['int8_dot_product'] else 'no'}), {machine['cores']} cores.",
+             f"- Peak (1 core): {machine['peak']['formula']}." if machine.get("peak") else "",
+             "- Every artifact was exported with the settings of this host's class (`--cpu-class host`). "
+             "Latencies are medians of interleaved rounds, each artifact in its own process; compare ratios "
+             "within one table, not absolute times across runs (the machine is shared).",
+             "- The 224×224 models carry seeded untrained weights (latency does not depend on the values), "
+             "calibrated and parity-checked on noise; their accuracy is not measured here. The sample models are "
+             "trained and measured on their own test sets (BENCHMARKS.md has their accuracy).", ""]
+    parts += ["## Headline (1 thread, batch 1)", "",
+              "| model | best CPU artifact | p50 ms | × fastest fp32 | × TensorFlow/Keras | int8 × its runtime's fp32 "
+              "| fp32/int8 size | best's % of int8 peak |", "|---|---|---|---|---|---|---|---|"]
+    for record in records:
+        h = headline(record, keys[0])
+        ratios = ", ".join(f"{k} {v:.2f}×" for k, v in sorted(h["int8_vs_own_fp32"].items()))
+        sizes = ", ".join(f"{k} {v:.2f}×" for k, v in sorted(h["int8_size_ratio"].items()))
+        parts.append(f"| {record['model']} | {h['best']} | {h['best_p50_ms']:.3f} | "
+                     f"{_fmt(h['best_vs_fastest_fp32'], '.2f', '×')} ({h['fastest_fp32']}) | "
+                     f"{_fmt(h['best_vs_keras'], '.2f', '×')} | {ratios} | {sizes} | "
+                     f"{_fmt(None if h['best_roofline'] is None else h['best_roofline'] * 100, '.0f', ' %')} |")
+    for record in records:
+        parts += ["", f"## {record['model']}", "",
+                  "p50 ms per configuration (threads × batch; throughput = batch / p50), × fp32 of the same runtime "
+                  "at 1 thread batch 1, GOP/s and % of the host's peak for its arithmetic at 1 thread batch 1.", "",
+                  "| artifact | " + " | ".join(f"p50 ms {k}" for k in keys) + " | × runtime fp32 | GOP/s | % peak |",
+                  "|---|" + "---|" * (len(keys) + 3)]
+        per_key = {k: {r["name"]: r for r in record["docs"][k]["results"]} for k in keys}
+        for name, row in per_key[keys[0]].items():
+            cells = [_fmt(per_key[k].get(name, {}).get("latency", {}).get("p50_ms"), ".3f") for k in keys]
+            roof = row.get("roofline") or {}
+            ratio = _fmt(row.get("speedup_vs_runtime_fp32"), ".2f", "×")
+            parts.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} | {_fmt(roof.get('gops'), '.1f')} | "
+                         f"{_fmt(None if roof.get('fraction') is None else roof['fraction'] * 100, '.0f', ' %')} |")
+        slow = reports.slower_than_fp32(record["docs"][keys[0]])
+        if slow:
+            parts += [""] + [f"- {line}" for line in slow]
+        if record["skipped"]:
+            parts += ["", "Not measured: " + "; ".join(f"`{p}`: {why}" for p, why in sorted(record["skipped"].items()))
+                      + "."]
+    spreads = [r["latency"]["p50_spread_ms"] for rec in records for d in rec["docs"].values() for r in d["results"]]
+    widest = max((hi - lo) / lo for lo, hi in spreads if lo) if spreads else 0
+    parts += ["", f"Noise: the widest spread of one artifact's p50 across its rounds was {widest:.0%} of its minimum "
+              f"({statistics.median((hi - lo) / lo for lo, hi in spreads if lo):.1%} median).", ""]
+    return "\n".join(p for p in parts if p is not None)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=[*LARGE, *SAMPLES])
+    parser.add_argument("--out", type=Path, default=Path("speed-out"))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--min-seconds", type=float, default=0.5)
+    parser.add_argument("--cached", action="store_true", help="render the records already in OUT")
+    parser.add_argument("--write", type=Path, help="write the Markdown here (e.g. SPEED.md)")
+    args = parser.parse_args(argv)
+    from tools.publish import publish
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for name in args.models:
+        cached = args.out / f"{name}.json"
+        if args.cached and cached.is_file():
+            records.append(json.loads(cached.read_text()))
+            continue
+        records.append(measure_model(name, args.out, args.rounds, args.min_seconds))
+        print(f"{name}: measured", file=sys.stderr)
+    return publish(render(records), args.write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
