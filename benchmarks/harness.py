@@ -41,6 +41,7 @@ class Candidate:
     cpu_class: str | None = None  # the CPU class its settings were chosen for (None: not a CPU target)
     macs: int | None = None  # of the model the artifact was made from, for the roofline
     speed_caveat: str = ""  # the profile's reason why it may be slower than its runtime's fp32
+    budget: dict | None = None  # the export's accuracy budget, its drop, and any layers kept in float
 
 
 def baseline_name(runtime: str) -> str:
@@ -74,7 +75,8 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
                                tuple(artifact.manifest.get("input_names", ())),
                                artifact.manifest.get("profile", {}).get("device_class", "CPU"),
                                artifact.manifest.get("cpu_class"), (artifact.manifest.get("source") or {}).get("macs"),
-                               artifact.manifest.get("profile", {}).get("speed_caveat", "")))
+                               artifact.manifest.get("profile", {}).get("speed_caveat", ""),
+                               artifact.manifest.get("budget")))
     if not found:
         raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
     return found
@@ -235,7 +237,7 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
             "fidelity": accuracy.fidelity(first_output, ref_outputs) if ref_outputs is not None else {},
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
             "parity_outputs": list(candidate.parity_outputs), "device_class": candidate.device_class,
-            "cpu_class": candidate.cpu_class, "speed_caveat": candidate.speed_caveat,
+            "cpu_class": candidate.cpu_class, "speed_caveat": candidate.speed_caveat, "budget": candidate.budget,
             "roofline": roofline.point(candidate.macs, candidate.precision, latency["p50_ms"], config.batch, roof),
             "accuracy_per_output": {name: {"accuracy": m, "accuracy_drop_pp": accuracy.drop_points(
                 m, ref_heads.get(name, {}))} for name, m in per_head.items()},

@@ -185,6 +185,43 @@ def output_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+BUDGET_COLUMNS = ("target", "budget pp", "full int8 drop pp", "layers in float", "drop pp at export",
+                  "candidates measured", "search s")
+
+
+def budget_rows(doc: dict) -> list[list[str]]:
+    """Per quantized artifact: the accuracy budget, what full int8 lost, and what was kept in float."""
+    rows = []
+    for r in doc["results"]:
+        budget = r.get("budget")
+        if not budget:
+            continue
+        found = budget.get("recovery") or {}
+        layers = found.get("float_nodes") or []
+        full = _fmt(found.get("full_int8_drop_pp"), "+.2f") if found.get("full_int8_drop_pp") is not None else (
+            "refused (parity floor)" if found else _fmt(budget["drop_pp"], "+.2f"))
+        rows.append([r["name"], f"{budget['max_drop_pp']:g}", full,
+                     f"{len(layers)}: " + ", ".join(layers[:3]) + (", ..." if len(layers) > 3 else "") if layers
+                     else "0 (full int8 met it)", _fmt(budget["drop_pp"], "+.2f"),
+                     str(found.get("candidates", "-")), _fmt(found.get("seconds"), ".0f")])
+    return rows
+
+
+SENSITIVITY_COLUMNS = ("target", "layer", "SNR gain dB when float", "agreement (subset)")
+TOP_SENSITIVE = 8
+
+
+def sensitivity_rows(doc: dict) -> list[list[str]]:
+    """The layers whose quantization cost the most, as measured (each alone kept in float)."""
+    rows = []
+    for r in doc["results"]:
+        found = (r.get("budget") or {}).get("recovery") or {}
+        for s in [s for s in found.get("sensitivity", []) if "snr_gain_db" in s][:TOP_SENSITIVE]:
+            rows.append([r["name"], s["node"], f"{s['snr_gain_db']:+.2f}",
+                         _fmt(None if s.get("agreement") is None else s["agreement"] * 100, ".1f", " %")])
+    return rows
+
+
 HEAD_COLUMNS = ("target", "output", "metric", "value", "drop pp")
 
 
@@ -274,7 +311,38 @@ def to_markdown(doc: dict) -> str:
     per_head = head_rows(doc)
     if per_head:
         notes += _md_table("Accuracy per labelled output (eval data, labels y_<output>)", HEAD_COLUMNS, per_head)
+    budget = budget_rows(doc)
+    if budget:
+        notes += _md_table(BUDGET_TITLE, BUDGET_COLUMNS, budget)
+    sensitive = sensitivity_rows(doc)
+    if sensitive:
+        notes += _md_table(SENSITIVITY_TITLE, SENSITIVITY_COLUMNS, sensitive)
     return "\n".join(lines) + "\n" + notes
+
+
+BUDGET_TITLE = "Accuracy budget (int8 targets; drops measured at export on the validation samples)"
+SENSITIVITY_TITLE = ("Layers that cost accuracy (each measured alone in float, SNR of the output against the "
+                     "float model)")
+
+
+def sensitivity_figure(doc: dict):
+    """A bar per measured layer: the SNR its float copy gives back, per target. None without any."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sensitivity_rows(doc)
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 0.3 * len(rows) + 1.2))
+    labels = [f"{target}: {layer[-48:]}" for target, layer, _, _ in rows]
+    ax.barh(labels, [float(gain) for _, _, gain, _ in rows], color="#cc6677")
+    ax.invert_yaxis()
+    ax.set_xlabel("output SNR gained when the layer alone stays float (dB)")
+    ax.set_title("Layers that cost accuracy")
+    fig.tight_layout()
+    return fig
 
 
 def _png(figure) -> str:
@@ -341,6 +409,10 @@ def _plots(doc: dict) -> list[tuple[str, str]]:
     if fig is not None:
         images.append(("Accuracy vs latency (Pareto front dashed)", _png(fig)))
         plt.close(fig)
+    fig = sensitivity_figure(doc)
+    if fig is not None:
+        images.append(("Layers that cost accuracy", _png(fig)))
+        plt.close(fig)
     sized = [r for r in rows if r["size_bytes"]]
     if sized:
         fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(sized) + 1.2))
@@ -371,6 +443,12 @@ def to_html(doc: dict) -> str:
     per_head = head_rows(doc)
     if per_head:
         figures = _html_table("Accuracy per labelled output", HEAD_COLUMNS, per_head) + figures
+    sensitive = sensitivity_rows(doc)
+    if sensitive:
+        figures = _html_table(SENSITIVITY_TITLE, SENSITIVITY_COLUMNS, sensitive) + figures
+    budget = budget_rows(doc)
+    if budget:
+        figures = _html_table(BUDGET_TITLE, BUDGET_COLUMNS, budget) + figures
     refused = refused_rows(doc)
     if refused:
         figures = _html_table("Refused targets (nothing was written for them)", REFUSED_COLUMNS, refused) + figures

@@ -6,7 +6,8 @@ Exit codes:
     2  usage error (unknown option, missing argument; raised by click)
     3  bad input (missing/corrupt file, unsafe model, bad data, bad recipe)
     4  unsupported model or failed conversion (an op a target cannot take)
-    5  parity failure (an artifact's outputs disagree with its source model)
+    5  parity failure (an artifact's outputs disagree with its source model) or accuracy budget
+       missed (no setting kept the drop within --max-drop)
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class ParityError(CompressorError):
     exit_code = 5
 
 
+class AccuracyBudgetError(ParityError):
+    """No setting of a quantized target kept its accuracy drop within the user's budget."""
+
+
 def one_line(exc: BaseException, *, prefer: str | None = None, limit: int = 300) -> str:
     """The informative line of a library's exception, for a one-line error message.
 
@@ -73,5 +78,5 @@ EXIT_CODES = {
     "usage error": 2,
     "bad input": BadInputError.exit_code,
     "unsupported model or conversion failure": UnsupportedModelError.exit_code,
-    "parity failure": ParityError.exit_code,
+    "parity failure or accuracy budget missed": ParityError.exit_code,
 }

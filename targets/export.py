@@ -7,6 +7,7 @@ parity failure, an interrupt) never leaves a folder that looks valid.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import traceback
@@ -17,10 +18,11 @@ import numpy as np
 
 from compressor import interrupts
 from compressor.data import Dataset
-from compressor.errors import BadInputError, CompressorError, ParityError, UnsupportedModelError
+from compressor.errors import (AccuracyBudgetError, BadInputError, CompressorError, ParityError,
+                               UnsupportedModelError)
 from compressor.models import as_source
 from compressor.models.source import labelled_output
-from targets import cpu, devices, parity
+from targets import cpu, devices, parity, recovery
 from targets import manifest as manifests
 from targets.artifact import Artifact
 from targets.profiles import PROFILES, Parity, TargetProfile, get_profile, why_not
@@ -106,7 +108,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
            calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
            validation_samples: int = DEFAULT_VALIDATION_SAMPLES, source_path=None, recipe: dict | None = None,
            threads: int = 1, seed: int = 0, overwrite: bool = False,
-           parity_rule: Parity | None = None, device: str | None = None, cpu_class: str = cpu.HOST) -> ExportResult:
+           parity_rule: Parity | None = None, device: str | None = None, cpu_class: str = cpu.HOST,
+           max_drop: float | None = None, on_progress=None) -> ExportResult:
     """Export a model to ``target``, check parity, write the manifest.
 
     Args:
@@ -124,16 +127,24 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
             measured tensor arena (mcu) that does not fit it is refused.
         cpu_class: the CPU class the artifact ships to (``targets.cpu.CLASSES``; ``host``:
             this machine's); CPU profiles choose their quantization settings for it.
+        max_drop: the accuracy budget of a quantized target, in top-1 points against the float
+            model on the validation labels (in points of disagreement without labels). When
+            the profile's int8 misses it, the layers that cost accuracy are found by measuring
+            and kept in float (runtimes that can mix precisions), or the target is refused
+            (AccuracyBudgetError) with what came closest. The parity floor stays the hard floor.
 
     Raises:
         UnsupportedModelError / ConversionError: the target cannot take the model.
         ParityError: the artifact disagrees with the model; nothing is left behind.
+        AccuracyBudgetError: no setting met ``max_drop``; nothing is left behind.
 
     Example:
         >>> export(model, "tflite-int8", out_dir="out", calibration=train, validation=test)
     """
     profile = get_profile(target).for_cpu(cpu_class)
     rule = profile.parity.override(parity_rule)
+    if max_drop is not None and not max_drop >= 0:
+        raise BadInputError(f"the accuracy budget must be >= 0 top-1 points, not {max_drop}")
     if device is not None:
         devices.get_device(device)
     source = as_source(model)
@@ -151,8 +162,9 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}.", suffix=".partial", dir=final.parent))
     try:
         try:
-            result = _export_into(staging, source, profile, rule, calibration_set,
-                                  validation.take(validation_samples), source_path, recipe, threads, device)
+            result = _export_within(staging, source, profile, rule, calibration_set,
+                                    validation.take(validation_samples), source_path, recipe, threads, device,
+                                    max_drop, on_progress)
         except OSError as exc:  # a full disk, a vanished folder: say so, leave nothing half-written
             raise BadInputError(f"{final}: cannot write the artifact ({exc.strerror or exc})") from None
         if final.exists():
@@ -183,7 +195,7 @@ def export_many(model, targets: list[str], *, on_progress=None, **options) -> tu
         if on_progress:
             on_progress(f"export: {name} ({index + 1}/{len(names)})")
         try:
-            exported.append(export(source, name, **options))
+            exported.append(export(source, name, on_progress=on_progress, **options))
         except Exception as exc:
             if interrupts.interrupted(exc):  # Ctrl-C or SIGTERM surfaced inside a library: stop everything
                 raise
@@ -208,8 +220,80 @@ def _total_size(exported) -> dict:
     return {"bytes": sum(r["bytes"] for r in records), "gzip_bytes": sum(r["gzip_bytes"] for r in records)}
 
 
+class _OverBudget(Exception):
+    def __init__(self, drop_pp: float) -> None:
+        super().__init__(f"{drop_pp:.2f} pt")
+        self.drop_pp = drop_pp
+
+
+def _budget_record(source, profile, validation, inputs, outputs, reference, max_drop) -> dict | None:
+    """The artifact's drop against the float model on the validation set, and the budget."""
+    head = labelled_output(source)
+    if max_drop is None or not profile.quantized or head is None:
+        return None
+    labels = validation.labels_for(source.outputs[head].name, primary=True)
+    measured = recovery.quality(outputs[head], reference[head], labels, classifier=True)
+    return {"max_drop_pp": max_drop, "drop_pp": round(measured.drop_pp, 4),
+            "metric": "top-1 points on the validation labels" if labels is not None
+            else "points of top-1 disagreement with the float model (no labels)", "samples": len(validation)}
+
+
+def _export_within(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads,
+                   device, max_drop, on_progress) -> dict:
+    """The profile's own export; when it misses the budget (or the parity floor) and the runtime
+    can mix precisions, the layers that cost accuracy are kept in float and it is exported again."""
+    try:
+        return _export_into(staging, source, profile, rule, calibration, validation, source_path, recipe, threads,
+                            device, max_drop)
+    except (_OverBudget, ParityError) as exc:
+        runtime = get_runtime(profile.runtime)
+        if isinstance(exc, ParityError) and max_drop is None:
+            raise
+        missed = (f"full int8 loses {exc.drop_pp:.2f} pt" if isinstance(exc, _OverBudget)
+                  else "full int8 " + str(exc).split("; next:")[0].removeprefix(f"{profile.name}: "))
+        full_drop = exc.drop_pp if isinstance(exc, _OverBudget) else None
+        if runtime.mixed is None or profile.builtin_int8_only or profile.precision != "int8" or calibration is None:
+            if isinstance(exc, ParityError):
+                raise
+            raise AccuracyBudgetError(f"{profile.name}: {missed}, over the budget of {max_drop:g} pt; "
+                                      f"{profile.name} cannot keep layers in float; "
+                                      f"{next_steps(profile)}") from None
+        found = _recover(staging, source, profile, calibration, validation, max_drop, on_progress)
+    if found.float_nodes is None:
+        closest = found.closest()
+        near = (f"closest: {closest['k']} layer(s) in float, {closest['drop_pp']:+.2f} pt "
+                f"({', '.join(closest['float_nodes'][:4])}{', ...' if closest['k'] > 4 else ''})" if closest
+                else "no layer could be kept in float")
+        raise AccuracyBudgetError(f"{profile.name}: {missed}; no mix of int8 and float met the budget of "
+                                  f"{max_drop:g} pt ({near}); {next_steps(profile)}")
+    mixed = dataclasses.replace(profile, options={**profile.options, "float_nodes": found.float_nodes})
+    for leftover in staging.iterdir():  # the first attempt's files
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    try:
+        full = {"full_int8_drop_pp": None if full_drop is None else round(full_drop, 4), "full_int8": missed}
+        return _export_into(staging, source, mixed, rule, calibration, validation, source_path, recipe, threads,
+                            device, max_drop, recovery_record={**found.to_dict(), **full})
+    except _OverBudget as exc:  # the search measured within budget; the rebuilt artifact is not
+        raise AccuracyBudgetError(f"{profile.name}: with {len(found.float_nodes)} layer(s) in float it loses "
+                                  f"{exc.drop_pp:.2f} pt on export, over {max_drop:g} pt; {next_steps(profile)}") \
+            from None
+
+
+def _recover(staging: Path, source, profile, calibration, validation, max_drop, on_progress) -> recovery.Recovery:
+    head = labelled_output(source)
+    inputs = validation.feeds(source)
+    reference = source.predict(inputs)[head]
+    labels = validation.labels_for(source.outputs[head].name, primary=True)
+    workdir = Path(tempfile.mkdtemp(prefix=".recovery.", dir=staging))
+    try:
+        return recovery.search(source, profile, calibration, inputs, reference, labels, head=head, classifier=True,
+                               budget_pp=max_drop, workdir=workdir, on_progress=on_progress)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _export_into(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads,
-                 device) -> dict:
+                 device, max_drop=None, recovery_record=None) -> dict:
     runtime = get_runtime(profile.runtime)
     exported = runtime.export(source, profile, calibration, staging)
     if device is not None:
@@ -221,7 +305,12 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         io = {"inputs": _io_records(runner.inputs), "outputs": _io_records(runner.outputs)}
     finally:
         runner.close()
-    check = _check_parity(source, inputs, outputs, rule, profile, validation)
+    check, reference = _check_parity(source, inputs, outputs, rule, profile, validation)
+    budget = _budget_record(source, profile, validation, inputs, outputs, reference, max_drop)
+    if budget is not None and budget["drop_pp"] > max_drop:
+        raise _OverBudget(budget["drop_pp"])
+    if budget is not None:
+        budget["recovery"] = recovery_record
     record = {
         "target": profile.name, "profile": profile.to_dict(), "runtime": profile.runtime,
         "cpu_class": profile.cpu_class,  # the CPU class its settings were chosen for (None: not a CPU target)
@@ -236,12 +325,13 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         "parity": {**check.to_dict(), "reference_weights": rule.weights or "float32",
                    "rule_set_by": "profile" if rule == profile.parity else "user"},
         "details": exported.details, "threads": threads, **({"device": device} if device is not None else {}),
+        "budget": budget,
     }
     manifests.write(staging, record)
     return record
 
 
-def _check_parity(source, inputs, outputs, rule, profile, validation=None) -> parity.ParityResult:
+def _check_parity(source, inputs, outputs, rule, profile, validation=None) -> tuple[parity.ParityResult, list]:
     """The artifact's outputs against the source's (at the profile's precision where it says so)."""
     reference = source.predict(inputs)
     at_precision = source.predict_with_weights(rule.weights, inputs) if rule.weights else None
@@ -254,7 +344,7 @@ def _check_parity(source, inputs, outputs, rule, profile, validation=None) -> pa
         raise ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
                           f"{'; '.join(check.failures)}{_measured(source, reference, outputs, validation)}; "
                           f"{next_steps(profile)}")
-    return check
+    return check, reference
 
 
 def _measured(source, reference, outputs, validation) -> str:

@@ -78,6 +78,10 @@ class Runtime:
     runs_sources: tuple[str, ...] = ()  # source formats it runs as they are (the float baseline)
     describe: Callable[[Path], dict] | None = None  # an artifact file's ops, I/O tensors, weight types
     suffix: str | None = None  # its artifact files' extension, for inspecting a bare file
+    # int8 with chosen layers kept in float: (source, profile, calibration, workdir) -> an object with
+    # ``nodes`` (the candidates' names, as ``options["float_nodes"]`` takes them) and
+    # ``write(float_nodes, destination)``; None: this runtime cannot mix precisions
+    mixed: Callable | None = None
 
     def takes(self, source) -> bool:
         """Whether ``export`` can start from what ``source`` provides."""

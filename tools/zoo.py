@@ -231,18 +231,24 @@ BN_MOMENTUM = 0.9  # with Keras' 0.99, MobileNetV3Small scored 10 % in inference
 NEAR_CHANCE = 0.2  # 10 classes: a float model below this learned too little for its int8 cells to mean much
 
 
-def train(spec: ZooModel):
-    """The model built and trained briefly on its sample set; returns (model, train, test)."""
+def datasets(spec: ZooModel):
+    """The model's (train, test) sets: its sample set, scaled and split into inputs as it takes them."""
     from compressor.data import Dataset, samples
 
-    keras = _keras()
-    keras.utils.set_random_seed(0)
     train_set, test_set = samples.load(spec.dataset, "train"), samples.load(spec.dataset, "test")
     if spec.pixels != 1.0:
         train_set, test_set = (Dataset(d.x * spec.pixels, d.y, f"{d.name} x{spec.pixels:g}")
                                for d in (train_set, test_set))
     if spec.inputs:
         train_set, test_set = (Dataset(spec.inputs(d.x), d.y, d.name) for d in (train_set, test_set))
+    return train_set, test_set
+
+
+def train(spec: ZooModel):
+    """The model built and trained briefly on its sample set; returns (model, train, test)."""
+    keras = _keras()
+    keras.utils.set_random_seed(0)
+    train_set, test_set = datasets(spec)
     model = spec.build()
     targets = spec.targets(train_set.x, train_set.y) if spec.targets else train_set.y
     for layer in model.layers:  # 1,347 samples: BatchNorm's moving statistics must settle within a few epochs

@@ -90,6 +90,14 @@ def device_option(func):
                              "does not.")(func)
 
 
+def budget_option(func):
+    return click.option("--max-drop", type=click.FloatRange(0), default=1.0, show_default=True,
+                        help="Accuracy budget of int8 targets, in top-1 points against the float model on the "
+                             "eval data (points of disagreement without labels). An int8 artifact that misses "
+                             "it gets its most sensitive layers kept in float, measured layer by layer, or is "
+                             "refused (exit 5) with what came closest.")(func)
+
+
 def cpu_option(func):
     from targets.cpu import CLASSES, HOST
 
@@ -204,12 +212,13 @@ def bench_options(func):
 @parity_options
 @device_option
 @cpu_option
+@budget_option
 @bench_options
 @trust_option
 @json_option
 @click.pass_obj
 def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, pixel_scale, max_abs,
-             min_agreement, device, cpu_class, rounds, min_seconds, threads, trust_model, as_json) -> None:
+             min_agreement, device, cpu_class, max_drop, rounds, min_seconds, threads, trust_model, as_json) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
     Exit code 0 only when every requested artifact was written and passed its parity check.
@@ -224,7 +233,8 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
     outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
                   rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement),
-                  device=device, pixel_scale=pixel_scale, cpu_class=cpu_class, progress=_progress(obj))
+                  device=device, pixel_scale=pixel_scale, cpu_class=cpu_class, max_drop=max_drop,
+                  progress=_progress(obj))
     _finish_run(outcome, as_json)
 
 
@@ -256,7 +266,7 @@ def demo(obj, model_name, recipe, out_dir, rounds, min_seconds, threads, as_json
     outcome = run(str(path), recipe, targets=["all"], data=f"sample:{spec.dataset}:train",
                   eval_data=f"sample:{spec.dataset}:test", out_dir=out_dir, overwrite=True,
                   bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads), rounds=rounds,
-                  progress=progress)
+                  max_drop=1.0, progress=progress)
     _finish_run(outcome, as_json)
     if not as_json:
         click.echo(f"HTML report: {Path(out_dir).resolve() / 'report.html'}")
@@ -341,11 +351,12 @@ def _datasets(source, data: str | None, eval_data: str | None, seed: int, pixel_
 @parity_options
 @device_option
 @cpu_option
+@budget_option
 @trust_option
 @json_option
 @click.pass_obj
 def export(obj, model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, pixel_scale,
-           max_abs, min_agreement, device, cpu_class, trust_model, as_json) -> None:
+           max_abs, min_agreement, device, cpu_class, max_drop, trust_model, as_json) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
     Example:
@@ -362,6 +373,7 @@ def export(obj, model, target_names, data, eval_data, out_dir, calibration_sampl
     exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
                                    source_path=model, overwrite=overwrite, device=device, cpu_class=cpu_class,
+                                   max_drop=max_drop,
                                    parity_rule=_parity_rule(max_abs, min_agreement), on_progress=_progress(obj))
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error

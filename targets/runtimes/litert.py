@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import keras_env
-from compressor.errors import ConversionError
+from compressor.errors import ConversionError, one_line
 from targets.runtime import Exported, Runtime, TensorInfo, feeds
 
 ARTIFACT_NAME = "model.tflite"
@@ -128,7 +128,7 @@ def _save_for_conversion(model, directory: Path) -> None:
             tf.saved_model.save(model, str(directory), signatures=concrete)
 
 
-def _convert_isolated(model, profile, calibration: list[np.ndarray]) -> bytes:
+def _convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate_only: bool = False) -> bytes:
     import json
     import os
     import signal
@@ -146,7 +146,7 @@ def _convert_isolated(model, profile, calibration: list[np.ndarray]) -> bytes:
         np.savez(work / "calibration.npz", **{f"input_{i}": a for i, a in enumerate(calibration)})
         spec = {"saved_model": str(work / "saved_model"), "calibration": str(work / "calibration.npz"),
                 "names": list(model.input_names), "output": str(work / "model.tflite"),
-                "error": str(work / "error.txt"), "stage": str(work / "stage.txt"),
+                "error": str(work / "error.txt"), "stage": str(work / "stage.txt"), "calibrate_only": calibrate_only,
                 "profile": {"name": profile.name, "precision": profile.precision,
                             "input_type": profile.input_type, "output_type": profile.output_type}}
         (work / "spec.json").write_text(json.dumps(spec))
@@ -183,6 +183,7 @@ def _convert_child(spec_path: str) -> int:
         calibration = [saved[f"input_{i}"] for i in range(len(saved.files))]
     converter = tf.lite.TFLiteConverter.from_saved_model(spec["saved_model"])
     _configure(converter, profile, calibration, spec["names"])
+    converter._experimental_calibrate_only = spec.get("calibrate_only", False)  # ranges only: quantized later
     try:
         content = _run_converter(converter, profile.name)
     except ConversionError as exc:
@@ -190,6 +191,9 @@ def _convert_child(spec_path: str) -> int:
         return 3
     draft = Path(spec["output"] + ".tmp")
     draft.write_bytes(content)
+    if converter._experimental_calibrate_only:
+        draft.rename(spec["output"])
+        return 0
     # A first run here, not in the caller: some quantized kernels abort the process on
     # models they do not handle (int16x8 attention does), and the caller runs parity next.
     Path(spec["stage"]).write_text("run")
@@ -356,16 +360,70 @@ def _tensor_info(detail: dict) -> TensorInfo:
                       float(scale) if quantized else None, int(zero_point) if quantized else None)
 
 
+# Mixed precision keeps an op in float by the name of its output tensor (the converter's
+# "denylisted nodes", as its quantization debugger uses them); candidates carry weights.
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL")
+
+
+def quantize_calibrated(calibrated: bytes, profile, float_nodes=()) -> bytes:
+    """The int8 flatbuffer from a calibrated float one (the converter's own second half),
+    the ops whose outputs are named in ``float_nodes`` kept in float."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    tf = keras_env.tf()
+    try:
+        with keras_env.quiet_native():
+            return tflite_convert.mlir_quantize(calibrated, False, input_data_type=tf.as_dtype(profile.input_type),
+                                                output_data_type=tf.as_dtype(profile.output_type),
+                                                denylisted_nodes=list(float_nodes) or None)
+    except Exception as exc:
+        raise ConversionError(f"{profile.name}: TFLite quantization failed: {one_line(exc)}") from None
+
+
+def _weighted_outputs(content: bytes) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    return [names[int(op["outputs"][0])] for op in interpreter._get_ops_details()
+            if op["op_name"] in WEIGHTED_OPS and len(op["outputs"]) and int(op["outputs"][0]) in names]
+
+
+class MixedPrecision:
+    """LiteRT int8 with chosen ops kept in float, cheaply repeated: calibrated once (in a child
+    process, as every calibrating conversion), then quantized once per candidate set."""
+
+    suffix = ".tflite"
+
+    def __init__(self, source, profile, calibration, workdir: Path) -> None:
+        if profile.precision != "int8" or profile.builtin_int8_only:
+            raise ConversionError(f"{profile.name}: only float-I/O int8 can keep layers in float")
+        self._source, self._profile = source, profile
+        self._calibrated = _convert_isolated(source.representation("keras"), profile, calibration.feeds(source),
+                                             calibrate_only=True)
+        self.nodes = _weighted_outputs(self._calibrated)
+
+    def write(self, float_nodes, destination: Path) -> dict:
+        content = unclip_lstm_cells(quantize_calibrated(self._calibrated, self._profile, float_nodes))[0]
+        destination.write_bytes(content)
+        return io_order(content, self._source)
+
+
 def export(source, profile, calibration, workdir: Path) -> Exported:
     feeds = None if calibration is None else calibration.feeds(source)
-    content = convert(source.representation("keras"), profile, feeds)
+    float_nodes = list(profile.options.get("float_nodes", ()))
+    if float_nodes:  # mixed precision: calibrate, then quantize with those ops left in float
+        calibrated = _convert_isolated(source.representation("keras"), profile, feeds, calibrate_only=True)
+        content = unclip_lstm_cells(quantize_calibrated(calibrated, profile, float_nodes))[0]
+    else:
+        content = convert(source.representation("keras"), profile, feeds)
     if profile.builtin_int8_only:
         check_integer_only(content, profile)
     artifact = workdir / ARTIFACT_NAME
     artifact.write_bytes(content)
     table, tensor_dtypes = _inspect(content)
     ops = sorted({op["op"] for op in table})
-    details = {"ops": ops, **io_order(content, source)}
+    details = {"ops": ops, **io_order(content, source), **({"float_nodes": float_nodes} if float_nodes else {})}
     if profile.precision == "dynamic-int8":
         details["int8_weight_tensors"] = tensor_dtypes.count("int8")
         if not details["int8_weight_tensors"]:
@@ -407,7 +465,8 @@ def describe(artifact: Path) -> dict:
 
 
 RUNTIME = Runtime("litert", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert"),
-                  preimport=("ai_edge_litert.interpreter",), accepts=("keras",), describe=describe, suffix=".tflite")
+                  preimport=("ai_edge_litert.interpreter",), accepts=("keras",), describe=describe, suffix=".tflite",
+                  mixed=MixedPrecision)
 
 
 if __name__ == "__main__":

@@ -141,28 +141,86 @@ def _first_loadable(source: Path, destination: Path, workdir: Path, attempts, qu
     raise ConversionError(f"ONNX Runtime's {what} quantizer gave no loadable model; " + "; ".join(failures[:2]))
 
 
-def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool,
-                    activations: str = "int8") -> dict:
-    """Static QDQ int8: int8 weights (per channel where the quantizer manages), ``activations``
-    int8 (S8S8) or uint8 (U8S8, ONNX Runtime's fast path on x86 with VNNI)."""
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def _static_settings(reduce_range: bool, activations: str, calibration_method: str) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static as ort_quantize_static
 
     if activations not in ("int8", "uint8"):
         raise ValueError(f"activations must be int8 or uint8, not {activations!r}")
-    activation_type = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
-    settings = {"quant_format": QuantFormat.QDQ, "activation_type": activation_type,
-                "weight_type": QuantType.QInt8, "calibrate_method": CalibrationMethod.MinMax,
-                "reduce_range": reduce_range}
+    if calibration_method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration must be one of {CALIBRATION_METHODS}, not {calibration_method!r}")
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[calibration_method]
+    return {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8 if activations == "int8"
+            else QuantType.QUInt8, "weight_type": QuantType.QInt8, "calibrate_method": method,
+            "reduce_range": reduce_range}
+
+
+def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool,
+                    activations: str = "int8", calibration_method: str = "minmax", float_nodes=()) -> dict:
+    """Static QDQ int8: int8 weights (per channel where the quantizer manages), ``activations``
+    int8 (S8S8) or uint8 (U8S8, ONNX Runtime's fast path on x86 with VNNI); the nodes named in
+    ``float_nodes`` (of the pre-processed graph) stay in float."""
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    settings = _static_settings(reduce_range, activations, calibration_method)
 
     def quantize(prepared: Path, per_channel: bool) -> None:
         input_names = [i.name for i in _session(prepared, 1).get_inputs()]
         ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
-                            per_channel=per_channel, **settings)
+                            per_channel=per_channel, nodes_to_exclude=list(float_nodes) or None, **settings)
 
     facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
     return {"format": "QDQ", "activations": activations, "weights": "int8", "reduce_range": reduce_range,
-            "calibration": "minmax", **facts}
+            "calibration": calibration_method, "float_nodes": list(float_nodes), **facts}
+
+
+# Mixed precision keeps a node in float by name; candidates are the nodes that carry weights.
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+class MixedPrecision:
+    """Static int8 with chosen nodes kept in float, cheaply repeated: the float model is
+    converted and pre-processed once, calibrated once (ONNX Runtime's calibration cache), then
+    quantized once per candidate set of float nodes."""
+
+    suffix = ".onnx"
+
+    def __init__(self, source, profile, calibration, workdir: Path) -> None:
+        self._workdir = workdir
+        float_model = workdir / "float.onnx"
+        write_float_model(source, float_model)
+        self._prepared, _ = _pre_process(float_model, workdir, optimize=True, name="mixed-prepared.onnx")
+        self._feeds = calibration.feeds(source)
+        self._settings = _static_settings(bool(profile.options.get("reduce_range", False)),
+                                          profile.options.get("activations", "int8"),
+                                          profile.options.get("calibration", "minmax"))
+        self._cache = workdir / "calibration-cache.json"
+        self._per_channel = True
+        import onnx
+
+        graph = onnx.load(str(self._prepared), load_external_data=False).graph
+        self.nodes = [node.name for node in graph.node if node.op_type in WEIGHTED_OPS and node.name]
+
+    def write(self, float_nodes, destination: Path) -> dict:
+        """Quantize with ``float_nodes`` kept in float into ``destination``; the runner's details."""
+        from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+        names = [i.name for i in _session(self._prepared, 1).get_inputs()]
+        reader = None if self._cache.is_file() else CalibrationReader(names, self._feeds)
+        try:
+            ort_quantize_static(str(self._prepared), str(destination), reader, per_channel=self._per_channel,
+                                nodes_to_exclude=list(float_nodes) or None, calibration_cache_path=self._cache,
+                                **self._settings)
+            _loads(destination)
+        except Exception as exc:
+            if interrupts.interrupted(exc) or not self._per_channel:
+                raise
+            self._per_channel = False  # as for export: per-tensor when per-channel fails on this graph
+            return self.write(float_nodes, destination)
+        return {}
 
 
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
@@ -248,7 +306,9 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     if profile.precision == "int8":
         details = quantize_static(float_model, artifact, calibration.feeds(source), workdir,
                                   reduce_range=bool(profile.options.get("reduce_range", False)),
-                                  activations=profile.options.get("activations", "int8"))
+                                  activations=profile.options.get("activations", "int8"),
+                                  calibration_method=profile.options.get("calibration", "minmax"),
+                                  float_nodes=profile.options.get("float_nodes", ()))
     elif profile.precision == "dynamic-int8":
         details = quantize_dynamic(float_model, artifact, workdir)
         if not details["int8_weight_tensors"]:
@@ -296,4 +356,5 @@ def describe(artifact: Path) -> dict:
 
 
 RUNTIME = Runtime("onnxruntime", load, export, libraries=("tf2onnx", "onnx", "onnxruntime"),
-                  preimport=("onnxruntime",), accepts=("onnx", "keras"), runs_sources=("onnx",), describe=describe)
+                  preimport=("onnxruntime",), accepts=("onnx", "keras"), runs_sources=("onnx",), describe=describe,
+                  mixed=MixedPrecision)

@@ -144,7 +144,8 @@ def with_batch(ov_model, batch: int):
     return fixed
 
 
-def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "first_layer_only"):
+def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "first_layer_only", float_nodes=(),
+             subset_size: int | None = None):
     """NNCF post-training int8 with its default (performance) preset: symmetric weights and activations.
 
     ``overflow_fix`` is NNCF's name: "enable" quantizes weights to 7 bits in every layer so
@@ -157,9 +158,42 @@ def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "fi
     items = [[array[i : i + 1] for array in calibration] for i in range(len(calibration[0]))]
     items = [item[0] if len(item) == 1 else item for item in items]
     advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
+    ignored = nncf.IgnoredScope(names=list(float_nodes)) if float_nodes else None
     with keras_env.quiet_native():
-        return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=len(items),
-                             target_device=nncf.TargetDevice.CPU, advanced_parameters=advanced)
+        return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=min(subset_size or len(items), len(items)),
+                             target_device=nncf.TargetDevice.CPU, advanced_parameters=advanced,
+                             **({"ignored_scope": ignored} if ignored else {}))
+
+
+# Mixed precision keeps an op in float by its name in the converted model (NNCF's ignored scope).
+WEIGHTED_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
+
+
+class MixedPrecision:
+    """NNCF int8 with chosen ops kept in float, cheaply repeated: the model is converted once,
+    then quantized once per candidate set of float ops."""
+
+    suffix = ".xml"
+
+    def __init__(self, source, profile, calibration, workdir: Path) -> None:
+        ov_model = convert(source, workdir)
+        order = name_order([i.name for i in source.inputs], [p.get_names() for p in ov_model.inputs])
+        self._order = {"input_order": order, "output_order": name_order(
+            [o.name for o in source.outputs], [p.get_names() for p in ov_model.outputs])}
+        static = with_batch(ov_model, profile.options.get("batch", 1)) if profile.options.get("batch", 1) else None
+        self._model = static if static is not None else ov_model
+        self._feeds = _ir_order(calibration.feeds(source), order)
+        self._overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
+        self.nodes = [op.get_friendly_name() for op in self._model.get_ordered_ops() if op.get_type_name()
+                      in WEIGHTED_OPS and op.input_value(1).get_node().get_type_name() in ("Constant", "Convert")]
+
+    def write(self, float_nodes, destination: Path) -> dict:
+        import openvino as ov
+
+        quantized = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix,
+                             float_nodes=float_nodes)
+        ov.save_model(_stable_names(quantized), str(destination), compress_to_fp16=False)
+        return self._order
 
 
 def _element_type(port) -> str:
@@ -240,9 +274,10 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     details = {"weights": "fp16" if profile.precision == "fp16" else "fp32"}
     if profile.precision == "int8":
         overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
-        ov_model = quantize(ov_model, in_ir_order, overflow_fix=overflow_fix)
+        float_nodes = list(profile.options.get("float_nodes", ()))
+        ov_model = quantize(ov_model, in_ir_order, overflow_fix=overflow_fix, float_nodes=float_nodes)
         details = {"weights": "int8", "activations": "int8", "quantizer": "nncf.quantize (performance preset)",
-                   "overflow_fix": overflow_fix}
+                   "overflow_fix": overflow_fix, "float_nodes": float_nodes}
     elif profile.precision not in ("fp32", "fp16"):
         raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
     details["batch"] = batch if static is not None else "dynamic"
@@ -302,4 +337,4 @@ def describe(artifact: Path) -> dict:
 
 
 RUNTIME = Runtime("openvino", load, export, libraries=("onnx", "openvino", "nncf"), preimport=("openvino",),
-                  accepts=("onnx", "keras"), describe=describe, suffix=".xml")
+                  accepts=("onnx", "keras"), describe=describe, suffix=".xml", mixed=MixedPrecision)

@@ -130,3 +130,37 @@ def two_conv_cnn(seed: int = 6):
         tfk.Input((8, 8, 1)), L.Conv2D(8, 3, padding="same", activation="relu", name="conv1"),
         L.Conv2D(8, 3, padding="same", activation="relu", name="conv2"), L.Flatten(name="flatten"),
         L.Dense(10, activation="softmax", name="classes")], name="two_conv")
+
+
+
+def outlier_inputs(x):
+    """Digits flattened to 64 features plus a 65th, constant at 1000 (a sensor's raw offset, say)."""
+    import numpy as np
+
+    flat = x.reshape(len(x), -1).astype(np.float32)
+    return np.concatenate([flat, np.full((len(flat), 1), 1000.0, np.float32)], axis=1)
+
+
+def outlier_mlp(epochs: int = 30):
+    """A digits MLP fed 64 pixels (0-1) and one constant feature of 1000 that its first layer
+    ignores (a zero row). Per-tensor int8 of the input spends its whole range on that feature
+    and rounds every pixel to zero: full int8 collapses. The first layer alone in float (its
+    input then not quantized) is right again: the one layer a search must find."""
+    import numpy as np
+
+    from compressor.data import samples as sample_data
+
+    keras_env.set_seed(7)
+    tfk = keras_env.tf_keras()
+    L = tfk.layers
+    train = sample_data.load("digits-8", "train")
+    model = tfk.Sequential([tfk.Input((65,), name="features_in"), L.Dense(32, activation="relu", name="hidden"),
+                            L.Dense(10, activation="softmax", name="classes")], name="outlier_mlp")
+    model.compile(tfk.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    x = outlier_inputs(train.x)
+    x[:, 64] = 0.0  # trained without the offset, then the first layer is told to ignore it
+    model.fit(x, train.y, epochs=epochs, batch_size=32, verbose=0)
+    kernel, bias = model.get_layer("hidden").get_weights()
+    kernel[64] = 0.0
+    model.get_layer("hidden").set_weights([kernel, bias])
+    return model

@@ -1,0 +1,109 @@
+"""The accuracy budget: int8 that misses it gets the layers that cost accuracy kept in float,
+found by measuring each layer's effect on the output; when nothing meets it, exit 5 and no
+artifact."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import reports
+from compressor.data import Dataset
+from compressor.errors import ParityError
+from targets import export, open_artifact, recovery
+from targets.runtime import run_batched
+from tests.helpers.cli import run_cli
+from tests.helpers.models import outlier_inputs, outlier_mlp
+from tests.helpers.results import results_doc
+
+
+@pytest.fixture(scope="module")
+def outlier(digits8):
+    train, test = digits8
+    return (outlier_mlp(), Dataset(outlier_inputs(train.x), train.y, "digits + offset:train"),
+            Dataset(outlier_inputs(test.x), test.y, "digits + offset:test"))
+
+
+@pytest.mark.parametrize("target, hidden", [("onnx-int8", "outlier_mlp/hidden/MatMul/MatMulAddFusion"),
+                                            ("openvino-int8", "outlier_mlp/hidden/MatMul"),
+                                            ("tflite-int8", "outlier_mlp/hidden/MatMul;outlier_mlp/hidden/Relu;"
+                                                            "outlier_mlp/hidden/BiasAdd")])
+def test_the_search_keeps_exactly_the_layer_that_costs_accuracy_in_float(outlier, tmp_path, target, hidden):
+    model, train, test = outlier
+    float_top1 = float(np.mean(model.predict(test.x, verbose=0).argmax(-1) == test.y))
+    with pytest.raises(ParityError):  # full int8 rounds every pixel to zero: refused by the floor
+        export(model, target, out_dir=tmp_path / "plain", calibration=train, validation=test)
+    result = export(model, target, out_dir=tmp_path / "budget", calibration=train, validation=test, max_drop=1.0)
+    budget = result.manifest["budget"]
+    found = budget["recovery"]
+    assert found["float_nodes"] == [hidden]  # the one layer whose input carries the offset, nothing more
+    assert found["full_int8_drop_pp"] is None and "parity check failed" in found["full_int8"]
+    assert found["sensitivity"][0]["node"] == hidden and found["sensitivity"][0]["snr_gain_db"] > 30
+    assert [t["k"] for t in found["tried"]] == [1]
+    assert result.manifest["details"].get("float_nodes") == [hidden] or \
+        result.manifest["details"]["quantization"]["float_nodes"] == [hidden]
+    # the artifact written is the one measured: its own top-1 is within the budget
+    runner = open_artifact(result.folder).runner()
+    outputs = run_batched(runner, test.x)[0]
+    runner.close()
+    assert float_top1 - float(np.mean(outputs.argmax(-1) == test.y)) <= 0.01
+    assert budget["drop_pp"] <= 1.0 and budget["max_drop_pp"] == 1.0
+
+
+def test_full_int8_within_budget_is_left_alone(tiny_cnn, digits8, tmp_path):
+    train, test = digits8
+    result = export(tiny_cnn, "openvino-int8", out_dir=tmp_path, calibration=train, validation=test, max_drop=5.0)
+    budget = result.manifest["budget"]
+    assert budget["recovery"] is None and budget["drop_pp"] <= 5.0
+    assert budget["metric"] == "top-1 points on the validation labels"
+
+
+def test_budget_exhausted_exits_5_and_writes_nothing(outlier, tmp_path, capsys, monkeypatch):
+    model, train, test = outlier
+    model.save(tmp_path / "outlier.keras")
+    np.savez(tmp_path / "train.npz", x=train.x, y=train.y)
+    np.savez(tmp_path / "test.npz", x=test.x, y=test.y)
+    monkeypatch.setattr(recovery, "MAX_CANDIDATES", 0)  # no layer may stay float: nothing can meet the budget
+    code, _, err = run_cli(["export", str(tmp_path / "outlier.keras"), "-t", "onnx-int8", "--max-drop", "1",
+                            "--data", str(tmp_path / "train.npz"), "--eval-data", str(tmp_path / "test.npz"),
+                            "-o", str(tmp_path / "out")], capsys)
+    assert code == 5
+    assert "onnx-int8: full int8 parity check failed on 450 validation samples: top-1 agreement" in err
+    assert "no mix of int8 and float met the budget of 1 pt (no layer could be kept in float)" in err
+    assert not (tmp_path / "out" / "onnx-int8").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no staging folder left either
+
+
+def test_reports_show_the_budget_and_the_layers_that_cost_accuracy():
+    doc = results_doc()
+    doc["results"][2]["budget"] = {
+        "max_drop_pp": 1.0, "drop_pp": 0.22, "metric": "top-1 points on the validation labels", "samples": 450,
+        "recovery": {"full_int8_drop_pp": 3.1, "float_nodes": ["conv1", "conv7"], "candidates": 12, "seconds": 40.2,
+                     "sensitivity": [{"node": "conv1", "snr_gain_db": 9.5, "agreement": 0.99},
+                                     {"node": "conv7", "snr_gain_db": 4.25, "agreement": 0.97}],
+                     "tried": []}}
+    text = reports.render(doc, "md")
+    assert "| tflite-int8 | 1 | +3.10 | 2: conv1, conv7 | +0.22 | 12 | 40 |" in text
+    assert "| tflite-int8 | conv1 | +9.50 | 99.0 % |" in text
+    html = reports.render(doc, "html")
+    assert "Layers that cost accuracy" in html and html.count("data:image/png") >= 2
+    assert json.loads(reports.render(doc, "json"))["results"][2]["budget"]["recovery"]["float_nodes"] == \
+        ["conv1", "conv7"]
+
+
+def test_a_miss_says_what_came_closest(outlier, tmp_path, monkeypatch):
+    from compressor.errors import AccuracyBudgetError
+    from targets.runtimes import onnx_runtime
+
+    model, train, test = outlier
+    real = onnx_runtime.MixedPrecision.__init__
+
+    def only_the_head(self, *args, **kwargs):  # a candidate list without the layer that matters
+        real(self, *args, **kwargs)
+        self.nodes = [node for node in self.nodes if "classes" in node]
+
+    monkeypatch.setattr(onnx_runtime.MixedPrecision, "__init__", only_the_head)
+    with pytest.raises(AccuracyBudgetError, match=r"closest: 1 layer\(s\) in float, \+\d+\.\d\d pt "
+                                                  r"\(outlier_mlp/classes") as caught:
+        export(model, "onnx-int8", out_dir=tmp_path, calibration=train, validation=test, max_drop=1.0)
+    assert caught.value.exit_code == 5 and not list(tmp_path.iterdir())

@@ -1,0 +1,165 @@
+"""The accuracy budget on the zoo: each int8 target of each model with ``--max-drop``, the
+full-int8 drop beside the recovered one and the latency each costs, measured side by side.
+
+Usage: python -m tools.budget_zoo [--models NAME ...] [--zoo zoo-out] [--out budget-out]
+[--max-drop 1.0] [--write BUDGET.md]. Reads the trained models ``make zoo`` left in its
+output folder (``zoo-out/NAME/NAME.keras``); each model runs in its own process, whose peak
+memory is recorded. A finished model is kept; ``--fresh`` redoes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COMMAND = "python -m tools.budget_zoo --write BUDGET.md"
+TARGETS = ("tflite-int8", "onnx-int8", "openvino-int8")
+RESULT = "budget.json"
+
+
+def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
+    from benchmarks.harness import measure
+    from benchmarks.latency import LatencyConfig
+    from compressor.models import load_source
+    from targets import Parity, export
+    from tools import zoo
+
+    spec = zoo.ZOO[name]
+    train_set, test_set = zoo.datasets(spec)
+    test_set = test_set.take(zoo.EVAL_SAMPLES)
+    if spec.trust_model:
+        import os
+
+        from compressor.models import custom_code
+
+        os.environ[custom_code.ENV] = "tools.zoo"
+    source = load_source(zoo_out / name / f"{name}.keras", trust_model=spec.trust_model)
+    folder = out / name
+    shutil.rmtree(folder, ignore_errors=True)
+    record = {"model": name, "max_drop_pp": max_drop, "targets": {}}
+    for target in TARGETS:
+        cell: dict = {}
+        start = time.perf_counter()
+        try:  # full int8 as the profile makes it, kept whatever it loses: the baseline of the recovery
+            plain = export(source, target, out_dir=folder / "plain", calibration=train_set, validation=test_set,
+                           parity_rule=Parity(min_agreement=1e-6))
+            cell["plain_agreement"] = plain.manifest["parity"]["agreement"]
+        except Exception as exc:  # noqa: BLE001 - recorded, the other targets go on
+            cell["plain_error"] = f"{type(exc).__name__}: {exc}"[:300]
+            record["targets"][target] = cell
+            continue
+        try:
+            result = export(source, target, out_dir=folder / "budget", calibration=train_set, validation=test_set,
+                            max_drop=max_drop)
+            budget = result.manifest["budget"] or {}
+            found = budget.get("recovery") or {}
+            cell.update(status="met", drop_pp=budget.get("drop_pp"), float_nodes=found.get("float_nodes") or [],
+                        full_int8_drop_pp=found.get("full_int8_drop_pp", budget.get("drop_pp")),
+                        full_int8=found.get("full_int8"), candidates=found.get("candidates"),
+                        search_seconds=found.get("seconds"), tried=found.get("tried"),
+                        sensitivity=(found.get("sensitivity") or [])[:5])
+        except Exception as exc:  # noqa: BLE001
+            from compressor.errors import CompressorError
+
+            cell.update(status="refused" if isinstance(exc, CompressorError) and exc.exit_code == 5 else "error",
+                        reason=f"{type(exc).__name__}: {exc}"[:400])
+        cell["seconds"] = time.perf_counter() - start
+        record["targets"][target] = cell
+    folders = [p for p in (folder / "plain").iterdir() if p.is_dir()] if (folder / "plain").is_dir() else []
+    folders += [p for p in (folder / "budget").iterdir() if p.is_dir()] if (folder / "budget").is_dir() else []
+    if folders:
+        doc = measure(folders, eval_data=test_set, source=zoo_out / name / f"{name}.keras",
+                      trust_model=spec.trust_model, config=LatencyConfig(warmup_seconds=0.2, min_runs=30,
+                                                                          min_seconds=0.3), rounds=2)
+        by_path = {Path(r["path"]).resolve(): r for r in doc["results"]}
+        for target, cell in record["targets"].items():
+            for kind in ("plain", "budget"):
+                row = by_path.get((folder / kind / target).resolve())
+                if row:
+                    cell[f"{kind}_p50_ms"] = row["latency"]["p50_ms"]
+                    cell[f"{kind}_top1_drop_pp"] = row["accuracy_drop_pp"].get("top1")
+    record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (out / name).mkdir(parents=True, exist_ok=True)
+    (out / name / RESULT).write_text(json.dumps(record, indent=2, default=str))
+    return record
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def render(records: list[dict]) -> str:
+    from targets.cpu import host
+
+    facts = host()
+    lines = ["# The accuracy budget on the zoo", "",
+             f"Regenerated by `{COMMAND}` on a {facts['cpu']} (class {facts['cpu_class']}), with the trained zoo "
+             f"models of `make zoo`, budget {records[0]['max_drop_pp'] if records else '-'} top-1 points, 200 "
+             "held-out samples (one sample is 0.5 pt). Per cell: full int8 as the profile makes it (its drop, or "
+             "what refused it) → what the budget search wrote (its drop, the layers kept in float), and the p50 of "
+             "each (1 thread, batch 1, measured side by side). `refused`: nothing met the budget (exit 5).", "",
+             "| model | target | full int8 drop pp | full int8 p50 ms | within budget | layers in float | drop pp "
+             "| p50 ms | search s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    counts = {"met": 0, "refused": 0, "error": 0, "mixed": 0}
+    for record in records:
+        for target, cell in record["targets"].items():
+            if "plain_error" in cell:
+                lines.append(f"| {record['model']} | {target} | {cell['plain_error'][:80]} | - | - | - | - | - | - | "
+                             f"{record['peak_rss_mb']:.0f} |")
+                continue
+            status = cell.get("status", "error")
+            counts[status] = counts.get(status, 0) + 1
+            layers = cell.get("float_nodes") or []
+            counts["mixed"] += bool(layers)
+            what = {"met": "yes", "refused": "refused: " + cell.get("reason", "")[:120],
+                    "error": "error: " + cell.get("reason", "")[:120]}[status].replace("|", "/")
+            lines.append(
+                f"| {record['model']} | {target} | {_fmt(cell.get('plain_top1_drop_pp'), '+.2f')} | "
+                f"{_fmt(cell.get('plain_p50_ms'), '.3f')} | {what} | {len(layers)} | "
+                f"{_fmt(cell.get('budget_top1_drop_pp'), '+.2f')} | {_fmt(cell.get('budget_p50_ms'), '.3f')} | "
+                f"{_fmt(cell.get('search_seconds'), '.0f')} | {record['peak_rss_mb']:.0f} |")
+    lines += ["", f"Met the budget: {counts['met']} (mixed precision the answer in {counts['mixed']}); refused "
+              f"(exit 5): {counts['refused']}; errors: {counts['error']}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*")
+    parser.add_argument("--zoo", type=Path, default=Path("zoo-out"))
+    parser.add_argument("--out", type=Path, default=Path("budget-out"))
+    parser.add_argument("--max-drop", type=float, default=1.0)
+    parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args(argv)
+    from tools import zoo
+    from tools.publish import publish
+
+    names = args.models or [n for n in zoo.ZOO if (args.zoo / n / f"{n}.keras").is_file()]
+    if args.in_process:
+        run_model(names[0], args.zoo, args.out, args.max_drop)
+        return 0
+    records = []
+    for name in names:
+        done = args.out / name / RESULT
+        if args.fresh or not done.is_file():
+            args.out.mkdir(parents=True, exist_ok=True)
+            with open(args.out / f"{name}.log", "w") as log:
+                subprocess.run([sys.executable, "-m", "tools.budget_zoo", "--in-process", "--models", name,
+                                "--zoo", str(args.zoo), "--out", str(args.out), "--max-drop", str(args.max_drop)],
+                               stdout=log, stderr=subprocess.STDOUT)
+        if done.is_file():
+            records.append(json.loads(done.read_text()))
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    return publish(render(records), args.write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
