@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,9 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
                                artifact.manifest.get("budget")))
     if not found:
         raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
-    return found
+    names = [c.name for c in found]  # one target from several runs (a search's recipes): named by their folders
+    return [dataclasses.replace(c, name=f"{c.name} [{c.path.parent.name}]") if names.count(c.name) > 1 else c
+            for c in found]
 
 
 def thread_env(threads: int) -> dict:

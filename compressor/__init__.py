@@ -28,6 +28,7 @@ __all__ = [
     "inspect_model",
     "load_model",
     "load_source",
+    "search",
 ]
 
 
@@ -36,6 +37,24 @@ def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False, 
     from compressor.pipeline import compress as _compress
 
     return _compress(model, recipe, data=data, eval_data=eval_data, trust_model=trust_model, on_step=on_step)
+
+
+def search(model, targets, *, data, eval_data, out_dir, max_drop: float = 1.0, objective: str = "latency",
+           **options) -> dict:
+    """The fastest (or smallest) artifact per target within ``max_drop`` top-1 points: int8 and
+    pruning trials, each exported with the budget and measured on this machine; the record
+    ``compressor search --json`` prints. See :mod:`compressor.app.search` (``options``: its
+    SearchConfig fields: recipes, jobs, executor, address, time_budget_s, cpu_class, ...).
+
+    Example:
+        >>> record = search("model.keras", ["tflite-int8"], data="train.npz", eval_data="test.npz", out_dir="best")
+        >>> record["chosen"]["tflite-int8"]["recipe"]
+    """
+    from compressor.app.search import SearchConfig
+    from compressor.app.search import search as _search
+
+    return _search(SearchConfig(str(model), tuple(targets), str(data), str(eval_data), str(out_dir),
+                                max_drop=max_drop, objective=objective, **options))
 
 
 def load_model(model, *, trust_model: bool = False, verify_bridge: bool = True):

@@ -81,6 +81,15 @@ def test_onnx_int8_is_written_for_the_class_asked(tiny_cnn, digits8, tmp_path, c
         assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
 
 
+def test_openvino_int8_is_written_for_the_class_asked(tiny_cnn, digits8, tmp_path):
+    train, test = digits8
+    for cpu_class, fix in (("x86-vnni", "disable"), ("x86-avx2", "enable")):
+        result = export(tiny_cnn, "openvino-int8", out_dir=tmp_path / cpu_class, calibration=train, validation=test,
+                        cpu_class=cpu_class)
+        assert result.manifest["cpu_class"] == cpu_class and result.manifest["parity"]["passed"]
+        assert result.manifest["details"]["overflow_fix"] == fix
+
+
 def _doc():
     doc = results_doc(latencies=(2.0, 1.0, 1.25))
     doc["machine"].update({"cpu_class": "x86-avx2", "clock_mhz": 3000.0, "vector_bits": 256})

@@ -238,6 +238,64 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
     _finish_run(outcome, as_json)
 
 
+def _duration(text: str | None) -> float | None:
+    """``30m``, ``2h``, ``90s`` or seconds, as seconds."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a duration (e.g. 30m, 2h, 90s)") from None
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("-t", "--target", "target_names", multiple=True, required=True, help="A target profile (repeatable).")
+@click.option("--data", required=True, help="Labelled training/calibration data.")
+@click.option("--eval-data", required=True, help="Labelled held-out data: accuracy, parity, the budget.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=str),
+              help="Output folder: the chosen artifact per target, search.json, reports; trials cached in "
+                   "OUT/trials (a rerun skips finished ones).")
+@click.option("--objective", type=click.Choice(["latency", "size"]), default="latency", show_default=True)
+@click.option("--recipe", "recipes", multiple=True,
+              help="A trial recipe (repeatable): int8, structured25, structured50, prune50, prune80. Default: all "
+                   "that the model takes.")
+@click.option("--time-budget", default=None, help="Start no trial after this long (e.g. 30m).")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1), help="Trials at a time.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where trials run: a local process pool, or Ray (pip install '.[distributed]').")
+@click.option("--address", default=None, help="A running Ray cluster's address (default: a local instance).")
+@budget_option
+@cpu_option
+@trust_option
+@json_option
+@click.pass_obj
+def search(obj, model, target_names, data, eval_data, out_dir, objective, recipes, time_budget, jobs, executor,
+           address, max_drop, cpu_class, trust_model, as_json) -> None:
+    """Find the fastest (or smallest) artifact per target within the accuracy budget: int8, structured
+    and magnitude pruning (Keras models), each exported with the budget and measured here.
+
+    Example:
+
+        compressor search model.keras -t tflite-int8 -t onnx-int8 --max-drop 1 --data train.npz --eval-data test.npz -o best
+    """
+    from compressor.app import views
+    from compressor.app.search import SearchConfig
+    from compressor.app.search import search as run_search
+
+    config = SearchConfig(model, tuple(target_names), data, eval_data, out_dir, max_drop=max_drop, objective=objective,
+                          recipes=tuple(recipes), cpu_class=cpu_class, jobs=jobs, executor=executor, address=address,
+                          time_budget_s=_duration(time_budget), trust_model=trust_model)
+    record = run_search(config, progress=_progress(obj))
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+    else:
+        views.print_search(record)
+    if not record["chosen"]:
+        raise SystemExit(5)
+
+
 @cli.command()
 @click.option("--model", "model_name", default="mnist_cnn", show_default=True,
               help="Which built-in sample model to use (trained offline on first use).")

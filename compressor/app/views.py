@@ -176,3 +176,25 @@ def print_artifact(described: dict) -> None:
     console.print(table)
     if described.get("constants"):
         console.print("weights/constants by type: " + ", ".join(f"{k} {v}" for k, v in described["constants"].items()))
+
+
+def print_search(record: dict) -> None:
+    """Every candidate of a search, and the one chosen per target."""
+    table = Table(title=f"Search candidates (budget {record['config']['max_drop']:g} pt, objective "
+                        f"{record['config']['objective']})")
+    for column in ("target", "recipe", "drop pp", "p50 ms", "size", "layers in float", "within budget", "chosen"):
+        table.add_column(column)
+    for c in sorted(record["candidates"], key=lambda c: (c["target"], c["p50_ms"] or 1e9)):
+        chosen = record["chosen"].get(c["target"], {}).get("folder") == c["folder"]
+        table.add_row(c["target"], c["recipe"], "-" if c["drop_pp"] is None else f"{c['drop_pp']:+.2f}",
+                      "-" if c["p50_ms"] is None else f"{c['p50_ms']:.3f}",
+                      "-" if c["bytes"] is None else f"{c['bytes']:,} B", str(c["float_layers"]),
+                      "yes" if c["within_budget"] else "no", "✓" if chosen else "")
+    _console().print(table)
+    for key, failure in record["refused"].items():
+        _console().print(f"refused {key}: {failure['error']}")
+    skipped = [t["recipe"] for t in record["trials"] if t.get("skipped")]
+    if skipped:
+        _console().print(f"not run (time budget): {', '.join(skipped)}")
+    if not record["chosen"]:
+        _console().print("Nothing met the budget on any target.")

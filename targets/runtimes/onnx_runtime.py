@@ -163,8 +163,12 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
     """Static QDQ int8: int8 weights (per channel where the quantizer manages), ``activations``
     int8 (S8S8) or uint8 (U8S8, ONNX Runtime's fast path on x86 with VNNI); the nodes named in
     ``float_nodes`` (of the pre-processed graph) stay in float."""
+    import onnx
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
+    if activations != "int8" and {n.op_type for n in onnx.load(str(source), load_external_data=False).graph.node} \
+            & QDQ_OPS:  # quantization-aware training fixed int8 grids: uint8 activations would re-grid them
+        activations = "int8"
     settings = _static_settings(reduce_range, activations, calibration_method)
 
     def quantize(prepared: Path, per_channel: bool) -> None:
@@ -194,14 +198,15 @@ class MixedPrecision:
         write_float_model(source, float_model)
         self._prepared, _ = _pre_process(float_model, workdir, optimize=True, name="mixed-prepared.onnx")
         self._feeds = calibration.feeds(source)
-        self._settings = _static_settings(bool(profile.options.get("reduce_range", False)),
-                                          profile.options.get("activations", "int8"),
-                                          profile.options.get("calibration", "minmax"))
-        self._cache = workdir / "calibration-cache.json"
-        self._per_channel = True
         import onnx
 
         graph = onnx.load(str(self._prepared), load_external_data=False).graph
+        qat = bool({node.op_type for node in graph.node} & QDQ_OPS)  # as quantize_static: QAT grids stay int8
+        self._settings = _static_settings(bool(profile.options.get("reduce_range", False)),
+                                          "int8" if qat else profile.options.get("activations", "int8"),
+                                          profile.options.get("calibration", "minmax"))
+        self._cache = workdir / "calibration-cache.json"
+        self._per_channel = True
         self.nodes = [node.name for node in graph.node if node.op_type in WEIGHTED_OPS and node.name]
 
     def write(self, float_nodes, destination: Path) -> dict:

@@ -1,0 +1,349 @@
+"""``compressor search``: the fastest (or smallest) artifact per target within an accuracy budget.
+
+Each **trial** is one recipe — int8 alone, structured pruning at 25 and 50 %, magnitude
+pruning at 50 and 80 % (fine-tuned; Keras sources only) — taken through the whole job
+(:func:`compressor.app.workflow.run`) in its own process, as ``compressor compress`` runs
+it: compression, export of every target with the budget (int8 keeps its most sensitive
+layers in float when it must, or is refused), benchmark, report. Trials run through an
+executor: a local process pool (``--jobs``) or Ray (``--executor ray``). Each trial's
+folder is named by a hash of everything it depends on (model and data bytes, recipe,
+targets, budget, CPU class, version), so a rerun skips every finished trial.
+
+Latency measured while trials run in parallel is not trusted for the choice: every
+candidate within the budget is measured again afterwards, alone and interleaved with the
+others (the benchmark harness, three rounds), and the choice per target is made on that
+measurement: the lowest p50 (``latency``; ties within 3 % go to the smaller file) or the
+smallest file (``size``). The chosen artifacts are copied to ``OUT/<target>/``;
+``OUT/search.json`` holds every trial, every candidate and the Pareto fronts; the reports
+show the candidates side by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from compressor import atomic
+from compressor.errors import BadInputError, UsageError
+from compressor.version import __version__
+
+# name -> recipe (a built-in name or a recipe dict); Keras sources take them all, ONNX the first
+RECIPES: dict[str, object] = {
+    "int8": "int8",
+    "structured25": {"name": "structured25", "description": "Remove 25 % of channels, fine-tune",
+                     "fine_tune": {"epochs": 5}, "steps": [{"type": "prune_structured", "fraction": 0.25}]},
+    "structured50": "structured50-int8",
+    "prune50": "prune50-int8",
+    "prune80": {"name": "prune80", "description": "80 % magnitude pruning, fine-tuned, sparsity-preserving QAT",
+                "fine_tune": {"epochs": 3}, "steps": [{"type": "prune", "sparsity": 0.8}, {"type": "qat"}]},
+}
+OBJECTIVES = ("latency", "size")
+CACHE = "trials"
+SEARCH_FILE = "search.json"
+TIES = 1.03  # p50s within 3 % of the fastest are a tie, won by the smaller file
+CLI = "import sys; from compressor.app.cli import main; main(sys.argv[1:])"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    model: str
+    targets: tuple[str, ...]
+    data: str
+    eval_data: str
+    out_dir: str
+    max_drop: float = 1.0
+    objective: str = "latency"
+    recipes: tuple[str, ...] = ()  # empty: every recipe the source takes
+    cpu_class: str = "host"
+    jobs: int = 1
+    executor: str = "local"
+    address: str | None = None  # a running Ray cluster; None: a local instance
+    time_budget_s: float | None = None
+    trust_model: bool = False
+    rounds: int = 3
+
+    def check(self) -> "SearchConfig":
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"unknown objective '{self.objective}' (valid: {', '.join(OBJECTIVES)})")
+        unknown = [r for r in self.recipes if r not in RECIPES]
+        if unknown:
+            raise UsageError(f"unknown search recipe '{unknown[0]}' (valid: {', '.join(RECIPES)})")
+        if self.executor not in EXECUTORS:
+            raise UsageError(f"unknown executor '{self.executor}' (valid: {', '.join(EXECUTORS)})")
+        if self.jobs < 1:
+            raise BadInputError("--jobs must be at least 1")
+        if not self.max_drop >= 0:
+            raise BadInputError(f"the accuracy budget must be >= 0 top-1 points, not {self.max_drop}")
+        return self
+
+
+@dataclass
+class Trial:
+    recipe: str
+    key: str
+    folder: Path
+    command: list[str]
+    cached: bool = False
+    exit_code: int | None = None
+    seconds: float | None = None
+    record: dict = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for item in files:
+        digest.update(item.name.encode())
+        with open(item, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _identity(spec: str) -> str:
+    """What a data or model argument is: its bytes' hash for a file or folder, else the spec itself."""
+    path = Path(spec)
+    return _sha256(path) if not spec.startswith("sample:") and path.exists() else spec
+
+
+def _trial_key(config: SearchConfig, recipe: str, inputs: dict) -> str:
+    from targets.cpu import get_class
+
+    facts = {"version": __version__, **inputs, "recipe": RECIPES[recipe], "targets": sorted(config.targets),
+             "max_drop": config.max_drop, "cpu_class": get_class(config.cpu_class).name}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan(config: SearchConfig, source) -> list[Trial]:
+    """The trials for ``source`` (an ONNX source takes no training step: int8 alone)."""
+    names = list(config.recipes) or (list(RECIPES) if source.format != "onnx" else ["int8"])
+    if source.format == "onnx":
+        training = [n for n in names if n != "int8"]
+        if training:
+            raise BadInputError(f"search recipe '{training[0]}' fine-tunes, which needs a Keras model; "
+                                f"{config.model} is ONNX (int8 alone applies)")
+    inputs = {"model": _identity(config.model), "data": _identity(config.data), "eval": _identity(config.eval_data)}
+    cache = Path(config.out_dir) / CACHE
+    trials = []
+    for name in names:
+        key = _trial_key(config, name, inputs)
+        folder = cache / key
+        recipe = RECIPES[name]
+        recipe_arg = recipe if isinstance(recipe, str) else str(folder / "recipe.yaml")
+        command = [sys.executable, "-c", CLI, "-q", "compress", config.model, "-r", recipe_arg,
+                   *[arg for t in config.targets for arg in ("-t", t)], "--data", config.data,
+                   "--eval-data", config.eval_data, "-o", str(folder / name), "--overwrite",
+                   "--max-drop", str(config.max_drop), "--cpu-class", config.cpu_class,
+                   "--rounds", "1", "--min-seconds", "0.3", *(["--trust-model"] if config.trust_model else [])]
+        trials.append(Trial(name, key, folder, command))
+    return trials
+
+
+def _run_command(command: list[str], folder: str) -> tuple[int, float]:
+    """One trial, in its own process; its exit code and wall time (the executors' unit of work)."""
+    start = time.perf_counter()
+    with open(Path(folder) / "trial.log", "w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, COMPRESSOR_QUIET="1")).returncode
+    return code, time.perf_counter() - start
+
+
+def run_local(calls: list[tuple[list[str], str]], config: SearchConfig) -> list[tuple[int, float]]:
+    """A local pool of ``jobs`` trial processes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+        return list(pool.map(lambda call: _run_command(*call), calls))
+
+
+def run_ray(calls: list[tuple[list[str], str]], config: SearchConfig) -> list[tuple[int, float]]:
+    """Ray tasks, one CPU each: a running cluster (``address``; its nodes need this project and the
+    data at the same paths), or a local instance of ``jobs`` CPUs."""
+    try:
+        import ray
+    except ImportError:
+        raise BadInputError("--executor ray needs Ray: pip install '.[distributed]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = {"address": config.address} if config.address else {"num_cpus": config.jobs}
+        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        task = ray.remote(num_cpus=1)(_run_command)
+        return ray.get([task.remote(command, folder) for command, folder in calls])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+EXECUTORS: dict[str, Callable] = {"local": run_local, "ray": run_ray}
+
+
+def _record(trial: Trial) -> dict:
+    """What a finished trial left: its run.json and its benchmark rows."""
+    run_dir = trial.folder / trial.recipe
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
+    return {"exported": run.get("exported", []), "failed": run.get("failed", {}),
+            "compression": run.get("compression"), "rows": results.get("results", [])}
+
+
+def run_trials(config: SearchConfig, trials: list[Trial], progress=lambda line: None) -> None:
+    todo = []
+    for trial in trials:
+        done = trial.folder / "trial.json"
+        if done.is_file():
+            saved = json.loads(done.read_text())
+            trial.cached, trial.exit_code, trial.seconds = True, saved["exit_code"], saved["seconds"]
+            continue
+        shutil.rmtree(trial.folder, ignore_errors=True)
+        trial.folder.mkdir(parents=True)
+        recipe = RECIPES[trial.recipe]
+        if not isinstance(recipe, str):
+            import yaml
+
+            (trial.folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+        todo.append(trial)
+    progress(f"search: {len(trials)} trial(s), {len(trials) - len(todo)} cached, {len(todo)} to run "
+             f"({config.executor}, {config.jobs} at a time)")
+    started = time.perf_counter()
+    batch = config.jobs
+    for index in range(0, len(todo), batch):
+        if config.time_budget_s is not None and time.perf_counter() - started > config.time_budget_s:
+            for trial in todo[index:]:
+                trial.record = {"skipped": "the time budget ran out before it started"}
+            break
+        group = todo[index:index + batch]
+        progress("search: running " + ", ".join(t.recipe for t in group))
+        for trial, (code, seconds) in zip(group, EXECUTORS[config.executor](
+                [(t.command, str(t.folder)) for t in group], config)):
+            trial.exit_code, trial.seconds = code, seconds
+            atomic.write_text(trial.folder / "trial.json", json.dumps({"recipe": trial.recipe, "exit_code": code,
+                                                                       "seconds": seconds}))
+    for trial in trials:
+        if trial.exit_code is not None:
+            trial.record = _record(trial)
+
+
+def _within(row: dict, budget: float) -> bool:
+    drop = (row.get("accuracy_drop_pp") or {}).get("top1")
+    if drop is not None:
+        return drop <= budget
+    agreement = (row.get("fidelity") or {}).get("agreement")
+    return agreement is not None and 100 * (1 - agreement) <= budget
+
+
+def pareto(points: list[dict], cost: str) -> list[str]:
+    """Candidates no other beats on both ``cost`` (lower) and top-1 drop (lower)."""
+    front, best = [], float("inf")
+    for p in sorted(points, key=lambda p: (p[cost], p["drop_pp"] if p["drop_pp"] is not None else 1e9)):
+        drop = p["drop_pp"] if p["drop_pp"] is not None else 1e9
+        if drop < best:
+            front.append(p["candidate"])
+            best = drop
+    return front
+
+
+def choose(doc: dict, candidates: dict[str, dict], objective: str, budget: float) -> dict[str, dict]:
+    """Per target, the candidate to ship from the final side-by-side measurement."""
+    rows = {Path(r["path"]).resolve(): r for r in doc["results"] if r["kind"] == "artifact"}
+    by_target: dict[str, list] = {}
+    for path, info in candidates.items():
+        row = rows.get(Path(path).resolve())
+        if row is not None and _within(row, budget):
+            by_target.setdefault(info["target"], []).append((row, info))
+    chosen = {}
+    for target, options in by_target.items():
+        if objective == "size":
+            row, info = min(options, key=lambda o: (o[0]["size"]["bytes"], o[0]["latency"]["p50_ms"]))
+        else:
+            fastest = min(o[0]["latency"]["p50_ms"] for o in options)
+            row, info = min((o for o in options if o[0]["latency"]["p50_ms"] <= fastest * TIES),
+                            key=lambda o: (o[0]["size"]["bytes"], o[0]["latency"]["p50_ms"]))
+        chosen[target] = {**info, "p50_ms": row["latency"]["p50_ms"], "bytes": row["size"]["bytes"],
+                          "drop_pp": (row.get("accuracy_drop_pp") or {}).get("top1"), "name": row["name"]}
+    return chosen
+
+
+def search(config: SearchConfig, progress=lambda line: None) -> dict:
+    """Run the search; return its record (what ``search.json`` holds)."""
+    from benchmarks import reports
+    from benchmarks.harness import measure
+    from benchmarks.latency import LatencyConfig
+    from compressor.data import load_dataset
+    from compressor.models import load_source
+    from targets import validate_targets
+
+    config.check()
+    targets = [t for t in validate_targets(config.targets) if t != "all"]
+    if not targets:
+        raise BadInputError("search needs named targets (-t), not 'all'")
+    config = SearchConfig(**{**vars(config), "targets": tuple(targets)})
+    source = load_source(config.model, trust_model=config.trust_model)
+    test = load_dataset(config.eval_data, input_shape=source.data_spec()[0])
+    test.check_fits(source)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = plan(config, source)
+    run_trials(config, trials, progress)
+    candidates = {}
+    for trial in trials:
+        for target in trial.record.get("exported", []):
+            folder = trial.folder / trial.recipe / target
+            candidates[str(folder)] = {"target": target, "recipe": trial.recipe, "trial": trial.key,
+                                       "folder": str(folder)}
+    measured = {}
+    for row in [r for t in trials for r in t.record.get("rows", []) if r["kind"] == "artifact"]:
+        measured[str(Path(row["path"]))] = row
+    keep = {p: c for p, c in candidates.items() if p in measured and _within(measured[p], config.max_drop)}
+    doc, chosen = None, {}
+    if keep:
+        progress(f"search: measuring the {len(keep)} candidate(s) within the budget side by side, alone")
+        doc = measure(list(keep), eval_data=test, source=config.model, config=LatencyConfig(),
+                      rounds=config.rounds, trust_model=config.trust_model, on_progress=progress)
+        chosen = choose(doc, keep, config.objective, config.max_drop)
+        best = "fastest" if config.objective == "latency" else "smallest"
+        doc["title"] = f"search: {Path(config.model).name}, the {best} within {config.max_drop:g} pt"
+        doc["budget_pp"] = config.max_drop
+        reports.write_reports(doc, out)
+    for target, pick in chosen.items():  # the winner beside the trials, swapped in atomically
+        staging = out / f".{target}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(pick["folder"], staging)
+        shutil.rmtree(out / target, ignore_errors=True)
+        staging.rename(out / target)
+    record = _summary(config, trials, candidates, measured, chosen, doc)
+    atomic.write_text(out / SEARCH_FILE, json.dumps(record, indent=2, default=str) + "\n")
+    return record
+
+
+def _summary(config, trials, candidates, measured, chosen, doc) -> dict:
+    final = {Path(r["path"]).resolve(): r for r in (doc or {}).get("results", []) if r["kind"] == "artifact"}
+    rows = []
+    for path, info in candidates.items():
+        trial_row = measured.get(path, {})
+        row = final.get(Path(path).resolve(), trial_row)
+        rows.append({**info, "within_budget": bool(trial_row) and _within(trial_row, config.max_drop),
+                     "drop_pp": (row.get("accuracy_drop_pp") or {}).get("top1"),
+                     "p50_ms": (row.get("latency") or {}).get("p50_ms"), "bytes": (row.get("size") or {}).get("bytes"),
+                     "float_layers": len(((row.get("budget") or {}).get("recovery") or {}).get("float_nodes") or []),
+                     "remeasured": Path(path).resolve() in final})
+    fronts = {}
+    for target in config.targets:
+        points = [{"candidate": f"{r['recipe']}", "p50_ms": r["p50_ms"], "bytes": r["bytes"], "drop_pp": r["drop_pp"]}
+                  for r in rows if r["target"] == target and r["p50_ms"] is not None]
+        fronts[target] = {"latency": pareto(points, "p50_ms"), "size": pareto(points, "bytes")}
+    refused = {f"{t.recipe}/{target}": failure for t in trials
+               for target, failure in t.record.get("failed", {}).items()}
+    return {"config": {k: v for k, v in vars(config).items()}, "trials": [
+        {"recipe": t.recipe, "key": t.key, "cached": t.cached, "exit_code": t.exit_code, "seconds": t.seconds,
+         **({"skipped": t.record["skipped"]} if "skipped" in t.record else {})} for t in trials],
+        "candidates": rows, "refused": refused, "pareto": fronts,
+        "chosen": {t: {k: v for k, v in c.items()} for t, c in chosen.items()}}
