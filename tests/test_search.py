@@ -49,6 +49,11 @@ def test_search_refuses_an_unknown_recipe_before_any_work(files, tmp_path, capsy
                             "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"),
                             "-o", str(tmp_path / "x")], capsys)
     assert code == 2 and "unknown search recipe 'prune99'" in err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+    code, _, err = run_cli(["search", str(files / "tiny.keras"), "-t", "onnx-int8", "--data", str(files / "train.npz"),
+                            "--eval-data", str(files / "test.npz"), "-o", str(tmp_path / "mine")], capsys)
+    assert code == 3 and "holds no search" in err and (tmp_path / "mine" / "notes.txt").read_text() == "a user's file"
 
 
 @pytest.mark.slow

@@ -290,6 +290,13 @@ def search(config: SearchConfig, progress=lambda line: None) -> dict:
     test = load_dataset(config.eval_data, input_shape=source.data_spec()[0])
     test.check_fits(source)
     out = Path(config.out_dir)
+    for given in (config.model, config.data, config.eval_data):
+        path = Path(given).resolve()
+        if not given.startswith("sample:") and (path == out.resolve() or out.resolve() in path.parents):
+            raise BadInputError(f"{out}: the output folder is or contains the input {given}; choose another")
+    if out.is_dir() and any(out.iterdir()) and not (out / CACHE).is_dir():
+        raise BadInputError(f"{out}: exists, is not empty and holds no search; choose a new folder (a search "
+                            "resumes in its own folder only)")
     out.mkdir(parents=True, exist_ok=True)
     trials = plan(config, source)
     run_trials(config, trials, progress)
