@@ -259,7 +259,9 @@ def slower_than_fp32(doc: dict) -> list[str]:
         why = r.get("speed_caveat") or (
             f"this host's CPU class ({host_class.name}) has no int8 dot product: int8 pairs are summed in int16, "
             "which costs what int8 saves" if host_class is not None and not host_class.int8_dot_product
-            else "no known cause: the runtime's int8 kernels do not cover this model's heavy layers")
+            else f"not this host's class ({host_class.name if host_class else 'unknown'}, which has an int8 dot "
+            "product): on small layers the quantize and dequantize steps around each op can cost more than the "
+            "int8 arithmetic saves")
         lines.append(f"{r['name']} is slower than its runtime's fp32 here ({ratio:.2f}×): {why}.")
     return lines
 

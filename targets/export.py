@@ -258,25 +258,54 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
             raise AccuracyBudgetError(f"{profile.name}: {missed}, over the budget of {max_drop:g} pt; "
                                       f"{profile.name} cannot keep layers in float; "
                                       f"{next_steps(profile)}") from None
+        tried = []
+        for options in runtime.alternatives:  # cheapest first: another calibration, whole-model
+            if on_progress:
+                on_progress(f"{profile.name}: trying {', '.join(f'{k}={v}' for k, v in options.items())}")
+            _clear(staging)
+            other = dataclasses.replace(profile, options={**profile.options, **options})
+            try:
+                return _export_into(staging, source, other, rule, calibration, validation, source_path, recipe,
+                                    threads, device, max_drop, recovery_record={
+                                        "full_int8": missed, "full_int8_drop_pp": full_drop, "alternative": options,
+                                        "tried_alternatives": tried, "float_nodes": []})
+            except _OverBudget as miss:
+                tried.append({**options, "drop_pp": round(miss.drop_pp, 4)})
+            except ParityError:
+                tried.append({**options, "drop_pp": None})
+            except CompressorError as failed:  # this calibration cannot be made here: the next rung
+                if interrupts.interrupted(failed):
+                    raise
+                tried.append({**options, "error": str(failed)[:200]})
+        _clear(staging)
         found = _recover(staging, source, profile, calibration, validation, max_drop, on_progress)
     if found.float_nodes is None:
         closest = found.closest()
         near = (f"closest: {closest['k']} layer(s) in float, {closest['drop_pp']:+.2f} pt "
                 f"({', '.join(closest['float_nodes'][:4])}{', ...' if closest['k'] > 4 else ''})" if closest
                 else "no layer could be kept in float")
-        raise AccuracyBudgetError(f"{profile.name}: {missed}; no mix of int8 and float met the budget of "
+        also = "".join(f"; {', '.join(f'{k}={v}' for k, v in t.items() if k not in ('drop_pp', 'error'))} "
+                       + (f"{t['drop_pp']:+.2f} pt" if t.get("drop_pp") is not None else "refused")
+                       for t in tried)
+        raise AccuracyBudgetError(f"{profile.name}: {missed}{also}; no mix of int8 and float met the budget of "
                                   f"{max_drop:g} pt ({near}); {next_steps(profile)}")
     mixed = dataclasses.replace(profile, options={**profile.options, "float_nodes": found.float_nodes})
-    for leftover in staging.iterdir():  # the first attempt's files
-        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    _clear(staging)
     try:
-        full = {"full_int8_drop_pp": None if full_drop is None else round(full_drop, 4), "full_int8": missed}
+        full = {"full_int8_drop_pp": None if full_drop is None else round(full_drop, 4), "full_int8": missed,
+                "tried_alternatives": tried}
         return _export_into(staging, source, mixed, rule, calibration, validation, source_path, recipe, threads,
                             device, max_drop, recovery_record={**found.to_dict(), **full})
     except _OverBudget as exc:  # the search measured within budget; the rebuilt artifact is not
         raise AccuracyBudgetError(f"{profile.name}: with {len(found.float_nodes)} layer(s) in float it loses "
                                   f"{exc.drop_pp:.2f} pt on export, over {max_drop:g} pt; {next_steps(profile)}") \
             from None
+
+
+def _clear(staging: Path) -> None:
+    """Empty the staging folder of a previous attempt's files."""
+    for leftover in staging.iterdir():
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
 
 
 def _recover(staging: Path, source, profile, calibration, validation, max_drop, on_progress) -> recovery.Recovery:

@@ -82,6 +82,9 @@ class Runtime:
     # ``nodes`` (the candidates' names, as ``options["float_nodes"]`` takes them) and
     # ``write(float_nodes, destination)``; None: this runtime cannot mix precisions
     mixed: Callable | None = None
+    # option sets to try, in order, when a profile's int8 misses the accuracy budget (before mixed
+    # precision): other calibrations or presets, each a full export and evaluation
+    alternatives: tuple = ()
 
     def takes(self, source) -> bool:
         """Whether ``export`` can start from what ``source`` provides."""

@@ -40,6 +40,9 @@ def test_the_search_keeps_exactly_the_layer_that_costs_accuracy_in_float(outlier
     assert found["full_int8_drop_pp"] is None and "parity check failed" in found["full_int8"]
     assert found["sensitivity"][0]["node"] == hidden and found["sensitivity"][0]["snr_gain_db"] > 30
     assert [t["k"] for t in found["tried"]] == [1]
+    # the cheaper rung first: every other calibration the runtime offers, exported and measured, did not do it
+    expected = {"onnx-int8": ["percentile", "entropy"], "openvino-int8": ["mixed"], "tflite-int8": []}[target]
+    assert [t.get("calibration") or t.get("preset") for t in found["tried_alternatives"]] == expected
     assert result.manifest["details"].get("float_nodes") == [hidden] or \
         result.manifest["details"]["quantization"]["float_nodes"] == [hidden]
     # the artifact written is the one measured: its own top-1 is within the budget

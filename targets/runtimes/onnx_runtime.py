@@ -181,6 +181,9 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
             "calibration": calibration_method, "float_nodes": list(float_nodes), **facts}
 
 
+# The accuracy budget's calibration rung, before mixed precision: ranges that ignore outliers.
+ALTERNATIVES = ({"calibration": "percentile"}, {"calibration": "entropy"})
+
 # Mixed precision keeps a node in float by name; candidates are the nodes that carry weights.
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -362,4 +365,4 @@ def describe(artifact: Path) -> dict:
 
 RUNTIME = Runtime("onnxruntime", load, export, libraries=("tf2onnx", "onnx", "onnxruntime"),
                   preimport=("onnxruntime",), accepts=("onnx", "keras"), runs_sources=("onnx",), describe=describe,
-                  mixed=MixedPrecision)
+                  mixed=MixedPrecision, alternatives=ALTERNATIVES)

@@ -145,8 +145,9 @@ def with_batch(ov_model, batch: int):
 
 
 def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "first_layer_only", float_nodes=(),
-             subset_size: int | None = None):
-    """NNCF post-training int8 with its default (performance) preset: symmetric weights and activations.
+             subset_size: int | None = None, preset: str = "performance"):
+    """NNCF post-training int8: its default ``performance`` preset (symmetric weights and
+    activations) or ``mixed`` (asymmetric activations, for activations far from zero-centred).
 
     ``overflow_fix`` is NNCF's name: "enable" quantizes weights to 7 bits in every layer so
     that CPUs without VNNI, which add int8 products pairwise in saturating int16, do not clip.
@@ -159,10 +160,14 @@ def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "fi
     items = [item[0] if len(item) == 1 else item for item in items]
     advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
     ignored = nncf.IgnoredScope(names=list(float_nodes)) if float_nodes else None
+    presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
     with keras_env.quiet_native():
         return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=min(subset_size or len(items), len(items)),
-                             target_device=nncf.TargetDevice.CPU, advanced_parameters=advanced,
+                             target_device=nncf.TargetDevice.CPU, advanced_parameters=advanced, preset=presets[preset],
                              **({"ignored_scope": ignored} if ignored else {}))
+
+
+ALTERNATIVES = ({"preset": "mixed"},)  # the accuracy budget's calibration rung, before mixed precision
 
 
 # Mixed precision keeps an op in float by its name in the converted model (NNCF's ignored scope).
@@ -275,8 +280,9 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     if profile.precision == "int8":
         overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
         float_nodes = list(profile.options.get("float_nodes", ()))
-        ov_model = quantize(ov_model, in_ir_order, overflow_fix=overflow_fix, float_nodes=float_nodes)
-        details = {"weights": "int8", "activations": "int8", "quantizer": "nncf.quantize (performance preset)",
+        preset = profile.options.get("preset", "performance")
+        ov_model = quantize(ov_model, in_ir_order, overflow_fix=overflow_fix, float_nodes=float_nodes, preset=preset)
+        details = {"weights": "int8", "activations": "int8", "quantizer": f"nncf.quantize ({preset} preset)",
                    "overflow_fix": overflow_fix, "float_nodes": float_nodes}
     elif profile.precision not in ("fp32", "fp16"):
         raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
@@ -337,4 +343,5 @@ def describe(artifact: Path) -> dict:
 
 
 RUNTIME = Runtime("openvino", load, export, libraries=("onnx", "openvino", "nncf"), preimport=("openvino",),
-                  accepts=("onnx", "keras"), describe=describe, suffix=".xml", mixed=MixedPrecision)
+                  accepts=("onnx", "keras"), describe=describe, suffix=".xml", mixed=MixedPrecision,
+                  alternatives=ALTERNATIVES)
