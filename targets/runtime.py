@@ -10,8 +10,10 @@ functions only, so a missing library fails only the targets that need it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import pkgutil
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -176,3 +178,22 @@ def describe_artifact(path: str | Path) -> dict:
         raise BadInputError(f"{path}: not an artifact (a folder with manifest.json, a .tflite or an OpenVINO .xml)")
     return {"artifact": str(path), "runtime": runtime.name, "size": {"bytes": path.stat().st_size},
             **runtime.describe(path)}
+
+
+_CONVERSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def converted(model, kind: str, convert: Callable[[], object]):
+    """``convert()``'s result for the Keras ``model``, made once per process while its weights
+    stay the same. Converters (tf2onnx, OpenVINO's SavedModel path) keep much of the memory of
+    each conversion: the accuracy budget's rungs export one model several times, and memory
+    grew by about 170 MB a conversion of an 11 MB MLP before this."""
+    digest = hashlib.sha1()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    entry = _CONVERSIONS.setdefault(model, {})
+    if kind in entry and entry[kind][0] == digest.hexdigest():
+        return entry[kind][1]
+    value = convert()
+    entry[kind] = (digest.hexdigest(), value)
+    return value

@@ -15,7 +15,7 @@ import numpy as np
 
 from compressor import interrupts, keras_env
 from compressor.errors import ConversionError, one_line
-from targets.runtime import Exported, Runtime, TensorInfo, feeds
+from targets.runtime import Exported, Runtime, TensorInfo, converted, feeds
 
 OPSET = 17
 ARTIFACT_NAME = "model.onnx"
@@ -49,7 +49,12 @@ def _register_handlers() -> None:
 
 
 def convert_keras(model, destination: Path) -> None:
-    """Write ``model`` as ONNX (opset ``OPSET``) with a dynamic batch axis."""
+    """Write ``model`` as ONNX (opset ``OPSET``) with a dynamic batch axis (converted once per
+    process while its weights stay the same)."""
+    destination.write_bytes(converted(model, "onnx", lambda: _keras_to_onnx(model)))
+
+
+def _keras_to_onnx(model) -> bytes:
     import onnx
     import tf2onnx
 
@@ -67,7 +72,7 @@ def convert_keras(model, destination: Path) -> None:
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise ConversionError(f"ONNX conversion produced an invalid model: {one_line(exc)}") from None
-    onnx.save_model(proto, str(destination))
+    return proto.SerializeToString()
 
 
 class CalibrationReader:

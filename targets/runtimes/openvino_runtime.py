@@ -16,7 +16,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
-from targets.runtime import Exported, Runtime, TensorInfo, feeds, name_order
+from targets.runtime import Exported, Runtime, TensorInfo, converted, feeds, name_order
 
 
 def _decline_telemetry() -> None:
@@ -78,6 +78,12 @@ def _convert_onnx(graph, path: Path, workdir: Path):
 
 
 def _convert_keras(model, workdir: Path):
+    """The OpenVINO model of a Keras model (converted once per process while its weights stay
+    the same; each caller gets its own copy)."""
+    return converted(model, "openvino", lambda: _convert_saved_model(model, workdir)).clone()
+
+
+def _convert_saved_model(model, workdir: Path):
     import openvino as ov
 
     saved = workdir / "saved_model"
