@@ -319,11 +319,16 @@ def run_model(spec: ZooModel, out: Path) -> dict:
     return record
 
 
+def _portable(text: str) -> str:
+    """A message without the folder this machine ran in (``zoo-out/...`` stays)."""
+    return text.replace(f"{Path.cwd()}/", "")
+
+
 def _cell_text(cell: dict | None) -> str:
     if cell is None:
         return "-"
     if cell["status"] != "ok":
-        return f"{cell['status']}: {cell['reason'][:90]}".replace("|", "/")
+        return f"{cell['status']}: {_portable(cell['reason'])[:90]}".replace("|", "/")
     drop = "" if cell.get("drop_pp") is None else f" {cell['drop_pp']:+.2f} pt"
     quality = (f"{cell['agreement']:.1%} agr" if cell.get("agreement") is not None
                else f"{cell['snr_db']:.0f} dB")
@@ -364,7 +369,7 @@ def render(records: list[dict], wall: float) -> str:
             if float_cell.get("top1") is not None and float_cell["top1"] < NEAR_CHANCE:
                 base += " (near chance: agreement says little here)"
             row = [base] + [_cell_text(cells.get(name)) for name in columns] if cells else [
-                record.get("error", "-").replace("|", "/")] + ["-"] * len(columns)
+                _portable(record.get("error", "-")).replace("|", "/")] + ["-"] * len(columns)
             lines.append(f"| {record['model']} | " + " | ".join(row) + " |")
         lines.append("")
     lines += ["## Summary", "", ", ".join(f"{count} {status}" for status, count in summary.items()), "",
