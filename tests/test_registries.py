@@ -119,3 +119,27 @@ def test_cli_report_formats_come_from_the_writers_registry():
 
     choices = next(p for p in report.params if p.name == "fmt").type.choices
     assert list(choices) == list(reports.WRITERS)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, r in runtimes().items() if r.mixed is not None))
+def test_every_runtime_that_mixes_precisions_keeps_a_named_layer_in_float(name, tiny_cnn, digits8, tmp_path):
+    """The accuracy budget's contract: ``nodes`` names the weighted layers, ``write`` keeps the
+    ones named in float, and what it writes loads and runs with the runner it declares."""
+    from targets import cpu
+
+    train, test = digits8
+    runtime = get_runtime(name)
+    profile = next(p for p in PROFILES.values() if p.runtime == name and p.precision == "int8"
+                   and not p.builtin_int8_only).for_cpu(cpu.HOST)
+    mixed = runtime.mixed(as_source(tiny_cnn), profile, train, tmp_path)
+    assert len(mixed.nodes) == 2  # the Conv and the Dense of the tiny CNN
+    outputs = {}
+    for kept in ([], mixed.nodes[-1:]):
+        path = tmp_path / f"model-{len(kept)}{mixed.suffix}"
+        runner = runtime.load(path, threads=1, details=mixed.write(kept, path) or {})
+        outputs[len(kept)] = run_batched(runner, test.x)[0]
+        runner.close()
+    reference = tiny_cnn.predict(test.x, verbose=0)
+    for out in outputs.values():
+        assert np.mean(out.argmax(-1) == reference.argmax(-1)) >= 0.9
+    assert not np.array_equal(outputs[0], outputs[1])  # the float layer changed what was computed
