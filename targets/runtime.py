@@ -183,17 +183,21 @@ def describe_artifact(path: str | Path) -> dict:
 _CONVERSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def converted(model, kind: str, convert: Callable[[], object]):
-    """``convert()``'s result for the Keras ``model``, made once per process while its weights
-    stay the same. Converters (tf2onnx, OpenVINO's SavedModel path) keep much of the memory of
-    each conversion: the accuracy budget's rungs export one model several times, and memory
-    grew by about 170 MB a conversion of an 11 MB MLP before this."""
-    digest = hashlib.sha1()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+def converted(model, kind: str, convert: Callable[[], object], digest: str | None = None):
+    """``convert()``'s result for ``model``, made once per process while it stays the same (a
+    Keras model: while its weights do; others pass their own ``digest``). Converters (tf2onnx,
+    OpenVINO's SavedModel path) keep much of the memory of each conversion, and OpenVINO names
+    nodes with a process-wide counter: the accuracy budget's rungs export one model several
+    times and name its layers across them. Memory grew by about 170 MB a conversion of an
+    11 MB MLP before this."""
+    if digest is None:
+        hasher = hashlib.sha1()
+        for weight in model.weights:
+            hasher.update(np.ascontiguousarray(weight.numpy()).tobytes())
+        digest = hasher.hexdigest()
     entry = _CONVERSIONS.setdefault(model, {})
-    if kind in entry and entry[kind][0] == digest.hexdigest():
+    if kind in entry and entry[kind][0] == digest:
         return entry[kind][1]
     value = convert()
-    entry[kind] = (digest.hexdigest(), value)
+    entry[kind] = (digest, value)
     return value

@@ -171,3 +171,19 @@ def test_the_sensitivity_pass_memory_is_bounded(tmp_path):
     facts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert facts["measured"] == 4  # the four Dense layers, each quantized with it alone in float
     assert facts["peak_mb"] - facts["before_mb"] < 150, facts  # measured: 8 MB (745 MB before conversions were kept)
+
+
+@pytest.mark.parametrize("target", ["onnx-int8", "openvino-int8"])
+def test_an_onnx_source_gets_the_same_recovery(outlier, tmp_path, target):
+    """From the model's ONNX file: the layers are named in that graph (OpenVINO numbers unnamed
+    nodes per process, so the search and the final export must see the same conversion)."""
+    from compressor.models.onnx_source import load_onnx
+    from targets.runtimes.onnx_runtime import convert_keras
+
+    model, train, test = outlier
+    convert_keras(model, tmp_path / "outlier.onnx")
+    result = export(load_onnx(tmp_path / "outlier.onnx"), target, out_dir=tmp_path / "out", calibration=train,
+                    validation=test, max_drop=1.0)
+    found = result.manifest["budget"]["recovery"]
+    assert len(found["float_nodes"]) == 1 and "hidden" in found["float_nodes"][0]
+    assert result.manifest["budget"]["drop_pp"] <= 1.0

@@ -57,8 +57,8 @@ def convert(source, workdir: Path):
     """The OpenVINO model for a source: its ONNX graph as it is, or its tf-keras model via a
     temporary SavedModel."""
     graph = source.representation("onnx")
-    if graph is not None:
-        return _convert_onnx(graph, source.path, workdir)
+    if graph is not None:  # once per source: automatic node names (mixed precision's handles) stay the same
+        return converted(source, "openvino", lambda: _convert_onnx(graph, source.path, workdir), digest="").clone()
     return _convert_keras(source.representation("keras"), workdir)
 
 
