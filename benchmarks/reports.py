@@ -248,6 +248,7 @@ SLOWER_MARGIN = 0.97  # below this x runtime fp32, an int8 artifact is slower th
 
 def slower_than_fp32(doc: dict) -> list[str]:
     """One line per quantized artifact measured slower than its runtime's fp32, with why."""
+    from targets import PROFILES
     from targets.cpu import CLASSES
 
     host_class = CLASSES.get(doc["machine"].get("cpu_class") or "")
@@ -256,7 +257,8 @@ def slower_than_fp32(doc: dict) -> list[str]:
         ratio = r.get("speedup_vs_runtime_fp32")
         if r["precision"] in ("fp32", "fp16") or ratio is None or ratio >= SLOWER_MARGIN:
             continue
-        why = r.get("speed_caveat") or (
+        profile = PROFILES.get(r["name"].split(" [")[0])  # results written before the profile said why
+        why = r.get("speed_caveat") or (profile.speed_caveat if profile else "") or (
             f"this host's CPU class ({host_class.name}) has no int8 dot product: int8 pairs are summed in int16, "
             "which costs what int8 saves" if host_class is not None and not host_class.int8_dot_product
             else f"not this host's class ({host_class.name if host_class else 'unknown'}, which has an int8 dot "

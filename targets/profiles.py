@@ -152,7 +152,12 @@ for _profile in (
                   builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="microcontroller"),
     TargetProfile("onnx-fp32", "ONNX Runtime float32 reference", "CPU (x86/ARM)", "onnxruntime", "fp32", FP32),
     TargetProfile("onnx-dynamic-int8", "ONNX Runtime dynamic int8 (for LSTM/transformer-like models)", "CPU (x86/ARM)",
-                  "onnxruntime", "dynamic-int8", INT8),
+                  "onnxruntime", "dynamic-int8", INT8,
+                  # measured, MobileNetV2 224², 1 thread, x86 VNNI: 67 ms against 8.8 ms for onnx-fp32 (SPEED.md)
+                  speed_caveat="ONNX Runtime runs dynamically quantized convolutions as ConvInteger, with a "
+                               "quantize, a cast and a rescale around each, and no fast kernel for it on CPU: "
+                               "dynamic int8 pays on MatMul-heavy models (LSTM, transformers); onnx-int8 is the "
+                               "fast int8 for convolutions"),
     # Per CPU class (targets/cpu.py). Where int8 pairs are summed in int16 (x86 without VNNI,
     # and any CPU we cannot classify): signed int8 activations with 7-bit weights (reduce_range);
     # measured on the MNIST sample model, top-1 agreement 97.8 % without it, 99.6 % with. With a
