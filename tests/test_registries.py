@@ -133,7 +133,7 @@ def test_every_runtime_that_mixes_precisions_keeps_a_named_layer_in_float(name, 
                    and not p.builtin_int8_only).for_cpu(cpu.HOST)
     mixed = runtime.mixed(as_source(tiny_cnn), profile, train, tmp_path)
     head = [node for node in mixed.nodes if "classes" in node][:1]  # the Dense (ONNX Runtime lists its Softmax too)
-    assert head and len(mixed.nodes) >= 2  # the Dense and the Conv (fused with its BatchNorm, named as the runtime names it)
+    assert head and len(mixed.nodes) >= 2  # the Dense and the Conv (fused with its BatchNorm, named by the runtime)
     outputs = {}
     for kept in ([], head):
         path = tmp_path / f"model-{len(kept)}{mixed.suffix}"
