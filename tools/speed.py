@@ -130,7 +130,7 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
-def render(records: list[dict]) -> str:
+def render(records: list[dict], remark: str | None = None) -> str:
     from benchmarks import reports
 
     first = next(iter(records[0]["docs"].values()))
@@ -147,7 +147,8 @@ def render(records: list[dict]) -> str:
              "within one table, not absolute times across runs (the machine is shared).",
              "- The 224×224 models carry seeded untrained weights (latency does not depend on the values), "
              "calibrated and parity-checked on noise; their accuracy is not measured here. The sample models are "
-             "trained and measured on their own test sets (BENCHMARKS.md has their accuracy).", ""]
+             "trained and measured on their own test sets (BENCHMARKS.md has their accuracy).",
+             *([f"- Conditions of this run: {remark}"] if remark else []), ""]
     parts += ["## Headline (1 thread, batch 1)", "",
               "| model | best CPU artifact | p50 ms | × fastest fp32 | × TensorFlow/Keras | int8 × its runtime's fp32 "
               "| fp32/int8 size | best's % of int8 peak |", "|---|---|---|---|---|---|---|---|"]
@@ -193,6 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-seconds", type=float, default=0.5)
     parser.add_argument("--cached", action="store_true", help="render the records already in OUT")
     parser.add_argument("--write", type=Path, help="write the Markdown here (e.g. SPEED.md)")
+    parser.add_argument("--remark", help="what else the machine did during the run, printed with the results")
     args = parser.parse_args(argv)
     from tools.publish import publish
 
@@ -205,7 +207,7 @@ def main(argv=None) -> int:
             continue
         records.append(measure_model(name, args.out, args.rounds, args.min_seconds))
         print(f"{name}: measured", file=sys.stderr)
-    return publish(render(records), args.write)
+    return publish(render(records, args.remark), args.write)
 
 
 if __name__ == "__main__":
