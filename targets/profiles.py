@@ -143,10 +143,14 @@ for _profile in (
     TargetProfile("tflite-int8", "LiteRT full-integer int8, float I/O, for mobile/ARM CPUs (XNNPACK)",
                   "mobile/ARM CPU", "litert", "int8", INT8, unsupported_layers=UNFUSED_RECURRENT),
     TargetProfile("tflite-int16x8", "LiteRT int16 activations x int8 weights (higher accuracy int)", "CPU (ARM/x86)",
-                  "litert", "int16x8", INT8, unsupported_layers=UNFUSED_RECURRENT),
+                  "litert", "int16x8", INT8, unsupported_layers=UNFUSED_RECURRENT,
+                  speed_caveat="LiteRT runs 16x8 quantized ops with its reference kernels, not XNNPACK: an "
+                               "accuracy option, not a speed one"),
     TargetProfile("edgetpu", "Edge-TPU-ready LiteRT: every op int8, int8 I/O (the Edge TPU compiler is not run)",
                   "Coral Edge TPU", "litert", "int8", INT8, input_type="int8", output_type="int8",
-                  builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="Edge TPU"),
+                  builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="Edge TPU",
+                  speed_caveat="measured on this host's CPU, where its int8 input and output are quantized and "
+                               "dequantized around each call; an Edge TPU runs it on the accelerator"),
     TargetProfile("mcu", "TensorFlow Lite Micro int8 for Cortex-M class microcontrollers, with C array and arena size",
                   "Cortex-M microcontroller", "tflm", "int8", INT8, input_type="int8", output_type="int8",
                   builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="microcontroller"),
