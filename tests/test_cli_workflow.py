@@ -11,19 +11,14 @@ import pytest
 
 from compressor.app.cli import main
 from targets import embedding
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_cli, write_model_and_data
 
 FAST_BENCH = ["--rounds", "1", "--min-seconds", "0"]
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, tiny_cnn, digits8):
-    folder = tmp_path_factory.mktemp("cli")
-    tiny_cnn.save(folder / "tiny.keras")
-    train, test = digits8
-    np.savez(folder / "train.npz", x=train.x, y=train.y)
-    np.savez(folder / "test.npz", x=test.x, y=test.y)
-    return folder
+    return write_model_and_data(tmp_path_factory.mktemp("cli"), tiny_cnn, digits8)
 
 
 @pytest.fixture(scope="module")

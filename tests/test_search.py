@@ -3,21 +3,15 @@ again side by side, the best per target copied out; the same choice from Ray."""
 
 import json
 
-import numpy as np
 import pytest
 
 import compressor
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_cli, write_model_and_data
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, tiny_cnn, digits8):
-    folder = tmp_path_factory.mktemp("search")
-    tiny_cnn.save(folder / "tiny.keras")
-    train, test = digits8
-    np.savez(folder / "train.npz", x=train.x, y=train.y)
-    np.savez(folder / "test.npz", x=test.x, y=test.y)
-    return folder
+    return write_model_and_data(tmp_path_factory.mktemp("search"), tiny_cnn, digits8)
 
 
 def _search(files, out, **options):

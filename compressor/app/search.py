@@ -349,8 +349,8 @@ def _summary(config, trials, candidates, measured, chosen, doc) -> dict:
         fronts[target] = {"latency": pareto(points, "p50_ms"), "size": pareto(points, "bytes")}
     refused = {f"{t.recipe}/{target}": failure for t in trials
                for target, failure in t.record.get("failed", {}).items()}
-    return {"config": {k: v for k, v in vars(config).items()}, "trials": [
+    return {"config": dict(vars(config)), "trials": [
         {"recipe": t.recipe, "key": t.key, "cached": t.cached, "exit_code": t.exit_code, "seconds": t.seconds,
          **({"skipped": t.record["skipped"]} if "skipped" in t.record else {})} for t in trials],
         "candidates": rows, "refused": refused, "pareto": fronts,
-        "chosen": {t: {k: v for k, v in c.items()} for t, c in chosen.items()}}
+        "chosen": chosen}

@@ -168,12 +168,9 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
     """Static QDQ int8: int8 weights (per channel where the quantizer manages), ``activations``
     int8 (S8S8) or uint8 (U8S8, ONNX Runtime's fast path on x86 with VNNI); the nodes named in
     ``float_nodes`` (of the pre-processed graph) stay in float."""
-    import onnx
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
-    if activations != "int8" and {n.op_type for n in onnx.load(str(source), load_external_data=False).graph.node} \
-            & QDQ_OPS:  # quantization-aware training fixed int8 grids: uint8 activations would re-grid them
-        activations = "int8"
+    activations = _activations_for(source, activations)
     settings = _static_settings(reduce_range, activations, calibration_method)
 
     def quantize(prepared: Path, per_channel: bool) -> None:
@@ -219,9 +216,8 @@ class MixedPrecision:
         import onnx
 
         graph = onnx.load(str(self._prepared), load_external_data=False).graph
-        qat = bool({node.op_type for node in graph.node} & QDQ_OPS)  # as quantize_static: QAT grids stay int8
         self._settings = _static_settings(bool(profile.options.get("reduce_range", False)),
-                                          "int8" if qat else profile.options.get("activations", "int8"),
+                                          _activations_for(self._prepared, profile.options.get("activations", "int8")),
                                           profile.options.get("calibration", "minmax"))
         self._cache = workdir / "calibration-cache.json"
         self._per_channel = True
@@ -250,14 +246,26 @@ class MixedPrecision:
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
 
+def _carries_qdq(model: Path) -> bool:
+    """Does the graph already hold int8 quantization (a quantization-aware-trained model's)?"""
+    import onnx
+
+    return bool({node.op_type for node in onnx.load(str(model), load_external_data=False).graph.node} & QDQ_OPS)
+
+
+def _activations_for(model: Path, asked: str) -> str:
+    """The activation type for static int8: quantization-aware training fixed int8 grids, which
+    uint8 activations would re-grid (a QAT token model fell to 20 % agreement)."""
+    return "int8" if asked != "int8" and _carries_qdq(model) else asked
+
+
 def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     import onnx
 
-    ops = {node.op_type for node in onnx.load(str(source), load_external_data=False).graph.node}
-    if ops & QDQ_OPS:  # ORT's dynamic quantizer expects float weights and fails on weights behind DequantizeLinear
+    if _carries_qdq(source):  # ORT's dynamic quantizer expects float weights, not weights behind DequantizeLinear
         raise ConversionError("the model already carries int8 quantization (QuantizeLinear/DequantizeLinear, as a "
                               "quantization-aware-trained model does); dynamic int8 re-quantizes float weights only: "
                               "use onnx-int8")

@@ -11,3 +11,13 @@ def run_cli(args, capsys):
         main(args)
     captured = capsys.readouterr()
     return info.value.code, captured.out, captured.err
+
+
+def write_model_and_data(folder, model, datasets):
+    """``folder`` with ``tiny.keras`` and ``train.npz`` / ``test.npz`` (x, y): what a user hands the CLI."""
+    import numpy as np
+
+    model.save(folder / "tiny.keras")
+    for name, dataset in zip(("train", "test"), datasets):
+        np.savez(folder / f"{name}.npz", x=dataset.x, y=dataset.y)
+    return folder
