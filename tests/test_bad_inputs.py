@@ -98,10 +98,20 @@ def _hashing_model(tmp: Path) -> tuple[Path, Path]:
     return tmp / "hashing.keras", data
 
 
+OUT_ROOT: list[Path] = []  # outputs of the export cases, under pytest's own (cleaned) temp folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _out_root(tmp_path_factory):
+    OUT_ROOT[:] = [tmp_path_factory.mktemp("bad-input-out")]
+    yield
+    OUT_ROOT.clear()
+
+
 def _export(model, data, *extra, target="tflite-int8", eval_data=None):
     import tempfile
 
-    out = Path(tempfile.mkdtemp(prefix="bad-input-out-"))  # never inside the inputs' folders
+    out = Path(tempfile.mkdtemp(prefix="out-", dir=OUT_ROOT[0]))  # never inside the inputs' folders
     args = ["export", str(model), "-t", target, "--data", str(data), "-o", str(out)]
     if eval_data is not None:
         args += ["--eval-data", str(eval_data)]
