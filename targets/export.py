@@ -394,8 +394,8 @@ def next_steps(profile) -> str:
         return ("a float conversion should not differ this much: please report it (errors.log has the details); "
                 "--max-abs accepts it knowingly")
     if profile.builtin_int8_only:  # no float fallback on this hardware
-        return ("next: a recipe with a qat step (Keras models; integer-only hardware cannot keep a layer in float), "
-                "or --min-agreement to accept it knowingly")
+        return ("next: -r qat-int8 (quantization-aware fine-tuning; Keras models with labelled data: integer-only "
+                "hardware cannot keep a layer in float), or --min-agreement to accept it knowingly")
     others = "tflite-int16x8 (16-bit activations), " if profile.runtime == "litert" else ""
-    return (f"next: {others}another runtime's int8, a recipe with a qat step (Keras models), or --min-agreement "
-            "to accept it knowingly")
+    return (f"next: {others}another runtime's int8, -r qat-int8 (quantization-aware fine-tuning, Keras models), "
+            "or --min-agreement to accept it knowingly")

@@ -73,8 +73,15 @@ def test_budget_exhausted_exits_5_and_writes_nothing(outlier, tmp_path, capsys, 
     assert code == 5
     assert "onnx-int8: full int8 parity check failed on 450 validation samples: top-1 agreement" in err
     assert "no mix of int8 and float met the budget of 1 pt (no layer could be kept in float)" in err
+    assert "-r qat-int8 (quantization-aware fine-tuning" in err  # the next rung, by its recipe name
     assert not (tmp_path / "out" / "onnx-int8").exists()
     assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no staging folder left either
+    # integer-only hardware has no float layer to fall back on: it points to QAT at once
+    code, _, err = run_cli(["export", str(tmp_path / "outlier.keras"), "-t", "edgetpu", "--max-drop", "1",
+                            "--data", str(tmp_path / "train.npz"), "--eval-data", str(tmp_path / "test.npz"),
+                            "-o", str(tmp_path / "out")], capsys)
+    assert code != 0 and "next: -r qat-int8" in err and "integer-only hardware cannot keep a layer in float" in err
+    assert not (tmp_path / "out" / "edgetpu").exists()
 
 
 def test_reports_show_the_budget_and_the_layers_that_cost_accuracy():

@@ -86,6 +86,29 @@ def test_structured_pruning_of_zero_filters_keeps_outputs_exact():
     assert pruned.get_layer("conv1").filters == 8
 
 
+def test_batch_norm_recalibration_measures_the_pruned_models_own_statistics():
+    model = models.residual_cnn()
+    pruned, _ = structured.prune_channels(model, structured.PruneStructured(fraction=0.5))
+    x = np.random.default_rng(1).uniform(0, 4, (96, 8, 8, 3)).astype(np.float32)
+    bn1 = pruned.get_layer("bn1")
+    momentum = bn1.momentum
+    assert structured.recalibrate_batch_norm(pruned, Dataset(x, np.zeros(96, np.int64)), batch_size=32) == 2
+    # the moving mean is now the mean of conv1's output over all 96 samples (three batches of 32)
+    conv1 = keras_env.tf_keras().Model(pruned.inputs, pruned.get_layer("conv1").output)
+    np.testing.assert_allclose(bn1.moving_mean.numpy(), conv1(x).numpy().mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    assert bn1.momentum == momentum  # the layer trains as before afterwards
+
+
+def test_structured_pruning_fine_tunes_from_the_unpruned_teacher(tiny_cnn, digits8):
+    step = {"type": "prune_structured", "fraction": 0.5}
+    for weight, how in ((0.5, "distilled from the unpruned model"), (0.0, "labels")):
+        result = compress(tiny_cnn, {"fine_tune": {"epochs": 1}, "steps": [{**step, "teacher_weight": weight}]},
+                          data=digits8[0], eval_data=digits8[1])
+        assert result.steps[0].details["fine_tuned_on"] == how
+    with pytest.raises(BadInputError, match="teacher_weight: must be in \\[0, 1\\)"):
+        recipes.load_recipe({"steps": [{**step, "teacher_weight": 1.0}]})
+
+
 def test_structured_pruning_of_a_sequential_cnn_through_flatten(digits8):
     model = models.two_conv_cnn()
     pruned, record = structured.prune_channels(model, structured.PruneStructured(fraction=0.5))

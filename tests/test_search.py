@@ -59,3 +59,15 @@ def test_ray_chooses_what_the_process_pool_chose(files, tmp_path):
     assert not any(t["cached"] for t in on_ray["trials"])  # its own trials, run as Ray tasks
     assert {t: c["recipe"] for t, c in on_ray["chosen"].items()} == {t: c["recipe"] for t, c in local["chosen"].items()}
     assert {t: c["bytes"] for t, c in on_ray["chosen"].items()} == {t: c["bytes"] for t, c in local["chosen"].items()}
+
+
+def test_a_changed_built_in_recipe_is_another_trial(monkeypatch):
+    from compressor import recipes
+    from compressor.app import search
+
+    config = search.SearchConfig("m.keras", ("onnx-int8",), "train.npz", "test.npz", "out")
+    before = search._trial_key(config, "structured25", {"model": "m"})
+    assert search._trial_key(config, "structured25", {"model": "m"}) == before  # stable
+    changed = {**recipes.BUILTIN["structured25-int8"], "fine_tune": {"epochs": 1}}
+    monkeypatch.setitem(recipes.BUILTIN, "structured25-int8", changed)
+    assert search._trial_key(config, "structured25", {"model": "m"}) != before

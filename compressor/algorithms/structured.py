@@ -11,6 +11,11 @@ module does not know (Reshape, recurrent layers, ...) are kept.
 Filters are ranked by the L1 (or L2) norm of their weights, summed over the layers
 that produce a tied group; the lowest are removed, the model is rebuilt from its config
 with the smaller widths, and every kernel, bias and per-channel parameter is sliced.
+The step then re-estimates BatchNorm statistics on the training data and fine-tunes with
+the unpruned model as teacher. On the MobileNetV2 sample (alpha 0.35, 96x96 digits, 25 %
+of channels) accuracy right after pruning is at chance (10 %); recalibrated BatchNorm
+brings it to 35 % before any gradient step, and distillation recovers more per epoch
+than labels alone (SPEED.md has the fine-tuned figures).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 from compressor import keras_env
 from compressor.algorithms import training
 from compressor.algorithms.step import StepConfig, fraction, positive, register_step
-from compressor.errors import UnsupportedModelError
+from compressor.errors import BadInputError, UnsupportedModelError
 
 @dataclass(frozen=True)
 class PruneStructured(StepConfig):
@@ -33,11 +38,20 @@ class PruneStructured(StepConfig):
     fraction: float = 0.5
     criterion: Literal["l1", "l2"] = "l1"
     round_to: int = 1  # keep a multiple of this many channels (SIMD-friendly widths)
+    # BatchNorm statistics re-estimated on the training data right after pruning, before
+    # fine-tuning ("adaptive BN", Li et al., EagleEye, 2020): the sliced statistics describe
+    # activations of the unpruned model, and a network of removed channels starts near chance.
+    recalibrate_bn: bool = True
+    # Weight of the unpruned model's soft predictions in the fine-tuning loss (knowledge
+    # distillation, the unpruned model as teacher); 0 fine-tunes on the labels alone.
+    teacher_weight: float = 0.5
 
     def check(self, where: str) -> None:
         super().check(where)
         fraction(where, "fraction", self.fraction)
         positive(where, "round_to", self.round_to)
+        if not 0.0 <= self.teacher_weight < 1.0:
+            raise BadInputError(f"{where}.teacher_weight: must be in [0, 1), got {self.teacher_weight}")
 
 
 PRODUCERS = {"Conv1D": "filters", "Conv2D": "filters", "SeparableConv2D": "filters", "Dense": "units"}
@@ -301,6 +315,45 @@ def prune_channels(model, config, *, trust_model: bool = False):
     return rebuilt, record
 
 
+def recalibrate_batch_norm(model, data, *, batch_size: int = 64, max_batches: int = 50) -> int:
+    """Re-estimate every BatchNormalization's moving statistics on ``data`` (forward passes in
+    training mode, a cumulative average over the batches; no weight changes). Returns the
+    number of layers recalibrated."""
+    tf = keras_env.tf()
+    tfk = keras_env.tf_keras()
+    norms = [layer for layer in model.layers if isinstance(layer, tfk.layers.BatchNormalization)]
+    if not norms or data is None:
+        return 0
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
+        layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
+    try:
+        for seen, (x, _) in enumerate(data.batches(batch_size, shuffle=True, seed=0), start=1):
+            if seen > max_batches:
+                break
+            for layer in norms:  # the n-th batch weighs 1/n: the mean over the batches so far
+                layer.momentum = 1.0 - 1.0 / seen
+            model(x, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return len(norms)
+
+
+def _fine_tune(teacher, pruned, config, ctx) -> str:
+    """Fine-tune ``pruned``: distilled from ``teacher`` where the model is a single-output classifier."""
+    from compressor.algorithms.distillation import _Distiller
+
+    if config.teacher_weight > 0 and len(pruned.outputs) == 1 and ctx.data is not None and ctx.data.y is not None \
+            and ctx.fine_tune.epochs:
+        _Distiller(teacher, pruned, alpha=1.0 - config.teacher_weight, temperature=4.0).fit(
+            ctx.data, ctx.fine_tune, seed=ctx.seed)
+        return "distilled from the unpruned model"
+    training.fit(pruned, ctx.data, ctx.fine_tune, seed=ctx.seed)
+    return "labels"
+
+
 @register_step(PruneStructured)
 def _run(model, config, ctx):
     pruned, record = prune_channels(model, config, trust_model=ctx.trust_model)
@@ -309,5 +362,7 @@ def _run(model, config, ctx):
         record["notes"] = [f"removed nothing and skipped fine-tuning: every channel group is kept ({reasons})"]
         return model, record
     record["accuracy_before_fine_tune"] = training.accuracy(pruned, ctx.eval_data)
-    training.fit(pruned, ctx.data, ctx.fine_tune, seed=ctx.seed)
+    if config.recalibrate_bn and recalibrate_batch_norm(pruned, ctx.data):
+        record["accuracy_after_bn_recalibration"] = training.accuracy(pruned, ctx.eval_data)
+    record["fine_tuned_on"] = _fine_tune(model, pruned, config, ctx)
     return pruned, record

@@ -1,7 +1,7 @@
 """``compressor search``: the fastest (or smallest) artifact per target within an accuracy budget.
 
-Each **trial** is one recipe — int8 alone, structured pruning at 25 and 50 %, magnitude
-pruning at 50 and 80 % (fine-tuned; Keras sources only) — taken through the whole job
+Each **trial** is one recipe — int8 alone, quantization-aware fine-tuning, structured
+pruning at 25 and 50 %, magnitude pruning at 50 and 80 % (fine-tuned; Keras sources only) — taken through the whole job
 (:func:`compressor.app.workflow.run`) in its own process, as ``compressor compress`` runs
 it: compression, export of every target with the budget (int8 keeps its most sensitive
 layers in float when it must, or is refused), benchmark, report. Trials run through an
@@ -38,8 +38,8 @@ from compressor.version import __version__
 # name -> recipe (a built-in name or a recipe dict); Keras sources take them all, ONNX the first
 RECIPES: dict[str, object] = {
     "int8": "int8",
-    "structured25": {"name": "structured25", "description": "Remove 25 % of channels, fine-tune",
-                     "fine_tune": {"epochs": 5}, "steps": [{"type": "prune_structured", "fraction": 0.25}]},
+    "qat": "qat-int8",
+    "structured25": "structured25-int8",
     "structured50": "structured50-int8",
     "prune50": "prune50-int8",
     "prune80": {"name": "prune80", "description": "80 % magnitude pruning, fine-tuned, sparsity-preserving QAT",
@@ -117,7 +117,11 @@ def _identity(spec: str) -> str:
 def _trial_key(config: SearchConfig, recipe: str, inputs: dict) -> str:
     from targets.cpu import get_class
 
-    facts = {"version": __version__, **inputs, "recipe": RECIPES[recipe], "targets": sorted(config.targets),
+    from compressor.recipes import load_recipe
+
+    # the recipe in full, with every step's defaults: a built-in that changes is another trial
+    facts = {"version": __version__, **inputs, "recipe": load_recipe(RECIPES[recipe]).to_dict(),
+             "targets": sorted(config.targets),
              "max_drop": config.max_drop, "cpu_class": get_class(config.cpu_class).name}
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
