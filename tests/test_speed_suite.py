@@ -25,3 +25,46 @@ def test_headline_ratios_come_from_one_configuration():
     assert h["best_vs_keras"] == pytest.approx(13.2 / 3.4)
     assert h["int8_vs_own_fp32"] == {"litert": pytest.approx(7.2 / 3.4)}
     assert h["int8_size_ratio"] == {"tflite-int8": pytest.approx(16000 / 4000)}
+
+
+def _pruned_record():
+    record = _record()
+    rows = record["docs"]["1t-b1"]["results"]
+    base = rows[2]
+    for fraction, p50 in (("structured25", 2.0), ("structured50", 1.2)):
+        rows.append({**base, "name": f"tflite-int8 [{fraction}]", "path": f"out/m/{fraction}/tflite-int8",
+                     "latency": {**base["latency"], "p50_ms": p50}, "speedup_vs_runtime_fp32": 7.2 / p50,
+                     "size": {"bytes": 1000, "gzip_bytes": 900}})
+    record["pruning"] = {"structured25": {"macs_before": 300e6, "macs_after": 175e6},
+                         "structured50": {"macs_before": 300e6, "macs_after": 83e6}}
+    return record
+
+
+def test_pruned_variants_stay_out_of_the_int8_headline():
+    from tools import speed
+
+    h = speed.headline(_pruned_record(), "1t-b1")
+    assert h["best"] == "tflite-int8" and h["best_p50_ms"] == 3.4  # int8 alone, as before pruning
+    assert h["int8_vs_own_fp32"] == {"litert": pytest.approx(7.2 / 3.4)}
+    assert set(h["int8_size_ratio"]) == {"tflite-int8"}
+
+
+def test_fastest_pruned_variant_counts_only_within_the_samples_budget():
+    from tools import speed
+
+    search = {"candidates": [
+        {"recipe": "int8", "target": "tflite-int8", "drop_pp": 0.22, "within_budget": True},
+        {"recipe": "structured25", "target": "tflite-int8", "drop_pp": 0.89, "within_budget": True},
+        {"recipe": "structured50", "target": "tflite-int8", "drop_pp": 2.67, "within_budget": False}]}
+    table = speed.pruning_table(_pruned_record(), "1t-b1", search)
+    by_variant = {e["variant"]: e for e in table["rows"]}
+    assert list(by_variant) == ["int8", "structured25", "structured50"]
+    assert by_variant["structured25"]["macs"] == (300e6, 175e6)
+    assert by_variant["structured50"]["vs_fastest_fp32"] == pytest.approx(7.0 / 1.2)
+    # structured50 is faster but costs 2.67 pt on the trained sample: the answer is structured25
+    assert table["best"]["variant"] == "structured25"
+    assert table["best"]["vs_keras"] == pytest.approx(13.2 / 2.0)
+    assert speed.pruning_table(_pruned_record(), "1t-b1", None)["best"] is None  # no accuracy, no claim
+    text = "\n".join(speed._render_pruning(_pruned_record(), "1t-b1", "sample", search))
+    assert "| structured50 | 83 M (3.61× fewer) | tflite-int8 | 1.200 |" in text and "+2.67 ✗" in text
+    assert "**structured25 tflite-int8**" in text

@@ -31,6 +31,16 @@ SAMPLES = ("mnist_cnn", "cifar_cnn", "mobilenet_v2")
 NOT_FOR_LARGE = {"mcu": "no microcontroller holds a 224x224 model of several MB",
                  "tflite-int16x8": "reference kernels (an accuracy option, not a speed one)"}
 CONFIGS = ((1, 1), (0, 1), (1, 8), (0, 8))  # (threads, batch); 0 threads = all cores
+# Structured channel pruning, measured in the same interleaved rounds as the model it comes from:
+# the pruned widths are what `prune_structured` gives at each fraction (latency depends on the
+# widths, not on the weight values; accuracy after fine-tuning is measured on the trained sample,
+# see PRUNING_ACCURACY). Only the static int8 profiles: pruning is the step past int8.
+PRUNED = {"mobilenet_v2_224": (0.25, 0.5)}
+PRUNED_PROFILES = ("tflite-int8", "onnx-int8", "openvino-int8")
+# The accuracy side of the same variants: `compressor search` on the trained MobileNetV2 sample
+# (alpha 0.35, 96x96) with these recipes and PRUNED_PROFILES, each pruned trial fine-tuned, every
+# candidate held to a 1-point budget: the drop each variant costs on a real task.
+PRUNING_ACCURACY = {"mobilenet_v2_224": ("mobilenet_v2", ("int8", "structured25", "structured50"))}
 
 
 def _large_model(name: str, folder: Path) -> Path:
@@ -81,7 +91,38 @@ def export_model(name: str, out: Path) -> tuple[Path, Path, object, dict]:
                             validation_samples=48 if name in LARGE else 500, source_path=source,
                             on_progress=lambda line: print(f"{name}: {line}", file=sys.stderr))
     skipped.update({f.target: f.message for f in failed})
+    for fraction in PRUNED.get(name, ()):
+        skipped.update(_export_pruned(model, folder, fraction, calibration, evaluation, source))
     return folder, Path(source), evaluation, skipped
+
+
+def variant(fraction: float) -> str:
+    return f"structured{round(fraction * 100)}"
+
+
+def _export_pruned(model, folder: Path, fraction: float, calibration, evaluation, source) -> dict:
+    from compressor.algorithms.structured import PruneStructured, prune_channels
+    from targets import export_many
+
+    pruned, record = prune_channels(model, PruneStructured(fraction=fraction))
+    where = folder / variant(fraction)
+    _, failed = export_many(pruned, list(PRUNED_PROFILES), out_dir=where, calibration=calibration,
+                            validation=evaluation, validation_samples=48, source_path=source,
+                            on_progress=lambda line: print(f"{where.name}: {line}", file=sys.stderr))
+    (where / "pruning.json").write_text(json.dumps(record, indent=2, default=str))
+    return {f"{f.target} [{where.name}]": f.message for f in failed}
+
+
+def _search_sample(name: str, out: Path) -> dict:
+    """`compressor search` on a trained sample with the pruning recipes: accuracy of each variant."""
+    import compressor
+    import sample_models
+
+    recipes = next(r for sample, r in PRUNING_ACCURACY.values() if sample == name)
+    dataset = sample_models.SAMPLE_MODELS[name].dataset
+    return compressor.search(sample_models.path(name), PRUNED_PROFILES, data=f"sample:{dataset}:train",
+                             eval_data=f"sample:{dataset}:test", out_dir=out / f"{name}-search", max_drop=1.0,
+                             recipes=recipes)
 
 
 def measure_model(name: str, out: Path, rounds: int, min_seconds: float) -> dict:
@@ -96,16 +137,30 @@ def measure_model(name: str, out: Path, rounds: int, min_seconds: float) -> dict
         config = LatencyConfig(threads=threads, batch=batch, min_runs=20, min_seconds=min_seconds,
                                warmup_seconds=0.3)
         key = f"{threads}t-b{batch}"
-        docs[key] = measure([folder], eval_data=evaluation, source=source, config=config, rounds=rounds,
+        variants = [folder / variant(f) for f in PRUNED.get(name, ()) if (folder / variant(f)).is_dir()]
+        docs[key] = measure([folder, *variants], eval_data=evaluation, source=source, config=config, rounds=rounds,
                             on_progress=lambda line: print(f"{name} {key}: {line}", file=sys.stderr))
-    record = {"model": name, "skipped": skipped, "docs": docs, "seconds": time.perf_counter() - started}
+    if name in {sample for sample, _ in PRUNING_ACCURACY.values()}:
+        record_search = _search_sample(name, out)
+    else:
+        record_search = None
+    pruning = {variant(f): json.loads((folder / variant(f) / "pruning.json").read_text())
+               for f in PRUNED.get(name, ()) if (folder / variant(f) / "pruning.json").is_file()}
+    record = {"model": name, "skipped": skipped, "docs": docs, "pruning": pruning, "search": record_search,
+              "seconds": time.perf_counter() - started}
     (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=str))
     return record
 
 
+def pruned_variant(row: dict) -> str | None:
+    """The pruning variant an artifact row belongs to (its folder), None for the model as it is."""
+    parent = Path(row["path"]).parent.name
+    return parent if row["kind"] == "artifact" and parent.startswith("structured") else None
+
+
 def headline(record: dict, key: str) -> dict:
-    """The ratios the speed goals are stated in, for one configuration."""
-    rows = record["docs"][key]["results"]
+    """The ratios the speed goals are stated in, for one configuration (the model as it is, no pruning)."""
+    rows = [r for r in record["docs"][key]["results"] if not pruned_variant(r)]
     fp32 = [r for r in rows if r["kind"] == "artifact" and r["precision"] == "fp32"]
     float_source = next((r for r in rows if r["kind"] == "source"), None)
     artifacts = [r for r in rows if r["kind"] == "artifact" and r.get("device_class") == "CPU"]
@@ -126,8 +181,71 @@ def headline(record: dict, key: str) -> dict:
     }
 
 
+def pruning_table(record: dict, key: str, accuracy: dict | None) -> dict:
+    """Static int8 per runtime, as it is and structurally pruned: latency here, the sample's accuracy drop.
+
+    ``accuracy`` is the search record on the trained sample (recipe ``int8`` is the unpruned model);
+    a variant counts as within budget only where the search measured it within its budget.
+    """
+    rows = record["docs"][key]["results"]
+    fp32 = [r["latency"]["p50_ms"] for r in rows if r["kind"] == "artifact" and r["precision"] == "fp32"
+            and not pruned_variant(r)]
+    keras = next((r["latency"]["p50_ms"] for r in rows if r["kind"] == "source"), None)
+    drops = {}
+    for c in (accuracy or {}).get("candidates", []):
+        drops[(c["recipe"], c["target"])] = (c["drop_pp"], c["within_budget"])
+    macs = {v: (r["macs_before"], r["macs_after"]) for v, r in record.get("pruning", {}).items()}
+    macs["int8"] = next(((before, before) for before, _ in macs.values()), None)
+    table, best = [], None
+    for row in rows:
+        if row["kind"] != "artifact" or row["precision"] != "int8" or row.get("device_class") != "CPU":
+            continue
+        target = row["name"].split(" [")[0]
+        if target not in PRUNED_PROFILES:
+            continue
+        recipe = pruned_variant(row) or "int8"
+        drop, within = drops.get((recipe, target), (None, None))
+        entry = {"variant": recipe, "target": target, "p50_ms": row["latency"]["p50_ms"],
+                 "vs_fastest_fp32": min(fp32) / row["latency"]["p50_ms"] if fp32 else None,
+                 "vs_keras": keras / row["latency"]["p50_ms"] if keras else None, "macs": macs.get(recipe),
+                 "roofline": (row.get("roofline") or {}).get("fraction"), "sample_drop_pp": drop, "within": within}
+        table.append(entry)
+        if within and (best is None or entry["p50_ms"] < best["p50_ms"]):
+            best = entry
+    return {"rows": sorted(table, key=lambda e: (e["variant"] != "int8", e["variant"], e["target"])), "best": best}
+
+
 def _fmt(value, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _render_pruning(record: dict, key: str, sample: str | None, accuracy: dict | None) -> list[str]:
+    table = pruning_table(record, key, accuracy)
+    parts = ["", f"## Structured pruning + int8: {record['model']} (1 thread, batch 1)", "",
+             "Channel pruning (`prune_structured`) at 25 and 50 %, then static int8, measured in the same interleaved "
+             "rounds as the unpruned model. Latency at 224×224 (alpha 1.0; the widths the step gives, weights not "
+             "fine-tuned: latency does not depend on them); accuracy drop from `compressor search` on the trained "
+             f"`{sample}` sample at its own size, each pruned variant fine-tuned, against the float sample, on its "
+             "test set (1-point budget; `-` where the search has no such candidate).", "",
+             "| variant | MACs | artifact | p50 ms | × fastest fp32 | × TensorFlow/Keras | % int8 peak "
+             "| sample drop (pt) |", "|---|---|---|---|---|---|---|---|"]
+    for e in table["rows"]:
+        drop = "-" if e["sample_drop_pp"] is None else f"{e['sample_drop_pp']:+.2f}" + ("" if e["within"] else " ✗")
+        before, after = e["macs"] or (None, None)
+        fewer = f" ({before / after:.2f}× fewer)" if after and after < before else ""
+        cell = "-" if not after else f"{after / 1e6:.0f} M{fewer}"
+        parts.append(f"| {e['variant']} | {cell} | {e['target']} | {e['p50_ms']:.3f} | "
+                     f"{_fmt(e['vs_fastest_fp32'], '.2f', '×')} | {_fmt(e['vs_keras'], '.2f', '×')} | "
+                     f"{_fmt(None if e['roofline'] is None else e['roofline'] * 100, '.0f', ' %')} | {drop} |")
+    best = table["best"]
+    if best:
+        parts += ["", f"Fastest within the 1-point budget: **{best['variant']} {best['target']}**, "
+                  f"{best['p50_ms']:.3f} ms: "
+                  f"{_fmt(best['vs_fastest_fp32'], '.2f', '×')} the fastest fp32 artifact and "
+                  f"{_fmt(best['vs_keras'], '.2f', '×')} TensorFlow/Keras (✗: outside the budget on the sample)."]
+    elif accuracy is None:
+        parts += ["", f"The `{sample}` sample's search was not run with these records: accuracy not measured."]
+    return parts
 
 
 def render(records: list[dict], remark: str | None = None) -> str:
@@ -160,6 +278,13 @@ def render(records: list[dict], remark: str | None = None) -> str:
                      f"{_fmt(h['best_vs_fastest_fp32'], '.2f', '×')} ({h['fastest_fp32']}) | "
                      f"{_fmt(h['best_vs_keras'], '.2f', '×')} | {ratios} | {sizes} | "
                      f"{_fmt(None if h['best_roofline'] is None else h['best_roofline'] * 100, '.0f', ' %')} |")
+    by_name = {r["model"]: r for r in records}
+    for record in records:
+        if not record.get("pruning"):
+            continue
+        sample, _ = PRUNING_ACCURACY.get(record["model"], (None, ()))
+        accuracy = (by_name.get(sample) or {}).get("search")
+        parts += _render_pruning(record, keys[0], sample, accuracy)
     for record in records:
         parts += ["", f"## {record['model']}", "",
                   "p50 ms per configuration (threads × batch; throughput = batch / p50), × fp32 of the same runtime "
