@@ -186,7 +186,7 @@ BUILTIN: dict[str, dict] = {
     "structured50-int8": {"name": "structured50-int8",
                           "description": "Remove 50 % of channels (fewer MACs on any runtime), fine-tune from the "
                                          "unpruned model, int8 targets",
-                          "fine_tune": {"epochs": 15},
+                          "fine_tune": {"epochs": 30},
                           "steps": [{"type": "prune_structured", "fraction": 0.5}],
                           "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
     "distill-int8": {"name": "distill-int8",

@@ -12,10 +12,11 @@ Filters are ranked by the L1 (or L2) norm of their weights, summed over the laye
 that produce a tied group; the lowest are removed, the model is rebuilt from its config
 with the smaller widths, and every kernel, bias and per-channel parameter is sliced.
 The step then re-estimates BatchNorm statistics on the training data and fine-tunes with
-the unpruned model as teacher. On the MobileNetV2 sample (alpha 0.35, 96x96 digits, 25 %
-of channels) accuracy right after pruning is at chance (10 %); recalibrated BatchNorm
-brings it to 35 % before any gradient step, and distillation recovers more per epoch
-than labels alone (SPEED.md has the fine-tuned figures).
+the unpruned model as teacher. Measured on the MobileNetV2 sample (alpha 0.35, 96x96
+digits, float 97.56 % on its 450 test images), 25 % of channels removed: 10.2 % right
+after pruning (chance), 33.1 % after BatchNorm recalibration, and after 15 epochs 95.33 %
+fine-tuned on the labels alone against 96.89 % distilled. Half the channels, distilled:
+95.56 % after 15 epochs, 97.56 % after 30 (the built-in recipes' epochs follow this).
 """
 
 from __future__ import annotations
