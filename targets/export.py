@@ -109,7 +109,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
            validation_samples: int = DEFAULT_VALIDATION_SAMPLES, source_path=None, recipe: dict | None = None,
            threads: int = 1, seed: int = 0, overwrite: bool = False,
            parity_rule: Parity | None = None, device: str | None = None, cpu_class: str = cpu.HOST,
-           max_drop: float | None = None, on_progress=None) -> ExportResult:
+           max_drop: float | None = None, min_snr: float = 30.0, on_progress=None) -> ExportResult:
     """Export a model to ``target``, check parity, write the manifest.
 
     Args:
@@ -132,6 +132,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
             the profile's int8 misses it, the layers that cost accuracy are found by measuring
             and kept in float (runtimes that can mix precisions), or the target is refused
             (AccuracyBudgetError) with what came closest. The parity floor stays the hard floor.
+        min_snr: the budget of a model without class scores (regressors, segmentation maps):
+            the SNR floor of its first output against the float model, in dB (with ``max_drop``).
 
     Raises:
         UnsupportedModelError / ConversionError: the target cannot take the model.
@@ -145,6 +147,9 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     rule = profile.parity.override(parity_rule)
     if max_drop is not None and not max_drop >= 0:
         raise BadInputError(f"the accuracy budget must be >= 0 top-1 points, not {max_drop}")
+    if not min_snr > 0:
+        raise BadInputError(f"the SNR floor must be > 0 dB, not {min_snr}")
+    budget = None if max_drop is None else Budget(max_drop, min_snr)
     if device is not None:
         devices.get_device(device)
     source = as_source(model)
@@ -164,7 +169,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
         try:
             result = _export_within(staging, source, profile, rule, calibration_set,
                                     validation.take(validation_samples), source_path, recipe, threads, device,
-                                    max_drop, on_progress)
+                                    budget, on_progress)
         except OSError as exc:  # a full disk, a vanished folder: say so, leave nothing half-written
             raise BadInputError(f"{final}: cannot write the artifact ({exc.strerror or exc})") from None
         if final.exists():
@@ -220,42 +225,92 @@ def _total_size(exported) -> dict:
     return {"bytes": sum(r["bytes"] for r in records), "gzip_bytes": sum(r["gzip_bytes"] for r in records)}
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What a quantized artifact may lose against the float model on the validation samples:
+    ``max_drop_pp`` top-1 points where the model has class scores (points of disagreement
+    without labels), else an SNR floor ``min_snr_db`` on its first output (regressors,
+    segmentation maps, embeddings)."""
+
+    max_drop_pp: float
+    min_snr_db: float = 30.0
+
+    def measure(self, source, outputs, reference, labels) -> dict:
+        """The budget record of one artifact: what it lost, in the budget's own measure."""
+        head = labelled_output(source)
+        record = {"max_drop_pp": self.max_drop_pp, "samples": len(reference[0])}
+        if head is None:
+            snr = recovery.quality(outputs[0], reference[0], None, classifier=False).snr_db
+            return {**record, "min_snr_db": self.min_snr_db, "snr_db": round(snr, 2), "drop_pp": None,
+                    "metric": f"SNR of output '{source.outputs[0].name}' against the float model, dB (no class "
+                              "scores)"}
+        measured = recovery.quality(outputs[head], reference[head], labels, classifier=True)
+        return {**record, "drop_pp": round(measured.drop_pp, 4),
+                "metric": "top-1 points on the validation labels" if labels is not None
+                else "points of top-1 disagreement with the float model (no labels)"}
+
+    @staticmethod
+    def shortfall(measured: dict) -> str:
+        """How a measurement reads: "+1.25 pt" or "24.1 dB"."""
+        if measured.get("drop_pp") is not None:
+            return f"{measured['drop_pp']:+.2f} pt"
+        return "refused" if measured.get("snr_db") is None else f"{measured['snr_db']:.1f} dB"
+
+    def holds(self, measured: dict) -> bool:
+        if measured.get("drop_pp") is not None:
+            return measured["drop_pp"] <= self.max_drop_pp
+        return measured.get("snr_db") is not None and measured["snr_db"] >= self.min_snr_db
+
+    def describe(self, source) -> str:
+        return (f"the budget of {self.max_drop_pp:g} pt" if labelled_output(source) is not None
+                else f"the SNR floor of {self.min_snr_db:g} dB")
+
+
 class _OverBudget(Exception):
-    def __init__(self, drop_pp: float) -> None:
-        super().__init__(f"{drop_pp:.2f} pt")
-        self.drop_pp = drop_pp
+    def __init__(self, measured: dict) -> None:
+        self.measured = {k: measured.get(k) for k in ("drop_pp", "snr_db") if measured.get(k) is not None}
+        super().__init__(self.lost)
+
+    @property
+    def lost(self) -> str:
+        if "drop_pp" in self.measured:
+            return f"loses {self.measured['drop_pp']:.2f} pt"
+        return f"reaches {self.measured['snr_db']:.1f} dB SNR"
+
+    @property
+    def drop_pp(self) -> float | None:
+        return self.measured.get("drop_pp")
 
 
-def _budget_record(source, profile, validation, inputs, outputs, reference, max_drop) -> dict | None:
-    """The artifact's drop against the float model on the validation set, and the budget."""
-    head = labelled_output(source)
-    if max_drop is None or not profile.quantized or head is None:
+def _budget_record(source, profile, validation, outputs, reference, budget: Budget | None) -> dict | None:
+    """The artifact's loss against the float model on the validation set, in the budget's measure."""
+    if budget is None or not profile.quantized:
         return None
-    labels = validation.labels_for(source.outputs[head].name, primary=True)
-    measured = recovery.quality(outputs[head], reference[head], labels, classifier=True)
-    return {"max_drop_pp": max_drop, "drop_pp": round(measured.drop_pp, 4),
-            "metric": "top-1 points on the validation labels" if labels is not None
-            else "points of top-1 disagreement with the float model (no labels)", "samples": len(validation)}
+    head = labelled_output(source)
+    labels = None if head is None else validation.labels_for(source.outputs[head].name, primary=True)
+    return budget.measure(source, outputs, reference, labels)
 
 
 def _export_within(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads,
-                   device, max_drop, on_progress) -> dict:
+                   device, budget: Budget | None, on_progress) -> dict:
     """The profile's own export; when it misses the budget (or the parity floor) and the runtime
     can mix precisions, the layers that cost accuracy are kept in float and it is exported again."""
     try:
         return _export_into(staging, source, profile, rule, calibration, validation, source_path, recipe, threads,
-                            device, max_drop)
+                            device, budget)
     except (_OverBudget, ParityError) as exc:
         runtime = get_runtime(profile.runtime)
-        if isinstance(exc, ParityError) and max_drop is None:
+        if isinstance(exc, ParityError) and budget is None:
             raise
-        missed = (f"full int8 loses {exc.drop_pp:.2f} pt" if isinstance(exc, _OverBudget)
+        missed = (f"full int8 {exc.lost}" if isinstance(exc, _OverBudget)
                   else "full int8 " + str(exc).split("; next:")[0].removeprefix(f"{profile.name}: "))
         full_drop = exc.drop_pp if isinstance(exc, _OverBudget) else None
+        full_snr = exc.measured.get("snr_db") if isinstance(exc, _OverBudget) else None
+        limit = budget.describe(source)
         if runtime.mixed is None or profile.builtin_int8_only or profile.precision != "int8" or calibration is None:
             if isinstance(exc, ParityError):
                 raise
-            raise AccuracyBudgetError(f"{profile.name}: {missed}, over the budget of {max_drop:g} pt; "
+            raise AccuracyBudgetError(f"{profile.name}: {missed}, short of {limit}; "
                                       f"{profile.name} cannot keep layers in float; "
                                       f"{next_steps(profile)}") from None
         tried = []
@@ -266,11 +321,12 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
             other = dataclasses.replace(profile, options={**profile.options, **options})
             try:
                 return _export_into(staging, source, other, rule, calibration, validation, source_path, recipe,
-                                    threads, device, max_drop, recovery_record={
-                                        "full_int8": missed, "full_int8_drop_pp": full_drop, "alternative": options,
+                                    threads, device, budget, recovery_record={
+                                        "full_int8": missed, "full_int8_drop_pp": full_drop,
+                                        "full_int8_snr_db": full_snr, "alternative": options,
                                         "tried_alternatives": tried, "float_nodes": []})
             except _OverBudget as miss:
-                tried.append({**options, "drop_pp": round(miss.drop_pp, 4)})
+                tried.append({**options, **{k: round(v, 4) for k, v in miss.measured.items()}})
             except ParityError:
                 tried.append({**options, "drop_pp": None})
             except CompressorError as failed:  # this calibration cannot be made here: the next rung
@@ -278,28 +334,26 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
                     raise
                 tried.append({**options, "error": str(failed)[:200]})
         _clear(staging)
-        found = _recover(staging, source, profile, calibration, validation, max_drop, on_progress)
+        found = _recover(staging, source, profile, calibration, validation, budget, on_progress)
     if found.float_nodes is None:
         closest = found.closest()
-        near = (f"closest: {closest['k']} layer(s) in float, {closest['drop_pp']:+.2f} pt "
+        near = (f"closest: {closest['k']} layer(s) in float, {Budget.shortfall(closest)} "
                 f"({', '.join(closest['float_nodes'][:4])}{', ...' if closest['k'] > 4 else ''})" if closest
                 else "no layer could be kept in float")
-        also = "".join(f"; {', '.join(f'{k}={v}' for k, v in t.items() if k not in ('drop_pp', 'error'))} "
-                       + (f"{t['drop_pp']:+.2f} pt" if t.get("drop_pp") is not None else "refused")
-                       for t in tried)
-        raise AccuracyBudgetError(f"{profile.name}: {missed}{also}; no mix of int8 and float met the budget of "
-                                  f"{max_drop:g} pt ({near}); {next_steps(profile)}")
+        also = "".join(f"; {', '.join(f'{k}={v}' for k, v in t.items() if k not in ('drop_pp', 'snr_db', 'error'))} "
+                       + Budget.shortfall(t) for t in tried)
+        raise AccuracyBudgetError(f"{profile.name}: {missed}{also}; no mix of int8 and float met {limit} "
+                                  f"({near}); {next_steps(profile)}")
     mixed = dataclasses.replace(profile, options={**profile.options, "float_nodes": found.float_nodes})
     _clear(staging)
     try:
         full = {"full_int8_drop_pp": None if full_drop is None else round(full_drop, 4), "full_int8": missed,
-                "tried_alternatives": tried}
+                "full_int8_snr_db": full_snr, "tried_alternatives": tried}
         return _export_into(staging, source, mixed, rule, calibration, validation, source_path, recipe, threads,
-                            device, max_drop, recovery_record={**found.to_dict(), **full})
+                            device, budget, recovery_record={**found.to_dict(), **full})
     except _OverBudget as exc:  # the search measured within budget; the rebuilt artifact is not
-        raise AccuracyBudgetError(f"{profile.name}: with {len(found.float_nodes)} layer(s) in float it loses "
-                                  f"{exc.drop_pp:.2f} pt on export, over {max_drop:g} pt; {next_steps(profile)}") \
-            from None
+        raise AccuracyBudgetError(f"{profile.name}: with {len(found.float_nodes)} layer(s) in float it {exc.lost} "
+                                  f"on export, short of {limit}; {next_steps(profile)}") from None
 
 
 def _clear(staging: Path) -> None:
@@ -308,21 +362,25 @@ def _clear(staging: Path) -> None:
         shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
 
 
-def _recover(staging: Path, source, profile, calibration, validation, max_drop, on_progress) -> recovery.Recovery:
+def _recover(staging: Path, source, profile, calibration, validation, budget: Budget, on_progress) -> recovery.Recovery:
     head = labelled_output(source)
+    classifier = head is not None
+    head = head if classifier else 0  # no class scores: the first output's SNR is the budget
     inputs = validation.feeds(source)
     reference = source.predict(inputs)[head]
-    labels = validation.labels_for(source.outputs[head].name, primary=True)
+    labels = validation.labels_for(source.outputs[head].name, primary=True) if classifier else None
     workdir = Path(tempfile.mkdtemp(prefix=".recovery.", dir=staging))
     try:
-        return recovery.search(source, profile, calibration, inputs, reference, labels, head=head, classifier=True,
-                               budget_pp=max_drop, workdir=workdir, on_progress=on_progress)
+        return recovery.search(source, profile, calibration, inputs, reference, labels, head=head,
+                               classifier=classifier, budget_pp=budget.max_drop_pp,
+                               min_snr_db=None if classifier else budget.min_snr_db, workdir=workdir,
+                               on_progress=on_progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _export_into(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads,
-                 device, max_drop=None, recovery_record=None) -> dict:
+                 device, budget: Budget | None = None, recovery_record=None) -> dict:
     runtime = get_runtime(profile.runtime)
     exported = runtime.export(source, profile, calibration, staging)
     if device is not None:
@@ -335,11 +393,11 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
     finally:
         runner.close()
     check, reference = _check_parity(source, inputs, outputs, rule, profile, validation)
-    budget = _budget_record(source, profile, validation, inputs, outputs, reference, max_drop)
-    if budget is not None and budget["drop_pp"] > max_drop:
-        raise _OverBudget(budget["drop_pp"])
-    if budget is not None:
-        budget["recovery"] = recovery_record
+    budget_record = _budget_record(source, profile, validation, outputs, reference, budget)
+    if budget_record is not None and not budget.holds(budget_record):
+        raise _OverBudget(budget_record)
+    if budget_record is not None:
+        budget_record["recovery"] = recovery_record
     record = {
         "target": profile.name, "profile": profile.to_dict(), "runtime": profile.runtime,
         "cpu_class": profile.cpu_class,  # the CPU class its settings were chosen for (None: not a CPU target)
@@ -354,7 +412,7 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         "parity": {**check.to_dict(), "reference_weights": rule.weights or "float32",
                    "rule_set_by": "profile" if rule == profile.parity else "user"},
         "details": exported.details, "threads": threads, **({"device": device} if device is not None else {}),
-        "budget": budget,
+        "budget": budget_record,
     }
     manifests.write(staging, record)
     return record

@@ -71,6 +71,7 @@ class Recovery:
     """What the search measured: the full-int8 quality, each layer's sensitivity, each k tried."""
 
     budget_pp: float
+    min_snr_db: float | None = None  # a model without class scores: the SNR floor is the budget
     full_int8: dict | None = None
     sensitivity: list[dict] = field(default_factory=list)
     tried: list[dict] = field(default_factory=list)
@@ -79,11 +80,19 @@ class Recovery:
     candidates: int = 0
 
     def closest(self) -> dict | None:
+        if self.min_snr_db is not None:
+            return max(self.tried, key=lambda t: (t["snr_db"], -t["k"])) if self.tried else None
         scored = [t for t in self.tried if t.get("drop_pp") is not None]
         return min(scored, key=lambda t: (t["drop_pp"], t["k"])) if scored else None
 
+    def holds(self, measured: Quality) -> bool:
+        if self.min_snr_db is not None:
+            return measured.snr_db >= self.min_snr_db
+        return measured.drop_pp is not None and measured.drop_pp <= self.budget_pp
+
     def to_dict(self) -> dict:
-        return {"budget_pp": self.budget_pp, "full_int8": self.full_int8, "sensitivity": self.sensitivity,
+        return {"budget_pp": self.budget_pp, "min_snr_db": self.min_snr_db, "full_int8": self.full_int8,
+                "sensitivity": self.sensitivity,
                 "tried": self.tried, "float_nodes": self.float_nodes, "seconds": round(self.seconds, 1),
                 "candidates": self.candidates}
 
@@ -116,8 +125,10 @@ def _take(feeds, n: int):
 
 
 def search(source, profile, calibration, feeds, reference: np.ndarray, labels: np.ndarray | None, *, head: int,
-           classifier: bool, budget_pp: float, workdir: Path, on_progress=None) -> Recovery:
-    """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``budget_pp``.
+           classifier: bool, budget_pp: float, workdir: Path, min_snr_db: float | None = None,
+           on_progress=None) -> Recovery:
+    """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``budget_pp``
+    (or, with ``min_snr_db``, for its output to stay at or above that SNR).
 
     ``feeds``: the validation inputs (one array per input); ``reference``: the float model's
     primary output on them; ``labels``: their labels, or None (agreement then). Returns the
@@ -128,7 +139,7 @@ def search(source, profile, calibration, feeds, reference: np.ndarray, labels: n
     runtime = get_runtime(profile.runtime)
     mixed = runtime.mixed(source, profile, calibration, workdir)
     evaluate = _Evaluator(runtime, mixed, workdir, head, classifier)
-    record = Recovery(budget_pp)
+    record = Recovery(budget_pp, min_snr_db)
     nodes = list(mixed.nodes)[:MAX_CANDIDATES]
     record.candidates = len(nodes)
     if not nodes:
@@ -157,7 +168,7 @@ def search(source, profile, calibration, feeds, reference: np.ndarray, labels: n
         say(f"{profile.name}: {k} layer(s) in float")
         measured = evaluate(float_nodes, feeds, reference, labels)
         record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict()})
-        if measured.drop_pp is not None and measured.drop_pp <= budget_pp:
+        if record.holds(measured):
             record.float_nodes = float_nodes
             break
     record.seconds = time.perf_counter() - started

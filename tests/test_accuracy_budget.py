@@ -13,7 +13,7 @@ from compressor.errors import ParityError
 from targets import export, open_artifact, recovery
 from targets.runtime import run_batched
 from tests.helpers.cli import run_cli
-from tests.helpers.models import outlier_inputs, outlier_mlp
+from tests.helpers.models import outlier_inputs, outlier_mlp, outlier_regressor
 from tests.helpers.results import results_doc
 
 
@@ -84,6 +84,34 @@ def test_budget_exhausted_exits_5_and_writes_nothing(outlier, tmp_path, capsys, 
     assert not (tmp_path / "out" / "edgetpu").exists()
 
 
+@pytest.mark.parametrize("target, hidden", [("onnx-int8", "outlier_regressor/hidden/MatMul/MatMulAddFusion"),
+                                            ("openvino-int8", "outlier_regressor/hidden/MatMul"),
+                                            ("tflite-int8", "outlier_regressor/hidden/MatMul;outlier_regressor/"
+                                                            "hidden/Relu;outlier_regressor/hidden/BiasAdd")])
+def test_a_model_without_class_scores_is_held_to_an_snr_floor(digits8, tmp_path, target, hidden):
+    train, test = (Dataset(outlier_inputs(d.x), d.y.astype(np.float32), d.name) for d in digits8)
+    model = outlier_regressor()  # one linear unit: no class scores, no top-1 to lose
+    result = export(model, target, out_dir=tmp_path, calibration=train, validation=test, max_drop=1.0, min_snr=25.0)
+    budget = result.manifest["budget"]
+    assert budget["metric"].startswith("SNR of output 'value'") and budget["min_snr_db"] == 25.0
+    assert budget["drop_pp"] is None and budget["snr_db"] >= 25.0
+    found = budget["recovery"]
+    assert "output SNR 0.8 dB is below the floor 20 dB" in found["full_int8"]  # every pixel rounded away
+    assert found["float_nodes"] == [hidden]  # the one layer that matters, found by its SNR gain
+    artifact = open_artifact(result.folder)
+    runner = artifact.runner()
+    try:
+        out = run_batched(runner, [test.x])[0]
+    finally:
+        runner.close()
+    reference = model.predict(test.x, verbose=0)
+    assert 10 * np.log10(np.mean(reference ** 2) / np.mean((out - reference) ** 2)) >= 25.0
+    doc = results_doc()
+    doc["results"][2]["budget"] = budget
+    assert f"| tflite-int8 | ≥ 25 dB | refused (parity floor) | 1: {hidden} | {budget['snr_db']:.1f} dB |" \
+        in reports.render(doc, "md")
+
+
 def test_reports_show_the_budget_and_the_layers_that_cost_accuracy():
     doc = results_doc()
     doc["results"][2]["budget"] = {
@@ -93,7 +121,7 @@ def test_reports_show_the_budget_and_the_layers_that_cost_accuracy():
                                      {"node": "conv7", "snr_gain_db": 4.25, "agreement": 0.97}],
                      "tried": []}}
     text = reports.render(doc, "md")
-    assert "| tflite-int8 | 1 | +3.10 | 2: conv1, conv7 | +0.22 | 12 | 40 |" in text
+    assert "| tflite-int8 | 1 pt | +3.10 pt | 2: conv1, conv7 | +0.22 pt | 12 | 40 |" in text
     assert "| tflite-int8 | conv1 | +9.50 | 99.0 % |" in text
     html = reports.render(doc, "html")
     assert "Layers that cost accuracy" in html and html.count("data:image/png") >= 2
@@ -176,7 +204,8 @@ def test_the_sensitivity_pass_memory_is_bounded(tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     facts = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert facts["measured"] == 4  # the four Dense layers, each quantized with it alone in float
+    # the four Dense layers and their activations (3 ReLU, the softmax), each quantized with it alone in float
+    assert facts["measured"] == 8
     assert facts["peak_mb"] - facts["before_mb"] < 150, facts  # measured: 8 MB (745 MB before conversions were kept)
 
 

@@ -95,7 +95,10 @@ def budget_option(func):
                         help="Accuracy budget of int8 targets, in top-1 points against the float model on the "
                              "eval data (points of disagreement without labels). An int8 artifact that misses "
                              "it gets its most sensitive layers kept in float, measured layer by layer, or is "
-                             "refused (exit 5) with what came closest.")(func)
+                             "refused (exit 5) with what came closest.")(
+        click.option("--min-snr", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
+                     help="The budget of models without class scores (regressors, segmentation maps): the SNR "
+                          "of the first output against the float model, in dB; missed as --max-drop is.")(func))
 
 
 def cpu_option(func):
@@ -218,7 +221,8 @@ def bench_options(func):
 @json_option
 @click.pass_obj
 def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, pixel_scale, max_abs,
-             min_agreement, device, cpu_class, max_drop, rounds, min_seconds, threads, trust_model, as_json) -> None:
+             min_agreement, device, cpu_class, max_drop, min_snr, rounds, min_seconds, threads, trust_model,
+             as_json) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
     Exit code 0 only when every requested artifact was written and passed its parity check.
@@ -234,7 +238,7 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
                   rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement),
                   device=device, pixel_scale=pixel_scale, cpu_class=cpu_class, max_drop=max_drop,
-                  progress=_progress(obj))
+                  min_snr=min_snr, progress=_progress(obj))
     _finish_run(outcome, as_json)
 
 
@@ -272,7 +276,7 @@ def _duration(text: str | None) -> float | None:
 @json_option
 @click.pass_obj
 def search(obj, model, target_names, data, eval_data, out_dir, objective, recipes, time_budget, jobs, executor,
-           address, max_drop, cpu_class, trust_model, as_json) -> None:
+           address, max_drop, min_snr, cpu_class, trust_model, as_json) -> None:
     """Find the fastest (or smallest) artifact per target within the accuracy budget: int8, structured
     and magnitude pruning (Keras models), each exported with the budget and measured here.
 
@@ -284,7 +288,8 @@ def search(obj, model, target_names, data, eval_data, out_dir, objective, recipe
     from compressor.app.search import SearchConfig
     from compressor.app.search import search as run_search
 
-    config = SearchConfig(model, tuple(target_names), data, eval_data, out_dir, max_drop=max_drop, objective=objective,
+    config = SearchConfig(model, tuple(target_names), data, eval_data, out_dir, max_drop=max_drop, min_snr=min_snr,
+                          objective=objective,
                           recipes=tuple(recipes), cpu_class=cpu_class, jobs=jobs, executor=executor, address=address,
                           time_budget_s=_duration(time_budget), trust_model=trust_model)
     record = run_search(config, progress=_progress(obj))
@@ -414,7 +419,7 @@ def _datasets(source, data: str | None, eval_data: str | None, seed: int, pixel_
 @json_option
 @click.pass_obj
 def export(obj, model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, pixel_scale,
-           max_abs, min_agreement, device, cpu_class, max_drop, trust_model, as_json) -> None:
+           max_abs, min_agreement, device, cpu_class, max_drop, min_snr, trust_model, as_json) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
     Example:
@@ -431,7 +436,7 @@ def export(obj, model, target_names, data, eval_data, out_dir, calibration_sampl
     exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
                                    source_path=model, overwrite=overwrite, device=device, cpu_class=cpu_class,
-                                   max_drop=max_drop,
+                                   max_drop=max_drop, min_snr=min_snr,
                                    parity_rule=_parity_rule(max_abs, min_agreement), on_progress=_progress(obj))
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error

@@ -60,6 +60,7 @@ class SearchConfig:
     eval_data: str
     out_dir: str
     max_drop: float = 1.0
+    min_snr: float = 30.0  # the budget of a model without class scores (dB)
     objective: str = "latency"
     recipes: tuple[str, ...] = ()  # empty: every recipe the source takes
     cpu_class: str = "host"
@@ -122,7 +123,7 @@ def _trial_key(config: SearchConfig, recipe: str, inputs: dict) -> str:
     # the recipe in full, with every step's defaults: a built-in that changes is another trial
     facts = {"version": __version__, **inputs, "recipe": load_recipe(RECIPES[recipe]).to_dict(),
              "targets": sorted(config.targets),
-             "max_drop": config.max_drop, "cpu_class": get_class(config.cpu_class).name}
+             "max_drop": config.max_drop, "min_snr": config.min_snr, "cpu_class": get_class(config.cpu_class).name}
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -145,7 +146,8 @@ def plan(config: SearchConfig, source) -> list[Trial]:
         command = [sys.executable, "-c", CLI, "-q", "compress", config.model, "-r", recipe_arg,
                    *[arg for t in config.targets for arg in ("-t", t)], "--data", config.data,
                    "--eval-data", config.eval_data, "-o", str(folder / name), "--overwrite",
-                   "--max-drop", str(config.max_drop), "--cpu-class", config.cpu_class,
+                   "--max-drop", str(config.max_drop), "--min-snr", str(config.min_snr),
+                   "--cpu-class", config.cpu_class,
                    "--rounds", "1", "--min-seconds", "0.3", *(["--trust-model"] if config.trust_model else [])]
         trials.append(Trial(name, key, folder, command))
     return trials

@@ -85,7 +85,7 @@ def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> Non
 def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: str, out_dir: str,
         overwrite: bool = False, bench_config=None, rounds: int = 3, trust_model: bool = False,
         parity_rule=None, device: str | None = None, pixel_scale: str | None = None, cpu_class: str = "host",
-        max_drop: float | None = None,
+        max_drop: float | None = None, min_snr: float = 30.0,
         progress: Progress = lambda message: None) -> RunOutcome:
     """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
     from compressor.data import load_dataset
@@ -114,13 +114,13 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     outcome.exported, outcome.failed = export_many(
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
         seed=recipe.seed, parity_rule=parity_rule, device=device, cpu_class=cpu_class, max_drop=max_drop,
-        on_progress=progress)
+        min_snr=min_snr, on_progress=progress)
     if outcome.exported:
         _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome,
                    title=f"{Path(model_path).name}, recipe {recipe.name}")
     write_error_log(out, outcome.failed)
     summary = {"model": str(model_path), "recipe": recipe.to_dict(), "targets": names,
-               "cpu_class": get_class(cpu_class).name, "max_drop_pp": max_drop,
+               "cpu_class": get_class(cpu_class).name, "max_drop_pp": max_drop, "min_snr_db": min_snr,
                "exported": [r.target for r in outcome.exported],
                "failed": {f.target: {"exit_code": f.exit_code, "error": f.message,
                                      **({"traceback": f.traceback} if f.traceback else {})} for f in outcome.failed},

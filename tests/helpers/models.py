@@ -164,3 +164,27 @@ def outlier_mlp(epochs: int = 30):
     kernel[64] = 0.0
     model.get_layer("hidden").set_weights([kernel, bias])
     return model
+
+
+def outlier_regressor():
+    """The outlier MLP's first layer under a one-unit linear head (the digit's value, regressed):
+    no class scores, so the budget is the output's SNR; full int8 rounds every pixel to zero
+    again, and the first layer alone in float is right."""
+    import numpy as np
+
+    from compressor.data import samples as sample_data
+
+    classifier = outlier_mlp()
+    tfk = keras_env.tf_keras()
+    keras_env.set_seed(8)
+    hidden = classifier.get_layer("hidden")
+    model = tfk.Sequential([tfk.Input((65,), name="features_in"), tfk.layers.Dense(32, activation="relu",
+                                                                                     name="hidden"),
+                            tfk.layers.Dense(1, name="value")], name="outlier_regressor")
+    model.get_layer("hidden").set_weights(hidden.get_weights())
+    model.get_layer("hidden").trainable = False
+    train = sample_data.load("digits-8", "train")
+    x = outlier_inputs(train.x)
+    model.compile(tfk.optimizers.Adam(1e-2), "mse")
+    model.fit(x, train.y.astype(np.float32), epochs=20, batch_size=32, verbose=0)
+    return model
