@@ -68,3 +68,16 @@ def test_fastest_pruned_variant_counts_only_within_the_samples_budget():
     text = "\n".join(speed._render_pruning(_pruned_record(), "1t-b1", "sample", search))
     assert "| structured50 | 83 M (3.61× fewer) | tflite-int8 | 1.200 |" in text and "+2.67 ✗" in text
     assert "**structured25 tflite-int8**" in text
+
+
+def test_ort_settings_are_compared_with_the_toolkits_own_per_thread_count():
+    from tools import ort_settings
+
+    assert ort_settings.settings(1) == [(level, 1, True) for level in ort_settings.LEVELS]
+    assert ("ORT_ENABLE_ALL", 2, False) in ort_settings.settings(2)
+    entries = [{"artifact": "onnx-int8", "level": level, "threads": threads, "spinning": spin, "p50_ms": p50}
+               for level, threads, spin, p50 in (("ORT_ENABLE_ALL", 1, True, 3.0), ("ORT_ENABLE_BASIC", 1, True, 18.0),
+                                                 ("ORT_ENABLE_ALL", 2, True, 2.0), ("ORT_ENABLE_ALL", 2, False, 2.5))]
+    text = ort_settings.render(entries, ort_settings.Path("speed-out/m"))
+    assert "| onnx-int8 | ORT_ENABLE_BASIC | 1 | on | 18.000 | 0.17× |" in text
+    assert "| onnx-int8 | ORT_ENABLE_ALL | 2 | off | 2.500 | 0.80× |" in text

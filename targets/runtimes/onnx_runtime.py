@@ -283,7 +283,7 @@ def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
 def _session(model: Path | bytes, threads: int):
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    options = ort.SessionOptions()  # ORT_ENABLE_ALL and spinning, the defaults: measured in tools/ort_settings.py
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
