@@ -109,7 +109,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
            validation_samples: int = DEFAULT_VALIDATION_SAMPLES, source_path=None, recipe: dict | None = None,
            threads: int = 1, seed: int = 0, overwrite: bool = False,
            parity_rule: Parity | None = None, device: str | None = None, cpu_class: str = cpu.HOST,
-           max_drop: float | None = None, min_snr: float = 30.0, on_progress=None) -> ExportResult:
+           max_drop: float | None = None, min_snr: float = 30.0, budget_against=None,
+           on_progress=None) -> ExportResult:
     """Export a model to ``target``, check parity, write the manifest.
 
     Args:
@@ -134,6 +135,9 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
             (AccuracyBudgetError) with what came closest. The parity floor stays the hard floor.
         min_snr: the budget of a model without class scores (regressors, segmentation maps):
             the SNR floor of its first output against the float model, in dB (with ``max_drop``).
+        budget_against: the float model the budget is measured against when it is not ``model``
+            (the user's model before a recipe's steps): the drop then counts what pruning or
+            fine-tuning lost too, and a compressed model that alone misses the budget is refused.
 
     Raises:
         UnsupportedModelError / ConversionError: the target cannot take the model.
@@ -149,7 +153,6 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
         raise BadInputError(f"the accuracy budget must be >= 0 top-1 points, not {max_drop}")
     if not min_snr > 0:
         raise BadInputError(f"the SNR floor must be > 0 dB, not {min_snr}")
-    budget = None if max_drop is None else Budget(max_drop, min_snr)
     if device is not None:
         devices.get_device(device)
     source = as_source(model)
@@ -160,6 +163,9 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     calibration_set = _calibration_set(profile, calibration, source, calibration_samples, seed)
     if calibration_set is not None:
         calibration_set.check_fits(source)
+    validation = validation.take(validation_samples)
+    budget = None if max_drop is None or not profile.quantized else \
+        _budget(source, profile, validation, max_drop, min_snr, budget_against)
     final = Path(out_dir) / profile.name
     if final.exists() and not overwrite:
         raise BadInputError(f"{final}: already exists; choose another output folder or overwrite")
@@ -167,9 +173,8 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}.", suffix=".partial", dir=final.parent))
     try:
         try:
-            result = _export_within(staging, source, profile, rule, calibration_set,
-                                    validation.take(validation_samples), source_path, recipe, threads, device,
-                                    budget, on_progress)
+            result = _export_within(staging, source, profile, rule, calibration_set, validation, source_path,
+                                    recipe, threads, device, budget, on_progress)
         except OSError as exc:  # a full disk, a vanished folder: say so, leave nothing half-written
             raise BadInputError(f"{final}: cannot write the artifact ({exc.strerror or exc})") from None
         if final.exists():
@@ -234,11 +239,16 @@ class Budget:
 
     max_drop_pp: float
     min_snr_db: float = 30.0
+    # the outputs of the model the budget is measured against, when it is not the exported one
+    # (the user's model before compression steps), on the validation samples
+    baseline: list | None = None
 
     def measure(self, source, outputs, reference, labels) -> dict:
         """The budget record of one artifact: what it lost, in the budget's own measure."""
         head = labelled_output(source)
-        record = {"max_drop_pp": self.max_drop_pp, "samples": len(reference[0])}
+        reference = reference if self.baseline is None else self.baseline
+        record = {"max_drop_pp": self.max_drop_pp, "samples": len(reference[0]),
+                  "against": "the model before compression" if self.baseline is not None else "the exported model"}
         if head is None:
             snr = recovery.quality(outputs[0], reference[0], None, classifier=False).snr_db
             return {**record, "min_snr_db": self.min_snr_db, "snr_db": round(snr, 2), "drop_pp": None,
@@ -264,6 +274,24 @@ class Budget:
     def describe(self, source) -> str:
         return (f"the budget of {self.max_drop_pp:g} pt" if labelled_output(source) is not None
                 else f"the SNR floor of {self.min_snr_db:g} dB")
+
+
+def _budget(source, profile, validation, max_drop, min_snr, against) -> Budget:
+    """The budget of ``profile``'s export; against another float model (the user's, before a
+    recipe's steps), whose outputs become the baseline, and which ``source`` must itself meet."""
+    if against is None:
+        return Budget(max_drop, min_snr)
+    original = as_source(against)
+    budget = Budget(max_drop, min_snr, original.predict(validation.feeds(original)))
+    head = labelled_output(source)
+    labels = None if head is None else validation.labels_for(source.outputs[head].name, primary=True)
+    own = source.predict(validation.feeds(source))
+    measured = budget.measure(source, own, own, labels)
+    if not budget.holds(measured):
+        raise AccuracyBudgetError(f"{profile.name}: the compressed float model itself {_OverBudget(measured).lost} "
+                                  f"against the model before compression, short of {budget.describe(source)} "
+                                  "before any quantization; fine-tune longer, compress less, or raise the budget")
+    return budget
 
 
 class _OverBudget(Exception):
@@ -374,6 +402,7 @@ def _recover(staging: Path, source, profile, calibration, validation, budget: Bu
         return recovery.search(source, profile, calibration, inputs, reference, labels, head=head,
                                classifier=classifier, budget_pp=budget.max_drop_pp,
                                min_snr_db=None if classifier else budget.min_snr_db, workdir=workdir,
+                               baseline=None if budget.baseline is None else budget.baseline[head],
                                on_progress=on_progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

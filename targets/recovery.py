@@ -126,13 +126,15 @@ def _take(feeds, n: int):
 
 def search(source, profile, calibration, feeds, reference: np.ndarray, labels: np.ndarray | None, *, head: int,
            classifier: bool, budget_pp: float, workdir: Path, min_snr_db: float | None = None,
-           on_progress=None) -> Recovery:
+           baseline: np.ndarray | None = None, on_progress=None) -> Recovery:
     """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``budget_pp``
     (or, with ``min_snr_db``, for its output to stay at or above that SNR).
 
     ``feeds``: the validation inputs (one array per input); ``reference``: the float model's
     primary output on them; ``labels``: their labels, or None (agreement then). Returns the
     record of the search; its ``float_nodes`` is None when nothing met the budget.
+    ``baseline``: the output of the model the budget is measured against, when not ``source``
+    (layers are still ranked against ``source``, whose quantization they are).
     """
     started = time.perf_counter()
     say = on_progress or (lambda line: None)
@@ -166,7 +168,7 @@ def search(source, profile, calibration, feeds, reference: np.ndarray, labels: n
     for k in [k for k in STEPS if k <= len(order)] or [len(order)]:
         float_nodes = order[:k]
         say(f"{profile.name}: {k} layer(s) in float")
-        measured = evaluate(float_nodes, feeds, reference, labels)
+        measured = evaluate(float_nodes, feeds, reference if baseline is None else baseline, labels)
         record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict()})
         if record.holds(measured):
             record.float_nodes = float_nodes

@@ -223,3 +223,31 @@ def test_an_onnx_source_gets_the_same_recovery(outlier, tmp_path, target):
     found = result.manifest["budget"]["recovery"]
     assert len(found["float_nodes"]) == 1 and "hidden" in found["float_nodes"][0]
     assert result.manifest["budget"]["drop_pp"] <= 1.0
+
+
+def test_the_budget_counts_what_the_recipes_steps_lost(tiny_cnn, digits8, tmp_path):
+    """The budget is the user's: against the model they gave, not the pruned one the steps made."""
+    from compressor.app.workflow import run
+    from tests.helpers.cli import write_model_and_data
+
+    files = write_model_and_data(tmp_path, tiny_cnn, digits8)
+    args = dict(targets=["onnx-int8"], data=str(files / "train.npz"), eval_data=str(files / "test.npz"))
+    cut = {"name": "cut", "fine_tune": {"epochs": 0},
+           "steps": [{"type": "prune_structured", "fraction": 0.75, "recalibrate_bn": False}]}
+    outcome = run(str(files / "tiny.keras"), cut, out_dir=str(tmp_path / "cut"), max_drop=1.0, **args)
+    assert not outcome.exported and outcome.failed[0].exit_code == 5
+    assert "onnx-int8: the compressed float model itself loses" in outcome.failed[0].message
+    assert "against the model before compression" in outcome.failed[0].message
+
+    light = {"name": "light", "fine_tune": {"epochs": 1}, "steps": [{"type": "prune", "sparsity": 0.2}]}
+    outcome = run(str(files / "tiny.keras"), light, out_dir=str(tmp_path / "light"), max_drop=5.0, **args)
+    budget = outcome.exported[0].manifest["budget"]
+    assert budget["against"] == "the model before compression"
+    test = digits8[1]
+    runner = open_artifact(outcome.exported[0].folder).runner()
+    try:
+        artifact_top1 = np.mean(run_batched(runner, [test.x])[0].argmax(-1) == test.y)
+    finally:
+        runner.close()
+    user_top1 = np.mean(tiny_cnn.predict(test.x, verbose=0).argmax(-1) == test.y)
+    assert budget["drop_pp"] == pytest.approx(100 * (user_top1 - artifact_top1), abs=1e-3)

@@ -25,7 +25,8 @@ def files(tmp_path_factory, tiny_cnn, digits8):
 def compressed(files, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     args = ["compress", str(files / "tiny.keras"), "-r", "structured50-int8", "-t", "tflite-int8", "-t", "onnx-int8",
-            "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out), *FAST_BENCH]
+            "--data", str(files / "train.npz"), "--eval-data", str(files / "test.npz"), "-o", str(out), *FAST_BENCH,
+            "--max-drop", "5"]  # half the channels of a 1,400-parameter CNN cost it 2 pt against the model given
     with pytest.raises(SystemExit) as info:
         main(args)
     assert info.value.code == 0

@@ -110,11 +110,12 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     prepare_output(out, [Path(model_path)] + [Path(p) for p in (data, eval_data) if not str(p).startswith("sample:")],
                    overwrite=overwrite)
     outcome = RunOutcome(out)
+    original = source
     source, provenance = _compress(source, recipe, train, test, trust_model, progress, outcome, pixel_scale)
     outcome.exported, outcome.failed = export_many(
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
         seed=recipe.seed, parity_rule=parity_rule, device=device, cpu_class=cpu_class, max_drop=max_drop,
-        min_snr=min_snr, on_progress=progress)
+        min_snr=min_snr, budget_against=original if recipe.steps else None, on_progress=progress)
     if outcome.exported:
         _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome,
                    title=f"{Path(model_path).name}, recipe {recipe.name}")
