@@ -362,7 +362,7 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
                     raise
                 tried.append({**options, "error": str(failed)[:200]})
         _clear(staging)
-        found = _recover(staging, source, profile, calibration, validation, budget, on_progress)
+        found = _recover(staging, source, profile, rule, calibration, validation, budget, on_progress)
     if found.float_nodes is None:
         closest = found.closest()
         near = (f"closest: {closest['k']} layer(s) in float, {Budget.shortfall(closest)} "
@@ -390,7 +390,8 @@ def _clear(staging: Path) -> None:
         shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
 
 
-def _recover(staging: Path, source, profile, calibration, validation, budget: Budget, on_progress) -> recovery.Recovery:
+def _recover(staging: Path, source, profile, rule, calibration, validation, budget: Budget,
+             on_progress) -> recovery.Recovery:
     head = labelled_output(source)
     classifier = head is not None
     head = head if classifier else 0  # no class scores: the first output's SNR is the budget
@@ -403,7 +404,7 @@ def _recover(staging: Path, source, profile, calibration, validation, budget: Bu
                                classifier=classifier, budget_pp=budget.max_drop_pp,
                                min_snr_db=None if classifier else budget.min_snr_db, workdir=workdir,
                                baseline=None if budget.baseline is None else budget.baseline[head],
-                               on_progress=on_progress)
+                               floor=rule, on_progress=on_progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

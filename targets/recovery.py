@@ -41,6 +41,7 @@ class Quality:
     drop_pp: float | None  # top-1 points lost against the float model (labels), else 100 x (1 - agreement)
     agreement: float | None
     snr_db: float
+    parity: "Quality | None" = None  # against the exported model, when the budget's reference is another
 
     def to_dict(self) -> dict:
         return {"drop_pp": None if self.drop_pp is None else round(self.drop_pp, 4),
@@ -72,6 +73,7 @@ class Recovery:
 
     budget_pp: float
     min_snr_db: float | None = None  # a model without class scores: the SNR floor is the budget
+    floor: object = None  # the profile's parity rule (targets.profiles.Parity): the hard floor under the budget
     full_int8: dict | None = None
     sensitivity: list[dict] = field(default_factory=list)
     tried: list[dict] = field(default_factory=list)
@@ -86,9 +88,14 @@ class Recovery:
         return min(scored, key=lambda t: (t["drop_pp"], t["k"])) if scored else None
 
     def holds(self, measured: Quality) -> bool:
+        """Within the budget, and above the parity floor that the artifact's export will check."""
+        parity = measured.parity or measured
         if self.min_snr_db is not None:
-            return measured.snr_db >= self.min_snr_db
-        return measured.drop_pp is not None and measured.drop_pp <= self.budget_pp
+            floor = 0.0 if self.floor is None else self.floor.min_snr_db
+            return measured.snr_db >= self.min_snr_db and parity.snr_db >= floor
+        floor = None if self.floor is None else self.floor.min_agreement
+        above = floor is None or parity.agreement is None or parity.agreement >= floor
+        return measured.drop_pp is not None and measured.drop_pp <= self.budget_pp and above
 
     def to_dict(self) -> dict:
         return {"budget_pp": self.budget_pp, "min_snr_db": self.min_snr_db, "full_int8": self.full_int8,
@@ -103,7 +110,7 @@ class _Evaluator:
         self.head, self.classifier = head, classifier
         self.count = 0
 
-    def __call__(self, float_nodes, feeds, reference, labels) -> Quality:
+    def __call__(self, float_nodes, feeds, reference, labels, baseline=None) -> Quality:
         self.count += 1
         folder = self.workdir / f"candidate-{self.count}"
         folder.mkdir()
@@ -115,7 +122,11 @@ class _Evaluator:
                 outputs = run_batched(runner, feeds)
             finally:
                 runner.close()
-            return quality(outputs[self.head], reference, labels, self.classifier)
+            if baseline is None:
+                return quality(outputs[self.head], reference, labels, self.classifier)
+            measured = quality(outputs[self.head], baseline, labels, self.classifier)
+            measured.parity = quality(outputs[self.head], reference, None, self.classifier)
+            return measured
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -126,7 +137,7 @@ def _take(feeds, n: int):
 
 def search(source, profile, calibration, feeds, reference: np.ndarray, labels: np.ndarray | None, *, head: int,
            classifier: bool, budget_pp: float, workdir: Path, min_snr_db: float | None = None,
-           baseline: np.ndarray | None = None, on_progress=None) -> Recovery:
+           baseline: np.ndarray | None = None, floor=None, on_progress=None) -> Recovery:
     """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``budget_pp``
     (or, with ``min_snr_db``, for its output to stay at or above that SNR).
 
@@ -134,14 +145,15 @@ def search(source, profile, calibration, feeds, reference: np.ndarray, labels: n
     primary output on them; ``labels``: their labels, or None (agreement then). Returns the
     record of the search; its ``float_nodes`` is None when nothing met the budget.
     ``baseline``: the output of the model the budget is measured against, when not ``source``
-    (layers are still ranked against ``source``, whose quantization they are).
+    (layers are still ranked against ``source``, whose quantization they are). ``floor``: the
+    profile's parity rule; a set of float layers counts only if the artifact will also pass it.
     """
     started = time.perf_counter()
     say = on_progress or (lambda line: None)
     runtime = get_runtime(profile.runtime)
     mixed = runtime.mixed(source, profile, calibration, workdir)
     evaluate = _Evaluator(runtime, mixed, workdir, head, classifier)
-    record = Recovery(budget_pp, min_snr_db)
+    record = Recovery(budget_pp, min_snr_db, floor)
     nodes = list(mixed.nodes)[:MAX_CANDIDATES]
     record.candidates = len(nodes)
     if not nodes:
@@ -168,7 +180,7 @@ def search(source, profile, calibration, feeds, reference: np.ndarray, labels: n
     for k in [k for k in STEPS if k <= len(order)] or [len(order)]:
         float_nodes = order[:k]
         say(f"{profile.name}: {k} layer(s) in float")
-        measured = evaluate(float_nodes, feeds, reference if baseline is None else baseline, labels)
+        measured = evaluate(float_nodes, feeds, reference, labels, baseline)
         record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict()})
         if record.holds(measured):
             record.float_nodes = float_nodes

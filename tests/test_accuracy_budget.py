@@ -251,3 +251,19 @@ def test_the_budget_counts_what_the_recipes_steps_lost(tiny_cnn, digits8, tmp_pa
         runner.close()
     user_top1 = np.mean(tiny_cnn.predict(test.x, verbose=0).argmax(-1) == test.y)
     assert budget["drop_pp"] == pytest.approx(100 * (user_top1 - artifact_top1), abs=1e-3)
+
+
+def test_a_mix_within_the_budget_but_under_the_parity_floor_is_not_the_answer():
+    """Top-1 may hold (or even rise) while the artifact agrees with its model on too few samples:
+    its export would be refused by the floor, so the search must keep looking (a zoo ViT did this)."""
+    from targets.profiles import Parity
+
+    found = recovery.Recovery(budget_pp=1.0, floor=Parity(min_agreement=0.95))
+    assert not found.holds(recovery.Quality(drop_pp=-2.0, agreement=0.93, snr_db=20.0))
+    assert found.holds(recovery.Quality(drop_pp=0.5, agreement=0.96, snr_db=20.0))
+    # against the model before compression the drop is judged, the floor against the exported model
+    moved = recovery.Quality(drop_pp=0.5, agreement=0.90, snr_db=15.0,
+                             parity=recovery.Quality(drop_pp=0.0, agreement=0.97, snr_db=25.0))
+    assert found.holds(moved)
+    snr = recovery.Recovery(budget_pp=1.0, min_snr_db=30.0, floor=Parity(min_agreement=0.95, min_snr_db=20.0))
+    assert snr.holds(recovery.Quality(None, None, 31.0)) and not snr.holds(recovery.Quality(None, None, 29.0))
