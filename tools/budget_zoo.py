@@ -51,9 +51,13 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
                            parity_rule=Parity(min_agreement=1e-6))
             cell["plain_agreement"] = plain.manifest["parity"]["agreement"]
         except Exception as exc:  # noqa: BLE001 - recorded, the other targets go on
+            from compressor.errors import ParityError
+
             cell["plain_error"] = f"{type(exc).__name__}: {exc}"[:300]
-            record["targets"][target] = cell
-            continue
+            if not isinstance(exc, ParityError):  # the runtime cannot take the model at all
+                record["targets"][target] = cell
+                continue
+            cell["plain_refused"] = True  # below a floor even the budget keeps (another output's SNR): try it
         try:
             result = export(source, target, out_dir=folder / "budget", calibration=train_set, validation=test_set,
                             max_drop=max_drop)
@@ -112,7 +116,7 @@ def render(records: list[dict]) -> str:
     mixed_models: dict[str, set] = {}
     for record in records:
         for target, cell in record["targets"].items():
-            if "plain_error" in cell:
+            if "plain_error" in cell and not cell.get("plain_refused"):
                 lines.append(f"| {record['model']} | {target} | {cell['plain_error'][:80]} | - | - | - | - | - | - | "
                              f"{record['peak_rss_mb']:.0f} |")
                 continue
@@ -124,8 +128,11 @@ def render(records: list[dict]) -> str:
                 mixed_models.setdefault(target, set()).add(record["model"])
             what = {"met": "yes", "refused": "refused: " + cell.get("reason", "")[:120],
                     "error": "error: " + cell.get("reason", "")[:120]}[status].replace("|", "/")
+            plain = "refused: " + cell["plain_error"][:80] if cell.get("plain_refused") else (
+                _fmt(cell.get("plain_top1_drop_pp"), "+.2f") if cell.get("plain_top1_drop_pp") is not None
+                else _fmt(cell.get("full_int8_snr_db"), ".1f", " dB"))
             lines.append(
-                f"| {record['model']} | {target} | {_fmt(cell.get('plain_top1_drop_pp'), '+.2f')} | "
+                f"| {record['model']} | {target} | {plain.replace('|', '/')} | "
                 f"{_fmt(cell.get('plain_p50_ms'), '.3f')} | {what} | {len(layers)} | "
                 f"{_budget_cell(cell)} | {_fmt(cell.get('budget_p50_ms'), '.3f')} | "
                 f"{_fmt(cell.get('search_seconds'), '.0f')} | {record['peak_rss_mb']:.0f} |")
