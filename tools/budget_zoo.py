@@ -99,7 +99,7 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
-def render(records: list[dict]) -> str:
+def render(records: list[dict], not_run: list[str] = ()) -> str:
     from targets.cpu import host
 
     facts = host()
@@ -143,6 +143,8 @@ def render(records: list[dict]) -> str:
               "Models where mixed precision was the answer, per target: "
               + ("; ".join(f"{t} {len(m)} ({', '.join(sorted(m))})" for t, m in sorted(mixed_models.items())) or "none")
               + ".", ""]
+    if not_run:
+        lines += [f"Zoo models not in this run (`--models` names them): {', '.join(not_run)}.", ""]
     return "\n".join(lines)
 
 
@@ -182,7 +184,8 @@ def main(argv=None) -> int:
         if done.is_file():
             records.append(json.loads(done.read_text()))
         print(f"{name}: done", file=sys.stderr, flush=True)
-    return publish(render(records), args.write)
+    not_run = [n for n in zoo.ZOO if n not in names]
+    return publish(render(records, not_run), args.write)
 
 
 if __name__ == "__main__":
