@@ -1,7 +1,8 @@
 """``compressor search``: the fastest (or smallest) artifact per target within an accuracy budget.
 
 Each **trial** is one recipe — int8 alone, quantization-aware fine-tuning, structured
-pruning at 25 and 50 %, magnitude pruning at 50 and 80 % (fine-tuned; Keras sources only) — taken through the whole job
+pruning at 25 and 50 %, magnitude pruning at 50 and 80 % (fine-tuned; Keras sources
+only) — taken through the whole job
 (:func:`compressor.app.workflow.run`) in its own process, as ``compressor compress`` runs
 it: compression, export of every target with the budget (int8 keeps its most sensitive
 layers in float when it must, or is refused), benchmark, report. Trials run through an
@@ -116,9 +117,8 @@ def _identity(spec: str) -> str:
 
 
 def _trial_key(config: SearchConfig, recipe: str, inputs: dict) -> str:
-    from targets.cpu import get_class
-
     from compressor.recipes import load_recipe
+    from targets.cpu import get_class
 
     # the recipe in full, with every step's defaults: a built-in that changes is another trial
     facts = {"version": __version__, **inputs, "recipe": load_recipe(RECIPES[recipe]).to_dict(),
