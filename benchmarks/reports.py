@@ -188,15 +188,10 @@ def output_rows(doc: dict) -> list[list[str]]:
 BUDGET_COLUMNS = ("target", "budget", "full int8", "layers in float", "at export", "candidates measured", "search s")
 
 
-def _lost(drop_pp, snr_db) -> str:
-    """A loss in the budget's measure: top-1 points, or the output's SNR for a model without class scores."""
-    if drop_pp is not None:
-        return f"{drop_pp:+.2f} pt"
-    return "-" if snr_db is None else f"{snr_db:.1f} dB"
-
-
 def budget_rows(doc: dict) -> list[list[str]]:
     """Per quantized artifact: the accuracy budget, what full int8 lost, and what was kept in float."""
+    from targets.recovery import loss_text
+
     rows = []
     for r in doc["results"]:
         budget = r.get("budget")
@@ -207,12 +202,12 @@ def budget_rows(doc: dict) -> list[list[str]]:
         snr_floor = budget.get("min_snr_db")
         limit = f"{budget['max_drop_pp']:g} pt" if snr_floor is None else f"≥ {snr_floor:g} dB"
         if found.get("full_int8_drop_pp") is not None or found.get("full_int8_snr_db") is not None:
-            full = _lost(found.get("full_int8_drop_pp"), found.get("full_int8_snr_db"))
+            full = loss_text(found.get("full_int8_drop_pp"), found.get("full_int8_snr_db"))
         else:
-            full = "refused (parity floor)" if found else _lost(budget.get("drop_pp"), budget.get("snr_db"))
+            full = "refused (parity floor)" if found else loss_text(budget.get("drop_pp"), budget.get("snr_db"))
         rows.append([r["name"], limit, full,
                      f"{len(layers)}: " + ", ".join(layers[:3]) + (", ..." if len(layers) > 3 else "") if layers
-                     else "0 (full int8 met it)", _lost(budget.get("drop_pp"), budget.get("snr_db")),
+                     else "0 (full int8 met it)", loss_text(budget.get("drop_pp"), budget.get("snr_db")),
                      str(found.get("candidates", "-")), _fmt(found.get("seconds"), ".0f")])
     return rows
 

@@ -163,6 +163,15 @@ def load_recipe(source) -> Recipe:
     return from_dict(data)
 
 
+def _structured(fraction: float, *, epochs: int) -> dict:
+    percent = round(fraction * 100)
+    return {"name": f"structured{percent}-int8",
+            "description": f"Remove {percent} % of channels (fewer MACs on any runtime), fine-tune from the unpruned "
+                           "model, int8 targets",
+            "fine_tune": {"epochs": epochs}, "steps": [{"type": "prune_structured", "fraction": fraction}],
+            "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]}
+
+
 BUILTIN: dict[str, dict] = {
     "int8": {"name": "int8", "description": "Post-training int8 only: the model as it is, quantized per target",
              "steps": [], "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
@@ -177,18 +186,8 @@ BUILTIN: dict[str, dict] = {
                      "fine_tune": {"epochs": 3},
                      "steps": [{"type": "prune", "sparsity": 0.5}, {"type": "qat"}],
                      "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
-    "structured25-int8": {"name": "structured25-int8",
-                          "description": "Remove 25 % of channels (fewer MACs on any runtime), fine-tune from the "
-                                         "unpruned model, int8 targets",
-                          "fine_tune": {"epochs": 15},
-                          "steps": [{"type": "prune_structured", "fraction": 0.25}],
-                          "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
-    "structured50-int8": {"name": "structured50-int8",
-                          "description": "Remove 50 % of channels (fewer MACs on any runtime), fine-tune from the "
-                                         "unpruned model, int8 targets",
-                          "fine_tune": {"epochs": 30},
-                          "steps": [{"type": "prune_structured", "fraction": 0.5}],
-                          "targets": ["tflite-int8", "onnx-int8", "openvino-int8"]},
+    "structured25-int8": _structured(0.25, epochs=15),
+    "structured50-int8": _structured(0.5, epochs=30),  # half the channels need twice the fine-tuning
     "distill-int8": {"name": "distill-int8",
                      "description": "Distil into a half-width student, then int8 targets",
                      "fine_tune": {"epochs": 10, "learning_rate": 0.002},

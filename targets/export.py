@@ -262,14 +262,10 @@ class Budget:
     @staticmethod
     def shortfall(measured: dict) -> str:
         """How a measurement reads: "+1.25 pt" or "24.1 dB"."""
-        if measured.get("drop_pp") is not None:
-            return f"{measured['drop_pp']:+.2f} pt"
-        return "refused" if measured.get("snr_db") is None else f"{measured['snr_db']:.1f} dB"
+        return recovery.loss_text(measured.get("drop_pp"), measured.get("snr_db"), missing="refused")
 
     def holds(self, measured: dict) -> bool:
-        if measured.get("drop_pp") is not None:
-            return measured["drop_pp"] <= self.max_drop_pp
-        return measured.get("snr_db") is not None and measured["snr_db"] >= self.min_snr_db
+        return recovery.within(measured.get("drop_pp"), measured.get("snr_db"), self.max_drop_pp, self.min_snr_db)
 
     def describe(self, source) -> str:
         return (f"the budget of {self.max_drop_pp:g} pt" if labelled_output(source) is not None

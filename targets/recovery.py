@@ -67,6 +67,20 @@ def quality(output: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
     return Quality(100 * lost / n, agree / n, snr)
 
 
+def within(drop_pp: float | None, snr_db: float | None, budget_pp: float, min_snr_db: float | None) -> bool:
+    """A loss within the budget: top-1 points where there are class scores, else the SNR floor."""
+    if drop_pp is not None:
+        return drop_pp <= budget_pp
+    return snr_db is not None and min_snr_db is not None and snr_db >= min_snr_db
+
+
+def loss_text(drop_pp: float | None, snr_db: float | None, missing: str = "-") -> str:
+    """A loss as it reads: "+1.25 pt", or "24.1 dB" for a model without class scores."""
+    if drop_pp is not None:
+        return f"{drop_pp:+.2f} pt"
+    return missing if snr_db is None else f"{snr_db:.1f} dB"
+
+
 @dataclass
 class Recovery:
     """What the search measured: the full-int8 quality, each layer's sensitivity, each k tried."""
@@ -91,11 +105,12 @@ class Recovery:
         """Within the budget, and above the parity floor that the artifact's export will check."""
         parity = measured.parity or measured
         if self.min_snr_db is not None:
-            floor = 0.0 if self.floor is None else self.floor.min_snr_db
-            return measured.snr_db >= self.min_snr_db and parity.snr_db >= floor
-        floor = None if self.floor is None else self.floor.min_agreement
-        above = floor is None or parity.agreement is None or parity.agreement >= floor
-        return measured.drop_pp is not None and measured.drop_pp <= self.budget_pp and above
+            above = self.floor is None or parity.snr_db >= self.floor.min_snr_db
+        else:
+            floor = None if self.floor is None else self.floor.min_agreement
+            above = floor is None or parity.agreement is None or parity.agreement >= floor
+        drop = None if self.min_snr_db is not None else measured.drop_pp
+        return above and within(drop, measured.snr_db, self.budget_pp, self.min_snr_db)
 
     def to_dict(self) -> dict:
         return {"budget_pp": self.budget_pp, "min_snr_db": self.min_snr_db, "full_int8": self.full_int8,
