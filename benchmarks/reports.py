@@ -212,17 +212,18 @@ def budget_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
-SENSITIVITY_COLUMNS = ("target", "layer", "SNR gain dB when float", "agreement (subset)")
+SENSITIVITY_COLUMNS = ("target", "layer", "noise vs full int8", "agreement (subset)")
 TOP_SENSITIVE = 8
 
 
 def sensitivity_rows(doc: dict) -> list[list[str]]:
-    """The layers whose quantization cost the most, as measured (each alone kept in float)."""
+    """The layers whose quantization cost the most, as measured: each quantized alone (every other
+    layer float), its output noise as a share of full int8's, and its top-1 agreement."""
     rows = []
     for r in doc["results"]:
         found = (r.get("budget") or {}).get("recovery") or {}
-        for s in [s for s in found.get("sensitivity", []) if "snr_gain_db" in s][:TOP_SENSITIVE]:
-            rows.append([r["name"], s["node"], f"{s['snr_gain_db']:+.2f}",
+        for s in [s for s in found.get("sensitivity", []) if "noise_share" in s][:TOP_SENSITIVE]:
+            rows.append([r["name"], s["node"], f"{100 * s['noise_share']:.0f} %",
                          _fmt(None if s.get("agreement") is None else s["agreement"] * 100, ".1f", " %")])
     return rows
 
@@ -330,12 +331,12 @@ def to_markdown(doc: dict) -> str:
 
 
 BUDGET_TITLE = "Accuracy budget (int8 targets; drops measured at export on the validation samples)"
-SENSITIVITY_TITLE = ("Layers that cost accuracy (each measured alone in float, SNR of the output against the "
-                     "float model)")
+SENSITIVITY_TITLE = ("Layers that cost accuracy (each quantized alone, every other layer float: its output noise "
+                     "against the float model as a share of full int8's)")
 
 
 def sensitivity_figure(doc: dict):
-    """A bar per measured layer: the SNR its float copy gives back, per target. None without any."""
+    """A bar per measured layer: the share of full int8's output noise it makes alone. None without any."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -346,9 +347,9 @@ def sensitivity_figure(doc: dict):
         return None
     fig, ax = plt.subplots(figsize=(8.5, 0.3 * len(rows) + 1.2))
     labels = [f"{target}: {layer[-48:]}" for target, layer, _, _ in rows]
-    ax.barh(labels, [float(gain) for _, _, gain, _ in rows], color="#cc6677")
+    ax.barh(labels, [float(share.rstrip(" %")) for _, _, share, _ in rows], color="#cc6677")
     ax.invert_yaxis()
-    ax.set_xlabel("output SNR gained when the layer alone stays float (dB)")
+    ax.set_xlabel("output noise with the layer alone quantized, % of full int8's")
     ax.set_title("Layers that cost accuracy")
     fig.tight_layout()
     return fig

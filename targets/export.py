@@ -392,15 +392,16 @@ def _recover(staging: Path, source, profile, rule, calibration, validation, budg
     classifier = head is not None
     head = head if classifier else 0  # no class scores: the first output's SNR is the budget
     inputs = validation.feeds(source)
-    reference = source.predict(inputs)[head]
-    labels = validation.labels_for(source.outputs[head].name, primary=True) if classifier else None
+    expected = recovery.Outputs(
+        source.predict(inputs), head, classifier,
+        labels=validation.labels_for(source.outputs[head].name, primary=True) if classifier else None,
+        baseline=None if budget.baseline is None else budget.baseline[head], floor=rule,
+        names=tuple(o.name for o in source.outputs), class_outputs=tuple(source.class_outputs()))
     workdir = Path(tempfile.mkdtemp(prefix=".recovery.", dir=staging))
     try:
-        return recovery.search(source, profile, calibration, inputs, reference, labels, head=head,
-                               classifier=classifier, budget_pp=budget.max_drop_pp,
+        return recovery.search(source, profile, calibration, inputs, expected, budget_pp=budget.max_drop_pp,
                                min_snr_db=None if classifier else budget.min_snr_db, workdir=workdir,
-                               baseline=None if budget.baseline is None else budget.baseline[head],
-                               floor=rule, on_progress=on_progress)
+                               on_progress=on_progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -2,17 +2,24 @@
 measuring, and keep the fewest of them in float.
 
 The cheap per-tensor statistics (a layer's own quantization error) do not find the layers
-that matter; what matters is each layer's effect on the model's output. So:
+that matter, and neither does keeping one layer at a time in float: in a chain of int8 ops
+the float island still reads and writes int8 tensors, and a layer norm quantized in seven
+places stays broken when one of them is float. What matters is what quantizing each layer
+does to the model's output. So:
 
-1. **Sensitivity**: for each candidate layer (the runtime's weighted ops), quantize the model
-   with that layer alone in float and measure the output's SNR against the float model on a
-   small subset. The layers whose float copy lifts the SNR most rank first.
+1. **Sensitivity**: for each candidate layer (every op the runtime quantizes), quantize that
+   layer alone, every other one in float, and measure the output's noise against the float
+   model on a small subset, as a share of full int8's noise. The layers whose quantization
+   alone makes the most of it rank first. With several outputs, the output the budget is on
+   and every output under the parity floor in full int8 are watched; a layer ranks by its
+   largest share.
 2. **Confirmation**: keep the top 1, 2, 3, 4, 6, 8, ... layers in float, each candidate
-   actually quantized and evaluated on the whole validation set, until the budget holds.
+   actually quantized and evaluated on the whole validation set, until the budget holds and
+   every output passes the parity floor its export will check.
 
 Memory stays bounded by the subset and the validation set (outputs only, never activations).
-Runtimes opt in by declaring ``Runtime.mixed`` (ONNX Runtime: ``nodes_to_exclude``; OpenVINO:
-NNCF's ignored scope).
+Runtimes opt in by declaring ``Runtime.mixed`` (LiteRT: the converter's denylisted nodes;
+ONNX Runtime: ``nodes_to_exclude``; OpenVINO: NNCF's ignored scope).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from compressor.errors import one_line
 from targets.runtime import get_runtime, run_batched
 
 SUBSET = 128  # samples the sensitivity pass runs on
-MAX_CANDIDATES = 160  # layers measured one by one (the first ones in graph order beyond that)
+MAX_CANDIDATES = 256  # layers measured one by one (the first ones in graph order beyond that)
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
@@ -41,12 +48,14 @@ class Quality:
     drop_pp: float | None  # top-1 points lost against the float model (labels), else 100 x (1 - agreement)
     agreement: float | None
     snr_db: float
-    parity: "Quality | None" = None  # against the exported model, when the budget's reference is another
+    # what the profile's parity floor refuses in these outputs (every output, against the
+    # exported model); None: not checked
+    below_floor: list[str] | None = None
 
     def to_dict(self) -> dict:
         return {"drop_pp": None if self.drop_pp is None else round(self.drop_pp, 4),
                 "agreement": None if self.agreement is None else round(self.agreement, 6),
-                "snr_db": round(self.snr_db, 2)}
+                "snr_db": round(self.snr_db, 2), **({"below_floor": self.below_floor} if self.below_floor else {})}
 
 
 def quality(output: np.ndarray, reference: np.ndarray, labels: np.ndarray | None, classifier: bool) -> Quality:
@@ -81,13 +90,61 @@ def loss_text(drop_pp: float | None, snr_db: float | None, missing: str = "-") -
     return missing if snr_db is None else f"{snr_db:.1f} dB"
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """The float model's outputs on some samples, and what an artifact's are judged by: the
+    budget on output ``head`` (top-1 with ``labels`` or agreement, else SNR; against
+    ``baseline``, the model before compression, when given), the parity ``floor`` on all."""
+
+    references: list  # the float model's outputs, one array per output
+    head: int
+    classifier: bool
+    labels: np.ndarray | None = None
+    baseline: np.ndarray | None = None  # the budget's reference for output ``head``, when not the float model's
+    floor: object = None  # targets.profiles.Parity: the hard floor the export checks, on every output
+    names: tuple = ()
+    class_outputs: tuple | None = None
+
+    def take(self, n: int) -> "Outputs":
+        """The first ``n`` samples, unlabelled (the sensitivity pass ranks on agreement and SNR)."""
+        return Outputs([r[:n] for r in self.references], self.head, self.classifier, None,
+                       None if self.baseline is None else self.baseline[:n], self.floor, self.names,
+                       self.class_outputs)
+
+    def judge(self, outputs: list) -> Quality:
+        """``outputs`` (an artifact's, on the same samples) in the budget's measure, floor checked."""
+        reference = self.references[self.head] if self.baseline is None else self.baseline
+        measured = quality(outputs[self.head], reference, self.labels, self.classifier)
+        if self.floor is not None:
+            from targets import parity
+
+            check = parity.compare(self.references, outputs, self.floor, names=list(self.names) or None,
+                                   class_outputs=None if self.class_outputs is None else list(self.class_outputs))
+            measured.below_floor = check.failures
+        return measured
+
+    def watched(self, outputs: list) -> list[int]:
+        """The outputs the ranking follows: the budget's, and each one under the floor here."""
+        if self.floor is None or len(self.references) == 1:
+            return [self.head]
+        from targets import parity
+
+        check = parity.compare(self.references, outputs, self.floor, names=list(self.names) or None,
+                               class_outputs=None if self.class_outputs is None else list(self.class_outputs))
+        under = [i for i, o in enumerate(check.outputs) if any(f"output '{o['name']}'" in f for f in check.failures)]
+        return sorted({self.head, *under})
+
+
+def _noise(output, reference) -> float:
+    return float(np.mean((np.asarray(output, np.float64) - np.asarray(reference, np.float64)) ** 2))
+
+
 @dataclass
 class Recovery:
     """What the search measured: the full-int8 quality, each layer's sensitivity, each k tried."""
 
     budget_pp: float
     min_snr_db: float | None = None  # a model without class scores: the SNR floor is the budget
-    floor: object = None  # the profile's parity rule (targets.profiles.Parity): the hard floor under the budget
     full_int8: dict | None = None
     sensitivity: list[dict] = field(default_factory=list)
     tried: list[dict] = field(default_factory=list)
@@ -103,14 +160,8 @@ class Recovery:
 
     def holds(self, measured: Quality) -> bool:
         """Within the budget, and above the parity floor that the artifact's export will check."""
-        parity = measured.parity or measured
-        if self.min_snr_db is not None:
-            above = self.floor is None or parity.snr_db >= self.floor.min_snr_db
-        else:
-            floor = None if self.floor is None else self.floor.min_agreement
-            above = floor is None or parity.agreement is None or parity.agreement >= floor
         drop = None if self.min_snr_db is not None else measured.drop_pp
-        return above and within(drop, measured.snr_db, self.budget_pp, self.min_snr_db)
+        return not measured.below_floor and within(drop, measured.snr_db, self.budget_pp, self.min_snr_db)
 
     def to_dict(self) -> dict:
         return {"budget_pp": self.budget_pp, "min_snr_db": self.min_snr_db, "full_int8": self.full_int8,
@@ -120,12 +171,13 @@ class Recovery:
 
 
 class _Evaluator:
-    def __init__(self, runtime, mixed, workdir: Path, head: int, classifier: bool) -> None:
+    """Each candidate set of float layers quantized, run on some samples, and deleted: its outputs."""
+
+    def __init__(self, runtime, mixed, workdir: Path) -> None:
         self.runtime, self.mixed, self.workdir = runtime, mixed, workdir
-        self.head, self.classifier = head, classifier
         self.count = 0
 
-    def __call__(self, float_nodes, feeds, reference, labels, baseline=None) -> Quality:
+    def __call__(self, float_nodes, feeds) -> list[np.ndarray]:
         self.count += 1
         folder = self.workdir / f"candidate-{self.count}"
         folder.mkdir()
@@ -134,14 +186,9 @@ class _Evaluator:
             details = self.mixed.write(list(float_nodes), destination) or {}
             runner = self.runtime.load(destination, threads=1, details=details)
             try:
-                outputs = run_batched(runner, feeds)
+                return run_batched(runner, feeds)
             finally:
                 runner.close()
-            if baseline is None:
-                return quality(outputs[self.head], reference, labels, self.classifier)
-            measured = quality(outputs[self.head], baseline, labels, self.classifier)
-            measured.parity = quality(outputs[self.head], reference, None, self.classifier)
-            return measured
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -150,52 +197,54 @@ def _take(feeds, n: int):
     return [array[:n] for array in feeds] if isinstance(feeds, list) else feeds[:n]
 
 
-def search(source, profile, calibration, feeds, reference: np.ndarray, labels: np.ndarray | None, *, head: int,
-           classifier: bool, budget_pp: float, workdir: Path, min_snr_db: float | None = None,
-           baseline: np.ndarray | None = None, floor=None, on_progress=None) -> Recovery:
+def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp: float, workdir: Path,
+           min_snr_db: float | None = None, on_progress=None) -> Recovery:
     """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``budget_pp``
-    (or, with ``min_snr_db``, for its output to stay at or above that SNR).
+    (or, with ``min_snr_db``, for its budget output to stay at or above that SNR).
 
-    ``feeds``: the validation inputs (one array per input); ``reference``: the float model's
-    primary output on them; ``labels``: their labels, or None (agreement then). Returns the
-    record of the search; its ``float_nodes`` is None when nothing met the budget.
-    ``baseline``: the output of the model the budget is measured against, when not ``source``
-    (layers are still ranked against ``source``, whose quantization they are). ``floor``: the
-    profile's parity rule; a set of float layers counts only if the artifact will also pass it.
+    ``feeds``: the validation inputs (one array per input); ``expected``: the float model's
+    outputs on them and how an artifact's are judged (labels, baseline, parity floor). Returns
+    the record of the search; its ``float_nodes`` is None when nothing met the budget. Layers
+    are ranked against the float ``source``, whose quantization they are.
     """
     started = time.perf_counter()
     say = on_progress or (lambda line: None)
     runtime = get_runtime(profile.runtime)
     mixed = runtime.mixed(source, profile, calibration, workdir)
-    evaluate = _Evaluator(runtime, mixed, workdir, head, classifier)
-    record = Recovery(budget_pp, min_snr_db, floor)
-    nodes = list(mixed.nodes)[:MAX_CANDIDATES]
+    evaluate = _Evaluator(runtime, mixed, workdir)
+    record = Recovery(budget_pp, min_snr_db)
+    everything = list(mixed.nodes)
+    nodes = everything[:MAX_CANDIDATES]
     record.candidates = len(nodes)
     if not nodes:
         return record
-    subset, subset_ref = _take(feeds, SUBSET), reference[:SUBSET]
-    base = evaluate([], subset, subset_ref, None)
-    record.full_int8 = base.to_dict()
+    subset, near = _take(feeds, SUBSET), expected.take(SUBSET)
+    full = evaluate([], subset)
+    record.full_int8 = near.judge(full).to_dict()
+    watched = near.watched(full)
+    noise = {o: _noise(full[o], near.references[o]) for o in watched}
     ranked = []
     for index, node in enumerate(nodes):
         say(f"{profile.name}: sensitivity {index + 1}/{len(nodes)}: {node}")
         try:
-            measured = evaluate([node], subset, subset_ref, None)
-        except Exception as exc:  # a layer the quantizer cannot leave out alone: not a candidate
+            alone = evaluate([other for other in everything if other != node], subset)
+        except Exception as exc:  # a layer the quantizer cannot quantize alone: not a candidate
             if interrupts.interrupted(exc):
                 raise
             record.sensitivity.append({"node": node, "error": one_line(exc)[:200]})
             continue
-        ranked.append((measured.snr_db - base.snr_db, node, measured))
-        record.sensitivity.append({"node": node, "snr_gain_db": round(measured.snr_db - base.snr_db, 2),
-                                   **measured.to_dict()})
+        # the share of full int8's output noise this layer's quantization makes on its own
+        share = max(_noise(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched)
+        measured = quality(alone[expected.head], near.references[expected.head], None, expected.classifier)
+        ranked.append((share, node))
+        record.sensitivity.append({"node": node, "noise_share": round(share, 4), **measured.to_dict()})
     ranked.sort(key=lambda item: (-item[0], nodes.index(item[1])))
-    record.sensitivity.sort(key=lambda s: -s.get("snr_gain_db", -1e9))
-    order = [node for _, node, _ in ranked]
+    record.sensitivity.sort(key=lambda s: -s.get("noise_share", -1.0))
+    order = [node for _, node in ranked]
     for k in [k for k in STEPS if k <= len(order)] or [len(order)]:
         float_nodes = order[:k]
         say(f"{profile.name}: {k} layer(s) in float")
-        measured = evaluate(float_nodes, feeds, reference, labels, baseline)
+        measured = expected.judge(evaluate(float_nodes, feeds))
         record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict()})
         if record.holds(measured):
             record.float_nodes = float_nodes

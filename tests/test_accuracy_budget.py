@@ -38,7 +38,8 @@ def test_the_search_keeps_exactly_the_layer_that_costs_accuracy_in_float(outlier
     found = budget["recovery"]
     assert found["float_nodes"] == [hidden]  # the one layer whose input carries the offset, nothing more
     assert found["full_int8_drop_pp"] is None and "parity check failed" in found["full_int8"]
-    assert found["sensitivity"][0]["node"] == hidden and found["sensitivity"][0]["snr_gain_db"] > 30
+    # quantized alone it makes (nearly) all of full int8's output noise
+    assert found["sensitivity"][0]["node"] == hidden and found["sensitivity"][0]["noise_share"] > 0.9
     assert [t["k"] for t in found["tried"]] == [1]
     # the cheaper rung first: every other calibration the runtime offers, exported and measured, did not do it
     expected = {"onnx-int8": ["percentile", "entropy"], "openvino-int8": ["mixed"], "tflite-int8": []}[target]
@@ -117,12 +118,12 @@ def test_reports_show_the_budget_and_the_layers_that_cost_accuracy():
     doc["results"][2]["budget"] = {
         "max_drop_pp": 1.0, "drop_pp": 0.22, "metric": "top-1 points on the validation labels", "samples": 450,
         "recovery": {"full_int8_drop_pp": 3.1, "float_nodes": ["conv1", "conv7"], "candidates": 12, "seconds": 40.2,
-                     "sensitivity": [{"node": "conv1", "snr_gain_db": 9.5, "agreement": 0.99},
-                                     {"node": "conv7", "snr_gain_db": 4.25, "agreement": 0.97}],
+                     "sensitivity": [{"node": "conv1", "noise_share": 0.62, "agreement": 0.99},
+                                     {"node": "conv7", "noise_share": 0.2, "agreement": 0.97}],
                      "tried": []}}
     text = reports.render(doc, "md")
     assert "| tflite-int8 | 1 pt | +3.10 pt | 2: conv1, conv7 | +0.22 pt | 12 | 40 |" in text
-    assert "| tflite-int8 | conv1 | +9.50 | 99.0 % |" in text
+    assert "| tflite-int8 | conv1 | 62 % | 99.0 % |" in text
     html = reports.render(doc, "html")
     assert "Layers that cost accuracy" in html and html.count("data:image/png") >= 2
     assert json.loads(reports.render(doc, "json"))["results"][2]["budget"]["recovery"]["float_nodes"] == \
@@ -254,16 +255,34 @@ def test_the_budget_counts_what_the_recipes_steps_lost(tiny_cnn, digits8, tmp_pa
 
 
 def test_a_mix_within_the_budget_but_under_the_parity_floor_is_not_the_answer():
-    """Top-1 may hold (or even rise) while the artifact agrees with its model on too few samples:
-    its export would be refused by the floor, so the search must keep looking (a zoo ViT did this)."""
+    """Top-1 may hold (or even rise) while the artifact agrees with its model on too few samples,
+    or its other output falls under the SNR floor: its export would be refused by the floor, so
+    the search must keep looking (a zoo ViT and a zoo detector did this)."""
     from targets.profiles import Parity
 
-    found = recovery.Recovery(budget_pp=1.0, floor=Parity(min_agreement=0.95))
-    assert not found.holds(recovery.Quality(drop_pp=-2.0, agreement=0.93, snr_db=20.0))
-    assert found.holds(recovery.Quality(drop_pp=0.5, agreement=0.96, snr_db=20.0))
-    # against the model before compression the drop is judged, the floor against the exported model
-    moved = recovery.Quality(drop_pp=0.5, agreement=0.90, snr_db=15.0,
-                             parity=recovery.Quality(drop_pp=0.0, agreement=0.97, snr_db=25.0))
-    assert found.holds(moved)
-    snr = recovery.Recovery(budget_pp=1.0, min_snr_db=30.0, floor=Parity(min_agreement=0.95, min_snr_db=20.0))
+    rng = np.random.default_rng(0)
+    scores = rng.dirichlet(np.ones(10), 200)
+    labels = scores.argmax(-1)
+    boxes = rng.uniform(0, 1, (200, 4))
+    swapped = scores.copy()
+    swapped[:14] = scores[:14][:, ::-1]  # 14 of 200 samples change their top-1: 93 % agreement
+    floor = Parity(min_agreement=0.95, min_snr_db=20.0)
+    found = recovery.Recovery(budget_pp=20.0)
+    single = recovery.Outputs([scores], 0, True, labels=labels, floor=floor, names=("scores",))
+    measured = single.judge([swapped])
+    assert measured.drop_pp == pytest.approx(7.0) and not found.holds(measured)  # within 20 pt, under the floor
+    assert "top-1 agreement 93.0% is below the floor 95%" in measured.below_floor[0]
+    assert found.holds(single.judge([scores]))
+    # the budget against the model before compression, the floor against the exported one
+    before = recovery.Outputs([scores], 0, True, labels=labels, baseline=swapped, floor=floor, names=("scores",))
+    assert found.holds(before.judge([scores]))
+    # two outputs: class scores intact, boxes at 14 dB; the boxes are what the ranking must follow
+    noisy = boxes + rng.normal(0, 0.2 * np.sqrt(np.mean(boxes ** 2)), boxes.shape)
+    two = recovery.Outputs([scores, boxes], 0, True, labels=labels, floor=floor, names=("scores", "boxes"),
+                           class_outputs=(True, False))
+    measured = two.judge([scores, noisy])
+    assert measured.drop_pp == 0.0 and not found.holds(measured)
+    assert measured.below_floor[0].startswith("output 'boxes': output SNR 1")
+    assert two.watched([scores, noisy]) == [0, 1] and two.watched([scores, boxes]) == [0]
+    snr = recovery.Recovery(budget_pp=1.0, min_snr_db=30.0)
     assert snr.holds(recovery.Quality(None, None, 31.0)) and not snr.holds(recovery.Quality(None, None, 29.0))

@@ -123,7 +123,7 @@ def test_cli_report_formats_come_from_the_writers_registry():
 
 @pytest.mark.parametrize("name", sorted(n for n, r in runtimes().items() if r.mixed is not None))
 def test_every_runtime_that_mixes_precisions_keeps_a_named_layer_in_float(name, tiny_cnn, digits8, tmp_path):
-    """The accuracy budget's contract: ``nodes`` names the weighted layers, ``write`` keeps the
+    """The accuracy budget's contract: ``nodes`` names the layers it quantizes, ``write`` keeps the
     ones named in float, and what it writes loads and runs with the runner it declares."""
     from targets import cpu
 

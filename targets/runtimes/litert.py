@@ -361,8 +361,10 @@ def _tensor_info(detail: dict) -> TensorInfo:
 
 
 # Mixed precision keeps an op in float by the name of its output tensor (the converter's
-# "denylisted nodes", as its quantization debugger uses them); candidates carry weights.
-WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL")
+# "denylisted nodes", as its quantization debugger uses them). Candidates: every op of the
+# calibrated model that computes a float tensor, the quantizer's own I/O ops aside: layer
+# norms, softmax and the reshapes at a model's input cost accuracy as weighted ops do.
+NOT_CANDIDATES = ("QUANTIZE", "DEQUANTIZE")
 
 
 def quantize_calibrated(calibrated: bytes, profile, float_nodes=()) -> bytes:
@@ -380,13 +382,18 @@ def quantize_calibrated(calibrated: bytes, profile, float_nodes=()) -> bytes:
         raise ConversionError(f"{profile.name}: TFLite quantization failed: {one_line(exc)}") from None
 
 
-def _weighted_outputs(content: bytes) -> list[str]:
+def _float_op_outputs(content: bytes) -> list[str]:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
-    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-    return [names[int(op["outputs"][0])] for op in interpreter._get_ops_details()
-            if op["op_name"] in WEIGHTED_OPS and len(op["outputs"]) and int(op["outputs"][0]) in names]
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    names = []
+    for op in interpreter._get_ops_details():
+        outputs = [int(i) for i in op["outputs"] if int(i) in tensors]
+        if op["op_name"] in NOT_CANDIDATES or not outputs or np.dtype(tensors[outputs[0]]["dtype"]) != np.float32:
+            continue
+        names.append(tensors[outputs[0]]["name"])
+    return list(dict.fromkeys(names))
 
 
 class MixedPrecision:
@@ -401,7 +408,7 @@ class MixedPrecision:
         self._source, self._profile = source, profile
         self._calibrated = _convert_isolated(source.representation("keras"), profile, calibration.feeds(source),
                                              calibrate_only=True)
-        self.nodes = _weighted_outputs(self._calibrated)
+        self.nodes = _float_op_outputs(self._calibrated)
 
     def write(self, float_nodes, destination: Path) -> dict:
         content = unclip_lstm_cells(quantize_calibrated(self._calibrated, self._profile, float_nodes))[0]

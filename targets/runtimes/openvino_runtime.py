@@ -176,8 +176,31 @@ def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "fi
 ALTERNATIVES = ({"preset": "mixed"},)  # the accuracy budget's calibration rung, before mixed precision
 
 
-# Mixed precision keeps an op in float by its name in the converted model (NNCF's ignored scope).
-WEIGHTED_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
+# Mixed precision keeps an op in float by its name in the converted model (NNCF's ignored
+# scope). Candidates: the ops NNCF quantizes, read from where its FakeQuantize nodes go. NNCF
+# moves a quantizer up past the ops that only move or select values, so the op it quantizes
+# is the first one below the FakeQuantize that computes.
+PASS_THROUGH = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "MaxPool", "StridedSlice", "Slice",
+                          "Split", "VariadicSplit", "Pad", "DepthToSpace", "SpaceToDepth", "ShuffleChannels",
+                          "Gather", "Broadcast", "Tile", "Convert", "Relu", "Clamp", "ReduceMax"})
+
+
+def quantized_ops(model, quantized) -> list[str]:
+    """The names of ``model``'s ops whose inputs NNCF quantized in ``quantized``, in graph order."""
+    readers, seen = set(), set()
+    stack = [op for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+    while stack:
+        for output in stack.pop().outputs():
+            for target in output.get_target_inputs():
+                node = target.get_node()
+                name = node.get_friendly_name()
+                if node.get_type_name() in PASS_THROUGH:
+                    if name not in seen:
+                        seen.add(name)
+                        stack.append(node)
+                elif node.get_type_name() not in ("FakeQuantize", "Result"):
+                    readers.add(name)
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in readers]
 
 
 class MixedPrecision:
@@ -195,8 +218,8 @@ class MixedPrecision:
         self._model = static if static is not None else ov_model
         self._feeds = _ir_order(calibration.feeds(source), order)
         self._overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
-        self.nodes = [op.get_friendly_name() for op in self._model.get_ordered_ops() if op.get_type_name()
-                      in WEIGHTED_OPS and op.input_value(1).get_node().get_type_name() in ("Constant", "Convert")]
+        full = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix)
+        self.nodes = quantized_ops(self._model, full)
 
     def write(self, float_nodes, destination: Path) -> dict:
         import openvino as ov
