@@ -87,6 +87,16 @@ def measure(run: Callable[[], object], config: LatencyConfig) -> LatencyStats:
     return summarize(samples, batch=config.batch, first_ns=first)
 
 
+# Short: the budget search times every k it tries, in its own process, beside nothing else it runs.
+SEARCH_TIMING = LatencyConfig(warmup_runs=5, warmup_seconds=0.2, min_runs=30, min_seconds=0.5)
+
+
+def runner_p50_ms(runner, feeds, config: LatencyConfig = SEARCH_TIMING) -> float:
+    """The p50 of ``runner`` (any runtime's runner, loaded) on ``feeds`` (one sample, one array
+    per input), in ms: what the accuracy budget's search reports as each candidate's latency."""
+    return measure(lambda: runner.run(feeds), config).p50_ms
+
+
 def harness_overhead_ns(runs: int = 20_000) -> float:
     """Median cost of the timing loop itself around an empty call, in nanoseconds."""
     def noop() -> None:

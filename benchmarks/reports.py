@@ -212,6 +212,32 @@ def budget_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+TRIED_COLUMNS = ("target", "layers in float", "loss", "agreement", "p50 ms", "vs full int8")
+TRIED_TITLE = ("Budget search: each number of layers tried in float (whole validation set; p50 on one sample, "
+               "1 thread, in the search's process)")
+
+
+def tried_rows(doc: dict) -> list[list[str]]:
+    """Per target whose full int8 missed the budget: full int8, then each k the search tried,
+    its loss and its latency beside full int8's: what each layer kept in float costs."""
+    from targets.recovery import loss_text
+
+    rows = []
+    for r in doc["results"]:
+        found = (r.get("budget") or {}).get("recovery") or {}
+        if not found.get("tried"):
+            continue
+        full_ms = found.get("full_int8_p50_ms")
+        full_loss = loss_text(found.get("full_int8_drop_pp"), found.get("full_int8_snr_db"), missing="refused")
+        rows.append([r["name"], "0 (full int8)", full_loss, "-", _fmt(full_ms, ".3f"), "1.00x" if full_ms else "-"])
+        for t in found["tried"]:
+            ms = t.get("p50_ms")
+            rows.append([r["name"], str(t["k"]), loss_text(t.get("drop_pp"), t.get("snr_db")),
+                         _fmt(None if t.get("agreement") is None else t["agreement"] * 100, ".1f", " %"),
+                         _fmt(ms, ".3f"), f"{ms / full_ms:.2f}x" if ms and full_ms else "-"])
+    return rows
+
+
 SENSITIVITY_COLUMNS = ("target", "layer", "noise vs full int8", "agreement (subset)")
 TOP_SENSITIVE = 8
 
@@ -324,6 +350,9 @@ def to_markdown(doc: dict) -> str:
     budget = budget_rows(doc)
     if budget:
         notes += _md_table(BUDGET_TITLE, BUDGET_COLUMNS, budget)
+    tried = tried_rows(doc)
+    if tried:
+        notes += _md_table(TRIED_TITLE, TRIED_COLUMNS, tried)
     sensitive = sensitivity_rows(doc)
     if sensitive:
         notes += _md_table(SENSITIVITY_TITLE, SENSITIVITY_COLUMNS, sensitive)
@@ -456,6 +485,9 @@ def to_html(doc: dict) -> str:
     sensitive = sensitivity_rows(doc)
     if sensitive:
         figures = _html_table(SENSITIVITY_TITLE, SENSITIVITY_COLUMNS, sensitive) + figures
+    tried = tried_rows(doc)
+    if tried:
+        figures = _html_table(TRIED_TITLE, TRIED_COLUMNS, tried) + figures
     budget = budget_rows(doc)
     if budget:
         figures = _html_table(BUDGET_TITLE, BUDGET_COLUMNS, budget) + figures

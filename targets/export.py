@@ -109,7 +109,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
            validation_samples: int = DEFAULT_VALIDATION_SAMPLES, source_path=None, recipe: dict | None = None,
            threads: int = 1, seed: int = 0, overwrite: bool = False,
            parity_rule: Parity | None = None, device: str | None = None, cpu_class: str = cpu.HOST,
-           max_drop: float | None = None, min_snr: float = 30.0, budget_against=None,
+           max_drop: float | None = None, min_snr: float = 30.0, budget_against=None, timer=None,
            on_progress=None) -> ExportResult:
     """Export a model to ``target``, check parity, write the manifest.
 
@@ -138,6 +138,9 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
         budget_against: the float model the budget is measured against when it is not ``model``
             (the user's model before a recipe's steps): the drop then counts what pruning or
             fine-tuning lost too, and a compressed model that alone misses the budget is refused.
+        timer: ``timer(runner, feeds) -> ms``, a loaded artifact's p50 on one sample
+            (``benchmarks.latency.runner_p50_ms``); with it, the budget's search records the
+            latency of full int8 and of each number of layers it tried in float.
 
     Raises:
         UnsupportedModelError / ConversionError: the target cannot take the model.
@@ -174,7 +177,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     try:
         try:
             result = _export_within(staging, source, profile, rule, calibration_set, validation, source_path,
-                                    recipe, threads, device, budget, on_progress)
+                                    recipe, threads, device, budget, on_progress, timer)
         except OSError as exc:  # a full disk, a vanished folder: say so, leave nothing half-written
             raise BadInputError(f"{final}: cannot write the artifact ({exc.strerror or exc})") from None
         if final.exists():
@@ -316,7 +319,7 @@ def _budget_record(source, profile, validation, outputs, reference, budget: Budg
 
 
 def _export_within(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads,
-                   device, budget: Budget | None, on_progress) -> dict:
+                   device, budget: Budget | None, on_progress, timer=None) -> dict:
     """The profile's own export; when it misses the budget (or the parity floor) and the runtime
     can mix precisions, the layers that cost accuracy are kept in float and it is exported again."""
     try:
@@ -358,7 +361,7 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
                     raise
                 tried.append({**options, "error": str(failed)[:200]})
         _clear(staging)
-        found = _recover(staging, source, profile, rule, calibration, validation, budget, on_progress)
+        found = _recover(staging, source, profile, rule, calibration, validation, budget, on_progress, timer)
     if found.float_nodes is None:
         closest = found.closest()
         near = (f"closest: {closest['k']} layer(s) in float, {Budget.shortfall(closest)} "
@@ -387,7 +390,7 @@ def _clear(staging: Path) -> None:
 
 
 def _recover(staging: Path, source, profile, rule, calibration, validation, budget: Budget,
-             on_progress) -> recovery.Recovery:
+             on_progress, timer=None) -> recovery.Recovery:
     head = labelled_output(source)
     classifier = head is not None
     head = head if classifier else 0  # no class scores: the first output's SNR is the budget
@@ -401,7 +404,7 @@ def _recover(staging: Path, source, profile, rule, calibration, validation, budg
     try:
         return recovery.search(source, profile, calibration, inputs, expected, budget_pp=budget.max_drop_pp,
                                min_snr_db=None if classifier else budget.min_snr_db, workdir=workdir,
-                               on_progress=on_progress)
+                               timer=timer, on_progress=on_progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

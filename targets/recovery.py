@@ -145,7 +145,8 @@ class Recovery:
 
     budget_pp: float
     min_snr_db: float | None = None  # a model without class scores: the SNR floor is the budget
-    full_int8: dict | None = None
+    full_int8_subset: dict | None = None  # full int8 on the sensitivity pass's samples
+    full_int8_p50_ms: float | None = None
     sensitivity: list[dict] = field(default_factory=list)
     tried: list[dict] = field(default_factory=list)
     float_nodes: list[str] | None = None  # the answer; None: nothing met the budget
@@ -164,7 +165,8 @@ class Recovery:
         return not measured.below_floor and within(drop, measured.snr_db, self.budget_pp, self.min_snr_db)
 
     def to_dict(self) -> dict:
-        return {"budget_pp": self.budget_pp, "min_snr_db": self.min_snr_db, "full_int8": self.full_int8,
+        return {"budget_pp": self.budget_pp, "min_snr_db": self.min_snr_db, "full_int8_subset": self.full_int8_subset,
+                "full_int8_p50_ms": self.full_int8_p50_ms,
                 "sensitivity": self.sensitivity,
                 "tried": self.tried, "float_nodes": self.float_nodes, "seconds": round(self.seconds, 1),
                 "candidates": self.candidates}
@@ -177,7 +179,8 @@ class _Evaluator:
         self.runtime, self.mixed, self.workdir = runtime, mixed, workdir
         self.count = 0
 
-    def __call__(self, float_nodes, feeds) -> list[np.ndarray]:
+    def __call__(self, float_nodes, feeds, timer=None) -> tuple[list[np.ndarray], float | None]:
+        """The outputs on ``feeds``, and with ``timer`` the candidate's p50 on the first sample (ms)."""
         self.count += 1
         folder = self.workdir / f"candidate-{self.count}"
         folder.mkdir()
@@ -186,7 +189,8 @@ class _Evaluator:
             details = self.mixed.write(list(float_nodes), destination) or {}
             runner = self.runtime.load(destination, threads=1, details=details)
             try:
-                return run_batched(runner, feeds)
+                outputs = run_batched(runner, feeds)
+                return outputs, None if timer is None else round(float(timer(runner, _take(feeds, 1))), 4)
             finally:
                 runner.close()
         finally:
@@ -198,14 +202,16 @@ def _take(feeds, n: int):
 
 
 def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp: float, workdir: Path,
-           min_snr_db: float | None = None, on_progress=None) -> Recovery:
+           min_snr_db: float | None = None, timer=None, on_progress=None) -> Recovery:
     """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``budget_pp``
     (or, with ``min_snr_db``, for its budget output to stay at or above that SNR).
 
     ``feeds``: the validation inputs (one array per input); ``expected``: the float model's
     outputs on them and how an artifact's are judged (labels, baseline, parity floor). Returns
     the record of the search; its ``float_nodes`` is None when nothing met the budget. Layers
-    are ranked against the float ``source``, whose quantization they are.
+    are ranked against the float ``source``, whose quantization they are. ``timer(runner,
+    feeds)``: a loaded candidate's p50 in ms on one sample; with it, full int8 and each k
+    tried record their latency (the cost of each k in float).
     """
     started = time.perf_counter()
     say = on_progress or (lambda line: None)
@@ -219,15 +225,15 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
     if not nodes:
         return record
     subset, near = _take(feeds, SUBSET), expected.take(SUBSET)
-    full = evaluate([], subset)
-    record.full_int8 = near.judge(full).to_dict()
+    full, full_ms = evaluate([], subset, timer)
+    record.full_int8_subset, record.full_int8_p50_ms = near.judge(full).to_dict(), full_ms
     watched = near.watched(full)
     noise = {o: _noise(full[o], near.references[o]) for o in watched}
     ranked = []
     for index, node in enumerate(nodes):
         say(f"{profile.name}: sensitivity {index + 1}/{len(nodes)}: {node}")
         try:
-            alone = evaluate([other for other in everything if other != node], subset)
+            alone, _ = evaluate([other for other in everything if other != node], subset)
         except Exception as exc:  # a layer the quantizer cannot quantize alone: not a candidate
             if interrupts.interrupted(exc):
                 raise
@@ -244,8 +250,10 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
     for k in [k for k in STEPS if k <= len(order)] or [len(order)]:
         float_nodes = order[:k]
         say(f"{profile.name}: {k} layer(s) in float")
-        measured = expected.judge(evaluate(float_nodes, feeds))
-        record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict()})
+        outputs, ms = evaluate(float_nodes, feeds, timer)
+        measured = expected.judge(outputs)
+        record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict(),
+                             **({"p50_ms": ms} if timer else {})})
         if record.holds(measured):
             record.float_nodes = float_nodes
             break

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import reports
+from benchmarks.latency import runner_p50_ms
 from compressor.data import Dataset
 from compressor.errors import ParityError
 from targets import export, open_artifact, recovery
@@ -33,10 +34,12 @@ def test_the_search_keeps_exactly_the_layer_that_costs_accuracy_in_float(outlier
     float_top1 = float(np.mean(model.predict(test.x, verbose=0).argmax(-1) == test.y))
     with pytest.raises(ParityError):  # full int8 rounds every pixel to zero: refused by the floor
         export(model, target, out_dir=tmp_path / "plain", calibration=train, validation=test)
-    result = export(model, target, out_dir=tmp_path / "budget", calibration=train, validation=test, max_drop=1.0)
+    result = export(model, target, out_dir=tmp_path / "budget", calibration=train, validation=test, max_drop=1.0,
+                    timer=runner_p50_ms)
     budget = result.manifest["budget"]
     found = budget["recovery"]
     assert found["float_nodes"] == [hidden]  # the one layer whose input carries the offset, nothing more
+    assert found["full_int8_p50_ms"] > 0 and found["tried"][0]["p50_ms"] > 0  # each k's latency, measured
     assert found["full_int8_drop_pp"] is None and "parity check failed" in found["full_int8"]
     # quantized alone it makes (nearly) all of full int8's output noise
     assert found["sensitivity"][0]["node"] == hidden and found["sensitivity"][0]["noise_share"] > 0.9
@@ -120,10 +123,16 @@ def test_reports_show_the_budget_and_the_layers_that_cost_accuracy():
         "recovery": {"full_int8_drop_pp": 3.1, "float_nodes": ["conv1", "conv7"], "candidates": 12, "seconds": 40.2,
                      "sensitivity": [{"node": "conv1", "noise_share": 0.62, "agreement": 0.99},
                                      {"node": "conv7", "noise_share": 0.2, "agreement": 0.97}],
-                     "tried": []}}
+                     "full_int8_p50_ms": 0.2,
+                     "tried": [{"k": 1, "float_nodes": ["conv1"], "drop_pp": 1.5, "agreement": 0.97, "p50_ms": 0.21},
+                               {"k": 2, "float_nodes": ["conv1", "conv7"], "drop_pp": 0.22, "agreement": 0.985,
+                                "p50_ms": 0.25}]}}
     text = reports.render(doc, "md")
     assert "| tflite-int8 | 1 pt | +3.10 pt | 2: conv1, conv7 | +0.22 pt | 12 | 40 |" in text
     assert "| tflite-int8 | conv1 | 62 % | 99.0 % |" in text
+    # what each k cost: its loss and its latency beside full int8's
+    assert "| tflite-int8 | 0 (full int8) | +3.10 pt | - | 0.200 | 1.00x |" in text
+    assert "| tflite-int8 | 2 | +0.22 pt | 98.5 % | 0.250 | 1.25x |" in text
     html = reports.render(doc, "html")
     assert "Layers that cost accuracy" in html and html.count("data:image/png") >= 2
     assert json.loads(reports.render(doc, "json"))["results"][2]["budget"]["recovery"]["float_nodes"] == \

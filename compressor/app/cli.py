@@ -426,6 +426,7 @@ def export(obj, model, target_names, data, eval_data, out_dir, calibration_sampl
 
         compressor export model.keras -t tflite-int8 -t openvino-int8 --data train.npz --eval-data test.npz -o out
     """
+    from benchmarks.latency import runner_p50_ms
     from compressor.app import views
     from compressor.models import load_source
     from targets import export_many, validate_targets
@@ -436,7 +437,7 @@ def export(obj, model, target_names, data, eval_data, out_dir, calibration_sampl
     exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
                                    source_path=model, overwrite=overwrite, device=device, cpu_class=cpu_class,
-                                   max_drop=max_drop, min_snr=min_snr,
+                                   max_drop=max_drop, min_snr=min_snr, timer=runner_p50_ms,
                                    parity_rule=_parity_rule(max_abs, min_agreement), on_progress=_progress(obj))
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error
