@@ -37,7 +37,7 @@ from compressor.errors import one_line
 from targets.runtime import get_runtime, run_batched
 
 SUBSET = 128  # samples the sensitivity pass runs on
-MAX_CANDIDATES = 256  # layers measured one by one (the first ones in graph order beyond that)
+MAX_CANDIDATES = 256  # quantizations measured in the sensitivity pass; more layers than that: in groups first
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
@@ -148,6 +148,7 @@ class Recovery:
     full_int8_subset: dict | None = None  # full int8 on the sensitivity pass's samples
     full_int8_p50_ms: float | None = None
     sensitivity: list[dict] = field(default_factory=list)
+    runs: list[dict] = field(default_factory=list)  # with more layers than the pass measures: runs of them first
     tried: list[dict] = field(default_factory=list)
     float_nodes: list[str] | None = None  # the answer; None: nothing met the budget
     seconds: float = 0.0
@@ -167,7 +168,7 @@ class Recovery:
     def to_dict(self) -> dict:
         return {"budget_pp": self.budget_pp, "min_snr_db": self.min_snr_db, "full_int8_subset": self.full_int8_subset,
                 "full_int8_p50_ms": self.full_int8_p50_ms,
-                "sensitivity": self.sensitivity,
+                "sensitivity": self.sensitivity, "runs": self.runs,
                 "tried": self.tried, "float_nodes": self.float_nodes, "seconds": round(self.seconds, 1),
                 "candidates": self.candidates}
 
@@ -201,6 +202,32 @@ def _take(feeds, n: int):
     return [array[:n] for array in feeds] if isinstance(feeds, list) else feeds[:n]
 
 
+def _worth_measuring(everything: list[str], share_alone, record: Recovery, say, name: str) -> list[str]:
+    """The layers to measure one by one: all of them when they fit the pass's measurements;
+    else runs of consecutive layers are measured first (each run quantized alone), and the
+    layers of the runs that make the most noise are measured one by one, as many as fit."""
+    if len(everything) <= MAX_CANDIDATES:
+        return everything
+    size = math.ceil(len(everything) / max(1, MAX_CANDIDATES // 4))
+    runs = [everything[i : i + size] for i in range(0, len(everything), size)]
+    scored = []
+    for index, run in enumerate(runs):
+        say(f"{name}: sensitivity of layer runs {index + 1}/{len(runs)}")
+        try:
+            share, _ = share_alone(run)
+        except Exception as exc:  # noqa: BLE001 - a run that cannot be quantized alone ranks last
+            if interrupts.interrupted(exc):
+                raise
+            share = -1.0
+        scored.append((share, index))
+        record.runs.append({"first": run[0], "last": run[-1], "layers": len(run), "noise_share": round(share, 4)})
+    chosen: set[str] = set()
+    for _, index in sorted(scored, key=lambda item: (-item[0], item[1])):
+        if len(chosen) + len(runs[index]) <= MAX_CANDIDATES - len(runs):
+            chosen.update(runs[index])
+    return [node for node in everything if node in chosen]
+
+
 def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp: float, workdir: Path,
            min_snr_db: float | None = None, timer=None, on_progress=None) -> Recovery:
     """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``budget_pp``
@@ -220,31 +247,36 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
     evaluate = _Evaluator(runtime, mixed, workdir)
     record = Recovery(budget_pp, min_snr_db)
     everything = list(mixed.nodes)
-    nodes = everything[:MAX_CANDIDATES]
-    record.candidates = len(nodes)
-    if not nodes:
+    record.candidates = len(everything) if MAX_CANDIDATES > 0 else 0
+    if not record.candidates:
         return record
     subset, near = _take(feeds, SUBSET), expected.take(SUBSET)
     full, full_ms = evaluate([], subset, timer)
     record.full_int8_subset, record.full_int8_p50_ms = near.judge(full).to_dict(), full_ms
     watched = near.watched(full)
     noise = {o: _noise(full[o], near.references[o]) for o in watched}
+
+    def share_alone(quantized: list[str]):
+        """The share of full int8's output noise that quantizing ``quantized`` alone makes, and its outputs."""
+        chosen = set(quantized)
+        alone, _ = evaluate([other for other in everything if other not in chosen], subset)
+        return max(_noise(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched), alone
+
+    nodes = _worth_measuring(everything, share_alone, record, say, profile.name)
     ranked = []
     for index, node in enumerate(nodes):
         say(f"{profile.name}: sensitivity {index + 1}/{len(nodes)}: {node}")
         try:
-            alone, _ = evaluate([other for other in everything if other != node], subset)
+            share, alone = share_alone([node])
         except Exception as exc:  # a layer the quantizer cannot quantize alone: not a candidate
             if interrupts.interrupted(exc):
                 raise
             record.sensitivity.append({"node": node, "error": one_line(exc)[:200]})
             continue
-        # the share of full int8's output noise this layer's quantization makes on its own
-        share = max(_noise(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched)
         measured = quality(alone[expected.head], near.references[expected.head], None, expected.classifier)
         ranked.append((share, node))
         record.sensitivity.append({"node": node, "noise_share": round(share, 4), **measured.to_dict()})
-    ranked.sort(key=lambda item: (-item[0], nodes.index(item[1])))
+    ranked.sort(key=lambda item: (-item[0], everything.index(item[1])))
     record.sensitivity.sort(key=lambda s: -s.get("noise_share", -1.0))
     order = [node for _, node in ranked]
     for k in [k for k in STEPS if k <= len(order)] or [len(order)]:

@@ -295,3 +295,22 @@ def test_a_mix_within_the_budget_but_under_the_parity_floor_is_not_the_answer():
     assert two.watched([scores, noisy]) == [0, 1] and two.watched([scores, boxes]) == [0]
     snr = recovery.Recovery(budget_pp=1.0, min_snr_db=30.0)
     assert snr.holds(recovery.Quality(None, None, 31.0)) and not snr.holds(recovery.Quality(None, None, 29.0))
+
+def test_more_layers_than_the_pass_measures_are_narrowed_by_runs_first(monkeypatch):
+    """A model with more quantized ops than the sensitivity pass may measure (a DenseNet has
+    hundreds): runs of consecutive ops are quantized alone first, and the ops of the noisiest
+    runs are measured one by one, within the same number of measurements."""
+    monkeypatch.setattr(recovery, "MAX_CANDIDATES", 16)
+    layers = [f"op{i}" for i in range(40)]
+    measured = []
+
+    def share_alone(quantized):  # op33 makes the noise; the rest a little each
+        measured.append(list(quantized))
+        return (0.9 if "op33" in quantized else 0.01 * len(quantized)), None
+
+    found = recovery.Recovery(budget_pp=1.0)
+    singles = recovery._worth_measuring(layers, share_alone, found, lambda line: None, "t")
+    assert [r["layers"] for r in found.runs] == [10, 10, 10, 10] and len(measured) == 4
+    assert max(found.runs, key=lambda r: r["noise_share"])["first"] == "op30"
+    assert singles == [f"op{i}" for i in range(30, 40)]  # the noisiest run, within 16 - 4 measurements
+    assert recovery._worth_measuring(layers[:16], share_alone, found, lambda line: None, "t") == layers[:16]
