@@ -19,3 +19,6 @@ def test_budget_study_counts_cells_the_runtime_can_take_and_mixed_answers_per_ta
     assert "mixed precision the answer in 2" in text
     assert "per target: onnx-int8 2 (unet, vit)." in text
     assert "| unet | onnx-int8 | - | - | yes | 1 | 33.2 dB |" in text  # no class scores: the SNR it kept
+    assert "| unet | tflite-int8 | cannot take |" in text and "- unet tflite-int8: UnsupportedModelError" in text
+    assert "| vit | tflite-int8 | - | - | refused |" in text
+    assert "- vit tflite-int8 (refused): AccuracyBudgetError: closest 2 layers" in text
