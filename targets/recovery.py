@@ -116,23 +116,22 @@ class Outputs:
         reference = self.references[self.head] if self.baseline is None else self.baseline
         measured = quality(outputs[self.head], reference, self.labels, self.classifier)
         if self.floor is not None:
-            from targets import parity
-
-            check = parity.compare(self.references, outputs, self.floor, names=list(self.names) or None,
-                                   class_outputs=None if self.class_outputs is None else list(self.class_outputs))
-            measured.below_floor = check.failures
+            measured.below_floor = self._floor_check(outputs).failures
         return measured
 
     def watched(self, outputs: list) -> list[int]:
         """The outputs the ranking follows: the budget's, and each one under the floor here."""
         if self.floor is None or len(self.references) == 1:
             return [self.head]
-        from targets import parity
-
-        check = parity.compare(self.references, outputs, self.floor, names=list(self.names) or None,
-                               class_outputs=None if self.class_outputs is None else list(self.class_outputs))
+        check = self._floor_check(outputs)
         under = [i for i, o in enumerate(check.outputs) if any(f"output '{o['name']}'" in f for f in check.failures)]
         return sorted({self.head, *under})
+
+    def _floor_check(self, outputs: list):
+        from targets import parity
+
+        return parity.compare(self.references, outputs, self.floor, names=list(self.names) or None,
+                              class_outputs=None if self.class_outputs is None else list(self.class_outputs))
 
 
 def _noise(output, reference) -> float:
