@@ -3,8 +3,9 @@ full-int8 drop beside the recovered one and the latency each costs, measured sid
 
 Usage: python -m tools.budget_zoo [--models NAME ...] [--zoo zoo-out] [--out budget-out]
 [--max-drop 1.0] [--write BUDGET.md]. Reads the trained models ``make zoo`` left in its
-output folder (``zoo-out/NAME/NAME.keras``); each model runs in its own process, whose peak
-memory is recorded. A finished model is kept; ``--fresh`` redoes it.
+output folder (``zoo-out/NAME/NAME.keras``) and the five sample models (trained and cached
+on first use); each model runs in its own process, whose peak memory is recorded. A
+finished model is kept; ``--fresh`` redoes it.
 """
 
 from __future__ import annotations
@@ -30,16 +31,9 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
     from targets import Parity, export
     from tools import zoo
 
-    spec = zoo.ZOO[name]
-    train_set, test_set = zoo.datasets(spec)
+    model_path, trust_model, train_set, test_set = _model_and_data(name, zoo_out)
     test_set = test_set.take(zoo.EVAL_SAMPLES)
-    if spec.trust_model:
-        import os
-
-        from compressor.models import custom_code
-
-        os.environ[custom_code.ENV] = "tools.zoo"
-    source = load_source(zoo_out / name / f"{name}.keras", trust_model=spec.trust_model)
+    source = load_source(model_path, trust_model=trust_model)
     folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
     record = {"model": name, "max_drop_pp": max_drop, "targets": {}}
@@ -79,9 +73,8 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
     folders = [p for p in (folder / "plain").iterdir() if p.is_dir()] if (folder / "plain").is_dir() else []
     folders += [p for p in (folder / "budget").iterdir() if p.is_dir()] if (folder / "budget").is_dir() else []
     if folders:
-        doc = measure(folders, eval_data=test_set, source=zoo_out / name / f"{name}.keras",
-                      trust_model=spec.trust_model, config=LatencyConfig(warmup_seconds=0.2, min_runs=30,
-                                                                          min_seconds=0.3), rounds=2)
+        doc = measure(folders, eval_data=test_set, source=model_path, trust_model=trust_model,
+                      config=LatencyConfig(warmup_seconds=0.2, min_runs=30, min_seconds=0.3), rounds=2)
         by_path = {Path(r["path"]).resolve(): r for r in doc["results"]}
         for target, cell in record["targets"].items():
             for kind in ("plain", "budget"):
@@ -93,6 +86,27 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
     (out / name).mkdir(parents=True, exist_ok=True)
     (out / name / RESULT).write_text(json.dumps(record, indent=2, default=str))
     return record
+
+
+def _model_and_data(name: str, zoo_out: Path):
+    """A zoo model (trained by ``make zoo``) or a sample model (trained and cached on first use):
+    its file, whether it needs its own code, and its train and test sets."""
+    from compressor.data import samples
+    from tools import zoo
+
+    if name in zoo.ZOO:
+        spec = zoo.ZOO[name]
+        if spec.trust_model:
+            import os
+
+            from compressor.models import custom_code
+
+            os.environ[custom_code.ENV] = "tools.zoo"
+        return (zoo_out / name / f"{name}.keras", spec.trust_model, *zoo.datasets(spec))
+    import sample_models
+
+    spec = sample_models.SAMPLE_MODELS[name]
+    return (sample_models.path(name), False, samples.load(spec.dataset, "train"), samples.load(spec.dataset, "test"))
 
 
 def _fmt(value, spec: str, suffix: str = "") -> str:
@@ -185,7 +199,10 @@ def main(argv=None) -> int:
     from tools import zoo
     from tools.publish import publish
 
-    names = args.models or [n for n in zoo.ZOO if (args.zoo / n / f"{n}.keras").is_file()]
+    import sample_models
+
+    names = args.models or [n for n in zoo.ZOO if (args.zoo / n / f"{n}.keras").is_file()] + list(
+        sample_models.SAMPLE_MODELS)
     if args.in_process:
         run_model(names[0], args.zoo, args.out, args.max_drop)
         return 0
@@ -201,7 +218,7 @@ def main(argv=None) -> int:
         if done.is_file():
             records.append(json.loads(done.read_text()))
         print(f"{name}: done", file=sys.stderr, flush=True)
-    not_run = [n for n in zoo.ZOO if n not in names]
+    not_run = [n for n in [*zoo.ZOO, *sample_models.SAMPLE_MODELS] if n not in names]
     return publish(render(records, not_run), args.write)
 
 
