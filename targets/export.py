@@ -364,7 +364,9 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
         found = _recover(staging, source, profile, rule, calibration, validation, budget, on_progress, timer)
     if found.float_nodes is None:
         closest = found.closest()
-        near = (f"closest: {closest['k']} layer(s) in float, {Budget.shortfall(closest)} "
+        under = f", under the parity floor: {'; '.join(closest['below_floor'])}" if closest and closest.get(
+            "below_floor") else ""
+        near = (f"closest: {closest['k']} layer(s) in float, {Budget.shortfall(closest)}{under} "
                 f"({', '.join(closest['float_nodes'][:4])}{', ...' if closest['k'] > 4 else ''})" if closest
                 else "no layer could be kept in float")
         also = "".join(f"; {', '.join(f'{k}={v}' for k, v in t.items() if k not in ('drop_pp', 'snr_db', 'error'))} "

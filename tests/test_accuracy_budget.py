@@ -151,7 +151,8 @@ def test_a_miss_says_what_came_closest(outlier, tmp_path, monkeypatch):
         self.nodes = [node for node in self.nodes if "classes" in node]
 
     monkeypatch.setattr(onnx_runtime.MixedPrecision, "__init__", only_the_head)
-    with pytest.raises(AccuracyBudgetError, match=r"closest: 1 layer\(s\) in float, \+\d+\.\d\d pt "
+    with pytest.raises(AccuracyBudgetError, match=r"closest: 1 layer\(s\) in float, \+\d+\.\d\d pt, under the "
+                                                  r"parity floor: top-1 agreement \d+\.\d% is below the floor 95% "
                                                   r"\(outlier_mlp/classes") as caught:
         export(model, "onnx-int8", out_dir=tmp_path, calibration=train, validation=test, max_drop=1.0)
     assert caught.value.exit_code == 5 and not list(tmp_path.iterdir())
