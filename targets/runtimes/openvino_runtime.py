@@ -218,14 +218,17 @@ class MixedPrecision:
         self._model = static if static is not None else ov_model
         self._feeds = _ir_order(calibration.feeds(source), order)
         self._overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
-        full = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix)
-        self.nodes = quantized_ops(self._model, full)
+        self._full = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix)
+        self.nodes = quantized_ops(self._model, self._full)
 
     def write(self, float_nodes, destination: Path) -> dict:
         import openvino as ov
 
-        quantized = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix,
-                             float_nodes=float_nodes)
+        if not float_nodes and self._full is not None:  # full int8, quantized already to list the candidates
+            quantized, self._full = self._full, None
+        else:
+            quantized = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix,
+                                 float_nodes=float_nodes)
         ov.save_model(_stable_names(quantized), str(destination), compress_to_fp16=False)
         return self._order
 
