@@ -88,6 +88,7 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
         max_drop: float | None = None, min_snr: float = 30.0,
         progress: Progress = lambda message: None) -> RunOutcome:
     """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
+    from benchmarks.latency import runner_p50_ms
     from compressor.data import load_dataset
     from compressor.models import load_source
     from compressor.pipeline import check_steps_fit
@@ -115,7 +116,7 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     outcome.exported, outcome.failed = export_many(
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
         seed=recipe.seed, parity_rule=parity_rule, device=device, cpu_class=cpu_class, max_drop=max_drop,
-        min_snr=min_snr, budget_against=original if recipe.steps else None, timer=_search_timer(),
+        min_snr=min_snr, budget_against=original if recipe.steps else None, timer=runner_p50_ms,
         on_progress=progress)
     if outcome.exported:
         _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome,
@@ -146,13 +147,6 @@ def _compress(source, recipe, data, eval_data, trust_model, progress, outcome, p
     provenance = {**outcome.compression,
                   "steps": [{k: v for k, v in step.items() if k != "seconds"} for step in outcome.compression["steps"]]}
     return result.source, provenance
-
-
-def _search_timer():
-    """The budget search's clock: the benchmark harness's, on one sample of each candidate."""
-    from benchmarks.latency import runner_p50_ms
-
-    return runner_p50_ms
 
 
 def _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome, title=None):
