@@ -31,6 +31,24 @@ def test_sequential_bridges():
     np.testing.assert_allclose(converted(x).numpy(), np.asarray(source(x)), atol=1e-6)
 
 
+def test_nested_sequential_with_an_input_bridges(tmp_path):
+    """ConvNeXt's stem and downsampling blocks are Sequential models that start with an Input,
+    called inside the functional model (twice here, as a shared block): tf-keras counts their
+    calls from 1 where Keras 3 counts from 0. Rebuilding used to loop forever."""
+    keras = keras_env.keras3()
+    L = keras.layers
+    block = keras.Sequential([keras.Input((4, 4, 3)), L.Conv2D(3, 1), L.LayerNormalization()], name="block")
+    image = keras.Input((4, 4, 3))
+    first = block(image)
+    second = block(first)
+    model = keras.Model(image, L.Dense(2)(L.Flatten()(first + second)))
+    model.save(tmp_path / "nested.keras")
+    converted = load_model(tmp_path / "nested.keras")
+    assert [type(layer).__name__ for layer in converted.layers].count("Sequential") == 1
+    x = np.random.default_rng(0).standard_normal((3, 4, 4, 3)).astype("float32")
+    np.testing.assert_allclose(converted(x).numpy(), np.asarray(model(x)), atol=1e-5)
+
+
 def test_subclassed_model_is_refused_with_advice():
     keras = keras_env.keras3()
 

@@ -300,7 +300,35 @@ def _translate_model_config(class_name: str, config: dict, built: dict) -> dict:
     if class_name != "Sequential":
         out["input_layers"] = _as_node_list(config["input_layers"])
         out["output_layers"] = _as_node_list(config["output_layers"])
+    shifted = {layer.get("name") or layer["config"].get("name") for layer in config["layers"]
+               if _sequential_with_input(layer)}
+    if shifted:
+        for layer in layers:
+            layer["inbound_nodes"] = [_shift_nodes(node, shifted) for node in layer.get("inbound_nodes", [])]
+        if "output_layers" in out:
+            out["output_layers"] = [_shift_nodes(ref, shifted) for ref in out["output_layers"]]
     return out
+
+
+def _sequential_with_input(layer: dict) -> bool:
+    """A nested Sequential that starts with an Input. tf-keras builds it as a network with a
+    node of its own (input to output) and counts its calls from 1; Keras 3 counts them from 0
+    (it offsets nested Functional models only). ConvNeXt's stem and downsampling blocks."""
+    inner = layer.get("config", {}).get("layers") if layer.get("class_name") == "Sequential" else None
+    return bool(inner) and inner[0].get("class_name") == "InputLayer"
+
+
+def _shift_nodes(value: Any, shifted: set) -> Any:
+    """Node references ``[layer, node index, tensor index, ...]`` to the layers in ``shifted``
+    moved one node on, anywhere in a translated inbound node (keyword tensors included)."""
+    if isinstance(value, list):
+        if len(value) >= 3 and isinstance(value[0], str) and isinstance(value[1], int):
+            head = [value[0], value[1] + (value[0] in shifted), value[2]]
+            return head + [_shift_nodes(v, shifted) for v in value[3:]]
+        return [_shift_nodes(v, shifted) for v in value]
+    if isinstance(value, dict):
+        return {k: _shift_nodes(v, shifted) for k, v in value.items()}
+    return value
 
 
 def _rebuild(model, trust_model: bool):
