@@ -3,9 +3,10 @@ full-int8 drop beside the recovered one and the latency each costs, measured sid
 
 Usage: python -m tools.budget_zoo [--models NAME ...] [--zoo zoo-out] [--out budget-out]
 [--max-drop 1.0] [--write BUDGET.md]. Reads the trained models ``make zoo`` left in its
-output folder (``zoo-out/NAME/NAME.keras``) and the five sample models (trained and cached
-on first use); each model runs in its own process, whose peak memory is recorded. A
-finished model is kept; ``--fresh`` redoes it.
+output folder (``zoo-out/NAME/NAME.keras``; a zoo model named with ``--models`` and not there
+is trained as ``make zoo`` trains it, same seed, and saved there) and the five sample models
+(trained and cached on first use); each model runs in its own process, whose peak memory is
+recorded. A finished model is kept; ``--fresh`` redoes it.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def _model_and_data(name: str, zoo_out: Path):
 
     if name in zoo.ZOO:
         spec = zoo.ZOO[name]
+        if not (zoo_out / name / f"{name}.keras").is_file():
+            _train(spec, zoo_out / name / f"{name}.keras")
         if spec.trust_model:
             import os
 
@@ -107,6 +110,16 @@ def _model_and_data(name: str, zoo_out: Path):
 
     spec = sample_models.SAMPLE_MODELS[name]
     return (sample_models.path(name), False, samples.load(spec.dataset, "train"), samples.load(spec.dataset, "test"))
+
+
+def _train(spec, path: Path) -> None:
+    """A zoo model trained as ``make zoo`` trains it (same code, same seed), saved atomically."""
+    from compressor import atomic
+    from tools import zoo
+
+    model, _, _ = zoo.train(spec)
+    with atomic.atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def _fmt(value, spec: str, suffix: str = "") -> str:
