@@ -22,3 +22,27 @@ def test_budget_study_counts_cells_the_runtime_can_take_and_mixed_answers_per_ta
     assert "| unet | tflite-int8 | cannot take |" in text and "- unet tflite-int8: UnsupportedModelError" in text
     assert "| vit | tflite-int8 | - | - | refused |" in text
     assert "- vit tflite-int8 (refused): AccuracyBudgetError: closest 2 layers" in text
+
+
+def test_a_later_run_is_added_below_the_page_with_its_own_counts(tmp_path):
+    """Models run later (``--section``) get their own table below the existing page; the page's
+    own table and counts are kept as they were."""
+    import json
+
+    from tools import budget_zoo
+
+    out = tmp_path / "budget-out"
+    (out / "densenet121").mkdir(parents=True)
+    record = {"model": "densenet121", "max_drop_pp": 1.0, "peak_rss_mb": 2500.0, "targets": {
+        "onnx-int8": {"status": "met", "float_nodes": ["x"], "candidates": 9, "plain_top1_drop_pp": 2.0,
+                      "budget_top1_drop_pp": 0.5, "drop_pp": 0.5, "plain_p50_ms": 2.0, "budget_p50_ms": 2.2}}}
+    (out / "densenet121" / budget_zoo.RESULT).write_text(json.dumps(record))
+    page = tmp_path / "BUDGET.md"
+    page.write_text("# The accuracy budget on the zoo\n\nMet the budget: 52 of the 53 cells\n")
+    assert budget_zoo.main(["--models", "densenet121", "--out", str(out), "--section", "Later run",
+                            "--write", str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith("# The accuracy budget on the zoo\n\nMet the budget: 52 of the 53 cells\n\n## Later run\n")
+    assert "`python -m tools.budget_zoo --models densenet121 --section" in text
+    assert "| densenet121 | onnx-int8 | +2.00 | 2.000 | yes | 1 of 9 | +0.50 | 2.200 | 1.10x |" in text
+    assert "Met the budget: 1 of the 1 cells the runtime can take (100 %)" in text
