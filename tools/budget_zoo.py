@@ -270,7 +270,8 @@ def main(argv=None) -> int:
             records.append(json.loads(done.read_text()))
         print(f"{name}: done", file=sys.stderr, flush=True)
     if args.section:
-        argv_text = " ".join(["--models", *names, *(["--max-drop", str(args.max_drop)] if args.max_drop != 1.0 else [])])
+        budget = ["--max-drop", str(args.max_drop)] if args.max_drop != 1.0 else []
+        argv_text = " ".join(["--models", *names, *budget])
         table = render(records, heading=args.section, command=f"python -m tools.budget_zoo {argv_text}")
         page = args.write.read_text() if args.write and args.write.is_file() else ""
         return publish(f"{page.rstrip()}\n\n{table}" if page else table, args.write)
