@@ -3,6 +3,7 @@ found by measuring each layer's effect on the output; when nothing meets it, exi
 artifact."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -100,7 +101,9 @@ def test_a_model_without_class_scores_is_held_to_an_snr_floor(digits8, tmp_path,
     assert budget["metric"].startswith("SNR of output 'value'") and budget["min_snr_db"] == 25.0
     assert budget["drop_pp"] is None and budget["snr_db"] >= 25.0
     found = budget["recovery"]
-    assert "output SNR 0.8 dB is below the floor 20 dB" in found["full_int8"]  # every pixel rounded away
+    # every pixel rounded away: OpenVINO measured 0.8 dB on an x86-vnni host, 0.7 dB on an x86-avx2 one
+    snr = re.search(r"output SNR (-?[\d.]+) dB is below the floor 20 dB", found["full_int8"])
+    assert snr and float(snr.group(1)) < 2.0, found["full_int8"]
     assert found["float_nodes"] == [hidden]  # the one layer that matters, found by its SNR gain
     artifact = open_artifact(result.folder)
     runner = artifact.runner()
@@ -151,7 +154,8 @@ def test_a_miss_says_what_came_closest(outlier, tmp_path, monkeypatch):
         self.nodes = [node for node in self.nodes if "classes" in node]
 
     monkeypatch.setattr(onnx_runtime.MixedPrecision, "__init__", only_the_head)
-    with pytest.raises(AccuracyBudgetError, match=r"closest: 1 layer\(s\) in float, \+\d+\.\d\d pt, under the "
+    # the head's one or two ops: one came closest on an x86-vnni host, two on an x86-avx2 one
+    with pytest.raises(AccuracyBudgetError, match=r"closest: [12] layer\(s\) in float, \+\d+\.\d\d pt, under the "
                                                   r"parity floor: top-1 agreement \d+\.\d% is below the floor 95% "
                                                   r"\(outlier_mlp/classes") as caught:
         export(model, "onnx-int8", out_dir=tmp_path, calibration=train, validation=test, max_drop=1.0)
