@@ -49,6 +49,40 @@ def test_nested_sequential_with_an_input_bridges(tmp_path):
     np.testing.assert_allclose(converted(x).numpy(), np.asarray(model(x)), atol=1e-5)
 
 
+def test_a_channelwise_conv2d_is_bridged_as_depthwise_and_converts_to_onnx(tmp_path):
+    """ConvNeXt's 7x7 convolution is a Conv2D with one group per channel. tf-keras runs grouped
+    convolutions as XLA-compiled functions, which tf2onnx left as PartitionedCall nodes (every
+    ONNX target of the zoo's ConvNeXt refused); as a DepthwiseConv2D it converts. A grouped
+    Conv2D that is not channel-wise is refused in one line naming the layer."""
+    import onnx
+    import onnxruntime
+
+    from compressor.errors import ConversionError
+    from targets.runtimes.onnx_runtime import convert_keras
+
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    image = keras.Input((6, 6, 4))
+    x = L.Conv2D(8, 3, padding="same", groups=4, activation="relu", name="channelwise")(image)
+    model = keras.Model(image, L.Dense(3)(L.Flatten()(x)))
+    converted = bridge.to_tf_keras(model)
+    assert type(converted.get_layer("channelwise")).__name__ == "DepthwiseConv2D"
+    assert converted.get_layer("channelwise").depth_multiplier == 2
+    x = np.random.default_rng(1).standard_normal((3, 6, 6, 4)).astype("float32")
+    np.testing.assert_allclose(converted(x).numpy(), np.asarray(model(x)), atol=1e-5)
+    convert_keras(converted, tmp_path / "m.onnx")
+    assert "DepthwiseConv2D" not in {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(out, np.asarray(model(x)), atol=1e-5)
+
+    grouped = keras.Model(image, L.Flatten()(L.Conv2D(4, 1, groups=2, name="two_groups")(image)))
+    with pytest.raises(ConversionError, match=r"layer\(s\) 'two_groups' run as compiled TensorFlow functions"):
+        convert_keras(bridge.to_tf_keras(grouped), tmp_path / "g.onnx")
+    assert not (tmp_path / "g.onnx").exists()
+
+
 def test_subclassed_model_is_refused_with_advice():
     keras = keras_env.keras3()
 

@@ -248,6 +248,8 @@ def _translate_layer(layer: dict, built: dict) -> dict:
     elif getattr(tfk.layers, class_name, None) is None:  # run the Keras 3 layer itself (safety vetted it)
         translated = {"class_name": WRAPPED, "config": {"name": name, "wrapped_layer": name,
                                                    "wrapped_class": class_name}}
+    elif _channelwise_conv(layer, built):
+        translated = _as_depthwise(layer, where)
     else:
         cls = getattr(tfk.layers, class_name)
         config = dict(layer.get("config", {}))
@@ -267,6 +269,35 @@ def _translate_layer(layer: dict, built: dict) -> dict:
         cls = None if class_name in MODEL_CLASSES else getattr(tfk.layers, class_name, None)
         translated["inbound_nodes"] = _translate_nodes(layer["inbound_nodes"], where, cls)
     return translated
+
+
+def _channelwise_conv(layer: dict, built: dict) -> bool:
+    """A Conv2D with one group per input channel (ConvNeXt's 7x7 "depthwise" convolution):
+    tf-keras runs a grouped Conv2D as an XLA-compiled function, which the ONNX converter
+    leaves as an uncallable PartitionedCall and TensorFlow cannot run on a CPU without XLA.
+    It is a DepthwiseConv2D, which every converter and runtime takes."""
+    config = layer.get("config", {})
+    groups = int(config.get("groups", 1) or 1)
+    if layer.get("class_name") != "Conv2D" or groups <= 1 or config.get("data_format") == "channels_first":
+        return False
+    shape = (built.get(config.get("name")) or {}).get("input_shape")
+    return bool(shape) and shape[-1] == groups and int(config.get("filters", 0)) % groups == 0
+
+
+# Conv2D options that DepthwiseConv2D takes under another name
+DEPTHWISE_NAMES = {"kernel_initializer": "depthwise_initializer", "kernel_regularizer": "depthwise_regularizer",
+                   "kernel_constraint": "depthwise_constraint"}
+
+
+def _as_depthwise(layer: dict, where: str) -> dict:
+    tfk = keras_env.tf_keras()
+    config = dict(layer["config"])
+    multiplier = int(config.pop("filters")) // int(config.pop("groups"))
+    config = {DEPTHWISE_NAMES.get(k, k): v for k, v in _translate_value(config, where).items()}
+    config["depth_multiplier"] = multiplier
+    if "activation" in config:
+        config["activation"] = activations.translate(config["activation"])
+    return {"class_name": "DepthwiseConv2D", "config": _filter_kwargs(tfk.layers.DepthwiseConv2D, config, where)}
 
 
 def _serialized_function(value: Any) -> tuple[Any, str | None, str | None]:
@@ -372,6 +403,9 @@ def _copy_weights(source, target) -> None:
         if twin is None:
             raise ConversionError(f"bridge: layer '{layer.name}' is missing after translation")
         expected = [w.shape for w in twin.get_weights()]
+        if type(twin).__name__ == "DepthwiseConv2D" and type(layer).__name__ == "Conv2D":
+            # a channel-wise Conv2D's (kh, kw, 1, C x M) kernel: output channel g x M + m reads input g
+            weights = [weights[0].reshape(expected[0]), *weights[1:]]
         if expected != [w.shape for w in weights]:
             raise ConversionError(
                 f"bridge: layer '{layer.name}' weight shapes differ ({[w.shape for w in weights]} vs {expected})"

@@ -54,6 +54,9 @@ def convert_keras(model, destination: Path) -> None:
     destination.write_bytes(converted(model, "onnx", lambda: _keras_to_onnx(model)))
 
 
+FUNCTION_CALLS = {"PartitionedCall", "StatefulPartitionedCall"}
+
+
 def _keras_to_onnx(model) -> bytes:
     import onnx
     import tf2onnx
@@ -69,6 +72,13 @@ def _keras_to_onnx(model) -> bytes:
                                                   optimizers=_collecting_optimizers())
     except Exception as exc:
         raise ConversionError(f"ONNX conversion failed: {one_line(exc)}") from None
+    calls = sorted({node.name.rsplit("/", 2)[-2] if node.name.count("/") >= 1 else node.name
+                    for node in proto.graph.node if node.op_type in FUNCTION_CALLS})
+    if calls:  # tf-keras runs a grouped Conv2D as an XLA-compiled function, which tf2onnx passes through
+        raise ConversionError(
+            f"ONNX conversion: layer(s) {', '.join(repr(c) for c in calls[:3])} run as compiled TensorFlow functions "
+            "(a grouped Conv2D does) that tf2onnx cannot convert; try the tflite or openvino targets, which convert "
+            "from TensorFlow, or export the model to ONNX with the framework that trained it")
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
