@@ -9,7 +9,8 @@ def test_budget_study_counts_cells_the_runtime_can_take_and_mixed_answers_per_ta
             "onnx-int8": {"status": "met", "float_nodes": ["a", "b"], "plain_top1_drop_pp": 3.0,
                           "budget_top1_drop_pp": 0.5, "search_seconds": 40.0},
             "tflite-int8": {"status": "refused", "reason": "AccuracyBudgetError: closest 2 layers"},
-            "openvino-int8": {"status": "met", "float_nodes": [], "budget_top1_drop_pp": 0.0}}},
+            "openvino-int8": {"status": "met", "float_nodes": [], "budget_top1_drop_pp": 0.0,
+                              "alternative": {"preset": "mixed"}}}},
         {"model": "unet", "max_drop_pp": 1.0, "peak_rss_mb": 800.0, "targets": {
             "onnx-int8": {"status": "met", "float_nodes": ["c"], "snr_db": 33.2},
             "tflite-int8": {"plain_error": "UnsupportedModelError: no int8 kernel"}}},
@@ -21,6 +22,7 @@ def test_budget_study_counts_cells_the_runtime_can_take_and_mixed_answers_per_ta
     assert "| unet | onnx-int8 | - | - | yes | 1 | 33.2 dB |" in text  # no class scores: the SNR it kept
     assert "| unet | tflite-int8 | cannot take |" in text and "- unet tflite-int8: UnsupportedModelError" in text
     assert "| vit | tflite-int8 | - | - | refused |" in text
+    assert "| vit | openvino-int8 | - | - | yes | 0 (preset=mixed) | +0.00 |" in text  # another calibration met it
     assert "- vit tflite-int8 (refused): AccuracyBudgetError: closest 2 layers" in text
 
 

@@ -102,6 +102,10 @@ def _measure(record: dict, folder: Path, test_set, model_path: Path, trust_model
                       config=LatencyConfig(warmup_seconds=0.2, min_runs=30, min_seconds=0.3), rounds=2)
         by_path = {Path(r["path"]).resolve(): r for r in doc["results"]}
         for target, cell in record["targets"].items():
+            manifest = folder / "budget" / target / "manifest.json"
+            if manifest.is_file():  # the calibration that met the budget, where it was not the profile's own
+                found = (json.loads(manifest.read_text()).get("budget") or {}).get("recovery") or {}
+                cell["alternative"] = found.get("alternative")
             for kind in ("plain", "budget"):
                 row = by_path.get((folder / kind / target).resolve())
                 if row:
@@ -200,6 +204,8 @@ def _rows(records: list[dict], not_run: list[str]) -> list[str]:
             cost = (f"{cell['budget_p50_ms'] / cell['plain_p50_ms']:.2f}x"
                     if cell.get("budget_p50_ms") and cell.get("plain_p50_ms") else "-")
             candidates = f" of {cell['candidates']}" if layers and cell.get("candidates") else ""
+            if cell.get("alternative"):  # another calibration met the budget before any layer was kept in float
+                candidates += " (" + ", ".join(f"{k}={v}" for k, v in cell["alternative"].items()) + ")"
             lines.append(
                 f"{where} {plain} | {_fmt(cell.get('plain_p50_ms'), '.3f')} | "
                 f"{'yes' if status == 'met' else status} | {len(layers)}{candidates} | "
