@@ -11,13 +11,16 @@ def test_budget_study_counts_cells_the_runtime_can_take_and_mixed_answers_per_ta
             "tflite-int8": {"status": "refused", "reason": "AccuracyBudgetError: closest 2 layers"},
             "openvino-int8": {"status": "met", "float_nodes": [], "budget_top1_drop_pp": 0.0,
                               "alternative": {"preset": "mixed"}}}},
-        {"model": "unet", "max_drop_pp": 1.0, "peak_rss_mb": 800.0, "targets": {
+        {"model": "unet", "max_drop_pp": 1.0, "peak_rss_mb": 800.0, "float_top1": None, "targets": {
             "onnx-int8": {"status": "met", "float_nodes": ["c"], "snr_db": 33.2},
             "tflite-int8": {"plain_error": "UnsupportedModelError: no int8 kernel"}}},
     ]
+    records.append({"model": "xception", "max_drop_pp": 1.0, "peak_rss_mb": 3900.0, "float_top1": 0.185,
+                    "targets": {"onnx-int8": {"status": "met", "float_nodes": [], "budget_top1_drop_pp": 0.0}}})
     text = budget_zoo.render(records)
-    assert "Met the budget: 3 of the 4 cells the runtime can take (75 %)" in text  # the cannot-take cell left out
-    assert "mixed precision the answer in 2" in text
+    assert "| xception (float 18.5%, near chance) | onnx-int8 |" in text
+    assert "Met the budget: 4 of the 5 cells the runtime can take (80 %)" in text  # the cannot-take cell left out
+    assert "mixed precision the answer in 2;" in text
     assert "per target: onnx-int8 2 (unet, vit)." in text
     assert "| unet | onnx-int8 | - | - | yes | 1 | 33.2 dB |" in text  # no class scores: the SNR it kept
     assert "| unet | tflite-int8 | cannot take |" in text and "- unet tflite-int8: UnsupportedModelError" in text

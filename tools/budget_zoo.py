@@ -25,6 +25,7 @@ from compressor import atomic
 COMMAND = "python -m tools.budget_zoo --write BUDGET.md"
 TARGETS = ("tflite-int8", "onnx-int8", "openvino-int8")
 RESULT = "budget.json"
+NEAR_CHANCE = 0.2  # as in tools.zoo: a float model below it learned too little for agreement to mean much
 
 
 def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
@@ -101,6 +102,8 @@ def _measure(record: dict, folder: Path, test_set, model_path: Path, trust_model
         doc = measure(folders, eval_data=test_set, source=model_path, trust_model=trust_model,
                       config=LatencyConfig(warmup_seconds=0.2, min_runs=30, min_seconds=0.3), rounds=2)
         by_path = {Path(r["path"]).resolve(): r for r in doc["results"]}
+        reference = next((r for r in doc["results"] if r["name"] == doc["reference"]), {})
+        record["float_top1"] = (reference.get("accuracy") or {}).get("top1")
         for target, cell in record["targets"].items():
             manifest = folder / "budget" / target / "manifest.json"
             if manifest.is_file():  # the calibration that met the budget, where it was not the profile's own
@@ -182,7 +185,9 @@ def _rows(records: list[dict], not_run: list[str]) -> list[str]:
     reasons = []
     for record in records:
         for target, cell in record["targets"].items():
-            where = f"| {record['model']} | {target} |"
+            top1 = record.get("float_top1")
+            chance = f" (float {top1:.1%}, near chance)" if top1 is not None and top1 < NEAR_CHANCE else ""
+            where = f"| {record['model']}{chance} | {target} |"
             if "plain_error" in cell and not cell.get("plain_refused"):
                 lines.append(f"{where} cannot take | - | - | - | - | - | - | - | {record['peak_rss_mb']:.0f} |")
                 reasons.append(f"- {record['model']} {target}: {cell['plain_error'][:200]}")
