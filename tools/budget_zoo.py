@@ -152,13 +152,14 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
-def render(records: list[dict], not_run: list[str] = (), heading: str | None = None, command: str = "") -> str:
+def render(records: list[dict], not_run: list[str] = (), heading: str | None = None, command: str = "",
+           remark: str = "") -> str:
     from targets.cpu import host
 
     facts = host()
     if heading:  # a later run of some models, added below the page's own table: the same columns
         lines = [f"## {heading}", "", f"`{command} --section ... --write BUDGET.md` on a {facts['cpu']} (class "
-                 f"{facts['cpu_class']}); columns as above.", "",
+                 f"{facts['cpu_class']}); columns as above.{f' {remark}' if remark else ''}", "",
                  "| model | target | full int8 | p50 ms | within budget | layers in float | drop pp | p50 ms | cost "
                  "| search s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         return "\n".join(lines + _rows(records, not_run))
@@ -252,6 +253,7 @@ def main(argv=None) -> int:
     parser.add_argument("--write", type=Path)
     parser.add_argument("--remeasure", action="store_true",
                         help="measure the finished models' artifacts again, keeping what the searches found")
+    parser.add_argument("--remark", default="", help="what else the machine did while it measured (printed)")
     parser.add_argument("--section", metavar="TITLE",
                         help="add these models' table to the page --write names, under this heading, "
                              "instead of writing the page anew")
@@ -283,7 +285,8 @@ def main(argv=None) -> int:
     if args.section:
         budget = ["--max-drop", str(args.max_drop)] if args.max_drop != 1.0 else []
         argv_text = " ".join(["--models", *names, *budget])
-        table = render(records, heading=args.section, command=f"python -m tools.budget_zoo {argv_text}")
+        table = render(records, heading=args.section, command=f"python -m tools.budget_zoo {argv_text}",
+                       remark=args.remark)
         page = args.write.read_text() if args.write and args.write.is_file() else ""
         return publish(f"{page.rstrip()}\n\n{table}" if page else table, args.write)
     not_run = [n for n in [*zoo.ZOO, *sample_models.SAMPLE_MODELS] if n not in names]
