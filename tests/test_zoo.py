@@ -39,6 +39,7 @@ def test_a_later_run_is_added_below_the_zoo_page(tmp_path):
     text = page.read_text()
     assert text.startswith("# Model zoo\n\n## Summary\n\n260 ok\n\n## Re-run\n\n"
                            "`python -m tools.zoo --models convnext_tiny")
+    assert "min of model runs on a " in text and ", class " in text
     assert "### From the Keras file" in text and "### Summary" in text and "Not in this regeneration" not in text
     assert "| convnext_tiny | 90.0%, 2.00 ms |" in text and "ok +0.50 pt, 99.0% agr, 1.00 ms" in text
     assert "1 ok, 1 refused, 0 cannot take it, 0 internal error" in text
