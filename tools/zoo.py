@@ -443,9 +443,8 @@ def main(argv=None) -> int:
         print(f"{name}: done ({records[-1].get('seconds', 0):.0f} s)", file=sys.stderr, flush=True)
     if args.section:
         command = f"python -m tools.zoo --models {' '.join(args.models)} --section ... --write ZOO.md"
-        section = render(records, time.perf_counter() - start, heading=args.section, command=command)
-        page = args.write.read_text() if args.write and args.write.is_file() else ""
-        return publish(f"{page.rstrip()}\n\n{section}" if page else section, args.write)
+        return publish(render(records, time.perf_counter() - start, heading=args.section, command=command),
+                       args.write, append=True)
     return publish(render(records, time.perf_counter() - start), args.write)
 
 
