@@ -333,13 +333,14 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
                   else "full int8 " + str(exc).split("; next:")[0].removeprefix(f"{profile.name}: "))
         full_drop = exc.drop_pp if isinstance(exc, _OverBudget) else None
         full_snr = exc.measured.get("snr_db") if isinstance(exc, _OverBudget) else None
+        full_floor = list(getattr(exc, "failed_checks", ()))  # the parity bounds full int8 missed
         limit = budget.describe(source)
         if runtime.mixed is None or profile.builtin_int8_only or profile.precision != "int8" or calibration is None:
             if isinstance(exc, ParityError):
                 raise
             raise AccuracyBudgetError(f"{profile.name}: {missed}, short of {limit}; "
                                       f"{profile.name} cannot keep layers in float; "
-                                      f"{next_steps(profile)}") from None
+                                      f"{budget_next_steps(profile, source)}") from None
         tried = []
         for options in runtime.alternatives:  # cheapest first: another calibration, whole-model
             if on_progress:
@@ -371,8 +372,9 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
                 else "no layer could be kept in float")
         also = "".join(f"; {', '.join(f'{k}={v}' for k, v in t.items() if k not in ('drop_pp', 'snr_db', 'error'))} "
                        + Budget.shortfall(t) for t in tried)
+        floor = full_floor if not closest or closest.get("below_floor") else ()
         raise AccuracyBudgetError(f"{profile.name}: {missed}{also}; no mix of int8 and float met {limit} "
-                                  f"({near}); {next_steps(profile)}")
+                                  f"({near}); {budget_next_steps(profile, source, floor)}")
     mixed = dataclasses.replace(profile, options={**profile.options, "float_nodes": found.float_nodes})
     _clear(staging)
     try:
@@ -382,7 +384,7 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
                             device, budget, recovery_record={**found.to_dict(), **full})
     except _OverBudget as exc:  # the search measured within budget; the rebuilt artifact is not
         raise AccuracyBudgetError(f"{profile.name}: with {len(found.float_nodes)} layer(s) in float it {exc.lost} "
-                                  f"on export, short of {limit}; {next_steps(profile)}") from None
+                                  f"on export, short of {limit}; {budget_next_steps(profile, source)}") from None
 
 
 def _clear(staging: Path) -> None:
@@ -442,6 +444,7 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},
         "validation": {"samples": len(validation), "source": validation.name},
         "parity": {**check.to_dict(), "reference_weights": rule.weights or "float32",
+                   "min_snr_db": rule.min_snr_db if rule.min_agreement is not None else None,
                    "rule_set_by": "profile" if rule == profile.parity else "user"},
         "details": exported.details, "threads": threads, **({"device": device} if device is not None else {}),
         "budget": budget_record,
@@ -460,9 +463,11 @@ def _check_parity(source, inputs, outputs, rule, profile, validation=None) -> tu
     except ParityError as exc:  # outputs that cannot even be compared (count, shape)
         raise ParityError(f"{profile.name}: {exc}") from None
     if not check.passed:
-        raise ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
-                          f"{'; '.join(check.failures)}{_measured(source, reference, outputs, validation)}; "
-                          f"{next_steps(profile)}")
+        error = ParityError(f"{profile.name}: parity check failed on {check.samples} validation samples: "
+                            f"{'; '.join(check.failures)}{_measured(source, reference, outputs, validation)}; "
+                            f"{next_steps(profile, source, check.failed_checks)}")
+        error.failed_checks = check.failed_checks  # the bounds a user's option would replace
+        raise error
     return check, reference
 
 
@@ -478,14 +483,41 @@ def _measured(source, reference, outputs, validation) -> str:
     return f" (its top-1 {top1[0]:.1%} against the float model's {top1[1]:.1%})"
 
 
-def next_steps(profile) -> str:
-    """What to try after a parity refusal, for this kind of target."""
+# The option that replaces each parity bound, by the kind of check that failed (ParityResult.failed_checks)
+PARITY_OPTIONS = {"max_abs": ("--max-abs", "the float tolerance"), "agreement": ("--min-agreement", "the top-1 "
+                  "agreement floor"), "snr": ("--min-parity-snr", "the SNR floor in dB")}
+
+
+def _accepts(kinds) -> str:
+    """"--min-agreement (the top-1 agreement floor) accepts it knowingly", for the checks that failed."""
+    named = [f"{PARITY_OPTIONS[k][0]} ({PARITY_OPTIONS[k][1]})" for k in kinds if k in PARITY_OPTIONS]
+    return f"{' and '.join(named)} {'accepts' if len(named) == 1 else 'accept'} it knowingly" if named else ""
+
+
+def next_steps(profile, source=None, failed=()) -> str:
+    """What to try after a parity refusal of ``profile``: options that change the outcome, for the
+    checks that ``failed`` (``ParityResult.failed_checks``)."""
+    accept = _accepts(failed)
     if not profile.quantized:
-        return ("a float conversion should not differ this much: please report it (errors.log has the details); "
-                "--max-abs accepts it knowingly")
+        return "a float conversion should not differ this much: please report it" + (f"; {accept}" if accept else "")
+    return "next: " + ", ".join([*_other_routes(profile, source), *([accept] if accept else [])])
+
+
+def _other_routes(profile, source) -> list[str]:
+    """Other ways to an int8 artifact of this model than ``profile`` as it is."""
+    qat = "-r qat-int8 (quantization-aware fine-tuning of Keras models, needs labelled data)" \
+        if source is None or "keras" in source.provides else None
     if profile.builtin_int8_only:  # no float fallback on this hardware
-        return ("next: -r qat-int8 (quantization-aware fine-tuning; Keras models with labelled data: integer-only "
-                "hardware cannot keep a layer in float), or --min-agreement to accept it knowingly")
-    others = "tflite-int16x8 (16-bit activations), " if profile.runtime == "litert" else ""
-    return (f"next: {others}another runtime's int8, -r qat-int8 (quantization-aware fine-tuning, Keras models), "
-            "or --min-agreement to accept it knowingly")
+        return [f"{qat}; integer-only hardware cannot keep a layer in float"] if qat else []
+    others = ["tflite-int16x8 (16-bit activations)"] if profile.runtime == "litert" else []
+    return [*others, "another runtime's int8", *([qat] if qat else [])]
+
+
+def budget_next_steps(profile, source, floor_checks=()) -> str:
+    """What to try after an accuracy-budget refusal: the budget's own option (a looser value writes
+    the artifact when it passed its parity floor), or the floor's options when what came closest
+    was under that floor."""
+    option = "--max-drop (the budget in top-1 points)" if labelled_output(source) is not None else \
+        "--min-snr (the budget's SNR floor in dB)"
+    accept = _accepts(floor_checks) if floor_checks else f"{option} accepts a larger loss knowingly"
+    return "next: " + ", ".join([*_other_routes(profile, source), accept])

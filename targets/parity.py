@@ -30,6 +30,7 @@ class ParityResult:
     min_agreement: float | None
     failures: list[str] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)  # the same figures for each output, by name
+    failed_checks: list[str] = field(default_factory=list)  # which bounds failed: max_abs, agreement, snr
 
     @property
     def passed(self) -> bool:
@@ -87,7 +88,7 @@ def _compare_output(name: str, ref, got, near, scores: bool) -> dict:
 
 
 def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
-    failures = []
+    failures, kinds = [], []
     scale = max([1.0] + [o["scale"] for o in outputs])
     max_abs = max(o["max_abs"] for o in outputs)
     per_sample = np.zeros(samples)
@@ -103,15 +104,18 @@ def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
         if agreement is not None:
             detail += f"; top-1 agreement {agreement:.1%}"
         failures.append(f"max abs diff {max_abs:.3g} exceeds tolerance {tolerance:.3g}{detail}")
+        kinds.append("max_abs")
     if rule.min_agreement is not None:
         for o in outputs:
             where = f"output '{o['name']}': " if len(outputs) > 1 else ""
             if o["agreement"] is not None and not o["agreement"] >= rule.min_agreement:
                 failures.append(f"{where}top-1 agreement {o['agreement']:.1%} is below the floor "
                                 f"{rule.min_agreement:.0%}")
+                kinds.append("agreement")
             if o["agreement"] is None and not o["snr_db"] >= rule.min_snr_db:
                 failures.append(f"{where}output SNR {o['snr_db']:.1f} dB is below the floor {rule.min_snr_db:g} dB")
+                kinds.append("snr")
     per_output = [{k: v for k, v in o.items() if k not in ("per_sample", "scale")} for o in outputs]
     return ParityResult(samples, max_abs, max(o["mse"] for o in outputs), min(o["cosine"] for o in outputs),
                         min(o["snr_db"] for o in outputs), agreement, over, tolerance, rule.min_agreement, failures,
-                        per_output)
+                        per_output, list(dict.fromkeys(kinds)))

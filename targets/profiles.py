@@ -39,24 +39,44 @@ class Parity:
     min_snr_db: float = 20.0
     weights: str | None = None  # "float16": the reference has its weights rounded to that type
 
-    def override(self, user: "Parity | None") -> "Parity":
+    def override(self, user: "Parity | ParityBounds | None") -> "Parity":
         """This rule with the user's bounds in place of the ones it declares.
 
-        A user's ``max_abs`` replaces a float profile's tolerance and ``min_agreement`` a
-        quantized profile's floor; neither adds a check the profile does not make.
+        A user's ``max_abs`` replaces a float profile's tolerance, ``min_agreement`` a
+        quantized (or fp16) profile's agreement floor and ``min_snr_db`` (from
+        :class:`ParityBounds` only) its SNR floor on outputs without class scores; none adds
+        a check the profile does not make.
         """
         if user is None:
             return self
+        user_snr = user.min_snr_db if isinstance(user, ParityBounds) else None
         for name, value in (("max_abs", user.max_abs), ("min_agreement", user.min_agreement)):
             if value is not None and not (value > 0 and (name == "max_abs" or value <= 1)):
                 raise BadInputError(f"parity {name} must be {'> 0' if name == 'max_abs' else 'in (0, 1]'}, "
                                     f"not {value}")
+        if user_snr is not None and not user_snr == user_snr:  # NaN
+            raise BadInputError(f"parity min_snr_db must be a number of dB, not {user_snr}")
         return dataclasses.replace(
             self,
             max_abs=user.max_abs if user.max_abs is not None and self.max_abs is not None else self.max_abs,
             min_agreement=user.min_agreement if user.min_agreement is not None and self.min_agreement is not None
             else self.min_agreement,
+            min_snr_db=user_snr if user_snr is not None and self.min_agreement is not None else self.min_snr_db,
         )
+
+
+@dataclass(frozen=True)
+class ParityBounds:
+    """The user's own parity bounds (``--max-abs``, ``--min-agreement``, ``--min-parity-snr``):
+    each one set replaces the profile's bound of that kind (:meth:`Parity.override`)."""
+
+    max_abs: float | None = None
+    min_agreement: float | None = None
+    min_snr_db: float | None = None
+
+    @property
+    def weights(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -69,17 +69,22 @@ def pixel_option(func):
 
 def parity_options(func):
     """The user's own parity bounds, in place of the target profiles' (recorded in each manifest)."""
+    func = click.option("--min-parity-snr", type=float, default=None,
+                        help="SNR floor (dB) of outputs without class scores for quantized and fp16 targets, in "
+                             "place of the profiles' 20 dB (int8) and 40 dB (fp16).")(func)
     func = click.option("--min-agreement", type=click.FloatRange(0, 1, min_open=True), default=None,
-                        help="Top-1 agreement floor for quantized targets, in place of the profiles' 0.95.")(func)
+                        help="Top-1 agreement floor for quantized and fp16 targets, in place of the profiles' "
+                             "0.95 (int8) and 0.99 (fp16).")(func)
     return click.option("--max-abs", type=click.FloatRange(0, min_open=True), default=None,
                         help="Largest output difference for float targets (scaled by the output range), "
                              "in place of the profiles' 1e-4 (fp32) and 1e-2 (fp16).")(func)
 
 
-def _parity_rule(max_abs, min_agreement):
-    from targets import Parity
+def _parity_rule(max_abs, min_agreement, min_parity_snr=None):
+    from targets import ParityBounds
 
-    return None if max_abs is None and min_agreement is None else Parity(max_abs, min_agreement)
+    bounds = ParityBounds(max_abs, min_agreement, min_parity_snr)
+    return None if bounds == ParityBounds() else bounds
 
 
 def device_option(func):
@@ -221,7 +226,7 @@ def bench_options(func):
 @json_option
 @click.pass_obj
 def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, pixel_scale, max_abs,
-             min_agreement, device, cpu_class, max_drop, min_snr, rounds, min_seconds, threads, trust_model,
+             min_agreement, min_parity_snr, device, cpu_class, max_drop, min_snr, rounds, min_seconds, threads, trust_model,
              as_json) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
@@ -236,7 +241,7 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
 
     outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
-                  rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement),
+                  rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement, min_parity_snr),
                   device=device, pixel_scale=pixel_scale, cpu_class=cpu_class, max_drop=max_drop,
                   min_snr=min_snr, progress=_progress(obj))
     _finish_run(outcome, as_json)
@@ -419,7 +424,8 @@ def _datasets(source, data: str | None, eval_data: str | None, seed: int, pixel_
 @json_option
 @click.pass_obj
 def export(obj, model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, pixel_scale,
-           max_abs, min_agreement, device, cpu_class, max_drop, min_snr, trust_model, as_json) -> None:
+           max_abs, min_agreement, min_parity_snr, device, cpu_class, max_drop, min_snr, trust_model,
+           as_json) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
     Example:
@@ -438,7 +444,7 @@ def export(obj, model, target_names, data, eval_data, out_dir, calibration_sampl
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
                                    source_path=model, overwrite=overwrite, device=device, cpu_class=cpu_class,
                                    max_drop=max_drop, min_snr=min_snr, timer=runner_p50_ms,
-                                   parity_rule=_parity_rule(max_abs, min_agreement), on_progress=_progress(obj))
+                                   parity_rule=_parity_rule(max_abs, min_agreement, min_parity_snr), on_progress=_progress(obj))
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error
     if as_json:
