@@ -229,7 +229,7 @@ class MixedPrecision:
         else:
             quantized = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix,
                                  float_nodes=float_nodes)
-        ov.save_model(_stable_names(quantized), str(destination), compress_to_fp16=False)
+        ov.save_model(_carry_options(_stable_names(quantized)), str(destination), compress_to_fp16=False)
         return self._order
 
 
@@ -243,14 +243,35 @@ def _info(port) -> TensorInfo:
     return TensorInfo(port.get_any_name(), shape, _element_type(port))
 
 
-def cpu_config(threads: int) -> dict:
-    """The CPU plugin properties every OpenVINO artifact is run with (latency, one stream).
+# The CPU plugin properties every artifact is verified and benchmarked with, written into the IR
+# itself (``rt_info/runtime_options``, OpenVINO's place for them). f32 inference precision: on CPUs
+# with bf16/fp16 units (AMX, AVX-512 BF16) the plugin otherwise runs fp32 IR in bf16, and the parity
+# check would not test what a device runs. The 2026.4 CPU plugin applies only KV-cache and dynamic-
+# quantization options from ``runtime_options`` (``Config::apply_rt_info``), so a plain
+# ``compile_model(path, "CPU")`` does not: :func:`runtime_options` reads them back for the runner,
+# the manifest records them, and the README shows a device application how to pass them.
+VERIFIED_OPTIONS = {"INFERENCE_PRECISION_HINT": "f32"}
 
-    f32 inference precision: on CPUs with bf16/fp16 units the plugin would otherwise pick
-    a lower precision for fp32 IR, and the parity check would not test what was exported.
-    """
+
+def _carry_options(ov_model, options: dict = VERIFIED_OPTIONS):
+    for key, value in options.items():
+        ov_model.set_rt_info(value, ["runtime_options", key])
+    return ov_model
+
+
+def runtime_options(ov_model) -> dict:
+    """The properties an IR was verified with (its ``rt_info/runtime_options``); an IR this toolkit
+    wrote before it recorded them was verified in f32."""
+    if not ov_model.has_rt_info(["runtime_options"]):
+        return dict(VERIFIED_OPTIONS)
+    return {key: value.astype(str) for key, value in ov_model.get_rt_info(["runtime_options"]).astype(dict).items()}
+
+
+def cpu_config(threads: int, options: dict | None = None) -> dict:
+    """The CPU plugin properties an artifact is run with: latency, one stream, ``threads``, and the
+    IR's own runtime options (f32 inference precision unless it says otherwise)."""
     return {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-            "INFERENCE_PRECISION_HINT": "f32"}
+            **(VERIFIED_OPTIONS if options is None else options)}
 
 
 class OpenVINORunner:
@@ -262,8 +283,10 @@ class OpenVINORunner:
         import openvino as ov
 
         start = time.perf_counter()
-        self._core, self._artifact, self._config = ov.Core(), artifact, cpu_config(threads)
-        self._compiled = compiled = self._core.compile_model(str(artifact), "CPU", self._config)
+        self._core, self._artifact = ov.Core(), artifact
+        model = self._core.read_model(str(artifact))
+        self._config = cpu_config(threads, runtime_options(model))
+        self._compiled = compiled = self._core.compile_model(model, "CPU", self._config)
         self._requests = {None: (compiled, compiled.create_infer_request())}
         self.load_seconds = time.perf_counter() - start
         self._in = list(range(len(compiled.inputs))) if input_order is None else input_order
@@ -320,8 +343,9 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
         raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
     details["batch"] = batch if static is not None else "dynamic"
     details.update(order)
+    details["compile_properties"] = dict(VERIFIED_OPTIONS)  # also in the IR's rt_info/runtime_options
     artifact = workdir / ARTIFACT_NAME
-    ov.save_model(_stable_names(ov_model), str(artifact), compress_to_fp16=profile.precision == "fp16")
+    ov.save_model(_carry_options(_stable_names(ov_model)), str(artifact), compress_to_fp16=profile.precision == "fp16")
     return Exported(artifact, [artifact.with_suffix(".bin")], details)
 
 
