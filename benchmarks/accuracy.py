@@ -68,11 +68,14 @@ def drop_points(metrics: dict[str, float], reference: dict[str, float]) -> dict[
     return drops
 
 
-def fidelity(outputs: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """How closely an artifact's outputs follow the float source's, sample for sample."""
+def fidelity(outputs: np.ndarray, reference: np.ndarray, *, scores: bool = True) -> dict[str, float]:
+    """How closely an artifact's outputs follow the float source's, sample for sample: max abs,
+    MSE, cosine, SNR in dB, and top-1 agreement where the output holds class ``scores``."""
     error = outputs.astype(np.float64) - reference.astype(np.float64)
-    result = {"max_abs": float(np.max(np.abs(error))), "mse": float(np.mean(error**2)),
-              "cosine": cosine_similarity(reference.astype(np.float64), outputs.astype(np.float64))}
-    if outputs.ndim == 2 and outputs.shape[1] > 1:
+    signal, noise = float(np.mean(reference.astype(np.float64) ** 2)), float(np.mean(error**2))
+    result = {"max_abs": float(np.max(np.abs(error))), "mse": noise,
+              "cosine": cosine_similarity(reference.astype(np.float64), outputs.astype(np.float64)),
+              "snr_db": 120.0 if noise == 0 else 10 * float(np.log10(max(signal, 1e-30) / noise))}
+    if scores and outputs.ndim == 2 and outputs.shape[1] > 1:
         result["agreement"] = float(np.mean(outputs.argmax(1) == reference.argmax(1)))
     return result

@@ -208,9 +208,22 @@ def _reference(candidates: list[Candidate]) -> Candidate | None:
     return next((c for c in candidates if c.precision == "fp32"), None)
 
 
+def _judged(candidates) -> tuple[int | None, list[int]]:
+    """The labelled output (class scores, or None) and the outputs the figures follow, as the
+    exports recorded them: every output that computes something (pass-through outputs, such as
+    an integer copy of an input, are left out); the class scores first."""
+    for c in candidates:
+        if c.kind == "artifact":
+            judged = [i for i, o in enumerate(c.parity_outputs) if not o.get("passthrough")]
+            head = c.labelled_output
+            return head, ([head] + [i for i in judged if i != head]) if head is not None else judged or [0]
+    return 0, [0]
+
+
 def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> dict:
     reference = _reference(candidates)
-    head = next((c.labelled_output for c in candidates if c.kind == "artifact"), 0) or 0
+    labelled, judged = _judged(candidates)
+    head = judged[0]
     names = next(([o["name"] for o in c.parity_outputs] for c in candidates if c.parity_outputs), [])
     labels = eval_data.labels_for(names[head], primary=True) if len(names) > head else eval_data.y
     # a multi-head model: accuracy of every head that has labels (y_<output>), beside the primary one
@@ -237,7 +250,11 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
             "latency": latency, "load_ms": statistics.median(r["load_ms"] for r in runs),
             "memory": max((r["memory"] for r in runs), key=lambda m: m["peak_above_baseline_mb"]),
             "accuracy": metrics, "accuracy_drop_pp": accuracy.drop_points(metrics, ref_metrics),
-            "fidelity": accuracy.fidelity(first_output, ref_outputs) if ref_outputs is not None else {},
+            "fidelity": accuracy.fidelity(first_output, ref_outputs, scores=labelled is not None)
+            if ref_outputs is not None else {},
+            "fidelity_per_output": {names[i]: accuracy.fidelity(outputs[candidate.name][i],
+                                                                outputs[reference.name][i], scores=i == labelled)
+                                    for i in judged} if reference and len(names) > 1 else {},
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
             "parity_outputs": list(candidate.parity_outputs), "device_class": candidate.device_class,
             "cpu_class": candidate.cpu_class, "speed_caveat": candidate.speed_caveat, "budget": candidate.budget,

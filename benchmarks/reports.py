@@ -37,7 +37,8 @@ def table_rows(doc: dict) -> list[dict]:
     rows = []
     for r in doc["results"]:
         rows.append({
-            "target": r["name"], "runtime": r["runtime"], "precision": r["precision"],
+            "target": r["name"], "kind": r.get("kind", "artifact"), "runtime": r["runtime"],
+            "precision": r["precision"],
             "size_bytes": r["size"].get("bytes"), "gzip_bytes": r["size"].get("gzip_bytes"),
             "p50_ms": r["latency"]["p50_ms"], "p90_ms": r["latency"]["p90_ms"], "p99_ms": r["latency"]["p99_ms"],
             "throughput_per_s": r["latency"]["throughput_per_s"],
@@ -45,6 +46,9 @@ def table_rows(doc: dict) -> list[dict]:
             "speedup_vs_runtime_fp32": r.get("speedup_vs_runtime_fp32"),
             "top1": r["accuracy"].get("top1"), "top1_drop_pp": r["accuracy_drop_pp"].get("top1"),
             "agreement": r["fidelity"].get("agreement"),
+            # the worst SNR among the outputs the figures follow (pass-through outputs left out)
+            "snr_db": min([f["snr_db"] for f in (r.get("fidelity_per_output") or {}).values() if "snr_db" in f]
+                          or [r["fidelity"].get("snr_db")], key=lambda v: float("inf") if v is None else v),
             "peak_memory_mb": r["memory"].get("peak_above_baseline_mb"),
             "device_class": r.get("device_class"), "cpu_class": r.get("cpu_class"),
             "gops": (r.get("roofline") or {}).get("gops"),
@@ -55,6 +59,7 @@ def table_rows(doc: dict) -> list[dict]:
 
 NOISE_Z = 1.96  # the 95 % interval of a proportion
 BUDGET_PP = 1.0  # top-1 points an artifact may lose and still be recommended
+MIN_SNR_DB = 30.0  # without class scores: the SNR (worst judged output) an artifact must keep to be recommended
 OFF_DEVICE = {  # device classes whose artifacts this host measures without their hardware
     "microcontroller": "on this host with TFLite Micro's reference kernels, not on a microcontroller",
     "Edge TPU": "on this host's CPU, not on an Edge TPU",
@@ -93,22 +98,30 @@ def recommendations(doc: dict, budget_pp: float | None = None) -> list[str]:
         def within(r):
             if r["top1_drop_pp"] is not None:
                 return r["top1_drop_pp"] <= budget
-            return r["agreement"] is not None and r["agreement"] >= 0.99
+            if r["agreement"] is not None:
+                return r["agreement"] >= 0.99
+            return r["snr_db"] is not None and r["snr_db"] >= doc.get("min_snr_db", MIN_SNR_DB)
 
         fit = [r for r in candidates if within(r)]
         where = f"; latency measured {OFF_DEVICE[device]}" if device in OFF_DEVICE else ""
         if not fit:  # the least loss, and the fastest artifact at it
-            closest = min(candidates, key=lambda r: (1e9 if r["top1_drop_pp"] is None else round(r["top1_drop_pp"], 6),
-                                                     r["p50_ms"]))
+            closest = min(candidates, key=lambda r: (
+                round(r["top1_drop_pp"], 6) if r["top1_drop_pp"] is not None
+                else -r["snr_db"] if r["snr_db"] is not None else 1e9, r["p50_ms"]))
+            loss = (f"{_fmt(closest['top1_drop_pp'], '+.2f')} pt" if closest["top1_drop_pp"] is not None or
+                    closest["snr_db"] is None else f"{closest['snr_db']:.1f} dB SNR")
             lines.append(f"{device}: nothing within {budget:g} pt of the float model; closest {closest['target']} "
-                         f"({_fmt(closest['top1_drop_pp'], '+.2f')} pt, the fastest at that loss){where}")
+                         f"({loss}, the fastest at that loss){where}")
             continue
         fastest = min(r["p50_ms"] for r in fit)
         best = min((r for r in fit if r["p50_ms"] <= fastest * 1.03), key=lambda r: (r["size_bytes"] or 0))
         speed = f", {best['speedup_vs_float']:.2f}× the float model" if best["speedup_vs_float"] else ""
         drop = (f"{_fmt(best['top1_drop_pp'], '+.2f')} pt top-1" if best["top1_drop_pp"] is not None
-                else f"{best['agreement']:.1%} agreement")
-        lines.append(f"{device}: ship {best['target']}: fastest within {budget:g} pt ({best['p50_ms']:.3f} ms{speed}, "
+                else f"{best['agreement']:.1%} agreement" if best["agreement"] is not None
+                else f"{_fmt(best['snr_db'], '.1f')} dB SNR on its worst output")
+        limit = f"{budget:g} pt" if best["top1_drop_pp"] is not None or best["agreement"] is not None else \
+            f"{doc.get('min_snr_db', MIN_SNR_DB):g} dB SNR"
+        lines.append(f"{device}: ship {best['target']}: fastest within {limit} ({best['p50_ms']:.3f} ms{speed}, "
                      f"{drop}, {(best['size_bytes'] or 0) / 1024:,.1f} KiB){where}")
     return lines
 
@@ -152,10 +165,17 @@ def md_cells(row: dict, noise: float | None = None, host_class: str | None = Non
             _fmt(row["throughput_per_s"], ",.0f"), _fmt(row["speedup_vs_float"], ".2f", "×"),
             _fmt(row["speedup_vs_runtime_fp32"], ".2f", "×"),
             _fmt(None if row["top1"] is None else row["top1"] * 100, ".2f", " %"),
-            _drop_text(row, noise), _fmt(None if row["agreement"] is None else row["agreement"] * 100,
-                                                    ".1f", " %"),
+            _drop_text(row, noise), _agreement_text(row),
             _fmt(row["peak_memory_mb"], ".1f"), _fmt(row.get("gops"), ".1f"),
             _fmt(None if row.get("peak_fraction") is None else row["peak_fraction"] * 100, ".0f", " %")]
+
+
+def _agreement_text(row: dict) -> str:
+    """Top-1 agreement with the float model; without class scores, the SNR of the worst output
+    that computes something (pass-through outputs left out)."""
+    if row["agreement"] is not None:
+        return f"{row['agreement'] * 100:.1f} %"
+    return "-" if row.get("snr_db") is None or row["kind"] == "source" else f"{row['snr_db']:.1f} dB SNR"
 
 
 def machine_line(doc: dict) -> str:
@@ -179,6 +199,10 @@ def output_rows(doc: dict) -> list[list[str]]:
         if len(outputs) < 2:
             continue
         for o in outputs:
+            if o.get("passthrough"):  # no computation to judge: its equality was checked at export
+                rows.append([r["name"], o["name"], f"pass-through ({o['passthrough']}), equal", "-", "-",
+                             _fmt(o["max_abs"], ".3g")])
+                continue
             rows.append([r["name"], o["name"], _fmt(None if o["agreement"] is None else o["agreement"] * 100, ".1f",
                                                     " %"), _fmt(o["snr_db"], ".1f"), _fmt(o["cosine"], ".4f"),
                          _fmt(o["max_abs"], ".3g")])

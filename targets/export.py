@@ -21,7 +21,7 @@ from compressor.data import Dataset
 from compressor.errors import (AccuracyBudgetError, BadInputError, CompressorError, ParityError,
                                UnsupportedModelError)
 from compressor.models import as_source
-from compressor.models.source import labelled_output
+from compressor.models.source import judged_outputs, labelled_output
 from targets import cpu, devices, parity, recovery
 from targets import manifest as manifests
 from targets.artifact import Artifact
@@ -246,17 +246,25 @@ class Budget:
     # (the user's model before compression steps), on the validation samples
     baseline: list | None = None
 
-    def measure(self, source, outputs, reference, labels) -> dict:
-        """The budget record of one artifact: what it lost, in the budget's own measure."""
+    def measure(self, source, outputs, reference, labels, inputs) -> dict:
+        """The budget record of one artifact: what it lost, in the budget's own measure, on the
+        outputs that compute something (pass-through outputs named, never followed)."""
         head = labelled_output(source)
+        judged, passthrough = judged_outputs(source, inputs, reference)
         reference = reference if self.baseline is None else self.baseline
+        names = [o.name for o in source.outputs]
         record = {"max_drop_pp": self.max_drop_pp, "samples": len(reference[0]),
-                  "against": "the model before compression" if self.baseline is not None else "the exported model"}
+                  "against": "the model before compression" if self.baseline is not None else "the exported model",
+                  "outputs": [names[i] for i in judged],
+                  "passthrough_outputs": {names[i]: why for i, why in passthrough.items()}}
         if head is None:
-            snr = recovery.quality(outputs[0], reference[0], None, classifier=False).snr_db
-            return {**record, "min_snr_db": self.min_snr_db, "snr_db": round(snr, 2), "drop_pp": None,
-                    "metric": f"SNR of output '{source.outputs[0].name}' against the float model, dB (no class "
-                              "scores)"}
+            snrs = {names[i]: round(recovery.quality(outputs[i], reference[i], None, False).snr_db, 2)
+                    for i in judged}
+            worst = min(snrs, key=snrs.get) if snrs else None
+            return {**record, "min_snr_db": self.min_snr_db, "snr_db": snrs.get(worst), "drop_pp": None,
+                    "snr_db_per_output": snrs,
+                    "metric": (f"SNR of output {worst!r}" if len(snrs) == 1 else "SNR of the worst of outputs "
+                               + ", ".join(repr(n) for n in snrs)) + " against the float model, dB (no class scores)"}
         measured = recovery.quality(outputs[head], reference[head], labels, classifier=True)
         return {**record, "drop_pp": round(measured.drop_pp, 4),
                 "metric": "top-1 points on the validation labels" if labels is not None
@@ -284,8 +292,9 @@ def _budget(source, profile, validation, max_drop, min_snr, against) -> Budget:
     budget = Budget(max_drop, min_snr, original.predict(validation.feeds(original)))
     head = labelled_output(source)
     labels = None if head is None else validation.labels_for(source.outputs[head].name, primary=True)
-    own = source.predict(validation.feeds(source))
-    measured = budget.measure(source, own, own, labels)
+    inputs = validation.feeds(source)
+    own = source.predict(inputs)
+    measured = budget.measure(source, own, own, labels, inputs)
     if not budget.holds(measured):
         raise AccuracyBudgetError(f"{profile.name}: the compressed float model itself {_OverBudget(measured).lost} "
                                   f"against the model before compression, short of {budget.describe(source)} "
@@ -315,7 +324,7 @@ def _budget_record(source, profile, validation, outputs, reference, budget: Budg
         return None
     head = labelled_output(source)
     labels = None if head is None else validation.labels_for(source.outputs[head].name, primary=True)
-    return budget.measure(source, outputs, reference, labels)
+    return budget.measure(source, outputs, reference, labels, validation.feeds(source))
 
 
 def _export_within(staging: Path, source, profile, rule, calibration, validation, source_path, recipe, threads,
@@ -387,6 +396,16 @@ def _export_within(staging: Path, source, profile, rule, calibration, validation
                                   f"on export, short of {limit}; {budget_next_steps(profile, source)}") from None
 
 
+def _drop_unnamed(staging: Path, exported) -> None:
+    """Remove what a library left beside the artifact that the manifest would not name (a shape
+    inference's temporary model, a quantizer's external-data file): every file shipped is named."""
+    named = {exported.artifact.resolve(), *(Path(p).resolve() for p in exported.extra_files)}
+    for path in staging.iterdir():
+        if path.name.startswith(".recovery.") or path.resolve() in named:
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def _clear(staging: Path) -> None:
     """Empty the staging folder of a previous attempt's files."""
     for leftover in staging.iterdir():
@@ -395,15 +414,17 @@ def _clear(staging: Path) -> None:
 
 def _recover(staging: Path, source, profile, rule, calibration, validation, budget: Budget,
              on_progress, timer=None) -> recovery.Recovery:
-    head = labelled_output(source)
-    classifier = head is not None
-    head = head if classifier else 0  # no class scores: the first output's SNR is the budget
+    classifier = labelled_output(source) is not None
     inputs = validation.feeds(source)
+    references = source.predict(inputs)
+    judged, passthrough = judged_outputs(source, inputs, references)
+    head = judged[0] if judged else 0  # the class scores; without them every judged output's SNR, worst first
     expected = recovery.Outputs(
-        source.predict(inputs), head, classifier,
+        references, head, classifier,
         labels=validation.labels_for(source.outputs[head].name, primary=True) if classifier else None,
-        baseline=None if budget.baseline is None else budget.baseline[head], floor=rule,
-        names=tuple(o.name for o in source.outputs), class_outputs=tuple(source.class_outputs()))
+        baseline=budget.baseline, floor=rule, names=tuple(o.name for o in source.outputs),
+        class_outputs=tuple(source.class_outputs()), also=() if classifier else tuple(judged[1:]),
+        passthrough=passthrough)
     workdir = Path(tempfile.mkdtemp(prefix=".recovery.", dir=staging))
     try:
         return recovery.search(source, profile, calibration, inputs, expected, budget_pp=budget.max_drop_pp,
@@ -417,6 +438,7 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
                  device, budget: Budget | None = None, recovery_record=None) -> dict:
     runtime = get_runtime(profile.runtime)
     exported = runtime.export(source, profile, calibration, staging)
+    _drop_unnamed(staging, exported)
     if device is not None:
         devices.check_fits(device, exported.details, profile.name)
     runner = runtime.load(exported.artifact, threads=threads, details=exported.details)
@@ -459,7 +481,8 @@ def _check_parity(source, inputs, outputs, rule, profile, validation=None) -> tu
     at_precision = source.predict_with_weights(rule.weights, inputs) if rule.weights else None
     try:
         check = parity.compare(reference, outputs, rule, at_precision=at_precision,
-                               names=[o.name for o in source.outputs], class_outputs=source.class_outputs())
+                               names=[o.name for o in source.outputs], class_outputs=source.class_outputs(),
+                               passthrough=judged_outputs(source, inputs, reference)[1])
     except ParityError as exc:  # outputs that cannot even be compared (count, shape)
         raise ParityError(f"{profile.name}: {exc}") from None
     if not check.passed:

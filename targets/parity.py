@@ -54,14 +54,17 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], rule: Parity, *,
             at_precision: list[np.ndarray] | None = None, names: list[str] | None = None,
-            class_outputs: list[bool] | None = None) -> ParityResult:
+            class_outputs: list[bool] | None = None, passthrough: dict[int, str] | None = None) -> ParityResult:
     """Compare the outputs of a source model and an artifact on the same samples, output by output.
 
     ``at_precision``: the source's outputs computed at the profile's precision (see
     ``Parity.weights``); the tolerance is checked against them, everything else against
     ``reference`` (the fp32 source). ``class_outputs``: which outputs hold class scores
     (top-1 agreement); the others are held to the SNR floor. By default a 2-D output with
-    several columns counts as class scores.
+    several columns counts as class scores. ``passthrough``: outputs that carry no computation
+    (``compressor.models.source.passthrough_outputs``), by index with why: each must equal the
+    source's exactly, and none enters the summary figures or scales the float tolerance (an int64
+    copy of token ids would otherwise widen it to thousands).
     """
     if len(reference) != len(candidate):
         raise ParityError(f"artifact has {len(candidate)} outputs, the source model {len(reference)}")
@@ -69,9 +72,13 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], rule: Pari
     names = names or [f"output {i}" for i in range(len(reference))]
     if class_outputs is None:
         class_outputs = [np.ndim(r) == 2 and np.shape(r)[-1] > 1 for r in reference]
+    passthrough = passthrough or {}
     outputs = [_compare_output(name, np.asarray(ref, np.float64), np.asarray(got, np.float64),
                                np.asarray(near, np.float64), scores)
                for name, ref, got, near, scores in zip(names, reference, candidate, at_precision, class_outputs)]
+    for index, why in passthrough.items():
+        outputs[index]["passthrough"] = why
+        outputs[index]["agreement"] = None
     return _judge(outputs, rule, len(reference[0]) if reference else 0)
 
 
@@ -89,13 +96,25 @@ def _compare_output(name: str, ref, got, near, scores: bool) -> dict:
 
 def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
     failures, kinds = [], []
-    scale = max([1.0] + [o["scale"] for o in outputs])
-    max_abs = max(o["max_abs"] for o in outputs)
-    per_sample = np.zeros(samples)
     for o in outputs:
+        if not o.get("passthrough") or o["max_abs"] == 0.0:
+            continue
+        # an integer output the model computes (indices, argmax) may differ where the scores it
+        # is taken from do: on as many samples as the agreement floor allows; copies never
+        equal = float(np.mean(o["per_sample"] == 0)) if len(o["per_sample"]) else 0.0
+        allowed = (rule.min_agreement or 1.0) if o["passthrough"] == "integer" else 1.0
+        if equal < allowed:
+            failures.append(f"output '{o['name']}' ({o['passthrough']} in the source) differs on "
+                            f"{1 - equal:.1%} of samples, by up to {o['max_abs']:.3g}")
+            kinds.append("passthrough" if allowed == 1.0 else "agreement")
+    judged = [o for o in outputs if not o.get("passthrough")] or outputs
+    scale = max([1.0] + [o["scale"] for o in judged])
+    max_abs = max(o["max_abs"] for o in judged)
+    per_sample = np.zeros(samples)
+    for o in judged:
         if len(o["per_sample"]) == samples:
             per_sample = np.maximum(per_sample, o["per_sample"])
-    agreements = [o["agreement"] for o in outputs if o["agreement"] is not None]
+    agreements = [o["agreement"] for o in judged if o["agreement"] is not None]
     agreement = min(agreements) if agreements else None
     tolerance = rule.max_abs * scale if rule.max_abs is not None else None
     over = int(np.sum(~(per_sample <= tolerance))) if tolerance is not None else None
@@ -106,7 +125,7 @@ def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
         failures.append(f"max abs diff {max_abs:.3g} exceeds tolerance {tolerance:.3g}{detail}")
         kinds.append("max_abs")
     if rule.min_agreement is not None:
-        for o in outputs:
+        for o in judged:
             where = f"output '{o['name']}': " if len(outputs) > 1 else ""
             if o["agreement"] is not None and not o["agreement"] >= rule.min_agreement:
                 failures.append(f"{where}top-1 agreement {o['agreement']:.1%} is below the floor "
@@ -116,6 +135,6 @@ def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
                 failures.append(f"{where}output SNR {o['snr_db']:.1f} dB is below the floor {rule.min_snr_db:g} dB")
                 kinds.append("snr")
     per_output = [{k: v for k, v in o.items() if k not in ("per_sample", "scale")} for o in outputs]
-    return ParityResult(samples, max_abs, max(o["mse"] for o in outputs), min(o["cosine"] for o in outputs),
-                        min(o["snr_db"] for o in outputs), agreement, over, tolerance, rule.min_agreement, failures,
+    return ParityResult(samples, max_abs, max(o["mse"] for o in judged), min(o["cosine"] for o in judged),
+                        min(o["snr_db"] for o in judged), agreement, over, tolerance, rule.min_agreement, failures,
                         per_output, list(dict.fromkeys(kinds)))

@@ -100,21 +100,27 @@ class Outputs:
     head: int
     classifier: bool
     labels: np.ndarray | None = None
-    baseline: np.ndarray | None = None  # the budget's reference for output ``head``, when not the float model's
+    baseline: list | None = None  # the budget's references (one per output), when not the float model's
     floor: object = None  # targets.profiles.Parity: the hard floor the export checks, on every output
     names: tuple = ()
     class_outputs: tuple | None = None
+    also: tuple = ()  # without class scores: further outputs the budget judges, the worst SNR counting
+    passthrough: dict | None = None  # outputs that carry no computation (parity: equality only)
 
     def take(self, n: int) -> "Outputs":
         """The first ``n`` samples, unlabelled (the sensitivity pass ranks on agreement and SNR)."""
         return Outputs([r[:n] for r in self.references], self.head, self.classifier, None,
-                       None if self.baseline is None else self.baseline[:n], self.floor, self.names,
-                       self.class_outputs)
+                       None if self.baseline is None else [b[:n] for b in self.baseline], self.floor, self.names,
+                       self.class_outputs, self.also, self.passthrough)
 
     def judge(self, outputs: list) -> Quality:
         """``outputs`` (an artifact's, on the same samples) in the budget's measure, floor checked."""
-        reference = self.references[self.head] if self.baseline is None else self.baseline
-        measured = quality(outputs[self.head], reference, self.labels, self.classifier)
+        references = self.references if self.baseline is None else self.baseline
+        if self.classifier:
+            measured = quality(outputs[self.head], references[self.head], self.labels, True)
+        else:  # every judged output, the worst SNR counting
+            measured = min((quality(outputs[i], references[i], None, False) for i in (self.head, *self.also)),
+                           key=lambda q: q.snr_db)
         if self.floor is not None:
             measured.below_floor = self._floor_check(outputs).failures
         return measured
@@ -122,16 +128,17 @@ class Outputs:
     def watched(self, outputs: list) -> list[int]:
         """The outputs the ranking follows: the budget's, and each one under the floor here."""
         if self.floor is None or len(self.references) == 1:
-            return [self.head]
+            return [self.head, *self.also]
         check = self._floor_check(outputs)
         under = [i for i, o in enumerate(check.outputs) if any(f"output '{o['name']}'" in f for f in check.failures)]
-        return sorted({self.head, *under})
+        return sorted({self.head, *self.also, *under})
 
     def _floor_check(self, outputs: list):
         from targets import parity
 
         return parity.compare(self.references, outputs, self.floor, names=list(self.names) or None,
-                              class_outputs=None if self.class_outputs is None else list(self.class_outputs))
+                              class_outputs=None if self.class_outputs is None else list(self.class_outputs),
+                              passthrough=self.passthrough)
 
 
 def _noise(output, reference) -> float:

@@ -288,7 +288,7 @@ def test_a_mix_within_the_budget_but_under_the_parity_floor_is_not_the_answer():
     assert "top-1 agreement 93.0% is below the floor 95%" in measured.below_floor[0]
     assert found.holds(single.judge([scores]))
     # the budget against the model before compression, the floor against the exported one
-    before = recovery.Outputs([scores], 0, True, labels=labels, baseline=swapped, floor=floor, names=("scores",))
+    before = recovery.Outputs([scores], 0, True, labels=labels, baseline=[swapped], floor=floor, names=("scores",))
     assert found.holds(before.judge([scores]))
     # two outputs: class scores intact, boxes at 14 dB; the boxes are what the ranking must follow
     noisy = boxes + rng.normal(0, 0.2 * np.sqrt(np.mean(boxes ** 2)), boxes.shape)

@@ -90,6 +90,19 @@ def test_manifest_records_what_a_deployer_needs(exported):
     assert sizes["tflite-int8"] < sizes["tflite-fp16"] < sizes["tflite-fp32"]
 
 
+def named_files(folder) -> set[str]:
+    """The files a manifest names: the artifact, its extra files and the manifest itself."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {"manifest.json", manifest["artifact"]["file"], *(f["file"] for f in manifest["extra_files"])}
+
+
+def test_every_file_in_every_artifact_folder_is_named_by_its_manifest(exported):
+    _, results = exported
+    for name, result in results.items():
+        present = {str(p.relative_to(result.folder)) for p in result.folder.rglob("*")}
+        assert present == named_files(result.folder), name
+
+
 def test_edgetpu_and_mcu_artifacts_are_integer_only(exported):
     from targets.runtimes.litert import INT_TYPES, op_table
 

@@ -107,8 +107,14 @@ def _top1(accuracy: dict) -> str:
     return "not measured" if accuracy.get("top1") is None else f"{accuracy['top1']:.2%}"
 
 
-def _drop(drops: dict) -> str:
-    return "-" if drops.get("top1") is None else f"{drops['top1']:+.2f}"
+def _drop(row: dict) -> str:
+    """Top-1 points lost; without class scores, the SNR of the worst output that computes something."""
+    drops, fidelity = row["accuracy_drop_pp"], row.get("fidelity") or {}
+    if drops.get("top1") is not None:
+        return f"{drops['top1']:+.2f}"
+    snrs = [f["snr_db"] for f in (row.get("fidelity_per_output") or {}).values() if "snr_db" in f]
+    snr = min(snrs) if snrs else fidelity.get("snr_db")
+    return f"{snr:.1f} dB SNR" if snr is not None and "agreement" not in fidelity else "-"
 
 
 def print_run(outcome) -> None:
@@ -139,7 +145,7 @@ def print_run(outcome) -> None:
             continue
         table.add_row(result.target, row["precision"], f"{row['size']['bytes'] / 1024:,.1f} KiB",
                       f"{row['latency']['p50_ms']:.3f}", f"{row['speedup_vs_reference'] or 0:.2f}×",
-                      _top1(row["accuracy"]), _drop(row["accuracy_drop_pp"]),
+                      _top1(row["accuracy"]), _drop(row),
                       "ok")
     for failure in outcome.failed:
         bug = " (a bug: please report it with errors.log)" if failure.traceback else ""

@@ -82,6 +82,38 @@ def labelled_output(source) -> int | None:
     return next((index for index, flag in enumerate(source.class_outputs()) if flag), None)
 
 
+def passthrough_outputs(inputs: list[np.ndarray], outputs: list[np.ndarray], names=None) -> dict[int, str]:
+    """The outputs that carry no computation of the model, by index, with why: integer outputs
+    (token ids, masks, indices), copies of an input, and outputs equal on every sample. Found on
+    the data (``inputs`` and the float model's ``outputs`` on them), whatever the format. No
+    budget, headline figure or recommendation follows them; parity checks them for equality."""
+    names = names or [f"input {i}" for i in range(len(inputs))]
+    found = {}
+    for index, output in enumerate(outputs):
+        output = np.asarray(output)
+        copied = next((name for name, x in zip(names, inputs)
+                       if np.shape(x) == output.shape and np.array_equal(np.asarray(x), output)), None)
+        if copied is not None:
+            found[index] = f"copies input '{copied}'"
+        elif output.dtype.kind in "iub":
+            found[index] = "integer"
+        elif len(output) > 1 and output.size and np.all(output == output[:1]):
+            found[index] = "constant"
+    return found
+
+
+def judged_outputs(source, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> tuple[list[int], dict[int, str]]:
+    """The outputs an artifact is judged by (every output that computes something, class scores
+    first) and the pass-through ones (:func:`passthrough_outputs`)."""
+    passthrough = passthrough_outputs(inputs, outputs, [spec.name for spec in source.inputs])
+    judged = [i for i in range(len(outputs)) if i not in passthrough]
+    head = labelled_output(source)
+    if head is not None and head in judged:
+        judged.remove(head)
+        judged.insert(0, head)
+    return judged, passthrough
+
+
 def feed_list(x) -> list[np.ndarray]:
     """Inputs as a list (one array per input): a single array stands for a single-input model's."""
     return [x] if isinstance(x, np.ndarray) else list(x)

@@ -8,6 +8,8 @@ signed int8 activations and weights (S8S8), per-channel weights, after its
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,9 +130,11 @@ def _pre_process(source: Path, workdir: Path, *, optimize: bool = True,
     unreshaped = (workdir / f"unreshaped-{name}").resolve()
     if _drop_identity_reshapes(source, unreshaped):
         source = unreshaped
-    # in the work folder: on incomplete shape inference ORT saves sym_shape_infer_temp.onnx in the cwd
+    # in a folder of its own: on incomplete shape inference ORT saves sym_shape_infer_temp.onnx (and,
+    # for a large model, a <uuid>.data beside it) in the cwd and leaves them there
+    scratch = Path(tempfile.mkdtemp(prefix=".pre-process.", dir=workdir))
     try:
-        with contextlib.chdir(workdir):
+        with contextlib.chdir(scratch):
             try:
                 quant_pre_process(str(source), str(prepared), skip_optimization=not optimize)
                 return prepared, False
@@ -140,6 +144,7 @@ def _pre_process(source: Path, workdir: Path, *, optimize: bool = True,
                 return prepared, True
     finally:
         unreshaped.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _drop_identity_reshapes(source: Path, destination: Path) -> int:
