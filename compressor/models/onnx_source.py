@@ -11,7 +11,8 @@ import numpy as np
 
 from compressor.errors import BadInputError, one_line
 from compressor.models.inspection import LayerInfo, ModelReport, TensorSpec
-from compressor.models.source import class_score_outputs, feed_list, file_identity, first_input_spec, round_float
+from compressor.models.source import (class_score_outputs, feed_list, file_identity, first_input_spec, fixed_batch,
+                                      round_float, run_at_batch)
 
 
 def _check_external_data(proto, folder: Path, path: Path) -> None:
@@ -160,13 +161,15 @@ class OnnxSource:
     def op_types(self) -> set[str]:
         return {node.op_type for node in self.proto.graph.node}
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+    def _run(self, x: list[np.ndarray]) -> list[np.ndarray]:
         import onnxruntime as ort
 
         if self._session is None:
             self._session = ort.InferenceSession(self.proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        return self._session.run(None, {spec.name: array.astype(spec.dtype, copy=False)
-                                        for spec, array in zip(self.inputs, x)})
+        specs = self.inputs
+        return run_at_batch(lambda chunk: self._session.run(None, {
+            spec.name: array.astype(spec.dtype, copy=False) for spec, array in zip(specs, chunk)}), list(x),
+            fixed_batch([spec.shape for spec in specs]))
 
     def predict(self, x, batch_size: int = 64) -> list[np.ndarray]:
         feeds = feed_list(x)

@@ -114,6 +114,43 @@ def judged_outputs(source, inputs: list[np.ndarray], outputs: list[np.ndarray]) 
     return judged, passthrough
 
 
+def fixed_batch(shapes) -> int | None:
+    """The batch a model's inputs are fixed at (every input's first dimension the same number, as a
+    plain PyTorch export writes it), or None when it takes any batch."""
+    firsts = {shape[0] if len(shape) else None for shape in shapes}
+    first = firsts.pop() if len(firsts) == 1 else None
+    return first if isinstance(first, int) and first > 0 else None
+
+
+def run_at_batch(run, inputs: list[np.ndarray], batch: int | None) -> list[np.ndarray]:
+    """``run(inputs)`` for a model whose batch is fixed at ``batch``: in chunks of that size, the last
+    one padded with copies of its first sample and cut back, each output with its batch axis first
+    (a recognizer's time-major ``[T, 1, classes]`` becomes ``[1, T, classes]``) so that samples are
+    concatenated, not time steps; as it is when ``batch`` is None."""
+    if batch is None:
+        return run(inputs)
+    parts = []
+    for start in range(0, len(inputs[0]), batch):
+        chunk = [a[start:start + batch] for a in inputs]
+        short = batch - len(chunk[0])
+        if short:
+            chunk = [np.concatenate([a, np.repeat(a[:1], short, axis=0)]) for a in chunk]
+        outputs = [_batch_first(np.asarray(o), batch) for o in run(chunk)]
+        parts.append([o[:batch - short] if short else o for o in outputs])
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
+def _batch_first(output: np.ndarray, batch: int) -> np.ndarray:
+    """``output`` with its batch axis (the first of ``batch`` elements; the first axis when it is one)
+    moved to the front."""
+    if not output.ndim or output.shape[0] == batch:
+        return output
+    axis = next((i for i, size in enumerate(output.shape) if size == batch), None)
+    if axis is None:  # no axis holds the batch (an output that pools it away): one row per call
+        return output[None]
+    return np.moveaxis(output, axis, 0)
+
+
 def feed_list(x) -> list[np.ndarray]:
     """Inputs as a list (one array per input): a single array stands for a single-input model's."""
     return [x] if isinstance(x, np.ndarray) else list(x)

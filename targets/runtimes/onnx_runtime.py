@@ -17,6 +17,7 @@ import numpy as np
 
 from compressor import interrupts, keras_env
 from compressor.errors import ConversionError, one_line
+from compressor.models.source import fixed_batch, run_at_batch
 from targets.runtime import Exported, Runtime, TensorInfo, converted, feeds
 
 OPSET = 17
@@ -404,8 +405,12 @@ class ONNXRunner:
         self.outputs = [_info(t) for t in self._session.get_outputs()]
 
     def run(self, x) -> list[np.ndarray]:
-        feed = {info.name: array.astype(info.dtype, copy=False) for info, array in zip(self.inputs, feeds(x))}
-        return [np.asarray(o, np.float32) for o in self._session.run(None, feed)]
+        def run(chunk):
+            feed = {info.name: array.astype(info.dtype, copy=False) for info, array in zip(self.inputs, chunk)}
+            return [np.asarray(o, np.float32) for o in self._session.run(None, feed)]
+
+        # a model exported with its batch fixed (at 1, as a plain PyTorch export does) runs in chunks of it
+        return run_at_batch(run, feeds(x), fixed_batch([info.shape for info in self.inputs]))
 
     def close(self) -> None:
         self._session = None

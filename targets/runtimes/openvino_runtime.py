@@ -16,6 +16,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
+from compressor.models.source import fixed_batch, run_at_batch
 from targets.runtime import Exported, Runtime, TensorInfo, converted, feeds, name_order
 
 
@@ -213,7 +214,8 @@ class MixedPrecision:
         ov_model = convert(source, workdir)
         order = name_order([i.name for i in source.inputs], [p.get_names() for p in ov_model.inputs])
         self._order = {"input_order": order, "output_order": name_order(
-            [o.name for o in source.outputs], [p.get_names() for p in ov_model.outputs])}
+            [o.name for o in source.outputs], [p.get_names() for p in ov_model.outputs]),
+            "fixed_batch": fixed_batch([spec.shape for spec in source.inputs])}
         static = with_batch(ov_model, profile.options.get("batch", 1)) if profile.options.get("batch", 1) else None
         self._model = static if static is not None else ov_model
         self._feeds = _ir_order(calibration.feeds(source), order)
@@ -279,7 +281,7 @@ class OpenVINORunner:
     gets the IR reshaped to it and compiled once (kept for the next call of that size)."""
 
     def __init__(self, artifact: Path, *, threads: int = 1, input_order: list[int] | None = None,
-                 output_order: list[int] | None = None) -> None:
+                 output_order: list[int] | None = None, fixed_batch: int | None = None) -> None:
         import openvino as ov
 
         start = time.perf_counter()
@@ -295,6 +297,9 @@ class OpenVINORunner:
         self.outputs = [_info(compiled.outputs[i]) for i in self._out]
         first = self.inputs[0].shape
         self._batch = first[0] if first and first[0] != -1 else None  # None: the IR takes any batch
+        # a source exported with its batch fixed: run in chunks of it, never reshaped (its graph may
+        # hold the batch in Reshapes, and its outputs may carry it on another axis than the first)
+        self._fixed = fixed_batch
 
     def _request(self, batch: int):
         key = None if self._batch is None or batch == self._batch else batch
@@ -306,9 +311,12 @@ class OpenVINORunner:
         return self._requests[key][1]
 
     def run(self, x) -> list[np.ndarray]:
+        inputs = [np.ascontiguousarray(a, dtype=info.dtype) for info, a in zip(self.inputs, feeds(x))]
+        return run_at_batch(self._infer, inputs, self._fixed)
+
+    def _infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         import openvino as ov
 
-        inputs = [np.ascontiguousarray(a, dtype=info.dtype) for info, a in zip(self.inputs, feeds(x))]
         request = self._request(len(inputs[0]))
         # bind inputs without a copy and read outputs from the request's own tensors: the
         # dict-based infer() costs tens of microseconds more per call, which small models feel
@@ -341,7 +349,10 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
                    "overflow_fix": overflow_fix, "float_nodes": float_nodes}
     elif profile.precision not in ("fp32", "fp16"):
         raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
-    details["batch"] = batch if static is not None else "dynamic"
+    source_batch = fixed_batch([spec.shape for spec in source.inputs])
+    details["batch"] = batch if static is not None else source_batch or "dynamic"
+    if source_batch is not None:  # exported with its batch fixed: the runner feeds it that batch
+        details["fixed_batch"] = source_batch
     details.update(order)
     details["compile_properties"] = dict(VERIFIED_OPTIONS)  # also in the IR's rt_info/runtime_options
     artifact = workdir / ARTIFACT_NAME
@@ -362,7 +373,7 @@ def _ir_order(arrays: list[np.ndarray], order: list[int] | None) -> list[np.ndar
 def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> OpenVINORunner:
     details = details or {}
     return OpenVINORunner(artifact, threads=threads, input_order=details.get("input_order"),
-                          output_order=details.get("output_order"))
+                          output_order=details.get("output_order"), fixed_batch=details.get("fixed_batch"))
 
 
 def describe(artifact: Path) -> dict:
