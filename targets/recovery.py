@@ -34,6 +34,7 @@ import numpy as np
 
 from compressor import interrupts
 from compressor.errors import one_line
+from compressor.progress import time_left
 from targets.runtime import get_runtime, run_batched
 
 SUBSET = 128  # samples the sensitivity pass runs on
@@ -216,9 +217,9 @@ def _worth_measuring(everything: list[str], share_alone, record: Recovery, say, 
         return everything
     size = math.ceil(len(everything) / max(1, MAX_CANDIDATES // 4))
     runs = [everything[i : i + size] for i in range(0, len(everything), size)]
-    scored = []
+    scored, started = [], time.perf_counter()
     for index, run in enumerate(runs):
-        say(f"{name}: sensitivity of layer runs {index + 1}/{len(runs)}")
+        say(f"{name}: sensitivity of layer runs {index + 1}/{len(runs)}{time_left(started, index, len(runs))}")
         try:
             share, _ = share_alone(run)
         except Exception as exc:  # noqa: BLE001 - a run that cannot be quantized alone ranks last
@@ -269,9 +270,10 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
         return max(_noise(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched), alone
 
     nodes = _worth_measuring(everything, share_alone, record, say, profile.name)
-    ranked = []
+    ranked, ranking_started = [], time.perf_counter()
     for index, node in enumerate(nodes):
-        say(f"{profile.name}: sensitivity {index + 1}/{len(nodes)}: {node}")
+        say(f"{profile.name}: sensitivity {index + 1}/{len(nodes)}{time_left(ranking_started, index, len(nodes))}: "
+            f"{node}")
         try:
             share, alone = share_alone([node])
         except Exception as exc:  # a layer the quantizer cannot quantize alone: not a candidate
@@ -285,9 +287,11 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
     ranked.sort(key=lambda item: (-item[0], everything.index(item[1])))
     record.sensitivity.sort(key=lambda s: -s.get("noise_share", -1.0))
     order = [node for _, node in ranked]
-    for k in [k for k in STEPS if k <= len(order)] or [len(order)]:
+    steps, confirming = [k for k in STEPS if k <= len(order)] or [len(order)], time.perf_counter()
+    for step, k in enumerate(steps):
         float_nodes = order[:k]
-        say(f"{profile.name}: {k} layer(s) in float")
+        say(f"{profile.name}: {k} layer(s) in float (step {step + 1}/{len(steps)} at most"
+            f"{time_left(confirming, step, len(steps))})")
         outputs, ms = evaluate(float_nodes, feeds, timer)
         measured = expected.judge(outputs)
         record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict(),

@@ -34,6 +34,7 @@ from typing import Callable
 
 from compressor import atomic
 from compressor.errors import BadInputError, UsageError
+from compressor.progress import time_left
 from compressor.version import __version__
 
 # name -> recipe (a built-in name or a recipe dict); Keras sources take them all, ONNX the first
@@ -227,7 +228,8 @@ def run_trials(config: SearchConfig, trials: list[Trial], progress=lambda line: 
                 trial.record = {"skipped": "the time budget ran out before it started"}
             break
         group = todo[index:index + batch]
-        progress("search: running " + ", ".join(t.recipe for t in group))
+        progress(f"search: trial {index + 1}{f'-{index + len(group)}' if len(group) > 1 else ''}/{len(todo)}: "
+                 + ", ".join(t.recipe for t in group) + time_left(started, index, len(todo)))
         for trial, (code, seconds) in zip(group, EXECUTORS[config.executor](
                 [(t.command, str(t.folder)) for t in group], config)):
             trial.exit_code, trial.seconds = code, seconds
@@ -243,7 +245,11 @@ def _within(row: dict, budget: float) -> bool:
     if drop is not None:
         return drop <= budget
     agreement = (row.get("fidelity") or {}).get("agreement")
-    return agreement is not None and 100 * (1 - agreement) <= budget
+    if agreement is not None:
+        return 100 * (1 - agreement) <= budget
+    # no class scores: an int8 artifact was written only within its SNR budget, a float one within parity
+    record = row.get("budget") or {}
+    return record.get("snr_db") is None or record["snr_db"] >= record.get("min_snr_db", 0)
 
 
 def pareto(points: list[dict], cost: str) -> list[str]:
