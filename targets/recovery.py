@@ -187,14 +187,19 @@ class _Evaluator:
         self.runtime, self.mixed, self.workdir = runtime, mixed, workdir
         self.count = 0
 
-    def __call__(self, float_nodes, feeds, timer=None) -> tuple[list[np.ndarray], float | None]:
-        """The outputs on ``feeds``, and with ``timer`` the candidate's p50 on the first sample (ms)."""
+    def __call__(self, float_nodes, feeds, timer=None, *, alone=None) -> tuple[list[np.ndarray], float | None]:
+        """The outputs on ``feeds``, and with ``timer`` the candidate's p50 on the first sample (ms).
+        ``alone``: only these nodes in int8, from full int8 where the runtime can (``write_alone``:
+        no quantization per candidate), else by quantizing with every other node in float."""
         self.count += 1
         folder = self.workdir / f"candidate-{self.count}"
         folder.mkdir()
         try:
             destination = folder / f"model{getattr(self.mixed, 'suffix', '')}"
-            details = self.mixed.write(list(float_nodes), destination) or {}
+            if alone is not None and callable(getattr(self.mixed, "write_alone", None)):
+                details = self.mixed.write_alone(list(alone), destination) or {}
+            else:
+                details = self.mixed.write(list(float_nodes), destination) or {}
             runner = self.runtime.load(destination, threads=1, details=details)
             try:
                 outputs = run_batched(runner, feeds)
@@ -266,7 +271,7 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
     def share_alone(quantized: list[str]):
         """The share of full int8's output noise that quantizing ``quantized`` alone makes, and its outputs."""
         chosen = set(quantized)
-        alone, _ = evaluate([other for other in everything if other not in chosen], subset)
+        alone, _ = evaluate([other for other in everything if other not in chosen], subset, alone=quantized)
         return max(_noise(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched), alone
 
     nodes = _worth_measuring(everything, share_alone, record, say, profile.name)

@@ -303,7 +303,8 @@ def _quantized_op_types() -> set[str]:
 class MixedPrecision:
     """Static int8 with chosen nodes kept in float, cheaply repeated: the float model is
     converted and pre-processed once, calibrated once (ONNX Runtime's calibration cache), then
-    quantized once per candidate set of float nodes."""
+    quantized once per candidate set of float nodes. The sensitivity pass's "these nodes alone in
+    int8" costs no quantization: full int8 with every other node given its float inputs back."""
 
     suffix = ".onnx"
 
@@ -315,7 +316,13 @@ class MixedPrecision:
         self._feeds = calibration.feeds(source)
         import onnx
 
-        graph = onnx.load(str(self._prepared), load_external_data=False).graph
+        from targets import qdq
+
+        prepared = onnx.load(str(self._prepared))
+        if qdq.name_nodes(prepared):  # candidates are kept in float by name
+            onnx.save(prepared, str(self._prepared))
+        graph = prepared.graph
+        self._float, self._full = prepared, None
         self._settings = _static_settings(bool(profile.options.get("reduce_range", False)),
                                           _activations_for(self._prepared, profile.options.get("activations", "int8")),
                                           profile.options.get("calibration", "minmax"))
@@ -340,6 +347,20 @@ class MixedPrecision:
                 raise
             self._per_channel = False  # as for export: per-tensor when per-channel fails on this graph
             return self.write(float_nodes, destination)
+        return {}
+
+    def write_alone(self, quantized_nodes, destination: Path) -> dict:
+        """Only ``quantized_nodes`` in int8, edited from the full int8 graph (quantized once)."""
+        import onnx
+
+        from targets import qdq
+
+        if self._full is None:
+            full = destination.with_name("full-int8.onnx")
+            self.write([], full)
+            self._full = onnx.load(str(full))
+            full.unlink()
+        onnx.save(qdq.alone(self._full, self._float, set(quantized_nodes)), str(destination))
         return {}
 
 

@@ -186,10 +186,9 @@ PASS_THROUGH = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "MaxPo
                           "Gather", "Broadcast", "Tile", "Convert", "Relu", "Clamp", "ReduceMax"})
 
 
-def quantized_ops(model, quantized) -> list[str]:
-    """The names of ``model``'s ops whose inputs NNCF quantized in ``quantized``, in graph order."""
-    readers, seen = set(), set()
-    stack = [op for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+def _readers(fake_quantize) -> set[str]:
+    """The names of the ops that read ``fake_quantize``'s output, past the ops that only move values."""
+    readers, seen, stack = set(), set(), [fake_quantize]
     while stack:
         for output in stack.pop().outputs():
             for target in output.get_target_inputs():
@@ -201,12 +200,25 @@ def quantized_ops(model, quantized) -> list[str]:
                         stack.append(node)
                 elif node.get_type_name() not in ("FakeQuantize", "Result"):
                     readers.add(name)
+    return readers
+
+
+def quantizer_readers(quantized) -> dict[str, set[str]]:
+    """For each FakeQuantize of ``quantized`` (by name), the ops it quantizes the inputs of."""
+    return {op.get_friendly_name(): _readers(op) for op in quantized.get_ordered_ops()
+            if op.get_type_name() == "FakeQuantize"}
+
+
+def quantized_ops(model, quantized) -> list[str]:
+    """The names of ``model``'s ops whose inputs NNCF quantized in ``quantized``, in graph order."""
+    readers = set().union(*quantizer_readers(quantized).values())
     return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in readers]
 
 
 class MixedPrecision:
     """NNCF int8 with chosen ops kept in float, cheaply repeated: the model is converted once,
-    then quantized once per candidate set of float ops."""
+    then quantized once per candidate set of float ops. The sensitivity pass's "these ops alone
+    in int8" costs no quantization: full int8 with every other FakeQuantize bypassed."""
 
     suffix = ".xml"
 
@@ -221,7 +233,26 @@ class MixedPrecision:
         self._feeds = _ir_order(calibration.feeds(source), order)
         self._overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
         self._full = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix)
+        self._alone_base = self._full.clone()  # full int8 as NNCF wrote it, for write_alone
+        self._float_ops = {op.get_friendly_name(): op for op in self._model.get_ordered_ops()}
+        self._quantizers = quantizer_readers(self._alone_base)
         self.nodes = quantized_ops(self._model, self._full)
+
+    def write_alone(self, quantized_nodes, destination: Path) -> dict:
+        """Only ``quantized_nodes`` in int8, from the full int8 model: every other op's activation
+        quantizers bypassed and its int8 weights replaced by the float ones. NNCF's statistics are
+        collected once for the whole ranking."""
+        import openvino as ov
+
+        keep = set(quantized_nodes)
+        model = self._alone_base.clone()
+        for op in model.get_ordered_ops():
+            if op.get_type_name() == "FakeQuantize" and not self._quantizers.get(op.get_friendly_name(), set()) & keep:
+                op.output(0).replace(op.input_value(0))
+            elif op.get_friendly_name() not in keep:
+                _float_weights(op, self._float_ops.get(op.get_friendly_name()))
+        ov.save_model(_carry_options(model), str(destination), compress_to_fp16=False)
+        return self._order
 
     def write(self, float_nodes, destination: Path) -> dict:
         import openvino as ov
@@ -233,6 +264,35 @@ class MixedPrecision:
                                  float_nodes=float_nodes)
         ov.save_model(_carry_options(_stable_names(quantized)), str(destination), compress_to_fp16=False)
         return self._order
+
+
+def _decompressed(node) -> bool:
+    """Is ``node`` NNCF's int8 weight decompression (Multiply of a Convert of an integer
+    Constant, with a Subtract of the zero point between them when asymmetric)?"""
+    if node.get_type_name() != "Multiply":
+        return False
+    source = node.input_value(0).get_node()
+    if source.get_type_name() == "Subtract":
+        source = source.input_value(0).get_node()
+    if source.get_type_name() != "Convert":
+        return False
+    constant = source.input_value(0).get_node()
+    return constant.get_type_name() == "Constant" and constant.get_output_element_type(0).is_integral()
+
+
+def _float_weights(op, original) -> None:
+    """Give ``op`` back the float weights it reads in the float model ``original`` came from, in
+    place of NNCF's int8 ones."""
+    import openvino.opset13 as opset
+
+    if original is None:
+        return
+    for port, value in enumerate(op.input_values()):
+        if port >= original.get_input_size() or not _decompressed(value.get_node()):
+            continue
+        weights = original.input_value(port).get_node()
+        if weights.get_type_name() == "Constant":
+            op.input(port).replace_source_output(opset.constant(weights.get_data().copy()).output(0))
 
 
 def _element_type(port) -> str:

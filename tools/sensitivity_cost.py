@@ -1,0 +1,157 @@
+"""What the accuracy budget's sensitivity pass costs, and whether ranking from full int8 picks
+layers as good as quantizing every candidate again: both ways side by side on zoo models.
+
+For each model and runtime: one full int8 export timed alone, then the budget search
+(``targets.recovery.search``) twice on the same samples, once ranking each candidate by editing
+the full int8 model (``write_alone``: no quantization per candidate) and once by quantizing the
+model again per candidate, every other op in float (the pass before). Each row gives the
+search's seconds, the layers it kept in float and the loss it reached.
+
+Usage: python -m tools.sensitivity_cost [--models NAME ...] [--zoo zoo-out] [--max-drop 1.0]
+[--write COST.md]. A zoo model not trained yet is trained as ``make zoo`` trains it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from compressor import atomic
+
+COMMAND = "python -m tools.sensitivity_cost --write COST.md"
+TARGETS = ("onnx-int8", "openvino-int8")
+HEADER = ("| model | target | candidates | full int8 export s | ranking | search s | × full int8 | layers in float "
+          "| loss | within budget |", "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _search(source, profile, train_set, test_set, max_drop: float, fast: bool) -> dict:
+    """One budget search (ranking and confirmation) on the test samples, timed."""
+    from compressor.models.source import judged_outputs, labelled_output
+    from targets import recovery
+
+    inputs = test_set.feeds(source)
+    references = source.predict(inputs)
+    head = labelled_output(source)
+    judged, passthrough = judged_outputs(source, inputs, references)
+    labels = test_set.labels_for(source.outputs[head].name, primary=True) if head is not None else None
+    expected = recovery.Outputs(references, judged[0], head is not None, labels=labels, floor=profile.parity,
+                                names=tuple(o.name for o in source.outputs), class_outputs=tuple(source.class_outputs()),
+                                passthrough=passthrough)
+    workdir = Path(tempfile.mkdtemp(prefix="sensitivity-"))
+    try:
+        with _ranking(profile.runtime, fast):
+            start = time.perf_counter()
+            found = recovery.search(source, profile, train_set, inputs, expected, budget_pp=max_drop, workdir=workdir,
+                                    min_snr_db=None if head is not None else 30.0)
+            seconds = time.perf_counter() - start
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    last = found.tried[-1] if found.tried else found.full_int8_subset or {}
+    return {"seconds": round(seconds, 1), "candidates": found.candidates,
+            "float_nodes": None if found.float_nodes is None else len(found.float_nodes),
+            "loss": last.get("drop_pp") if last.get("drop_pp") is not None else last.get("snr_db"),
+            "within": found.float_nodes is not None}
+
+
+@contextlib.contextmanager
+def _ranking(runtime_name: str, fast: bool):
+    """Within the block, the runtime ranks from full int8 (``fast``) or quantizes every candidate
+    again, every other op in float (its mixed precision without ``write_alone``)."""
+    from targets import runtime as runtimes
+
+    original = runtimes.get_runtime(runtime_name)
+    if not fast:
+        runtimes._REGISTRY[runtime_name] = dataclasses.replace(
+            original, mixed=type("Exhaustive", (original.mixed,), {"write_alone": None}))
+    try:
+        yield
+    finally:
+        runtimes._REGISTRY[runtime_name] = original
+
+
+def run_model(name: str, zoo_out: Path, max_drop: float) -> dict:
+    from compressor.models import load_source
+    from targets import Parity, export
+    from targets.profiles import get_profile
+    from tools import budget_zoo, zoo
+
+    model_path, trust_model, train_set, test_set = budget_zoo._model_and_data(name, zoo_out)
+    test_set = test_set.take(zoo.EVAL_SAMPLES)
+    train_set = train_set.shuffled(0).take(200)
+    source = load_source(model_path, trust_model=trust_model)
+    record = {"model": name, "max_drop_pp": max_drop, "targets": {}}
+    for target in TARGETS:
+        profile = get_profile(target).for_cpu()
+        out = Path(tempfile.mkdtemp(prefix="full-int8-"))
+        try:
+            start = time.perf_counter()
+            export(source, target, out_dir=out, calibration=train_set, validation=test_set,
+                   parity_rule=Parity(min_agreement=1e-6))
+            full = round(time.perf_counter() - start, 1)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        record["targets"][target] = {"full_int8_s": full, **{
+            mode: _search(source, profile, train_set, test_set, max_drop, fast=mode == "from full int8")
+            for mode in ("from full int8", "quantized again")}}
+    return record
+
+
+def _rows(record: dict) -> list[str]:
+    rows = []
+    for target, cell in record["targets"].items():
+        for mode in ("from full int8", "quantized again"):
+            m = cell[mode]
+            loss = "-" if m["loss"] is None else f"{m['loss']:+.2f} pt"
+            rows.append(f"| {record['model']} | {target} | {m['candidates']} | {cell['full_int8_s']:.1f} | {mode} | "
+                        f"{m['seconds']:.1f} | {m['seconds'] / max(cell['full_int8_s'], 0.1):.1f}× | "
+                        f"{'-' if m['float_nodes'] is None else m['float_nodes']} | {loss} | "
+                        f"{'yes' if m['within'] else 'no'} |")
+    return rows
+
+
+def render(records: list[dict], host: str) -> str:
+    lines = ["## The sensitivity pass: ranking from full int8 against quantizing again", "",
+             f"Regenerated by `{COMMAND}` on {host}; budget {records[0]['max_drop_pp']:g} pt top-1 against the float "
+             "model, 200 calibration and 200 held-out samples. Search s: ranking and confirmation together; × full "
+             "int8: against one full int8 export of the same target, timed alone beforehand.", "", *HEADER]
+    for record in records:
+        lines += _rows(record)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["efficientnet_b0", "resnet50"])
+    parser.add_argument("--zoo", type=Path, default=Path("zoo-out"))
+    parser.add_argument("--max-drop", type=float, default=1.0)
+    parser.add_argument("--write", type=Path)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one model, JSON out
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_model(args.one, args.zoo, args.max_drop)))
+        return
+    records = []
+    for name in args.models:  # one process per model: memory and library state start clean
+        done = subprocess.run([sys.executable, "-m", "tools.sensitivity_cost", "--one", name, "--zoo", str(args.zoo),
+                               "--max-drop", str(args.max_drop)], capture_output=True, text=True, check=True)
+        records.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"{name}: done", file=sys.stderr)
+    from benchmarks.machine import capture
+
+    host = capture()
+    text = render(records, f"{host.get('cpu', '?')} (class {host.get('cpu_class', '?')})")
+    print(text)
+    if args.write:
+        atomic.write_text(args.write, text)
+
+
+if __name__ == "__main__":
+    main()
