@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from compressor import interrupts
+from compressor import interrupts, memory
 from compressor.data import Dataset
 from compressor.errors import (AccuracyBudgetError, BadInputError, CompressorError, ParityError,
                                UnsupportedModelError)
@@ -189,14 +190,15 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     return ExportResult(final, final / result["artifact"]["file"], result)
 
 
-def export_many(model, targets: list[str], *, on_progress=None, **options) -> tuple[list[ExportResult],
-                                                                                   list[ExportFailure]]:
+def export_many(model, targets: list[str], *, on_progress=None, costs: dict | None = None,
+                **options) -> tuple[list[ExportResult], list[ExportFailure]]:
     """Export ``model`` to each of ``targets``; one target's failure never stops the others.
 
     ``all`` among the names means every profile that can take the model. ``options`` are
     :func:`export`'s. A failure the user can act on keeps its typed error's exit code and
     message; an unexpected exception is recorded as a bug (exit 1) with its traceback.
-    ``on_progress(message)`` is told as each target starts and fails.
+    ``on_progress(message)`` is told as each target starts and fails. ``costs``, when given, gets
+    each target's wall time and peak resident memory (``compressor.memory``).
 
     Example:
         >>> exported, failed = export_many(model, ["all"], out_dir="out", calibration=train, validation=test)
@@ -207,6 +209,7 @@ def export_many(model, targets: list[str], *, on_progress=None, **options) -> tu
     for index, name in enumerate(names):
         if on_progress:
             on_progress(f"export: {name} ({index + 1}/{len(names)})")
+        started, own_peak = time.perf_counter(), memory.reset_peak()
         try:
             exported.append(export(source, name, on_progress=on_progress, **options))
         except Exception as exc:
@@ -215,6 +218,10 @@ def export_many(model, targets: list[str], *, on_progress=None, **options) -> tu
             failed.append(_failure(name, exc))
             if on_progress:
                 on_progress(f"export: {name} FAILED: {failed[-1].message}")
+        finally:
+            if costs is not None:
+                costs[name] = {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": memory.peak_mb(),
+                               "peak_since": "the export's start" if own_peak else "the process's start"}
     return exported, failed
 
 

@@ -82,7 +82,9 @@ class Runtime:
     suffix: str | None = None  # its artifact files' extension, for inspecting a bare file
     # int8 with chosen layers kept in float: (source, profile, calibration, workdir) -> an object with
     # ``nodes`` (the candidates' names, as ``options["float_nodes"]`` takes them) and
-    # ``write(float_nodes, destination)``; None: this runtime cannot mix precisions
+    # ``write(float_nodes, destination)``, optionally ``write_alone(quantized_nodes, destination)``
+    # (only those in int8, edited from full int8: the sensitivity pass then quantizes once);
+    # None: this runtime cannot mix precisions
     mixed: Callable | None = None
     # option sets to try, in order, when a profile's int8 misses the accuracy budget (before mixed
     # precision): other calibrations or presets, each a full export and evaluation

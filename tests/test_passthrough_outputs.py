@@ -91,6 +91,10 @@ def test_the_budget_results_and_report_judge_the_embedding(encoder_run, tmp_path
         per_output = {o["name"]: o for o in manifest["parity"]["outputs"]}
         assert per_output["ids"]["passthrough"] and per_output["ids"]["max_abs"] == 0.0
         assert manifest["parity"]["snr_db"] == per_output["embedding"]["snr_db"] < 100  # int8 moved it
+    cost = json.loads((out / "run.json").read_text())["cost"]  # what the job cost, per export and whole
+    assert set(cost["exports"]) == {"onnx-fp32", "onnx-dynamic-int8", "openvino-int8"}
+    assert all(c["seconds"] > 0 and c["peak_rss_mb"] > 50 for c in cost["exports"].values())
+    assert cost["job_peak_rss_mb"] >= max(c["peak_rss_mb"] for c in cost["exports"].values())
     results = json.loads((out / "results.json").read_text())
     rows = {r["name"]: r for r in results["results"]}
     int8 = rows["onnx-dynamic-int8"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compressor import atomic
+from compressor import atomic, memory
 from compressor.errors import BadInputError, CompressorError
 
 RUN_FILE = "run.json"
@@ -113,11 +113,13 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
     outcome = RunOutcome(out)
     original = source
     source, provenance = _compress(source, recipe, train, test, trust_model, progress, outcome, pixel_scale)
+    costs: dict = {}
+    before_exports = memory.peak_mb()  # loading and compressing
     outcome.exported, outcome.failed = export_many(
         source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
         seed=recipe.seed, parity_rule=parity_rule, device=device, cpu_class=cpu_class, max_drop=max_drop,
         min_snr=min_snr, budget_against=original if recipe.steps else None, timer=runner_p50_ms,
-        on_progress=progress)
+        on_progress=progress, costs=costs)
     if outcome.exported:
         _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome,
                    title=f"{Path(model_path).name}, recipe {recipe.name}")
@@ -127,7 +129,11 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
                "exported": [r.target for r in outcome.exported],
                "failed": {f.target: {"exit_code": f.exit_code, "error": f.message,
                                      **({"traceback": f.traceback} if f.traceback else {})} for f in outcome.failed},
-               "compression": outcome.compression}
+               "compression": outcome.compression,
+               # what the job cost here (run.json only: manifests stay byte-identical between runs)
+               "cost": {"exports": costs, "benchmark_workers_peak_rss_mb": memory.children_peak_mb(),
+                        "job_peak_rss_mb": max([before_exports, memory.peak_mb(),
+                                                *(c["peak_rss_mb"] for c in costs.values())])}}
     atomic.write_text(out / RUN_FILE, json.dumps(summary, indent=2, default=str) + "\n")
     (out / STARTED).unlink(missing_ok=True)
     return outcome

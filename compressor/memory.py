@@ -1,0 +1,39 @@
+"""The process's peak memory (resident set), per stage where the system allows measuring it.
+
+Linux keeps a high-water mark (``VmHWM``) that writing "5" to ``/proc/self/clear_refs`` resets,
+so one process can measure each export's own peak; elsewhere the peak is the process's since it
+started (``resource.getrusage``), which :func:`reset_peak` says by returning False.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+STATUS, CLEAR = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def reset_peak() -> bool:
+    """Start a new high-water mark here; False where the system cannot (the peak then counts from
+    the process's start)."""
+    try:
+        CLEAR.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_mb() -> float:
+    """The resident-set high-water mark in MB (since :func:`reset_peak`, or since the start)."""
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def children_peak_mb() -> float:
+    """The largest resident set of any finished child process (benchmark workers), in MB."""
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
