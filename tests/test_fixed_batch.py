@@ -90,8 +90,8 @@ def test_fixed_batch_models_go_through_every_onnx_target(tmp_path, capsys, model
     np.savez(tmp_path / "train.npz", x=rng.standard_normal((130, *shape)).astype(np.float32))
     np.savez(tmp_path / "test.npz", x=rng.standard_normal((70, *shape)).astype(np.float32))
     code, _, err = run_cli(["export", str(path), "-t", "all", "--data", str(tmp_path / "train.npz"),
-                            "--eval-data", str(tmp_path / "test.npz"), "-o", str(tmp_path / "out"), "--min-snr", "25", "--max-drop", "50"],
-                           capsys)
+                            "--eval-data", str(tmp_path / "test.npz"), "-o", str(tmp_path / "out"), "--min-snr", "25",
+                            "--max-drop", "50"], capsys)
     assert code == 0, err
     for target in ONNX_TARGETS:
         manifest = json.loads((tmp_path / "out" / target / "manifest.json").read_text())

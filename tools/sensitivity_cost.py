@@ -43,8 +43,8 @@ def _search(source, profile, train_set, test_set, max_drop: float, fast: bool) -
     judged, passthrough = judged_outputs(source, inputs, references)
     labels = test_set.labels_for(source.outputs[head].name, primary=True) if head is not None else None
     expected = recovery.Outputs(references, judged[0], head is not None, labels=labels, floor=profile.parity,
-                                names=tuple(o.name for o in source.outputs), class_outputs=tuple(source.class_outputs()),
-                                passthrough=passthrough)
+                                names=tuple(o.name for o in source.outputs),
+                                class_outputs=tuple(source.class_outputs()), passthrough=passthrough)
     workdir = Path(tempfile.mkdtemp(prefix="sensitivity-"))
     try:
         with _ranking(profile.runtime, fast):

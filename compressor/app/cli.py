@@ -226,8 +226,8 @@ def bench_options(func):
 @json_option
 @click.pass_obj
 def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, pixel_scale, max_abs,
-             min_agreement, min_parity_snr, device, cpu_class, max_drop, min_snr, rounds, min_seconds, threads, trust_model,
-             as_json) -> None:
+             min_agreement, min_parity_snr, device, cpu_class, max_drop, min_snr, rounds, min_seconds, threads,
+             trust_model, as_json) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
     Exit code 0 only when every requested artifact was written and passed its parity check.
@@ -241,7 +241,8 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
 
     outcome = run(model, recipe, targets=list(target_names), data=data, eval_data=eval_data, out_dir=out_dir,
                   overwrite=overwrite, bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads),
-                  rounds=rounds, trust_model=trust_model, parity_rule=_parity_rule(max_abs, min_agreement, min_parity_snr),
+                  rounds=rounds, trust_model=trust_model,
+                  parity_rule=_parity_rule(max_abs, min_agreement, min_parity_snr),
                   device=device, pixel_scale=pixel_scale, cpu_class=cpu_class, max_drop=max_drop,
                   min_snr=min_snr, progress=_progress(obj))
     _finish_run(outcome, as_json)
@@ -444,7 +445,8 @@ def export(obj, model, target_names, data, eval_data, out_dir, calibration_sampl
                                    calibration_samples=calibration_samples, threads=threads, seed=seed,
                                    source_path=model, overwrite=overwrite, device=device, cpu_class=cpu_class,
                                    max_drop=max_drop, min_snr=min_snr, timer=runner_p50_ms,
-                                   parity_rule=_parity_rule(max_abs, min_agreement, min_parity_snr), on_progress=_progress(obj))
+                                   parity_rule=_parity_rule(max_abs, min_agreement, min_parity_snr),
+                                   on_progress=_progress(obj))
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error
     if as_json:
