@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow benchmarks zoo sweep speed clean
+.PHONY: setup demo test test-slow benchmarks zoo sweep speed cost clean
 
 setup: $(STAMP)
 
@@ -37,3 +37,7 @@ sweep: $(STAMP)
 
 speed: $(STAMP)
 	$(BIN)/python -m tools.speed --write SPEED.md
+
+cost: $(STAMP)
+	$(BIN)/python -m tools.sensitivity_cost --write COST.md
+	$(BIN)/python -m tools.overhead --write COST.md --append

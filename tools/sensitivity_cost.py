@@ -28,6 +28,12 @@ from compressor import atomic
 
 COMMAND = "python -m tools.sensitivity_cost --write COST.md"
 TARGETS = ("onnx-int8", "openvino-int8")
+PAGE_HEADER = """# What a compression job costs
+
+Measured, not estimated: each section says the command that regenerates it and the machine it ran
+on. `make cost` regenerates the page.
+
+"""
 HEADER = ("| model | target | candidates | full int8 export s | ranking | search s | × full int8 | layers in float "
           "| loss | within budget |", "|---|---|---|---|---|---|---|---|---|---|")
 
@@ -133,6 +139,7 @@ def main(argv=None) -> None:
     parser.add_argument("--zoo", type=Path, default=Path("zoo-out"))
     parser.add_argument("--max-drop", type=float, default=1.0)
     parser.add_argument("--write", type=Path)
+    parser.add_argument("--append", action="store_true", help="add the section below the page --write names")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one model, JSON out
     args = parser.parse_args(argv)
     if args.one:
@@ -150,7 +157,8 @@ def main(argv=None) -> None:
     text = render(records, f"{host.get('cpu', '?')} (class {host.get('cpu_class', '?')})")
     print(text)
     if args.write:
-        atomic.write_text(args.write, text)
+        before = args.write.read_text() + "\n" if args.append and args.write.is_file() else PAGE_HEADER
+        atomic.write_text(args.write, before + text)
 
 
 if __name__ == "__main__":
