@@ -535,7 +535,7 @@ def next_steps(profile, source=None, failed=()) -> str:
 
 def _other_routes(profile, source) -> list[str]:
     """Other ways to an int8 artifact of this model than ``profile`` as it is."""
-    qat = "-r qat-int8 (quantization-aware fine-tuning of Keras models, needs labelled data)" \
+    qat = "compressor compress -r qat-int8 (quantization-aware fine-tuning of Keras models, labelled data)" \
         if source is None or "keras" in source.provides else None
     if profile.builtin_int8_only:  # no float fallback on this hardware
         return [f"{qat}; integer-only hardware cannot keep a layer in float"] if qat else []
