@@ -56,6 +56,24 @@ def _recognizer(path):
     return path
 
 
+def _detector(path):
+    """A YOLO-style head at a static 1x3x32x32: a strided convolution to 4 box + 10 class channels,
+    reshaped with the batch baked in (``[1, 14, -1]``, as exporters write it) to ``[1, 14, 256]``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    tensors = [numpy_helper.from_array(rng.standard_normal((14, 3, 3, 3)).astype(np.float32) / 3, "w"),
+               numpy_helper.from_array(np.array([1, 14, -1], np.int64), "shape")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Reshape", ["c", "shape"], ["flat"]), helper.make_node("Sigmoid", ["flat"], ["y"])]
+    graph = helper.make_graph(nodes, "detector",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 14, 256])], tensors)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def test_run_at_batch_pads_the_last_chunk_and_puts_the_batch_axis_first():
     x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
     calls = []
@@ -82,8 +100,9 @@ def test_a_source_fixed_at_batch_one_predicts_sample_by_sample(tmp_path):
         np.testing.assert_allclose(outputs[i], source.predict(x[i:i + 1])[0][0], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("model, shape", [(_cnn, (3, 16, 16)), (_recognizer, (STEPS, FEATURES))],
-                         ids=["cnn", "cnn-lstm-time-major"])
+@pytest.mark.parametrize("model, shape", [(_cnn, (3, 16, 16)), (_recognizer, (STEPS, FEATURES)),
+                                          (_detector, (3, 32, 32))],
+                         ids=["cnn", "cnn-lstm-time-major", "static-detector"])
 def test_fixed_batch_models_go_through_every_onnx_target(tmp_path, capsys, model, shape):
     path = model(tmp_path / "model.onnx")
     rng = np.random.default_rng(2)

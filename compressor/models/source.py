@@ -107,6 +107,9 @@ def judged_outputs(source, inputs: list[np.ndarray], outputs: list[np.ndarray]) 
     first) and the pass-through ones (:func:`passthrough_outputs`)."""
     passthrough = passthrough_outputs(inputs, outputs, [spec.name for spec in source.inputs])
     judged = [i for i in range(len(outputs)) if i not in passthrough]
+    if not judged:  # nothing but integers (an argmax head) or copies: judge the integers the model computes
+        judged = [i for i, why in passthrough.items() if why == "integer"] or list(range(len(outputs)))
+        passthrough = {i: why for i, why in passthrough.items() if i not in judged}
     head = labelled_output(source)
     if head is not None and head in judged:
         judged.remove(head)
