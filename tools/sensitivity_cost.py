@@ -150,7 +150,7 @@ def main(argv=None) -> None:
         done = subprocess.run([sys.executable, "-m", "tools.sensitivity_cost", "--one", name, "--zoo", str(args.zoo),
                                "--max-drop", str(args.max_drop)], capture_output=True, text=True, check=True)
         records.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"{name}: done", file=sys.stderr)
+        print(f"{name}: {json.dumps(records[-1])}", file=sys.stderr)  # kept in the log as each model ends
     from benchmarks.machine import capture
 
     host = capture()
