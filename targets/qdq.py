@@ -42,14 +42,30 @@ def alone(quantized, prepared, keep: set[str]):
     weights = {t.name: t for t in quantized.graph.initializer}
     available = ({i.name for i in graph.input} | {t.name for t in graph.initializer}
                  | {name for node in graph.node for name in node.output})
-    nodes, needed = [], set()
+    readers = {}
+    for node in quantized.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    nodes, needed, renamed, pending = [], set(), {}, {}
     for node in graph.node:
+        for position, name in enumerate(node.input):  # consumers read a kept op's quantized output
+            node.input[position] = renamed.get(name, name)
         if node.name in keep and node.name in ops:
             for position, name in enumerate(ops[node.name].input[:len(node.input)]):
                 chain = _chain(name, producer, weights, available)
                 if chain:
                     node.input[position] = _insert(chain, f"{node.name}.{position}", nodes, needed)
+            pending.update(_output_chains(ops[node.name], node, readers, available))
         nodes.append(node)
+        for position, name in enumerate(node.output):  # the quantizer's output QDQ, where the tensor is made
+            if name in pending:
+                if name in outputs:  # a graph output keeps its name: the float value is renamed
+                    node.output[position] = f"{name}.float"
+                    _insert(pending.pop(name), f"{node.name}.out", nodes, needed, source=node.output[position],
+                            final=name)
+                else:
+                    renamed[name] = _insert(pending.pop(name), f"{node.name}.out", nodes, needed, source=name)
     del graph.node[:]
     graph.node.extend(nodes)
     have = {t.name for t in graph.initializer}
@@ -69,11 +85,29 @@ def _chain(name: str, producer: dict, weights: dict, available: set) -> list | N
     return [q, dq] if q.op_type == "QuantizeLinear" and q.input[0] in available else None
 
 
-def _insert(chain: list, tag: str, nodes: list, needed: set) -> str:
-    """Copies of ``chain`` appended to ``nodes`` with outputs of their own; the dequantized name."""
+def _output_chains(quantized_op, float_op, readers: dict, available: set) -> dict:
+    """The quantize/dequantize pairs the quantized graph puts on an op's outputs, by the float
+    model's tensor they apply to: the op's own output, or the output of an op the quantizer
+    folded into it (a Relu after a convolution: the pair comes after the Relu)."""
+    chains = {}
+    for position, name in enumerate(quantized_op.output):
+        q = next((node for node in readers.get(name, []) if node.op_type == "QuantizeLinear"), None)
+        dq = next((n for n in readers.get(q.output[0], []) if n.op_type == "DequantizeLinear"), None) if q else None
+        if dq is not None:
+            target = name if name in available else float_op.output[position] if position < len(
+                float_op.output) else None
+            if target is not None:
+                chains[target] = [q, dq]
+    return chains
+
+
+def _insert(chain: list, tag: str, nodes: list, needed: set, *, source: str | None = None,
+            final: str | None = None) -> str:
+    """Copies of ``chain`` appended to ``nodes`` with outputs of their own (the last one named
+    ``final`` when given), reading ``source`` when given; the dequantized name."""
     from onnx import NodeProto
 
-    previous = None
+    previous = source
     for original in chain:
         node = NodeProto()
         node.CopyFrom(original)
@@ -81,7 +115,7 @@ def _insert(chain: list, tag: str, nodes: list, needed: set) -> str:
         if previous is not None:
             node.input[0] = previous
         del node.output[:]
-        node.output.append(f"{original.output[0]}.{tag}")
+        node.output.append(final if final and original is chain[-1] else f"{original.output[0]}.{tag}")
         needed.update(name for name in node.input[1:] if name)
         if previous is None and original.op_type == "DequantizeLinear":  # a weight: its int8 tensor
             needed.add(original.input[0])

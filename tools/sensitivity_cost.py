@@ -83,7 +83,7 @@ def _ranking(runtime_name: str, fast: bool):
         runtimes._REGISTRY[runtime_name] = original
 
 
-def run_model(name: str, zoo_out: Path, max_drop: float) -> dict:
+def run_model(name: str, zoo_out: Path, max_drop: float, targets=TARGETS) -> dict:
     from compressor.models import load_source
     from targets import Parity, export
     from targets.profiles import get_profile
@@ -94,7 +94,7 @@ def run_model(name: str, zoo_out: Path, max_drop: float) -> dict:
     train_set = train_set.shuffled(0).take(200)
     source = load_source(model_path, trust_model=trust_model)
     record = {"model": name, "max_drop_pp": max_drop, "targets": {}}
-    for target in TARGETS:
+    for target in targets:
         profile = get_profile(target).for_cpu()
         out = Path(tempfile.mkdtemp(prefix="full-int8-"))
         try:
@@ -138,17 +138,19 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["efficientnet_b0", "resnet50"])
     parser.add_argument("--zoo", type=Path, default=Path("zoo-out"))
     parser.add_argument("--max-drop", type=float, default=1.0)
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--append", action="store_true", help="add the section below the page --write names")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one model, JSON out
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_model(args.one, args.zoo, args.max_drop)))
+        print(json.dumps(run_model(args.one, args.zoo, args.max_drop, args.targets)))
         return
     records = []
     for name in args.models:  # one process per model: memory and library state start clean
         done = subprocess.run([sys.executable, "-m", "tools.sensitivity_cost", "--one", name, "--zoo", str(args.zoo),
-                               "--max-drop", str(args.max_drop)], capture_output=True, text=True, check=True)
+                               "--max-drop", str(args.max_drop), "--targets", *args.targets],
+                              capture_output=True, text=True, check=True)
         records.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{name}: {json.dumps(records[-1])}", file=sys.stderr)  # kept in the log as each model ends
     from benchmarks.machine import capture
