@@ -233,10 +233,10 @@ def _failure(target: str, exc: Exception) -> ExportFailure:
                          traceback.format_exc())
 
 
-def _total_size(exported) -> dict:
-    """What the deployable files cost together (an OpenVINO IR is .xml + .bin; C sources excluded)."""
-    files = [exported.artifact] + [p for p in exported.extra_files if p.suffix not in (".cc", ".h")]
-    records = [manifests.file_record(p) for p in files]
+def _total_size(artifact: dict, extra: list[dict]) -> dict:
+    """What the deployable files cost together (an OpenVINO IR is .xml + .bin; C sources excluded),
+    from their records (each file hashed and gzipped once)."""
+    records = [artifact] + [r for r in extra if Path(r["file"]).suffix not in (".cc", ".h")]
     return {"bytes": sum(r["bytes"] for r in records), "gzip_bytes": sum(r["gzip_bytes"] for r in records)}
 
 
@@ -461,12 +461,12 @@ def _export_into(staging: Path, source, profile, rule, calibration, validation, 
         raise _OverBudget(budget_record)
     if budget_record is not None:
         budget_record["recovery"] = recovery_record
+    artifact, extra = manifests.file_record(exported.artifact), [manifests.file_record(p) for p in exported.extra_files]
     record = {
         "target": profile.name, "profile": profile.to_dict(), "runtime": profile.runtime,
         "cpu_class": profile.cpu_class,  # the CPU class its settings were chosen for (None: not a CPU target)
         "precision": profile.precision, "libraries": manifests.library_versions(runtime.libraries),
-        "artifact": manifests.file_record(exported.artifact),
-        "extra_files": [manifests.file_record(p) for p in exported.extra_files], "size": _total_size(exported),
+        "artifact": artifact, "extra_files": extra, "size": _total_size(artifact, extra),
         **io, "labelled_output": labelled_output(source),
         "input_names": [spec.name for spec in source.inputs],  # the order runners take their inputs in
         "source": source.record(source_path), "recipe": recipe,

@@ -147,7 +147,7 @@ class OnnxSource:
 
     def __init__(self, path: Path, proto) -> None:
         self.path, self.proto, self.name = path, proto, path.stem
-        self._session = None
+        self._session, self._report = None, None
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -188,7 +188,13 @@ class OnnxSource:
         return self.report().params
 
     def report(self) -> ModelReport:
-        """One row per node: its params (initializers it reads) and MACs for one sample."""
+        """One row per node: its params (initializers it reads) and MACs for one sample (worked out
+        once: shape inference on a large graph takes a second, and every export records it)."""
+        if self._report is None:
+            self._report = self._inspect()
+        return self._report
+
+    def _inspect(self) -> ModelReport:
         weights = {t.name: numpy_helper_to_array(t) for t in self.proto.graph.initializer}
         weights = {name: w for name, w in weights.items() if w.dtype.kind == "f"}
         shapes = _inferred_shapes(self.proto)

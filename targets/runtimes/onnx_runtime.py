@@ -167,6 +167,8 @@ def _drop_identity_reshapes(source: Path, destination: Path) -> int:
         constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         constants.update({n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"
                           for a in n.attribute if a.name == "value"})
+        if not any(n.op_type == "Reshape" and n.input[1] in constants for n in graph.node):
+            return 0  # no Reshape to a constant shape: no shape inference needed (a second on ResNet50)
         inferred = shape_inference.infer_shapes(model).graph
         shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
                   for v in [*inferred.value_info, *inferred.input, *inferred.output]
