@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks import accuracy, machine, results, roofline
 from benchmarks.latency import LatencyConfig, harness_overhead_ns
+from compressor import interrupts
 from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError
 from targets import find_artifacts, open_artifact
@@ -179,6 +180,7 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
         for round_index in range(rounds):
             shift = round_index % len(candidates)
             for index, candidate in enumerate(candidates[shift:] + candidates[:shift]):
+                interrupts.check()  # a signal the interpreter swallowed stops the run here
                 if on_progress:
                     on_progress(_progress_line(candidate.name, done, total, time.perf_counter() - started, rounds,
                                                round_index))

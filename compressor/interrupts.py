@@ -3,7 +3,9 @@
 A signal handler raises KeyboardInterrupt wherever the process is; inside a library
 (an import, a native call) it can surface as another exception ("ImportError:
 initialization failed"). Code that isolates failures (one target's export from the
-others) asks :func:`interrupted` before treating an exception as that target's own.
+others) asks :func:`interrupted` before treating an exception as that target's own. Where
+the interpreter swallowed it (a weakref callback, a destructor), :func:`check` between steps
+raises it again.
 """
 
 from __future__ import annotations
@@ -36,3 +38,11 @@ def interrupted(exc: BaseException | None = None) -> bool:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return bool(_received)
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if a signal arrived and was swallowed on its way out: Python
+    ignores an exception raised in a weakref callback (an import's module lock) or a
+    destructor, so the long-running loops ask here between their steps."""
+    if _received:
+        raise KeyboardInterrupt

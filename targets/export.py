@@ -208,6 +208,7 @@ def export_many(model, targets: list[str], *, on_progress=None, costs: dict | No
     names = profiles_for(source) if "all" in targets else list(dict.fromkeys(targets))
     exported, failed = [], []
     for index, name in enumerate(names):
+        interrupts.check()
         if on_progress:
             on_progress(f"export: {name} ({index + 1}/{len(names)})")
         started, own_peak = time.perf_counter(), memory.reset_peak()
@@ -223,6 +224,7 @@ def export_many(model, targets: list[str], *, on_progress=None, costs: dict | No
             if costs is not None:
                 costs[name] = {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": memory.peak_mb(),
                                "peak_since": "the export's start" if own_peak else "the process's start"}
+    interrupts.check()
     return exported, failed
 
 

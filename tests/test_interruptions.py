@@ -114,3 +114,30 @@ def test_an_interrupt_that_surfaces_as_another_error_stops_every_target(tiny_cnn
     with pytest.raises(ImportError):
         export_many(tiny_cnn, ["tflite-fp32", "onnx-fp32"], out_dir=tmp_path, validation=digits8[1])
     assert list(tmp_path.iterdir()) == []  # onnx-fp32 was not started after the interrupt
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowing it reproduces
+def test_a_signal_the_interpreter_swallowed_still_stops_the_run(tiny_cnn, digits8, tmp_path):
+    """SIGTERM that lands in a weakref callback (an import's module lock, seen in CI) raises there,
+    and Python only prints "Exception ignored": the next step of the run raises it again."""
+    import gc
+    import weakref
+
+    from compressor import interrupts
+    from targets import export_many
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    ref = weakref.ref(thing, lambda _: interrupts._unwind(signal.SIGTERM, None))  # noqa: F841
+    del thing
+    gc.collect()
+    assert interrupts.interrupted()  # remembered, though the KeyboardInterrupt itself was ignored
+    train, test = digits8
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export_many(tiny_cnn, ["onnx-fp32"], out_dir=tmp_path, calibration=train, validation=test)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        interrupts._received.clear()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compressor import atomic, memory
+from compressor import atomic, interrupts, memory
 from compressor.errors import BadInputError, CompressorError
 
 RUN_FILE = "run.json"
@@ -120,9 +120,11 @@ def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: st
         seed=recipe.seed, parity_rule=parity_rule, device=device, cpu_class=cpu_class, max_drop=max_drop,
         min_snr=min_snr, budget_against=original if recipe.steps else None, timer=runner_p50_ms,
         on_progress=progress, costs=costs)
+    interrupts.check()
     if outcome.exported:
         _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome,
                    title=f"{Path(model_path).name}, recipe {recipe.name}")
+    interrupts.check()  # never mark an interrupted run complete
     write_error_log(out, outcome.failed)
     summary = {"model": str(model_path), "recipe": recipe.to_dict(), "targets": names,
                "cpu_class": get_class(cpu_class).name, "max_drop_pp": max_drop, "min_snr_db": min_snr,
