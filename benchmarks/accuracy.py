@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from targets.parity import cosine_similarity
+from targets.parity import cosine_similarity, snr_db
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,9 @@ def fidelity(outputs: np.ndarray, reference: np.ndarray, *, scores: bool = True)
     """How closely an artifact's outputs follow the float source's, sample for sample: max abs,
     MSE, cosine, SNR in dB, and top-1 agreement where the output holds class ``scores``."""
     error = outputs.astype(np.float64) - reference.astype(np.float64)
-    signal, noise = float(np.mean(reference.astype(np.float64) ** 2)), float(np.mean(error**2))
-    result = {"max_abs": float(np.max(np.abs(error))), "mse": noise,
+    result = {"max_abs": float(np.max(np.abs(error))), "mse": float(np.mean(error**2)),
               "cosine": cosine_similarity(reference.astype(np.float64), outputs.astype(np.float64)),
-              "snr_db": 120.0 if noise == 0 else 10 * float(np.log10(max(signal, 1e-30) / noise))}
+              "snr_db": min(120.0, snr_db(reference.astype(np.float64), error))}  # capped: JSON has no inf
     if scores and outputs.ndim == 2 and outputs.shape[1] > 1:
         result["agreement"] = float(np.mean(outputs.argmax(1) == reference.argmax(1)))
     return result

@@ -246,17 +246,21 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
         first_output = outputs[candidate.name][head]
         metrics = accuracy.evaluate(first_output, labels)
         per_head = {name: accuracy.evaluate(outputs[candidate.name][i], y) for i, (name, y) in heads.items()}
+        fidelity = accuracy.fidelity(first_output, ref_outputs, scores=labelled is not None) \
+            if ref_outputs is not None else {}
+        per_output = {names[i]: fidelity if i == head else accuracy.fidelity(
+            outputs[candidate.name][i], outputs[reference.name][i], scores=i == labelled)
+            for i in judged} if reference and len(names) > 1 else {}
         rows.append({
             "name": candidate.name, "kind": candidate.kind, "runtime": candidate.runtime,
             "precision": candidate.precision, "path": str(candidate.path), "size": candidate.size,
             "latency": latency, "load_ms": statistics.median(r["load_ms"] for r in runs),
             "memory": max((r["memory"] for r in runs), key=lambda m: m["peak_above_baseline_mb"]),
             "accuracy": metrics, "accuracy_drop_pp": accuracy.drop_points(metrics, ref_metrics),
-            "fidelity": accuracy.fidelity(first_output, ref_outputs, scores=labelled is not None)
-            if ref_outputs is not None else {},
-            "fidelity_per_output": {names[i]: accuracy.fidelity(outputs[candidate.name][i],
-                                                                outputs[reference.name][i], scores=i == labelled)
-                                    for i in judged} if reference and len(names) > 1 else {},
+            "fidelity": fidelity, "fidelity_per_output": per_output,
+            # the worst SNR among the outputs the figures follow (pass-through outputs left out)
+            "worst_snr_db": min((f["snr_db"] for f in (per_output or {"": fidelity}).values() if "snr_db" in f),
+                                default=None),
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
             "parity_outputs": list(candidate.parity_outputs), "device_class": candidate.device_class,
             "cpu_class": candidate.cpu_class, "speed_caveat": candidate.speed_caveat, "budget": candidate.budget,

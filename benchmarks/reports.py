@@ -46,9 +46,7 @@ def table_rows(doc: dict) -> list[dict]:
             "speedup_vs_runtime_fp32": r.get("speedup_vs_runtime_fp32"),
             "top1": r["accuracy"].get("top1"), "top1_drop_pp": r["accuracy_drop_pp"].get("top1"),
             "agreement": r["fidelity"].get("agreement"),
-            # the worst SNR among the outputs the figures follow (pass-through outputs left out)
-            "snr_db": min([f["snr_db"] for f in (r.get("fidelity_per_output") or {}).values() if "snr_db" in f]
-                          or [r["fidelity"].get("snr_db")], key=lambda v: float("inf") if v is None else v),
+            "snr_db": r.get("worst_snr_db"),
             "peak_memory_mb": r["memory"].get("peak_above_baseline_mb"),
             "device_class": r.get("device_class"), "cpu_class": r.get("cpu_class"),
             "gops": (r.get("roofline") or {}).get("gops"),

@@ -40,7 +40,8 @@ class ParityResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def _snr_db(reference: np.ndarray, error: np.ndarray) -> float:
+def snr_db(reference: np.ndarray, error: np.ndarray) -> float:
+    """10 log10(signal / noise) of ``error`` against ``reference``; inf when they are equal."""
     signal, noise = float(np.mean(reference**2)), float(np.mean(error**2))
     if noise == 0.0:
         return float("inf")
@@ -89,7 +90,7 @@ def _compare_output(name: str, ref, got, near, scores: bool) -> dict:
     per_sample = np.abs(error).reshape(len(error), -1).max(axis=1) if error.size and error.ndim else np.zeros(0)
     return {"name": name, "max_abs": float(np.max(np.abs(error))) if error.size else 0.0,
             "mse": float(np.mean((got - ref) ** 2)) if error.size else 0.0, "cosine": cosine_similarity(ref, got),
-            "snr_db": _snr_db(ref, got - ref), "scale": float(np.max(np.abs(ref))) if ref.size else 1.0,
+            "snr_db": snr_db(ref, got - ref), "scale": float(np.max(np.abs(ref))) if ref.size else 1.0,
             "agreement": float(np.mean(np.argmax(ref, -1) == np.argmax(got, -1))) if scores else None,
             "per_sample": per_sample}
 

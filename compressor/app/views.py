@@ -109,12 +109,10 @@ def _top1(accuracy: dict) -> str:
 
 def _drop(row: dict) -> str:
     """Top-1 points lost; without class scores, the SNR of the worst output that computes something."""
-    drops, fidelity = row["accuracy_drop_pp"], row.get("fidelity") or {}
+    drops, snr = row["accuracy_drop_pp"], row.get("worst_snr_db")
     if drops.get("top1") is not None:
         return f"{drops['top1']:+.2f}"
-    snrs = [f["snr_db"] for f in (row.get("fidelity_per_output") or {}).values() if "snr_db" in f]
-    snr = min(snrs) if snrs else fidelity.get("snr_db")
-    return f"{snr:.1f} dB SNR" if snr is not None and "agreement" not in fidelity else "-"
+    return f"{snr:.1f} dB SNR" if snr is not None and "agreement" not in (row.get("fidelity") or {}) else "-"
 
 
 def print_run(outcome) -> None:
