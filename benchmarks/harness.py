@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import accuracy, machine, results, roofline
+from benchmarks import machine, results, roofline
 from benchmarks.latency import LatencyConfig, harness_overhead_ns
 from compressor import interrupts
 from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError
+from compressor import metrics as accuracy
+from compressor.metrics.compare import fidelity as compare_fidelity
+from compressor.models.source import feed_list
 from targets import find_artifacts, open_artifact
-from targets.runtime import feeds
 
 @dataclass(frozen=True)
 class Candidate:
@@ -118,7 +120,7 @@ def _run_worker(candidate: Candidate, tag: str, workdir: Path, inputs: Path, con
 
 def save_inputs(path: Path, inputs) -> None:
     """Evaluation inputs for the worker: one array per model input, in the runners' input order."""
-    np.savez(path, **{f"input_{i}": array for i, array in enumerate(feeds(inputs))})
+    np.savez(path, **{f"input_{i}": array for i, array in enumerate(feed_list(inputs))})
 
 
 def _eval_inputs(eval_data: Dataset, candidates: list[Candidate]) -> list[np.ndarray]:
@@ -246,10 +248,10 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
         first_output = outputs[candidate.name][head]
         metrics = accuracy.evaluate(first_output, labels)
         per_head = {name: accuracy.evaluate(outputs[candidate.name][i], y) for i, (name, y) in heads.items()}
-        fidelity = accuracy.fidelity(first_output, ref_outputs, scores=labelled is not None) \
+        fidelity = compare_fidelity(ref_outputs, first_output, scores=labelled is not None) \
             if ref_outputs is not None else {}
-        per_output = {names[i]: fidelity if i == head else accuracy.fidelity(
-            outputs[candidate.name][i], outputs[reference.name][i], scores=i == labelled)
+        per_output = {names[i]: fidelity if i == head else compare_fidelity(
+            outputs[reference.name][i], outputs[candidate.name][i], scores=i == labelled)
             for i in judged} if reference and len(names) > 1 else {}
         rows.append({
             "name": candidate.name, "kind": candidate.kind, "runtime": candidate.runtime,

@@ -16,6 +16,8 @@ from typing import Callable
 
 from compressor import atomic
 from compressor.errors import BadInputError
+from compressor.metrics.loss import loss_text
+from benchmarks import results
 
 WRITERS: dict[str, tuple[str, Callable[[dict], str]]] = {}
 
@@ -212,8 +214,6 @@ BUDGET_COLUMNS = ("target", "budget", "full int8", "layers in float", "at export
 
 def budget_rows(doc: dict) -> list[list[str]]:
     """Per quantized artifact: the accuracy budget, what full int8 lost, and what was kept in float."""
-    from targets.recovery import loss_text
-
     rows = []
     for r in doc["results"]:
         budget = r.get("budget")
@@ -242,8 +242,6 @@ TRIED_TITLE = ("Budget search: each number of layers tried in float (whole valid
 def tried_rows(doc: dict) -> list[list[str]]:
     """Per target whose full int8 missed the budget: full int8, then each k the search tried,
     its loss and its latency beside full int8's: what each layer kept in float costs."""
-    from targets.recovery import loss_text
-
     rows = []
     for r in doc["results"]:
         found = (r.get("budget") or {}).get("recovery") or {}
@@ -302,20 +300,16 @@ SLOWER_MARGIN = 0.97  # below this x runtime fp32, an int8 artifact is slower th
 
 def slower_than_fp32(doc: dict) -> list[str]:
     """One line per quantized artifact measured slower than its runtime's fp32, with why."""
-    from targets import PROFILES
-    from targets.cpu import CLASSES
-
-    host_class = CLASSES.get(doc["machine"].get("cpu_class") or "")
+    host_class, dot_product = doc["machine"].get("cpu_class") or "unknown", doc["machine"].get("int8_dot_product")
     lines = []
     for r in doc["results"]:
         ratio = r.get("speedup_vs_runtime_fp32")
         if r["precision"] in ("fp32", "fp16") or ratio is None or ratio >= SLOWER_MARGIN:
             continue
-        profile = PROFILES.get(r["name"].split(" [")[0])  # results written before the profile said why
-        why = r.get("speed_caveat") or (profile.speed_caveat if profile else "") or (
-            f"this host's CPU class ({host_class.name}) has no int8 dot product: int8 pairs are summed in int16, "
-            "which costs what int8 saves" if host_class is not None and not host_class.int8_dot_product
-            else f"not this host's class ({host_class.name if host_class else 'unknown'}, which has an int8 dot "
+        why = r.get("speed_caveat") or (
+            f"this host's CPU class ({host_class}) has no int8 dot product: int8 pairs are summed in int16, "
+            "which costs what int8 saves" if dot_product is False
+            else f"not this host's class ({host_class}, which has an int8 dot "
             "product): on small layers the quantize and dequantize steps around each op can cost more than the "
             "int8 arithmetic saves")
         lines.append(f"{r['name']} is slower than its runtime's fp32 here ({ratio:.2f}×): {why}.")
@@ -412,16 +406,6 @@ def _png(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
-    """Points not beaten on both latency (lower) and accuracy (higher), by latency."""
-    front, best = [], float("-inf")
-    for latency, acc, name in sorted(points, key=lambda p: (p[0], -p[1])):
-        if acc > best:
-            front.append((latency, acc, name))
-            best = acc
-    return front
-
-
 MARKERS = "osD^v<>pPXh*"
 COLOURS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000")
 
@@ -446,7 +430,7 @@ def accuracy_latency_figure(doc: dict):
     reference = next((r["top1"] * 100 for r in rows if r["target"] == doc.get("reference")), None)
     points = [(r["p50_ms"], r["top1"] * 100 if reference is None or r["top1"] * 100 - reference > noise
                else min(r["top1"] * 100, reference), r["target"]) for r in rows]
-    front = pareto_front(points)
+    front = results.pareto_front(points, cost=lambda p: p[0], loss=lambda p: -p[1])
     ax.plot([p[0] for p in front], [p[1] for p in front], color="#cc6677", linestyle="--", label="Pareto front")
     ax.set_xscale("log")  # runtimes differ by orders of magnitude
     ax.set_xlabel("p50 latency (ms, batch 1, log scale)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from compressor import atomic
 from compressor.errors import BadInputError
@@ -59,3 +60,16 @@ def load(path: str | Path) -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: not valid JSON ({exc})") from None
     return validate(doc, source=str(path))
+
+
+T = TypeVar("T")
+
+
+def pareto_front(items: list[T], cost: Callable[[T], float], loss: Callable[[T], float]) -> list[T]:
+    """The items no other beats on both ``cost`` and ``loss`` (both lower is better), by cost."""
+    front, best = [], float("inf")
+    for item in sorted(items, key=lambda i: (cost(i), loss(i))):
+        if loss(item) < best:
+            front.append(item)
+            best = loss(item)
+    return front

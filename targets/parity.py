@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from compressor.errors import ParityError
+from compressor.metrics import compare as metrics
 from targets.profiles import Parity
 
 
@@ -40,19 +41,6 @@ class ParityResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def snr_db(reference: np.ndarray, error: np.ndarray) -> float:
-    """10 log10(signal / noise) of ``error`` against ``reference``; inf when they are equal."""
-    signal, noise = float(np.mean(reference**2)), float(np.mean(error**2))
-    if noise == 0.0:
-        return float("inf")
-    return 10.0 * np.log10(signal / noise) if signal > 0 else float("-inf")
-
-
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.dot(a.ravel(), b.ravel()) / denom) if denom else 1.0
-
-
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], rule: Parity, *,
             at_precision: list[np.ndarray] | None = None, names: list[str] | None = None,
             class_outputs: list[bool] | None = None, passthrough: dict[int, str] | None = None) -> ParityResult:
@@ -72,7 +60,7 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], rule: Pari
     at_precision = reference if at_precision is None else at_precision
     names = names or [f"output {i}" for i in range(len(reference))]
     if class_outputs is None:
-        class_outputs = [np.ndim(r) == 2 and np.shape(r)[-1] > 1 for r in reference]
+        class_outputs = [metrics.is_class_scores(r) for r in reference]
     passthrough = passthrough or {}
     outputs = [_compare_output(name, np.asarray(ref, np.float64), np.asarray(got, np.float64),
                                np.asarray(near, np.float64), scores)
@@ -88,10 +76,10 @@ def _compare_output(name: str, ref, got, near, scores: bool) -> dict:
         raise ParityError(f"{name}: artifact shape {got.shape} differs from the source's {ref.shape}")
     error = got - near
     per_sample = np.abs(error).reshape(len(error), -1).max(axis=1) if error.size and error.ndim else np.zeros(0)
-    return {"name": name, "max_abs": float(np.max(np.abs(error))) if error.size else 0.0,
-            "mse": float(np.mean((got - ref) ** 2)) if error.size else 0.0, "cosine": cosine_similarity(ref, got),
-            "snr_db": snr_db(ref, got - ref), "scale": float(np.max(np.abs(ref))) if ref.size else 1.0,
-            "agreement": float(np.mean(np.argmax(ref, -1) == np.argmax(got, -1))) if scores else None,
+    return {"name": name, "max_abs": metrics.max_abs(near, got), "mse": metrics.mse(ref, got),
+            "cosine": metrics.cosine(ref, got), "snr_db": metrics.snr_db(ref, got),
+            "scale": float(np.max(np.abs(ref))) if ref.size else 1.0,
+            "agreement": metrics.agreement(ref, got) if scores else None,
             "per_sample": per_sample}
 
 

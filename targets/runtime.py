@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from compressor.errors import BadInputError
+from compressor.models.source import feed_list
 
 
 @dataclass
@@ -124,14 +125,9 @@ def baseline_runtime(source_format: str) -> Runtime:
     raise BadInputError(f"no runtime runs {source_format} models as they are")
 
 
-def feeds(x) -> list[np.ndarray]:
-    """A runner's inputs as a list: one array stands for a single-input model's only input."""
-    return [x] if isinstance(x, np.ndarray) else list(x)
-
-
 def run_batched(runner: Runner, x, batch_size: int = 64) -> list[np.ndarray]:
     """Run ``x`` (one array per input, or one array) through ``runner`` in batches; concatenate each output."""
-    inputs = feeds(x)
+    inputs = feed_list(x)
     chunks = [runner.run([a[start : start + batch_size] for a in inputs])
               for start in range(0, len(inputs[0]), batch_size)]
     return [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]

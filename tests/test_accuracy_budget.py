@@ -12,7 +12,9 @@ from benchmarks import reports
 from benchmarks.latency import runner_p50_ms
 from compressor.data import Dataset
 from compressor.errors import ParityError
-from targets import export, open_artifact, recovery
+from compressor.metrics.loss import Loss
+from targets import export, open_artifact
+from targets.budget import sensitivity as recovery
 from targets.runtime import run_batched
 from tests.helpers.cli import run_cli
 from tests.helpers.models import outlier_inputs, outlier_mlp, outlier_regressor
@@ -168,7 +170,8 @@ import json, sys
 import numpy as np, psutil
 from compressor import keras_env
 from compressor.data import Dataset
-from targets import export, recovery
+from targets import export
+from targets.budget import sensitivity as recovery
 
 keras_env.set_seed(0)
 tfk = keras_env.tf_keras()
@@ -300,7 +303,7 @@ def test_a_mix_within_the_budget_but_under_the_parity_floor_is_not_the_answer():
     assert measured.below_floor[0].startswith("output 'boxes': output SNR 1")
     assert two.watched([scores, noisy]) == [0, 1] and two.watched([scores, boxes]) == [0]
     snr = recovery.Recovery(budget_pp=1.0, min_snr_db=30.0)
-    assert snr.holds(recovery.Quality(None, None, 31.0)) and not snr.holds(recovery.Quality(None, None, 29.0))
+    assert snr.holds(Loss(None, None, 31.0)) and not snr.holds(Loss(None, None, 29.0))
 
 def test_more_layers_than_the_pass_measures_are_narrowed_by_runs_first(monkeypatch):
     """A model with more quantized ops than the sensitivity pass may measure (a DenseNet has

@@ -11,7 +11,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from benchmarks import accuracy, reports, results
+from benchmarks import reports, results
+from compressor import metrics as accuracy
+from compressor.metrics.compare import fidelity as compare_fidelity
 from benchmarks.harness import measure
 from benchmarks.latency import LatencyConfig, harness_overhead_ns
 from benchmarks.latency import measure as measure_latency
@@ -72,7 +74,7 @@ def test_accuracy_and_drop_on_fixed_predictions():
     metrics = accuracy.evaluate(candidate, labels)
     assert ref_metrics == {"top1": 1.0} and metrics == {"top1": 0.75}  # top-5 needs ≥ 10 classes
     assert accuracy.drop_points(metrics, ref_metrics) == {"top1": 25.0}
-    fidelity = accuracy.fidelity(candidate, reference)
+    fidelity = compare_fidelity(reference, candidate)
     assert fidelity["agreement"] == 0.75 and fidelity["max_abs"] == 1.0
 
 
@@ -171,7 +173,8 @@ def test_html_renders_in_headless_chromium(tmp_path):
 
 def test_pareto_front():
     points = [(1.0, 90.0, "a"), (2.0, 95.0, "b"), (3.0, 93.0, "c"), (0.5, 80.0, "d")]
-    assert [p[2] for p in reports.pareto_front(points)] == ["d", "a", "b"]
+    front = results.pareto_front(points, cost=lambda p: p[0], loss=lambda p: -p[1])
+    assert [p[2] for p in front] == ["d", "a", "b"]
 
 
 def test_measure_end_to_end_on_exported_artifacts(tmp_path, tiny_cnn, digits8):

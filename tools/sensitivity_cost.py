@@ -41,7 +41,7 @@ HEADER = ("| model | target | candidates | full int8 export s | ranking | search
 def _search(source, profile, train_set, test_set, max_drop: float, fast: bool) -> dict:
     """One budget search (ranking and confirmation) on the test samples, timed."""
     from compressor.models.source import judged_outputs, labelled_output
-    from targets import recovery
+    from targets.budget import sensitivity as recovery
 
     inputs = test_set.feeds(source)
     references = source.predict(inputs)

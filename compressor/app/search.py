@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Callable
 
 from compressor import atomic
+from compressor.digests import sha256
 from compressor.errors import BadInputError, UsageError
+from compressor.metrics.loss import within
 from compressor.progress import time_left
 from compressor.version import __version__
 
@@ -100,21 +102,10 @@ class Trial:
     record: dict = field(default_factory=dict)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for item in files:
-        digest.update(item.name.encode())
-        with open(item, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def _identity(spec: str) -> str:
     """What a data or model argument is: its bytes' hash for a file or folder, else the spec itself."""
     path = Path(spec)
-    return _sha256(path) if not spec.startswith("sample:") and path.exists() else spec
+    return sha256(path) if not spec.startswith("sample:") and path.exists() else spec
 
 
 def _trial_key(config: SearchConfig, recipe: str, inputs: dict) -> str:
@@ -241,26 +232,24 @@ def run_trials(config: SearchConfig, trials: list[Trial], progress=lambda line: 
 
 
 def _within(row: dict, budget: float) -> bool:
+    """A measured candidate within the budget, by the same predicate as the export's."""
     drop = (row.get("accuracy_drop_pp") or {}).get("top1")
-    if drop is not None:
-        return drop <= budget
     agreement = (row.get("fidelity") or {}).get("agreement")
-    if agreement is not None:
-        return 100 * (1 - agreement) <= budget
+    if drop is None and agreement is not None:
+        drop = 100 * (1 - agreement)
+    if drop is not None:
+        return within(drop, None, budget, None)
     # no class scores: an int8 artifact was written only within its SNR budget, a float one within parity
     record = row.get("budget") or {}
-    return record.get("snr_db") is None or record["snr_db"] >= record.get("min_snr_db", 0)
+    return record.get("snr_db") is None or within(None, record["snr_db"], budget, record.get("min_snr_db", 0))
 
 
 def pareto(points: list[dict], cost: str) -> list[str]:
     """Candidates no other beats on both ``cost`` (lower) and top-1 drop (lower)."""
-    front, best = [], float("inf")
-    for p in sorted(points, key=lambda p: (p[cost], p["drop_pp"] if p["drop_pp"] is not None else 1e9)):
-        drop = p["drop_pp"] if p["drop_pp"] is not None else 1e9
-        if drop < best:
-            front.append(p["candidate"])
-            best = drop
-    return front
+    from benchmarks.results import pareto_front
+
+    drop = lambda p: p["drop_pp"] if p["drop_pp"] is not None else 1e9  # noqa: E731
+    return [p["candidate"] for p in pareto_front(points, cost=lambda p: p[cost], loss=drop)]
 
 
 def choose(doc: dict, candidates: dict[str, dict], objective: str, budget: float) -> dict[str, dict]:

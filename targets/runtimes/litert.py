@@ -13,7 +13,8 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
-from targets.runtime import Exported, Runtime, TensorInfo, feeds
+from compressor.models.source import feed_list
+from targets.runtime import Exported, Runtime, TensorInfo
 
 ARTIFACT_NAME = "model.tflite"
 INT_TYPES = {"int8", "int16", "int32", "int64", "uint8", "bool"}
@@ -328,7 +329,7 @@ class LiteRTRunner:
         return None if first[0] == -1 else int(first[0])
 
     def run(self, x) -> list[np.ndarray]:
-        inputs = feeds(x)
+        inputs = feed_list(x)
         count, fixed = len(inputs[0]), self._fixed_batch()
         if fixed is not None and count != fixed:
             parts = [self.run([a[i : i + fixed] for a in inputs]) for i in range(0, count, fixed)]

@@ -17,8 +17,8 @@ import numpy as np
 
 from compressor import interrupts, keras_env
 from compressor.errors import ConversionError, one_line
-from compressor.models.source import fixed_batch, run_at_batch
-from targets.runtime import Exported, Runtime, TensorInfo, converted, feeds
+from compressor.models.source import fixed_batch, run_at_batch, feed_list
+from targets.runtime import Exported, Runtime, TensorInfo, converted
 
 OPSET = 17
 ARTIFACT_NAME = "model.onnx"
@@ -433,7 +433,7 @@ class ONNXRunner:
             return [np.asarray(o, np.float32) for o in self._session.run(None, feed)]
 
         # a model exported with its batch fixed (at 1, as a plain PyTorch export does) runs in chunks of it
-        return run_at_batch(run, feeds(x), fixed_batch([info.shape for info in self.inputs]))
+        return run_at_batch(run, feed_list(x), fixed_batch([info.shape for info in self.inputs]))
 
     def close(self) -> None:
         self._session = None

@@ -16,8 +16,8 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
-from compressor.models.source import fixed_batch, run_at_batch
-from targets.runtime import Exported, Runtime, TensorInfo, converted, feeds, name_order
+from compressor.models.source import fixed_batch, run_at_batch, feed_list
+from targets.runtime import Exported, Runtime, TensorInfo, converted, name_order
 
 
 def _decline_telemetry() -> None:
@@ -371,7 +371,7 @@ class OpenVINORunner:
         return self._requests[key][1]
 
     def run(self, x) -> list[np.ndarray]:
-        inputs = [np.ascontiguousarray(a, dtype=info.dtype) for info, a in zip(self.inputs, feeds(x))]
+        inputs = [np.ascontiguousarray(a, dtype=info.dtype) for info, a in zip(self.inputs, feed_list(x))]
         return run_at_batch(self._infer, inputs, self._fixed)
 
     def _infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:

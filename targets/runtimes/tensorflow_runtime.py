@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from compressor import keras_env
-from targets.runtime import Runtime, TensorInfo, feeds
+from compressor.models.source import feed_list
+from targets.runtime import Runtime, TensorInfo
 
 
 class KerasRunner:
@@ -37,7 +38,7 @@ class KerasRunner:
                         for n, t in zip(self._model.output_names, self._model.outputs)]
 
     def run(self, x) -> list[np.ndarray]:
-        result = self._call(*[a.astype(info.dtype, copy=False) for info, a in zip(self.inputs, feeds(x))])
+        result = self._call(*[a.astype(info.dtype, copy=False) for info, a in zip(self.inputs, feed_list(x))])
         return [np.asarray(r) for r in (result if isinstance(result, (list, tuple)) else [result])]
 
     def close(self) -> None:

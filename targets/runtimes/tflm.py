@@ -18,7 +18,8 @@ import numpy as np
 
 from compressor.errors import ConversionError
 from targets import devices, embedding
-from targets.runtime import Exported, Runtime, feeds
+from compressor.models.source import feed_list
+from targets.runtime import Exported, Runtime
 from targets.runtimes import litert
 
 ARENA_PATTERN = re.compile(r"Arena allocation total (\d+) bytes")
@@ -103,7 +104,7 @@ class TFLMRunner:
         described.close()
 
     def run(self, x) -> list[np.ndarray]:
-        inputs = feeds(x)
+        inputs = feed_list(x)
         results = [[] for _ in self.outputs]
         for index in range(len(inputs[0])):
             for info, array, position in zip(self.inputs, inputs, self._in_positions):

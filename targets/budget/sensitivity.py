@@ -34,61 +34,14 @@ import numpy as np
 
 from compressor import interrupts
 from compressor.errors import one_line
+from compressor.metrics.compare import mse
+from compressor.metrics.loss import Loss, measure, within
 from compressor.progress import time_left
 from targets.runtime import get_runtime, run_batched
 
 SUBSET = 128  # samples the sensitivity pass runs on
 MAX_CANDIDATES = 256  # quantizations measured in the sensitivity pass; more layers than that: in groups first
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
-
-
-@dataclass
-class Quality:
-    """How an artifact's primary output compares with the float model's on some samples."""
-
-    drop_pp: float | None  # top-1 points lost against the float model (labels), else 100 x (1 - agreement)
-    agreement: float | None
-    snr_db: float
-    # what the profile's parity floor refuses in these outputs (every output, against the
-    # exported model); None: not checked
-    below_floor: list[str] | None = None
-
-    def to_dict(self) -> dict:
-        return {"drop_pp": None if self.drop_pp is None else round(self.drop_pp, 4),
-                "agreement": None if self.agreement is None else round(self.agreement, 6),
-                "snr_db": round(self.snr_db, 2), **({"below_floor": self.below_floor} if self.below_floor else {})}
-
-
-def quality(output: np.ndarray, reference: np.ndarray, labels: np.ndarray | None, classifier: bool) -> Quality:
-    """Top-1 drop (with labels) or disagreement (without), and SNR, of ``output`` against ``reference``."""
-    output, reference = np.asarray(output, np.float64), np.asarray(reference, np.float64)
-    noise = float(np.mean((output - reference) ** 2))
-    signal = float(np.mean(reference ** 2))
-    snr = 120.0 if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
-    if not classifier:
-        return Quality(None, None, snr)
-    # from counts, so that a drop of exactly the budget (2 samples in 200 against 1 pt) is not
-    # 1.0000000000000009 and over it
-    n = len(output)
-    agree = int(np.sum(output.argmax(-1) == reference.argmax(-1)))
-    if labels is None:
-        return Quality(100 * (n - agree) / n, agree / n, snr)
-    lost = int(np.sum(reference.argmax(-1) == labels)) - int(np.sum(output.argmax(-1) == labels))
-    return Quality(100 * lost / n, agree / n, snr)
-
-
-def within(drop_pp: float | None, snr_db: float | None, budget_pp: float, min_snr_db: float | None) -> bool:
-    """A loss within the budget: top-1 points where there are class scores, else the SNR floor."""
-    if drop_pp is not None:
-        return drop_pp <= budget_pp
-    return snr_db is not None and min_snr_db is not None and snr_db >= min_snr_db
-
-
-def loss_text(drop_pp: float | None, snr_db: float | None, missing: str = "-") -> str:
-    """A loss as it reads: "+1.25 pt", or "24.1 dB" for a model without class scores."""
-    if drop_pp is not None:
-        return f"{drop_pp:+.2f} pt"
-    return missing if snr_db is None else f"{snr_db:.1f} dB"
 
 
 @dataclass(frozen=True)
@@ -114,13 +67,13 @@ class Outputs:
                        None if self.baseline is None else [b[:n] for b in self.baseline], self.floor, self.names,
                        self.class_outputs, self.also, self.passthrough)
 
-    def judge(self, outputs: list) -> Quality:
+    def judge(self, outputs: list) -> Loss:
         """``outputs`` (an artifact's, on the same samples) in the budget's measure, floor checked."""
         references = self.references if self.baseline is None else self.baseline
         if self.classifier:
-            measured = quality(outputs[self.head], references[self.head], self.labels, True)
+            measured = measure(outputs[self.head], references[self.head], self.labels, True)
         else:  # every judged output, the worst SNR counting
-            measured = min((quality(outputs[i], references[i], None, False) for i in (self.head, *self.also)),
+            measured = min((measure(outputs[i], references[i], None, False) for i in (self.head, *self.also)),
                            key=lambda q: q.snr_db)
         if self.floor is not None:
             measured.below_floor = self._floor_check(outputs).failures
@@ -140,10 +93,6 @@ class Outputs:
         return parity.compare(self.references, outputs, self.floor, names=list(self.names) or None,
                               class_outputs=None if self.class_outputs is None else list(self.class_outputs),
                               passthrough=self.passthrough)
-
-
-def _noise(output, reference) -> float:
-    return float(np.mean((np.asarray(output, np.float64) - np.asarray(reference, np.float64)) ** 2))
 
 
 @dataclass
@@ -167,7 +116,7 @@ class Recovery:
         scored = [t for t in self.tried if t.get("drop_pp") is not None]
         return min(scored, key=lambda t: (t["drop_pp"], t["k"])) if scored else None
 
-    def holds(self, measured: Quality) -> bool:
+    def holds(self, measured: Loss) -> bool:
         """Within the budget, and above the parity floor that the artifact's export will check."""
         drop = None if self.min_snr_db is not None else measured.drop_pp
         return not measured.below_floor and within(drop, measured.snr_db, self.budget_pp, self.min_snr_db)
@@ -260,25 +209,33 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
     record = Recovery(budget_pp, min_snr_db)
     everything = list(mixed.nodes)
     record.candidates = len(everything) if MAX_CANDIDATES > 0 else 0
-    if not record.candidates:
-        return record
+    if record.candidates:
+        order = _rank(evaluate, everything, feeds, expected, record, timer, say, profile.name)
+        _confirm(evaluate, order, feeds, expected, record, timer, say, profile.name)
+    record.seconds = time.perf_counter() - started
+    return record
+
+
+def _rank(evaluate, everything: list[str], feeds, expected: Outputs, record: Recovery, timer, say,
+          name: str) -> list[str]:
+    """The candidates, those whose quantization alone makes the largest share of full int8's
+    output noise on the pass's subset first (measured one by one; runs of them first when many)."""
     subset, near = _take(feeds, SUBSET), expected.take(SUBSET)
     full, full_ms = evaluate([], subset, timer)
     record.full_int8_subset, record.full_int8_p50_ms = near.judge(full).to_dict(), full_ms
     watched = near.watched(full)
-    noise = {o: _noise(full[o], near.references[o]) for o in watched}
+    noise = {o: mse(full[o], near.references[o]) for o in watched}
 
     def share_alone(quantized: list[str]):
         """The share of full int8's output noise that quantizing ``quantized`` alone makes, and its outputs."""
         chosen = set(quantized)
         alone, _ = evaluate([other for other in everything if other not in chosen], subset, alone=quantized)
-        return max(_noise(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched), alone
+        return max(mse(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched), alone
 
-    nodes = _worth_measuring(everything, share_alone, record, say, profile.name)
-    ranked, ranking_started = [], time.perf_counter()
+    nodes = _worth_measuring(everything, share_alone, record, say, name)
+    ranked, started = [], time.perf_counter()
     for index, node in enumerate(nodes):
-        say(f"{profile.name}: sensitivity {index + 1}/{len(nodes)}{time_left(ranking_started, index, len(nodes))}: "
-            f"{node}")
+        say(f"{name}: sensitivity {index + 1}/{len(nodes)}{time_left(started, index, len(nodes))}: {node}")
         try:
             share, alone = share_alone([node])
         except Exception as exc:  # a layer the quantizer cannot quantize alone: not a candidate
@@ -286,23 +243,26 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
                 raise
             record.sensitivity.append({"node": node, "error": one_line(exc)[:200]})
             continue
-        measured = quality(alone[expected.head], near.references[expected.head], None, expected.classifier)
+        measured = measure(alone[expected.head], near.references[expected.head], None, expected.classifier)
         ranked.append((share, node))
         record.sensitivity.append({"node": node, "noise_share": round(share, 4), **measured.to_dict()})
     ranked.sort(key=lambda item: (-item[0], everything.index(item[1])))
     record.sensitivity.sort(key=lambda s: -s.get("noise_share", -1.0))
-    order = [node for _, node in ranked]
-    steps, confirming = [k for k in STEPS if k <= len(order)] or [len(order)], time.perf_counter()
+    return [node for _, node in ranked]
+
+
+def _confirm(evaluate, order: list[str], feeds, expected: Outputs, record: Recovery, timer, say, name: str) -> None:
+    """Keep the top 1, 2, 3, 4, 6, ... of ``order`` in float, each measured on every validation
+    sample, until one holds the budget and the floor: that is the record's answer."""
+    steps, started = [k for k in STEPS if k <= len(order)] or [len(order)], time.perf_counter()
     for step, k in enumerate(steps):
         float_nodes = order[:k]
-        say(f"{profile.name}: {k} layer(s) in float (step {step + 1}/{len(steps)} at most"
-            f"{time_left(confirming, step, len(steps))})")
+        say(f"{name}: {k} layer(s) in float (step {step + 1}/{len(steps)} at most"
+            f"{time_left(started, step, len(steps))})")
         outputs, ms = evaluate(float_nodes, feeds, timer)
         measured = expected.judge(outputs)
         record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict(),
                              **({"p50_ms": ms} if timer else {})})
         if record.holds(measured):
             record.float_nodes = float_nodes
-            break
-    record.seconds = time.perf_counter() - started
-    return record
+            return
