@@ -31,7 +31,10 @@ def _other_routes(profile, source) -> list[str]:
         if source is None or "keras" in source.provides else None
     if profile.builtin_int8_only:  # no float fallback on this hardware
         return [f"{qat}; integer-only hardware cannot keep a layer in float"] if qat else []
-    others = ["tflite-int16x8 (16-bit activations)"] if profile.runtime == "litert" else []
+    from targets.profiles import PROFILES
+
+    others = [f"{p.name} (16-bit activations)" for p in PROFILES.values()
+              if p.runtime == profile.runtime and p.precision == "int16x8"]
     return [*others, "another runtime's int8", *([qat] if qat else [])]
 
 

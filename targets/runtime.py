@@ -150,6 +150,20 @@ def name_order(wanted: list[str], names: list[set[str]]) -> list[int] | None:
     return positions
 
 
+def _runtime_by_suffix(path: Path):
+    """The runtime whose artifacts end as ``path`` does (``.tflite``, ``.xml``), or None."""
+    return next((r for r in runtimes().values() if r.suffix and Path(path).suffix.lower() == r.suffix), None)
+
+
+def is_artifact(path: str | Path) -> bool:
+    """Whether ``path`` is an artifact (a folder with a manifest, or a runtime's own file) rather than a model."""
+    from targets import manifest as manifests
+
+    path = Path(path)
+    return (path / manifests.MANIFEST_NAME).is_file() or path.name == manifests.MANIFEST_NAME \
+        or _runtime_by_suffix(path) is not None
+
+
 def describe_artifact(path: str | Path) -> dict:
     """What an exported artifact is: an artifact folder (its manifest, integrity checked) or a bare
     ``.tflite`` / OpenVINO ``.xml`` file; ops, inputs and outputs with their types.
@@ -171,7 +185,7 @@ def describe_artifact(path: str | Path) -> dict:
                 "source": m.get("source"),
                 "parity": {k: m["parity"].get(k) for k in ("passed", "max_abs", "agreement", "snr_db", "samples")},
                 **described}
-    runtime = next((r for r in runtimes().values() if r.suffix and path.suffix.lower() == r.suffix), None)
+    runtime = _runtime_by_suffix(path)
     if runtime is None or not path.is_file():
         raise BadInputError(f"{path}: not an artifact (a folder with manifest.json, a .tflite or an OpenVINO .xml)")
     return {"artifact": str(path), "runtime": runtime.name, "size": {"bytes": path.stat().st_size},

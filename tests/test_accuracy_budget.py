@@ -246,11 +246,15 @@ def test_an_onnx_source_gets_the_same_recovery(outlier, tmp_path, target):
 
 def test_the_budget_counts_what_the_recipes_steps_lost(tiny_cnn, digits8, tmp_path):
     """The budget is the user's: against the model they gave, not the pruned one the steps made."""
-    from compressor.app.workflow import run
+    from compressor.app.workflow import JobSpec, run as run_job
     from tests.helpers.cli import write_model_and_data
 
     files = write_model_and_data(tmp_path, tiny_cnn, digits8)
-    args = dict(targets=["onnx-int8"], data=str(files / "train.npz"), eval_data=str(files / "test.npz"))
+    args = dict(targets=("onnx-int8",), data=str(files / "train.npz"), eval_data=str(files / "test.npz"))
+
+    def run(model, recipe, **spec):
+        return run_job(JobSpec(model, recipe, **spec))
+
     cut = {"name": "cut", "fine_tune": {"epochs": 0},
            "steps": [{"type": "prune_structured", "fraction": 0.75, "recalibrate_bn": False}]}
     outcome = run(str(files / "tiny.keras"), cut, out_dir=str(tmp_path / "cut"), max_drop=1.0, **args)

@@ -36,6 +36,7 @@ from compressor import atomic
 from compressor.digests import sha256
 from compressor.errors import BadInputError, UsageError
 from compressor.metrics.loss import within
+from compressor.app.workflow import refuse_inputs_inside
 from compressor.progress import time_left
 from compressor.version import __version__
 
@@ -120,13 +121,13 @@ def _trial_key(config: SearchConfig, recipe: str, inputs: dict) -> str:
 
 
 def plan(config: SearchConfig, source) -> list[Trial]:
-    """The trials for ``source`` (an ONNX source takes no training step: int8 alone)."""
-    names = list(config.recipes) or (list(RECIPES) if source.format != "onnx" else ["int8"])
-    if source.format == "onnx":
-        training = [n for n in names if n != "int8"]
-        if training:
-            raise BadInputError(f"search recipe '{training[0]}' fine-tunes, which needs a Keras model; "
-                                f"{config.model} is ONNX (int8 alone applies)")
+    """The trials for ``source`` (a source that is no Keras model takes no training step: int8 alone)."""
+    trainable = "keras" in source.provides
+    names = list(config.recipes) or (list(RECIPES) if trainable else ["int8"])
+    training = [n for n in names if n != "int8"]
+    if training and not trainable:
+        raise BadInputError(f"search recipe '{training[0]}' fine-tunes, which needs a Keras model; "
+                            f"{config.model} is {source.format} (int8 alone applies)")
     inputs = {"model": _identity(config.model), "data": _identity(config.data), "eval": _identity(config.eval_data)}
     cache = Path(config.out_dir) / CACHE
     trials = []
@@ -291,10 +292,8 @@ def search(config: SearchConfig, progress=lambda line: None) -> dict:
     test = load_dataset(config.eval_data, input_shape=source.data_spec()[0])
     test.check_fits(source)
     out = Path(config.out_dir)
-    for given in (config.model, config.data, config.eval_data):
-        path = Path(given).resolve()
-        if not given.startswith("sample:") and (path == out.resolve() or out.resolve() in path.parents):
-            raise BadInputError(f"{out}: the output folder is or contains the input {given}; choose another")
+    refuse_inputs_inside(out, [Path(g) for g in (config.model, config.data, config.eval_data)
+                               if not g.startswith("sample:")])
     if out.is_dir() and any(out.iterdir()) and not (out / CACHE).is_dir():
         raise BadInputError(f"{out}: exists, is not empty and holds no search; choose a new folder (a search "
                             "resumes in its own folder only)")

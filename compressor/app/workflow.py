@@ -59,13 +59,19 @@ def worst_exit_code(codes) -> int:
     return CompressorError.exit_code if CompressorError.exit_code in codes else max(codes, default=0)
 
 
+def refuse_inputs_inside(out_dir: Path, inputs: list[Path]) -> None:
+    """Refuse an output folder that is or contains one of the ``inputs`` (it would be swallowed)."""
+    out = Path(out_dir).resolve()
+    for path in inputs:
+        source = Path(path).resolve()
+        if source == out or out in source.parents:
+            raise BadInputError(f"{out_dir}: the output folder is or contains the input {path}; choose another")
+
+
 def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> None:
     """Refuse an output folder that would mix runs, lose data or swallow an input."""
     out = out_dir.resolve()
-    for path in inputs:
-        source = path.resolve()
-        if source == out or out in source.parents:
-            raise BadInputError(f"{out_dir}: the output folder is or contains the input {path}; choose another")
+    refuse_inputs_inside(out_dir, inputs)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out_dir}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -82,63 +88,109 @@ def prepare_output(out_dir: Path, inputs: list[Path], *, overwrite: bool) -> Non
         raise BadInputError(f"{out_dir}: cannot write there ({exc.strerror or exc})") from None
 
 
-def run(model_path: str, recipe, *, targets: list[str], data: str, eval_data: str, out_dir: str,
-        overwrite: bool = False, bench_config=None, rounds: int = 3, trust_model: bool = False,
-        parity_rule=None, device: str | None = None, pixel_scale: str | None = None, cpu_class: str = "host",
-        max_drop: float | None = None, min_snr: float = 30.0,
-        progress: Progress = lambda message: None) -> RunOutcome:
-    """Compress ``model_path`` with ``recipe`` and take it through every target to reports."""
-    from benchmarks.latency import runner_p50_ms
+@dataclass(frozen=True)
+class JobSpec:
+    """One whole job, as the CLI or a caller states it: what to compress, with which recipe, to
+    which targets, on which data, within which budget, into which folder."""
+
+    model_path: str
+    recipe: object  # a built-in name, a recipe file, or a Recipe
+    data: str
+    eval_data: str
+    out_dir: str
+    targets: tuple = ()  # () = the recipe's targets
+    overwrite: bool = False
+    bench_config: object = None  # benchmarks.latency.LatencyConfig
+    rounds: int = 3
+    trust_model: bool = False
+    parity_rule: object = None  # targets.ParityBounds
+    device: str | None = None
+    pixel_scale: str | None = None
+    cpu_class: str = "host"
+    max_drop: float | None = None
+    min_snr: float = 30.0
+
+
+@dataclass
+class _Prepared:
+    """What the job's one preflight established: everything parsed, loaded and checked to fit."""
+
+    recipe: object
+    targets: list
+    source: object
+    train: object
+    test: object
+
+
+def _prepare(spec: JobSpec) -> _Prepared:
+    """Parse and check everything once, before the output folder exists: a typo in the recipe, a
+    target or the model, or data that cannot feed the model, stops the job before any work."""
     from compressor.data import load_dataset
     from compressor.models import load_source
     from compressor.pipeline import check_steps_fit
     from compressor.recipes import load_recipe
-    from targets import export_many, validate_targets
+    from targets import validate_targets
     from targets.cpu import get_class
 
-    recipe = load_recipe(recipe)  # a typo in the recipe, a target or the model stops the run before any work
-    names = validate_targets(targets or list(recipe.targets))
-    get_class(cpu_class)
+    recipe = load_recipe(spec.recipe)
+    names = validate_targets(list(spec.targets) or list(recipe.targets))
+    get_class(spec.cpu_class)
     if not names:
         raise BadInputError("no target: give --target (or a recipe with targets)")
-    source = load_source(model_path, trust_model=trust_model)
+    source = load_source(spec.model_path, trust_model=spec.trust_model)
     check_steps_fit(recipe, source)
     shape = source.data_spec()[0]
-    train, test = (load_dataset(d, input_shape=shape, pixel_scale=pixel_scale) for d in (data, eval_data))
-    for dataset in (train, test):  # data that cannot feed the model stops the run before the output exists
+    train, test = (load_dataset(d, input_shape=shape, pixel_scale=spec.pixel_scale) for d in (spec.data, spec.eval_data))
+    for dataset in (train, test):
         dataset.check_fits(source)
-    out = Path(out_dir)
-    prepare_output(out, [Path(model_path)] + [Path(p) for p in (data, eval_data) if not str(p).startswith("sample:")],
-                   overwrite=overwrite)
+    return _Prepared(recipe, names, source, train, test)
+
+
+def run(spec: JobSpec, progress: Progress = lambda message: None) -> RunOutcome:
+    """Compress ``spec.model_path`` with its recipe and take it through every target to reports."""
+    from benchmarks.latency import runner_p50_ms
+    from targets import export_many
+
+    job = _prepare(spec)
+    out = Path(spec.out_dir)
+    prepare_output(out, [Path(spec.model_path)] + [Path(p) for p in (spec.data, spec.eval_data)
+                                                   if not str(p).startswith("sample:")], overwrite=spec.overwrite)
     outcome = RunOutcome(out)
-    original = source
-    source, provenance = _compress(source, recipe, train, test, trust_model, progress, outcome, pixel_scale)
-    costs: dict = {}
-    before_exports = memory.peak_mb()  # loading and compressing
+    source, provenance = _compress(job.source, job.recipe, job.train, job.test, spec.trust_model, progress, outcome,
+                                   spec.pixel_scale)
+    costs: dict = {"before_exports_mb": memory.peak_mb()}  # loading and compressing
     outcome.exported, outcome.failed = export_many(
-        source, names, out_dir=out, calibration=train, validation=test, source_path=model_path, recipe=provenance,
-        seed=recipe.seed, parity_rule=parity_rule, device=device, cpu_class=cpu_class, max_drop=max_drop,
-        min_snr=min_snr, budget_against=original if recipe.steps else None, timer=runner_p50_ms,
-        on_progress=progress, costs=costs)
+        source, job.targets, out_dir=out, calibration=job.train, validation=job.test, source_path=spec.model_path,
+        recipe=provenance, seed=job.recipe.seed, parity_rule=spec.parity_rule, device=spec.device,
+        cpu_class=spec.cpu_class, max_drop=spec.max_drop, min_snr=spec.min_snr,
+        budget_against=job.source if job.recipe.steps else None, timer=runner_p50_ms, on_progress=progress,
+        costs=costs.setdefault("exports", {}))
     interrupts.check()
     if outcome.exported:
-        _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome,
-                   title=f"{Path(model_path).name}, recipe {recipe.name}")
+        _benchmark(spec.model_path, job.test, spec.bench_config, spec.rounds, spec.trust_model, progress, outcome,
+                   title=f"{Path(spec.model_path).name}, recipe {job.recipe.name}")
     interrupts.check()  # never mark an interrupted run complete
     write_error_log(out, outcome.failed)
-    summary = {"model": str(model_path), "recipe": recipe.to_dict(), "targets": names,
-               "cpu_class": get_class(cpu_class).name, "max_drop_pp": max_drop, "min_snr_db": min_snr,
-               "exported": [r.target for r in outcome.exported],
-               "failed": {f.target: {"exit_code": f.exit_code, "error": f.message,
-                                     **({"traceback": f.traceback} if f.traceback else {})} for f in outcome.failed},
-               "compression": outcome.compression,
-               # what the job cost here (run.json only: manifests stay byte-identical between runs)
-               "cost": {"exports": costs, "benchmark_workers_peak_rss_mb": memory.children_peak_mb(),
-                        "job_peak_rss_mb": max([before_exports, memory.peak_mb(),
-                                                *(c["peak_rss_mb"] for c in costs.values())])}}
-    atomic.write_text(out / RUN_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    atomic.write_text(out / RUN_FILE, json.dumps(_summary(spec, job, outcome, costs), indent=2, default=str) + "\n")
     (out / STARTED).unlink(missing_ok=True)
     return outcome
+
+
+def _summary(spec: JobSpec, job: _Prepared, outcome: RunOutcome, costs: dict) -> dict:
+    """What ``run.json`` holds: what ran, every step's record, every target's outcome, the cost."""
+    from targets.cpu import get_class
+
+    exports = costs["exports"]
+    return {"model": str(spec.model_path), "recipe": job.recipe.to_dict(), "targets": job.targets,
+            "cpu_class": get_class(spec.cpu_class).name, "max_drop_pp": spec.max_drop, "min_snr_db": spec.min_snr,
+            "exported": [r.target for r in outcome.exported],
+            "failed": {f.target: {"exit_code": f.exit_code, "error": f.message,
+                                  **({"traceback": f.traceback} if f.traceback else {})} for f in outcome.failed},
+            "compression": outcome.compression,
+            # what the job cost here (run.json only: manifests stay byte-identical between runs)
+            "cost": {"exports": exports, "benchmark_workers_peak_rss_mb": memory.children_peak_mb(),
+                     "job_peak_rss_mb": max([costs["before_exports_mb"], memory.peak_mb(),
+                                             *(c["peak_rss_mb"] for c in exports.values())])}}
 
 
 def _compress(source, recipe, data, eval_data, trust_model, progress, outcome, pixel_scale):

@@ -1,33 +1,10 @@
-"""Reports from one results document: JSON, CSV, Markdown, and self-contained HTML with plots.
-
-Every format is generated from the results JSON alone, so ``compressor report`` can
-regenerate any of them later.
-"""
+"""The rows and lines every report shows, from the results document alone: the main table, the
+budget, the search's tries, the sensitive layers, per-output and per-head figures, what to ship,
+and the notes under the table."""
 
 from __future__ import annotations
 
-import base64
-import csv
-import html
-import io
-import json
-from pathlib import Path
-from typing import Callable
-
-from compressor import atomic
-from compressor.errors import BadInputError
 from compressor.metrics.loss import loss_text
-from benchmarks import results
-
-WRITERS: dict[str, tuple[str, Callable[[dict], str]]] = {}
-
-
-def writer(name: str, filename: str):
-    def register(func: Callable[[dict], str]):
-        WRITERS[name] = (filename, func)
-        return func
-
-    return register
 
 
 def _fmt(value, spec: str, suffix: str = "") -> str:
@@ -58,8 +35,14 @@ def table_rows(doc: dict) -> list[dict]:
 
 
 NOISE_Z = 1.96  # the 95 % interval of a proportion
+
+
 BUDGET_PP = 1.0  # top-1 points an artifact may lose and still be recommended
+
+
 MIN_SNR_DB = 30.0  # without class scores: the SNR (worst judged output) an artifact must keep to be recommended
+
+
 OFF_DEVICE = {  # device classes whose artifacts this host measures without their hardware
     "microcontroller": "on this host with TFLite Micro's reference kernels, not on a microcontroller",
     "Edge TPU": "on this host's CPU, not on an Edge TPU",
@@ -126,7 +109,7 @@ def recommendations(doc: dict, budget_pp: float | None = None) -> list[str]:
     return lines
 
 
-def _title(doc: dict) -> str:
+def report_title(doc: dict) -> str:
     return f"Benchmark report: {doc['title']}" if doc.get("title") else "Benchmark report"
 
 
@@ -135,21 +118,6 @@ REFUSED_COLUMNS = ("target", "exit", "reason")
 
 def refused_rows(doc: dict) -> list[list[str]]:
     return [[r["target"], str(r["exit_code"]), r["reason"]] for r in doc.get("refused") or []]
-
-
-@writer("json", "results.json")
-def to_json(doc: dict) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
-
-
-@writer("csv", "results.csv")
-def to_csv(doc: dict) -> str:
-    rows = table_rows(doc)
-    buffer = io.StringIO()
-    out = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    out.writeheader()
-    out.writerows(rows)
-    return buffer.getvalue()
 
 
 MD_COLUMNS = ("target", "precision", "size", "gzip", "p50 ms", "p90 ms", "p99 ms", "inf/s", "× float",
@@ -235,6 +203,8 @@ def budget_rows(doc: dict) -> list[list[str]]:
 
 
 TRIED_COLUMNS = ("target", "layers in float", "loss", "agreement", "p50 ms", "vs full int8")
+
+
 TRIED_TITLE = ("Budget search: each number of layers tried in float (whole validation set; p50 on one sample, "
                "1 thread, in the search's process)")
 
@@ -259,6 +229,8 @@ def tried_rows(doc: dict) -> list[list[str]]:
 
 
 SENSITIVITY_COLUMNS = ("target", "layer", "noise vs full int8", "agreement (subset)")
+
+
 TOP_SENSITIVE = 8
 
 
@@ -290,7 +262,7 @@ def head_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
-def _md_table(title: str, columns, rows) -> str:
+def md_table(title: str, columns, rows) -> str:
     return (f"\n{title}:\n\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
             + "".join("| " + " | ".join(cells) + " |\n" for cells in rows))
 
@@ -316,7 +288,7 @@ def slower_than_fp32(doc: dict) -> list[str]:
     return lines
 
 
-def _notes(doc: dict) -> list[str]:
+def table_notes(doc: dict) -> list[str]:
     """The lines under the table: how to read it, what is noise, what was not measured on its device."""
     notes = [f"{machine_line(doc)}. Latency: median over rounds of each round's percentile. "
              "× float: the reference's p50 / this p50; × runtime fp32: the same runtime's fp32 artifact's p50 / "
@@ -342,191 +314,9 @@ def _notes(doc: dict) -> list[str]:
     return notes
 
 
-@writer("md", "report.md")
-def to_markdown(doc: dict) -> str:
-    noise = noise_pp(doc)
-    lines = [f"# {_title(doc)}", ""]
-    advice = recommendations(doc)
-    if advice:
-        lines += ["What to ship, per device class:", ""] + [f"- {line}" for line in advice] + [""]
-    lines += ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
-    for row in table_rows(doc):
-        lines.append("| " + " | ".join(md_cells(row, noise, doc["machine"].get("cpu_class"))) + " |")
-    notes = "\n" + "\n\n".join(_notes(doc)) + "\n"
-    refused = refused_rows(doc)
-    if refused:
-        notes += _md_table("Refused targets (nothing was written for them)", REFUSED_COLUMNS, refused)
-    per_output = output_rows(doc)
-    if per_output:
-        notes += _md_table("Parity per output (export check against the source, validation samples)",
-                           OUTPUT_COLUMNS, per_output)
-    per_head = head_rows(doc)
-    if per_head:
-        notes += _md_table("Accuracy per labelled output (eval data, labels y_<output>)", HEAD_COLUMNS, per_head)
-    budget = budget_rows(doc)
-    if budget:
-        notes += _md_table(BUDGET_TITLE, BUDGET_COLUMNS, budget)
-    tried = tried_rows(doc)
-    if tried:
-        notes += _md_table(TRIED_TITLE, TRIED_COLUMNS, tried)
-    sensitive = sensitivity_rows(doc)
-    if sensitive:
-        notes += _md_table(SENSITIVITY_TITLE, SENSITIVITY_COLUMNS, sensitive)
-    return "\n".join(lines) + "\n" + notes
-
-
 BUDGET_TITLE = "Accuracy budget (int8 targets; drops measured at export on the validation samples)"
+
+
 SENSITIVITY_TITLE = ("Layers that cost accuracy (each quantized alone, every other layer float: its output noise "
                      "against the float model as a share of full int8's)")
 
-
-def sensitivity_figure(doc: dict):
-    """A bar per measured layer: the share of full int8's output noise it makes alone. None without any."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = sensitivity_rows(doc)
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(8.5, 0.3 * len(rows) + 1.2))
-    labels = [f"{target}: {layer[-48:]}" for target, layer, _, _ in rows]
-    ax.barh(labels, [float(share.rstrip(" %")) for _, _, share, _ in rows], color="#cc6677")
-    ax.invert_yaxis()
-    ax.set_xlabel("output noise with the layer alone quantized, % of full int8's")
-    ax.set_title("Layers that cost accuracy")
-    fig.tight_layout()
-    return fig
-
-
-def _png(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-MARKERS = "osD^v<>pPXh*"
-COLOURS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000")
-
-
-def accuracy_latency_figure(doc: dict):
-    """Accuracy against latency: each artifact a marker named in a legend beside the axes (names
-    written next to points overlapped), and a Pareto front that takes no gain within the
-    sampling noise for a gain. None without accuracy figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in table_rows(doc) if r["top1"] is not None]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    for index, r in enumerate(rows):
-        ax.scatter([r["p50_ms"]], [r["top1"] * 100], marker=MARKERS[index % len(MARKERS)],
-                   color=COLOURS[index % len(COLOURS)], s=45, zorder=3, label=r["target"])
-    noise = noise_pp(doc) or 0.0
-    reference = next((r["top1"] * 100 for r in rows if r["target"] == doc.get("reference")), None)
-    points = [(r["p50_ms"], r["top1"] * 100 if reference is None or r["top1"] * 100 - reference > noise
-               else min(r["top1"] * 100, reference), r["target"]) for r in rows]
-    front = results.pareto_front(points, cost=lambda p: p[0], loss=lambda p: -p[1])
-    ax.plot([p[0] for p in front], [p[1] for p in front], color="#cc6677", linestyle="--", label="Pareto front")
-    ax.set_xscale("log")  # runtimes differ by orders of magnitude
-    ax.set_xlabel("p50 latency (ms, batch 1, log scale)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("Accuracy vs latency")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def _plots(doc: dict) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = table_rows(doc)
-    images = []
-    fig = accuracy_latency_figure(doc)
-    if fig is not None:
-        images.append(("Accuracy vs latency (Pareto front dashed)", _png(fig)))
-        plt.close(fig)
-    fig = sensitivity_figure(doc)
-    if fig is not None:
-        images.append(("Layers that cost accuracy", _png(fig)))
-        plt.close(fig)
-    sized = [r for r in rows if r["size_bytes"]]
-    if sized:
-        fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(sized) + 1.2))
-        names = [r["target"] for r in sized]
-        ax.barh(names, [r["size_bytes"] / 1024 for r in sized], color="#88ccee", label="on disk")
-        ax.barh(names, [(r["gzip_bytes"] or 0) / 1024 for r in sized], color="#117733", height=0.4, label="gzip")
-        ax.set_xlabel("KiB")
-        ax.invert_yaxis()
-        ax.legend()
-        ax.set_title("Artifact size")
-        images.append(("Artifact size", _png(fig)))
-        plt.close(fig)
-    return images
-
-
-STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
-         "font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}"
-         "td:first-child,th:first-child{text-align:left}td{white-space:nowrap}img{max-width:100%}")
-
-
-@writer("html", "report.html")
-def to_html(doc: dict) -> str:
-    figures = "".join(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
-                      f'src="data:image/png;base64,{data}"/>' for title, data in _plots(doc))
-    per_output = output_rows(doc)
-    if per_output:
-        figures = (_html_table("Parity per output", OUTPUT_COLUMNS, per_output)) + figures
-    per_head = head_rows(doc)
-    if per_head:
-        figures = _html_table("Accuracy per labelled output", HEAD_COLUMNS, per_head) + figures
-    sensitive = sensitivity_rows(doc)
-    if sensitive:
-        figures = _html_table(SENSITIVITY_TITLE, SENSITIVITY_COLUMNS, sensitive) + figures
-    tried = tried_rows(doc)
-    if tried:
-        figures = _html_table(TRIED_TITLE, TRIED_COLUMNS, tried) + figures
-    budget = budget_rows(doc)
-    if budget:
-        figures = _html_table(BUDGET_TITLE, BUDGET_COLUMNS, budget) + figures
-    refused = refused_rows(doc)
-    if refused:
-        figures = _html_table("Refused targets (nothing was written for them)", REFUSED_COLUMNS, refused) + figures
-    noise, title = noise_pp(doc), html.escape(_title(doc))
-    advice = "".join(f"<li>{html.escape(line)}</li>" for line in recommendations(doc))
-    advice = f"<h2>What to ship, per device class</h2><ul>{advice}</ul>" if advice else ""
-    notes = "".join(f"<p>{html.escape(line)}</p>" for line in _notes(doc))
-    table = _html_table(None, MD_COLUMNS, [md_cells(row, noise, doc["machine"].get("cpu_class"))
-                                           for row in table_rows(doc)])
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>{title}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{title}</h1>{advice}{table}{notes}{figures}</body></html>\n")
-
-
-def _html_table(title: str | None, columns, rows) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>" for cells in rows)
-    heading = f"<h2>{html.escape(title)}</h2>" if title else ""
-    return f"{heading}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def render(doc: dict, fmt: str) -> str:
-    if fmt not in WRITERS:
-        raise BadInputError(f"unknown report format '{fmt}' (valid: {', '.join(WRITERS)})")
-    return WRITERS[fmt][1](doc)
-
-
-def write_reports(doc: dict, out_dir: str | Path, formats=tuple(WRITERS)) -> dict[str, Path]:
-    """Write each format to ``out_dir`` atomically; return {format: path}."""
-    written = {}
-    for fmt in formats:
-        text = render(doc, fmt)
-        written[fmt] = atomic.write_text(Path(out_dir) / WRITERS[fmt][0], text)
-    return written
