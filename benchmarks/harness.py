@@ -58,7 +58,7 @@ BASELINE_LABELS = {"tensorflow": "TensorFlow", "onnxruntime": "ONNX Runtime"}
 
 def _source_candidate(source: Path) -> Candidate:
     from compressor.models import detect_format
-    from targets.manifest import file_record
+    from compressor.digests import file_record
     from targets.runtime import baseline_runtime
 
     fmt = detect_format(source)  # refuses a missing or unknown file before any worker starts
@@ -176,25 +176,32 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
         workdir = Path(tmp)
         inputs = workdir / "inputs.npz"
         save_inputs(inputs, _eval_inputs(eval_data, candidates))
-        per_candidate: dict[str, list[dict]] = {c.name: [] for c in candidates}
-        outputs: dict[str, list[np.ndarray]] = {}
-        total, done, started = rounds * len(candidates), 0, time.perf_counter()
-        for round_index in range(rounds):
-            shift = round_index % len(candidates)
-            for index, candidate in enumerate(candidates[shift:] + candidates[:shift]):
-                interrupts.check()  # a signal the interpreter swallowed stops the run here
-                if on_progress:
-                    on_progress(_progress_line(candidate.name, done, total, time.perf_counter() - started, rounds,
-                                               round_index))
-                done += 1
-                tag = f"{round_index}-{index}"
-                out_path = workdir / f"outputs-{tag}.npz" if round_index == 0 else None
-                per_candidate[candidate.name].append(
-                    _run_worker(candidate, tag, workdir, inputs, config, out_path, trust_model))
-                if out_path is not None:
-                    with np.load(out_path) as data:
-                        outputs[candidate.name] = [data[f"arr_{i}"] for i in range(len(data.files))]
+        per_candidate, outputs = _interleaved(candidates, workdir, inputs, config, rounds, trust_model, on_progress)
     return _assemble(candidates, per_candidate, outputs, eval_data, config, rounds)
+
+
+def _interleaved(candidates, workdir: Path, inputs: Path, config, rounds: int, trust_model: bool, on_progress):
+    """Each candidate measured ``rounds`` times, each in its own process, in an order that shifts
+    every round; the first round also keeps each candidate's outputs."""
+    per_candidate: dict[str, list[dict]] = {c.name: [] for c in candidates}
+    outputs: dict[str, list[np.ndarray]] = {}
+    total, done, started = rounds * len(candidates), 0, time.perf_counter()
+    for round_index in range(rounds):
+        shift = round_index % len(candidates)
+        for index, candidate in enumerate(candidates[shift:] + candidates[:shift]):
+            interrupts.check()  # a signal the interpreter swallowed stops the run here
+            if on_progress:
+                on_progress(_progress_line(candidate.name, done, total, time.perf_counter() - started, rounds,
+                                           round_index))
+            done += 1
+            tag = f"{round_index}-{index}"
+            out_path = workdir / f"outputs-{tag}.npz" if round_index == 0 else None
+            per_candidate[candidate.name].append(
+                _run_worker(candidate, tag, workdir, inputs, config, out_path, trust_model))
+            if out_path is not None:
+                with np.load(out_path) as data:
+                    outputs[candidate.name] = [data[f"arr_{i}"] for i in range(len(data.files))]
+    return per_candidate, outputs
 
 
 def _progress_line(name: str, done: int, total: int, elapsed: float, rounds: int, round_index: int) -> str:
@@ -224,19 +231,58 @@ def _judged(candidates) -> tuple[int | None, list[int]]:
     return 0, [0]
 
 
+@dataclass
+class _Truth:
+    """What every candidate's outputs are judged against: the labels of the class-score output
+    (and of every other head with labels), and the float reference's outputs and metrics."""
+
+    head: int
+    labelled: int | None
+    judged: list[int]
+    names: list[str]
+    labels: object
+    heads: dict  # output index -> (name, labels), for a multi-head model
+    reference: list | None  # the reference's outputs
+    ref_metrics: dict
+    ref_heads: dict
+
+    @classmethod
+    def of(cls, candidates, outputs, eval_data, reference) -> "_Truth":
+        labelled, judged = _judged(candidates)
+        head = judged[0]
+        names = next(([o["name"] for o in c.parity_outputs] for c in candidates if c.parity_outputs), [])
+        labels = eval_data.labels_for(names[head], primary=True) if len(names) > head else eval_data.y
+        # a multi-head model: accuracy of every head that has labels (y_<output>), beside the primary one
+        heads = {i: (name, eval_data.labels_for(name, primary=i == head)) for i, name in enumerate(names)}
+        heads = {i: pair for i, pair in heads.items() if pair[1] is not None} if len(names) > 1 else {}
+        ref = outputs[reference.name] if reference else None
+        return cls(head, labelled, judged, names, labels, heads, ref,
+                   accuracy.evaluate(ref[head], labels) if ref else {},
+                   {name: accuracy.evaluate(ref[i], y) for i, (name, y) in heads.items()} if ref else {})
+
+    def figures(self, outputs: list) -> dict:
+        """A candidate's accuracy, its drop, and how closely it follows the reference, per output too."""
+        head, ref = self.head, self.reference
+        metrics = accuracy.evaluate(outputs[head], self.labels)
+        per_head = {name: accuracy.evaluate(outputs[i], y) for i, (name, y) in self.heads.items()}
+        fidelity = compare_fidelity(ref[head], outputs[head], scores=self.labelled is not None) if ref else {}
+        per_output = {self.names[i]: fidelity if i == head else compare_fidelity(ref[i], outputs[i],
+                                                                                  scores=i == self.labelled)
+                      for i in self.judged} if ref and len(self.names) > 1 else {}
+        return {
+            "accuracy": metrics, "accuracy_drop_pp": accuracy.drop_points(metrics, self.ref_metrics),
+            "fidelity": fidelity, "fidelity_per_output": per_output,
+            # the worst SNR among the outputs the figures follow (pass-through outputs left out)
+            "worst_snr_db": min((f["snr_db"] for f in (per_output or {"": fidelity}).values() if "snr_db" in f),
+                                default=None),
+            "accuracy_per_output": {name: {"accuracy": m, "accuracy_drop_pp": accuracy.drop_points(
+                m, self.ref_heads.get(name, {}))} for name, m in per_head.items()},
+        }
+
+
 def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> dict:
     reference = _reference(candidates)
-    labelled, judged = _judged(candidates)
-    head = judged[0]
-    names = next(([o["name"] for o in c.parity_outputs] for c in candidates if c.parity_outputs), [])
-    labels = eval_data.labels_for(names[head], primary=True) if len(names) > head else eval_data.y
-    # a multi-head model: accuracy of every head that has labels (y_<output>), beside the primary one
-    heads = {i: (name, eval_data.labels_for(name, primary=i == head)) for i, name in enumerate(names)}
-    heads = {i: pair for i, pair in heads.items() if pair[1] is not None} if len(names) > 1 else {}
-    ref_outputs = outputs[reference.name][head] if reference else None
-    ref_metrics = accuracy.evaluate(ref_outputs, labels) if reference else {}
-    ref_heads = {name: accuracy.evaluate(outputs[reference.name][i], y) for i, (name, y) in heads.items()} \
-        if reference else {}
+    truth = _Truth.of(candidates, outputs, eval_data, reference)
     ref_latency = statistics.median(r["latency"]["p50_ms"] for r in per_candidate[reference.name]) \
         if reference else None
     host = machine.capture()
@@ -245,30 +291,16 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> 
     for candidate in candidates:
         runs = per_candidate[candidate.name]
         latency = _median_latency(runs)
-        first_output = outputs[candidate.name][head]
-        metrics = accuracy.evaluate(first_output, labels)
-        per_head = {name: accuracy.evaluate(outputs[candidate.name][i], y) for i, (name, y) in heads.items()}
-        fidelity = compare_fidelity(ref_outputs, first_output, scores=labelled is not None) \
-            if ref_outputs is not None else {}
-        per_output = {names[i]: fidelity if i == head else compare_fidelity(
-            outputs[reference.name][i], outputs[candidate.name][i], scores=i == labelled)
-            for i in judged} if reference and len(names) > 1 else {}
         rows.append({
             "name": candidate.name, "kind": candidate.kind, "runtime": candidate.runtime,
             "precision": candidate.precision, "path": str(candidate.path), "size": candidate.size,
             "latency": latency, "load_ms": statistics.median(r["load_ms"] for r in runs),
             "memory": max((r["memory"] for r in runs), key=lambda m: m["peak_above_baseline_mb"]),
-            "accuracy": metrics, "accuracy_drop_pp": accuracy.drop_points(metrics, ref_metrics),
-            "fidelity": fidelity, "fidelity_per_output": per_output,
-            # the worst SNR among the outputs the figures follow (pass-through outputs left out)
-            "worst_snr_db": min((f["snr_db"] for f in (per_output or {"": fidelity}).values() if "snr_db" in f),
-                                default=None),
+            **truth.figures(outputs[candidate.name]),
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
             "parity_outputs": list(candidate.parity_outputs), "device_class": candidate.device_class,
             "cpu_class": candidate.cpu_class, "speed_caveat": candidate.speed_caveat, "budget": candidate.budget,
             "roofline": roofline.point(candidate.macs, candidate.precision, latency["p50_ms"], config.batch, roof),
-            "accuracy_per_output": {name: {"accuracy": m, "accuracy_drop_pp": accuracy.drop_points(
-                m, ref_heads.get(name, {}))} for name, m in per_head.items()},
         })
     _runtime_ratios(rows)
     return results.document(

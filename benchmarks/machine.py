@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import platform
 
-from targets.cpu import DOT_PRODUCT_FLAGS, host  # noqa: F401  (host: re-exported for callers)
+from compressor.cpu import DOT_PRODUCT_FLAGS, host  # noqa: F401  (host: re-exported for callers)
 
 
 def capture() -> dict:
     """CPU model, SIMD flags that matter for int8 speed, cores, OS, Python, library versions."""
-    from targets.manifest import library_versions
+    from compressor.version import library_versions
     from targets.runtime import runtimes
 
     facts = host()

@@ -2,7 +2,7 @@
 
 Achieved throughput is 2 x MACs x batch / p50 (one multiply-accumulate = two operations);
 the ceiling is the host's peak for the precision the artifact computes in
-(:func:`targets.cpu.peak`: fp32 FMA lanes x FMA units x clock, x the class's int8 multiplier
+(:func:`compressor.cpu.peak`: fp32 FMA lanes x FMA units x clock, x the class's int8 multiplier
 for integer kernels), on as many cores as the run used threads. A low fraction says the
 artifact is bound by something other than arithmetic: depthwise layers, memory bandwidth,
 per-op overhead on a small model.
@@ -10,7 +10,7 @@ per-op overhead on a small model.
 
 from __future__ import annotations
 
-from targets.cpu import peak
+from compressor.cpu import peak
 
 INTEGER = frozenset({"int8", "dynamic-int8", "int16x8"})  # computed by integer kernels: the int8 ceiling
 

@@ -24,3 +24,8 @@ def sha256(path: Path) -> str:
 def gzip_size(path: Path) -> int:
     """Bytes of ``path`` after gzip -9 (what a download or flash image costs)."""
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
+
+
+def file_record(path: Path) -> dict:
+    """What a manifest says of one file: its name, size, size after gzip and sha256."""
+    return {"file": path.name, "bytes": path.stat().st_size, "gzip_bytes": gzip_size(path), "sha256": sha256(path)}

@@ -11,9 +11,11 @@ from functools import cached_property
 from pathlib import Path
 
 from compressor.data import Dataset
+from compressor.digests import file_record
 from compressor.errors import ParityError
 from compressor.metrics.compare import top1
 from compressor.models.source import judged_outputs, labelled_output
+from compressor.version import library_versions
 from targets import devices, parity
 from targets import manifest as manifests
 from targets.advice import next_steps
@@ -96,12 +98,12 @@ class Attempt:
 
     def _manifest(self, profile, runtime, exported, io, check, budget_record) -> dict:
         options, source, rule, calibration = self.options, self.source, self.rule, self.calibration
-        artifact = manifests.file_record(exported.artifact)
-        extra = [manifests.file_record(p) for p in exported.extra_files]
+        artifact = file_record(exported.artifact)
+        extra = [file_record(p) for p in exported.extra_files]
         return {
             "target": profile.name, "profile": profile.to_dict(), "runtime": profile.runtime,
             "cpu_class": profile.cpu_class,  # the CPU class its settings were chosen for (None: not a CPU target)
-            "precision": profile.precision, "libraries": manifests.library_versions(runtime.libraries),
+            "precision": profile.precision, "libraries": library_versions(runtime.libraries),
             "artifact": artifact, "extra_files": extra, "size": _total_size(artifact, extra),
             **io, "labelled_output": labelled_output(source),
             "input_names": [spec.name for spec in source.inputs],  # the order runners take their inputs in

@@ -22,7 +22,8 @@ from compressor import interrupts, memory
 from compressor.data import Dataset
 from compressor.errors import BadInputError, CompressorError, UnsupportedModelError
 from compressor.models import as_source
-from targets import cpu, devices
+from compressor import cpu
+from targets import devices
 from targets.artifact import Artifact
 from targets.attempt import Attempt
 from targets.budget import budget_for, within_budget
@@ -116,7 +117,7 @@ class ExportOptions:
             float targets, ``min_agreement`` for quantized ones); recorded in the manifest.
         device: a named microcontroller budget (``targets.devices``); an artifact with a
             measured tensor arena (mcu) that does not fit it is refused.
-        cpu_class: the CPU class the artifact ships to (``targets.cpu.CLASSES``; ``host``:
+        cpu_class: the CPU class the artifact ships to (``compressor.cpu.CLASSES``; ``host``:
             this machine's); CPU profiles choose their quantization settings for it.
         max_drop: the accuracy budget of a quantized target, in top-1 points against the float
             model on the validation labels (in points of disagreement without labels). When
@@ -198,6 +199,34 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     reason = why_not_source(profile, source)
     if reason:
         raise UnsupportedModelError(f"{profile.name}: cannot take model '{source.name}': {reason}")
+    final = Path(out_dir) / profile.name
+    if final.exists() and not options.overwrite:
+        raise BadInputError(f"{final}: already exists; choose another output folder or overwrite")
+    calibration_set, validation, budget = _data_and_budget(profile, source, validation, calibration, options)
+    rule = profile.parity.override(options.parity_rule)
+    result = _in_staging(final, lambda staging: _written(
+        Attempt(staging, source, rule, calibration_set, validation, options, budget), profile, final, on_progress))
+    return ExportResult(final, final / result["artifact"]["file"], result)
+
+
+def _in_staging(final: Path, write) -> dict:
+    """``write(staging)`` into a hidden folder beside ``final``, renamed into place only when it
+    returns: a failure or an interrupt leaves nothing that looks like an artifact."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        result = write(staging)
+        if final.exists():
+            shutil.rmtree(final)
+        staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _data_and_budget(profile: TargetProfile, source, validation: Dataset, calibration, options: ExportOptions):
+    """The calibration and validation samples, each checked to fit the model, and the budget."""
     validation.check_fits(source)
     calibration_set = _calibration_set(profile, calibration, source, options.calibration_samples, options.seed)
     if calibration_set is not None:
@@ -205,22 +234,7 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     validation = validation.take(options.validation_samples)
     budget = None if options.max_drop is None or not profile.quantized else \
         budget_for(source, profile, validation, options.max_drop, options.min_snr, options.budget_against)
-    final = Path(out_dir) / profile.name
-    if final.exists() and not options.overwrite:
-        raise BadInputError(f"{final}: already exists; choose another output folder or overwrite")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{profile.name}.", suffix=".partial", dir=final.parent))
-    try:
-        attempt = Attempt(staging, source, profile.parity.override(options.parity_rule), calibration_set,
-                          validation, options, budget)
-        result = _written(attempt, profile, final, on_progress)
-        if final.exists():
-            shutil.rmtree(final)
-        staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
-        staging.rename(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(final, final / result["artifact"]["file"], result)
+    return calibration_set, validation, budget
 
 
 def _written(attempt: "Attempt", profile: TargetProfile, final: Path, on_progress) -> dict:

@@ -6,30 +6,14 @@ Manifests carry no timestamps, so the same inputs give byte-identical manifests.
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 
 from compressor import atomic
-from compressor.digests import gzip_size, sha256
+from compressor.digests import sha256
 from compressor.errors import BadInputError
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
-
-
-def library_versions(libraries) -> dict[str, str]:
-    """Installed versions of ``libraries`` (a runtime's) and of numpy."""
-    versions = {}
-    for name in sorted({*libraries, "numpy"}):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def file_record(path: Path) -> dict:
-    return {"file": path.name, "bytes": path.stat().st_size, "gzip_bytes": gzip_size(path), "sha256": sha256(path)}
 
 
 def write(folder: Path, manifest: dict) -> Path:

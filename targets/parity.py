@@ -83,7 +83,8 @@ def _compare_output(name: str, ref, got, near, scores: bool) -> dict:
             "per_sample": per_sample}
 
 
-def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
+def _passthrough_failures(outputs: list[dict], rule: Parity) -> tuple[list[str], list[str]]:
+    """Pass-through outputs that differ from the source's: what failed, and which check."""
     failures, kinds = [], []
     for o in outputs:
         if not o.get("passthrough") or o["max_abs"] == 0.0:
@@ -96,6 +97,11 @@ def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
             failures.append(f"output '{o['name']}' ({o['passthrough']} in the source) differs on "
                             f"{1 - equal:.1%} of samples, by up to {o['max_abs']:.3g}")
             kinds.append("passthrough" if allowed == 1.0 else "agreement")
+    return failures, kinds
+
+
+def _judge(outputs: list[dict], rule: Parity, samples: int) -> ParityResult:
+    failures, kinds = _passthrough_failures(outputs, rule)
     judged = [o for o in outputs if not o.get("passthrough")] or outputs
     scale = max([1.0] + [o["scale"] for o in judged])
     max_abs = max(o["max_abs"] for o in judged)

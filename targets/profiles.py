@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from compressor.errors import BadInputError, UsageError
-from targets import cpu
+from compressor import cpu
 
 RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM2D"})
 # Recurrent layers TFLite has no fused kernel for: their loops crash its int8 calibrator
@@ -95,7 +95,7 @@ class TargetProfile:
     notes: str = ""
     takes_qat: bool | None = None  # takes a quantization-aware-trained model; None: only full int8 does
     device_class: str = "CPU"  # what it ships to, for the report's recommendation per class
-    # CPU class name -> options that replace ``options`` on that class (targets.cpu.CLASSES)
+    # CPU class name -> options that replace ``options`` on that class (compressor.cpu.CLASSES)
     cpu_options: Mapping = field(default_factory=dict)
     cpu_class: str | None = None  # the class the options were chosen for (set by for_cpu)
     speed_caveat: str = ""  # why it may be slower than its runtime's fp32 (reports quote it when it is)

@@ -37,26 +37,18 @@ def alone(quantized, prepared, keep: set[str]):
     model = type(prepared)()
     model.CopyFrom(prepared)
     graph = model.graph
-    ops = {node.name: node for node in quantized.graph.node if node.name and node.op_type not in QDQ}
-    producer = {name: node for node in quantized.graph.node for name in node.output}
-    weights = {t.name: t for t in quantized.graph.initializer}
-    available = ({i.name for i in graph.input} | {t.name for t in graph.initializer}
-                 | {name for node in graph.node for name in node.output})
-    readers = {}
-    for node in quantized.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    q = _Quantized(quantized, graph)
     outputs = {o.name for o in graph.output}
     nodes, needed, renamed, pending = [], set(), {}, {}
     for node in graph.node:
         for position, name in enumerate(node.input):  # consumers read a kept op's quantized output
             node.input[position] = renamed.get(name, name)
-        if node.name in keep and node.name in ops:
-            for position, name in enumerate(ops[node.name].input[:len(node.input)]):
-                chain = _chain(name, producer, weights, available)
+        if node.name in keep and node.name in q.ops:
+            for position, name in enumerate(q.ops[node.name].input[:len(node.input)]):
+                chain = _chain(name, q.producer, q.weights, q.available)
                 if chain:
                     node.input[position] = _insert(chain, f"{node.name}.{position}", nodes, needed)
-            pending.update(_output_chains(ops[node.name], node, readers, available))
+            pending.update(_output_chains(q.ops[node.name], node, q.readers, q.available))
         nodes.append(node)
         for position, name in enumerate(node.output):  # the quantizer's output QDQ, where the tensor is made
             if name in pending:
@@ -69,8 +61,24 @@ def alone(quantized, prepared, keep: set[str]):
     del graph.node[:]
     graph.node.extend(nodes)
     have = {t.name for t in graph.initializer}
-    graph.initializer.extend(weights[name] for name in sorted(needed - have))
+    graph.initializer.extend(q.weights[name] for name in sorted(needed - have))
     return model
+
+
+class _Quantized:
+    """The full int8 QDQ model, indexed: its quantized ops by name, each tensor's producer and
+    readers, its initializers, and which tensors the float ``graph`` already has."""
+
+    def __init__(self, quantized, graph) -> None:
+        self.ops = {node.name: node for node in quantized.graph.node if node.name and node.op_type not in QDQ}
+        self.producer = {name: node for node in quantized.graph.node for name in node.output}
+        self.weights = {t.name: t for t in quantized.graph.initializer}
+        self.available = ({i.name for i in graph.input} | {t.name for t in graph.initializer}
+                          | {name for node in graph.node for name in node.output})
+        self.readers: dict[str, list] = {}
+        for node in quantized.graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
 
 
 def _chain(name: str, producer: dict, weights: dict, available: set) -> list | None:

@@ -133,6 +133,23 @@ def run_batched(runner: Runner, x, batch_size: int = 64) -> list[np.ndarray]:
     return [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]
 
 
+def in_source_order(items: list, order: list[int] | None) -> list:
+    """An artifact's ``items`` (tensors, their details) in the source's order: ``order[k]`` is where
+    the source's k-th is among the artifact's (None: the same order). Every runtime uses this and
+    :func:`in_artifact_order`; ``order`` comes from :func:`name_order` or a runtime's signature."""
+    return list(items) if order is None else [items[i] for i in order]
+
+
+def in_artifact_order(arrays: list, order: list[int] | None) -> list:
+    """The inverse of :func:`in_source_order`: arrays given in the source's order, put in the artifact's."""
+    if order is None:
+        return list(arrays)
+    placed = [None] * len(arrays)
+    for array, position in zip(arrays, order):
+        placed[position] = array
+    return placed
+
+
 def name_order(wanted: list[str], names: list[set[str]]) -> list[int] | None:
     """For each wanted name, the position of the tensor that carries it; None unless every one is found.
 

@@ -6,7 +6,8 @@ import pytest
 
 from benchmarks import reports, roofline
 from compressor.errors import UsageError
-from targets import PROFILES, cpu, export
+from compressor import cpu
+from targets import PROFILES, export
 from tests.helpers.results import results_doc
 
 

@@ -48,10 +48,10 @@ def test_a_quantized_graph_onnx_runtime_cannot_load_is_retried_then_refused(onnx
     (INVALID_GRAPH at a bias from pre-processing's Conv+Add fusion): the next setting is tried,
     and when none loads the target is refused in one line, never an internal error."""
     from targets import export_many
-    from targets.runtimes import onnx_runtime
+    from targets.runtimes.onnx_runtime import quantize as onnx_quantize
 
     train, test = digits8
-    real, calls = onnx_runtime._loads, []
+    real, calls = onnx_quantize._loads, []
 
     def invalid_when_optimized(model):
         calls.append(model)
@@ -59,7 +59,7 @@ def test_a_quantized_graph_onnx_runtime_cannot_load_is_retried_then_refused(onnx
             raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model.")
         real(model)
 
-    monkeypatch.setattr(onnx_runtime, "_loads", invalid_when_optimized)
+    monkeypatch.setattr(onnx_quantize, "_loads", invalid_when_optimized)
     result = export(load_onnx(onnx_file), target, out_dir=tmp_path / "retried", calibration=train, validation=test)
     assert len(calls) == 2 and result.manifest["parity"]["passed"]
     details = result.manifest["details"]["quantization"]
@@ -69,7 +69,7 @@ def test_a_quantized_graph_onnx_runtime_cannot_load_is_retried_then_refused(onnx
     def never(model):
         raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model.")
 
-    monkeypatch.setattr(onnx_runtime, "_loads", never)
+    monkeypatch.setattr(onnx_quantize, "_loads", never)
     exported, failed = export_many(load_onnx(onnx_file), [target, "onnx-fp32"], out_dir=tmp_path / "refused",
                                    calibration=train, validation=test)
     assert [r.target for r in exported] == ["onnx-fp32"]
@@ -271,7 +271,7 @@ def test_a_batchnorm_behind_an_identity_reshape_is_folded_before_int8(digits8, t
     produced_by = {out: node.op_type for node in nodes for out in node.output}
     assert [produced_by[n.input[0]] for n in nodes if n.op_type == "BatchNormalization"] == ["Reshape"]
 
-    prepared, _ = onnx_runtime._pre_process(path, tmp_path)
+    prepared, _ = onnx_runtime.pre_process(path, tmp_path)
     assert "BatchNormalization" not in {n.op_type for n in onnx.load(str(prepared)).graph.node}  # folded
     result = export(load_onnx(path), "onnx-int8", out_dir=tmp_path / "out", calibration=train, validation=test,
                     parity_rule=Parity(min_agreement=1e-6))

@@ -156,7 +156,7 @@ def test_onnx_pre_processing_leaves_nothing_in_the_artifact_folder(tmp_path, mon
     model = _encoder(tmp_path / "encoder.onnx")
     work = tmp_path / "work"
     work.mkdir()
-    prepared, skipped = onnx_runtime._pre_process(model, work)
+    prepared, skipped = onnx_runtime.pre_process(model, work)
     assert skipped and [p.name for p in work.iterdir()] == [prepared.name]
     assert load_onnx(prepared).outputs[2].name == "embedding"
 

@@ -125,7 +125,7 @@ def test_cli_report_formats_come_from_the_writers_registry():
 def test_every_runtime_that_mixes_precisions_keeps_a_named_layer_in_float(name, tiny_cnn, digits8, tmp_path):
     """The accuracy budget's contract: ``nodes`` names the layers it quantizes, ``write`` keeps the
     ones named in float, and what it writes loads and runs with the runner it declares."""
-    from targets import cpu
+    from compressor import cpu
 
     train, test = digits8
     runtime = get_runtime(name)

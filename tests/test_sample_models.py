@@ -38,7 +38,7 @@ def test_architectures_match_their_descriptions():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(sample_models.SAMPLE_MODELS))
 def test_sample_model_trains_to_recorded_accuracy(name, tmp_path, monkeypatch):
-    from targets.cpu import get_class
+    from compressor.cpu import get_class
 
     host = get_class("host").name
     recorded = recorded_accuracies(host).get(name) if host in CLASSES else None

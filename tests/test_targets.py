@@ -480,14 +480,14 @@ CONVERSION_MEMORY_SCRIPT = r"""
 import sys, threading, time
 import psutil
 from compressor import keras_env
-from targets.runtimes import onnx_runtime
+from targets.runtimes.onnx_runtime import convert as onnx_convert
 
 keras_env.set_seed(0)
 tfk = keras_env.tf_keras()
 L = tfk.layers
 model = tfk.Sequential([tfk.Input((784,), name="x")] + [L.Dense(1024, activation="relu") for _ in range(3)]
                        + [L.Dense(10, activation="softmax")])  # 11.6 MB of weights
-onnx_runtime._keras_to_onnx(tfk.Sequential([tfk.Input((4,)), L.Dense(2)]))  # the converter loaded and warm
+onnx_convert._keras_to_onnx(tfk.Sequential([tfk.Input((4,)), L.Dense(2)]))  # the converter loaded and warm
 process = psutil.Process()
 before, peak, done = process.memory_info().rss, [0], threading.Event()
 def sample():
@@ -496,7 +496,7 @@ def sample():
         time.sleep(0.002)
 sampler = threading.Thread(target=sample)
 sampler.start()
-onnx_runtime._keras_to_onnx(model)
+onnx_convert._keras_to_onnx(model)
 done.set()
 sampler.join()
 print((peak[0] - before) / model.count_params() / 4)

@@ -156,7 +156,7 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
 
 def render(records: list[dict], not_run: list[str] = (), heading: str | None = None, command: str = "",
            remark: str = "") -> str:
-    from targets.cpu import host
+    from compressor.cpu import host
 
     facts = host()
     if heading:  # a later run of some models, added below the page's own table: the same columns

@@ -2,7 +2,7 @@
 layers as good as quantizing every candidate again: both ways side by side on zoo models.
 
 For each model and runtime: one full int8 export timed alone, then the budget search
-(``targets.recovery.search``) twice on the same samples, once ranking each candidate by editing
+(``targets.budget.sensitivity.search``) twice on the same samples, once ranking each candidate by editing
 the full int8 model (``write_alone``: no quantization per candidate) and once by quantizing the
 model again per candidate, every other op in float (the pass before). Each row gives the
 search's seconds, the layers it kept in float and the loss it reached.
@@ -39,27 +39,23 @@ HEADER = ("| model | target | candidates | full int8 export s | ranking | search
 
 
 def _search(source, profile, train_set, test_set, max_drop: float, fast: bool) -> dict:
-    """One budget search (ranking and confirmation) on the test samples, timed."""
-    from compressor.models.source import judged_outputs, labelled_output
-    from targets.budget import sensitivity as recovery
+    """One budget search (ranking and confirmation) on the test samples, timed: the budget's own
+    (``targets.budget.ladder.recover``) on an attempt as the export makes it."""
+    from targets.attempt import Attempt
+    from targets.budget import Budget
+    from targets.budget.ladder import recover
+    from targets.export import ExportOptions
 
-    inputs = test_set.feeds(source)
-    references = source.predict(inputs)
-    head = labelled_output(source)
-    judged, passthrough = judged_outputs(source, inputs, references)
-    labels = test_set.labels_for(source.outputs[head].name, primary=True) if head is not None else None
-    expected = recovery.Outputs(references, judged[0], head is not None, labels=labels, floor=profile.parity,
-                                names=tuple(o.name for o in source.outputs),
-                                class_outputs=tuple(source.class_outputs()), passthrough=passthrough)
-    workdir = Path(tempfile.mkdtemp(prefix="sensitivity-"))
+    staging = Path(tempfile.mkdtemp(prefix="sensitivity-"))
     try:
+        attempt = Attempt(staging, source, profile.parity, train_set, test_set, ExportOptions(max_drop=max_drop),
+                          Budget(max_drop, 30.0))
         with _ranking(profile.runtime, fast):
             start = time.perf_counter()
-            found = recovery.search(source, profile, train_set, inputs, expected, budget_pp=max_drop, workdir=workdir,
-                                    min_snr_db=None if head is not None else 30.0)
+            found = recover(attempt, profile)
             seconds = time.perf_counter() - start
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     last = found.tried[-1] if found.tried else found.full_int8_subset or {}
     return {"seconds": round(seconds, 1), "candidates": found.candidates,
             "float_nodes": None if found.float_nodes is None else len(found.float_nodes),

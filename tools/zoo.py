@@ -336,7 +336,7 @@ def _cell_text(cell: dict | None) -> str:
 
 
 def _host() -> str:
-    from targets.cpu import host
+    from compressor.cpu import host
 
     facts = host()
     return f"{facts['cpu']}, class {facts['cpu_class']}"

@@ -86,38 +86,10 @@ def quantize_aware(model, data, config, fine_tune, *, seed: int = 0, trust_model
     tfmot = _tfmot()
     preserve = detect_structure(model) if config.preserve == "auto" else config.preserve
     copy = training.copy(model, trust_model=trust_model)
-
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_configs as configs, default_8bit_quantize_registry as registry_module)
-
-    registry = registry_module.Default8BitQuantizeRegistry()
-    unsupported: dict[str, str] = {}
-    # A layer tfmot's int8 registry lacks (Rescaling, a BatchNormalization it cannot fold, a
-    # custom layer) computes in float and is fake-quantized at its output, so the int8 layers
-    # after it still get a trained range; excluded layers are left wholly float.
-    output_only, keep_float = configs.Default8BitOutputQuantizeConfig(), configs.NoOpQuantizeConfig()
-
-    def annotate(layer):
-        if type(layer).__name__ == "InputLayer":
-            return layer
-        if training.is_excluded(layer, config.exclude):
-            return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=keep_float)
-        if _takes_integers(layer):  # token ids: tfmot would fake-quantize the int input in front of it
-            unsupported[layer.name] = f"{type(layer).__name__} on integer input"
-            return layer
-        activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
-        if activation not in TFMOT_ACTIVATIONS:  # MobileNetV3's hard_silu: tfmot has no fake-quant rule for it
-            unsupported[layer.name] = f"{type(layer).__name__}({activation})"
-            return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=output_only)
-        if registry.supports(layer) or _folded_into_producer(layer):
-            return tfmot.quantization.keras.quantize_annotate_layer(layer)
-        unsupported[layer.name] = getattr(layer, "wrapped_class", None) or type(layer).__name__
-        return tfmot.quantization.keras.quantize_annotate_layer(layer, quantize_config=output_only)
-
+    annotate, unsupported, scope = _annotator(tfmot, config)
     annotated = training.clone(copy, annotate, trust_model=trust_model)
     scheme = {"sparsity": tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(),
               "clusters": tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme()}.get(preserve)
-    scope = {type(c).__name__: type(c) for c in (output_only, keep_float)}
     with tfmot.quantization.keras.quantize_scope(scope):
         qat = tfmot.quantization.keras.quantize_apply(annotated, scheme) if scheme else \
             tfmot.quantization.keras.quantize_apply(annotated)
@@ -130,6 +102,40 @@ def quantize_aware(model, data, config, fine_tune, *, seed: int = 0, trust_model
         record["notes"] = [f"left in float where tfmot's int8 QAT cannot quantize them ({kinds}; their outputs are "
                            f"int8 where int8 layers follow): {', '.join(unsupported)}"]
     return qat, record
+
+
+def _annotator(tfmot, config):
+    """How each layer is annotated for tfmot's int8 QAT; the layers it leaves in float (filled as
+    the model is cloned), by name with why; the quantize configs' scope."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as configs, default_8bit_quantize_registry as registry_module)
+
+    registry = registry_module.Default8BitQuantizeRegistry()
+    unsupported: dict[str, str] = {}
+    # A layer tfmot's int8 registry lacks (Rescaling, a BatchNormalization it cannot fold, a
+    # custom layer) computes in float and is fake-quantized at its output, so the int8 layers
+    # after it still get a trained range; excluded layers are left wholly float.
+    output_only, keep_float = configs.Default8BitOutputQuantizeConfig(), configs.NoOpQuantizeConfig()
+    annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
+
+    def annotate(layer):
+        if type(layer).__name__ == "InputLayer":
+            return layer
+        if training.is_excluded(layer, config.exclude):
+            return annotate_layer(layer, quantize_config=keep_float)
+        if _takes_integers(layer):  # token ids: tfmot would fake-quantize the int input in front of it
+            unsupported[layer.name] = f"{type(layer).__name__} on integer input"
+            return layer
+        activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
+        if activation not in TFMOT_ACTIVATIONS:  # MobileNetV3's hard_silu: tfmot has no fake-quant rule for it
+            unsupported[layer.name] = f"{type(layer).__name__}({activation})"
+            return annotate_layer(layer, quantize_config=output_only)
+        if registry.supports(layer) or _folded_into_producer(layer):
+            return annotate_layer(layer)
+        unsupported[layer.name] = getattr(layer, "wrapped_class", None) or type(layer).__name__
+        return annotate_layer(layer, quantize_config=output_only)
+
+    return annotate, unsupported, {type(c).__name__: type(c) for c in (output_only, keep_float)}
 
 
 register_step(QAT, position="last", why_position="the model it makes is fake-quantized and cannot be pruned or "

@@ -158,6 +158,11 @@ class ChannelGraph:
                 return inputs[0]
             self.block(inputs[0], f"flattened channels feed '{name}' ({kind})")
             return None
+        return self._channels_through(layer, kind, inputs, excluded)
+
+    def _channels_through(self, layer, kind: str, inputs, excluded: bool):
+        """The channel segments out of a layer that does not make channels of its own."""
+        name = layer.name
         if kind == "DepthwiseConv2D" and layer.depth_multiplier != 1:
             self.block(inputs[0], f"depthwise layer '{name}' has depth multiplier {layer.depth_multiplier}")
             return None
@@ -172,15 +177,7 @@ class ChannelGraph:
                 self.block(inputs[0], f"passes through excluded layer '{name}'")
             return inputs[0]
         if kind in MERGES:
-            first = inputs[0]
-            for other in inputs[1:]:
-                if [s.size for s in other] != [s.size for s in first]:
-                    self.block(first, f"'{name}' merges differently split channels")
-                    self.block(other, f"'{name}' merges differently split channels")
-                    continue
-                for a, b in zip(first, other):
-                    self._union(a.group, b.group, f"'{name}'")
-            return [Segment(s.group, s.size) for s in first]
+            return self._merged(name, inputs)
         if kind == "Concatenate" and layer.axis in (-1, len(layer.output_shape) - 1):
             return [seg for t in inputs for seg in t]
         if kind == "Flatten":
@@ -189,6 +186,18 @@ class ChannelGraph:
         for t in inputs:
             self.block(t, f"feeds '{name}' ({kind}), which structured pruning does not follow")
         return None
+
+    def _merged(self, name: str, inputs):
+        """An element-wise merge (Add, Multiply, ...): the channels of its inputs become one group each."""
+        first = inputs[0]
+        for other in inputs[1:]:
+            if [s.size for s in other] != [s.size for s in first]:
+                self.block(first, f"'{name}' merges differently split channels")
+                self.block(other, f"'{name}' merges differently split channels")
+                continue
+            for a, b in zip(first, other):
+                self._union(a.group, b.group, f"'{name}'")
+        return [Segment(s.group, s.size) for s in first]
 
     def keep_indices(self, keep: dict[int, np.ndarray], value) -> np.ndarray:
         """Kept channel indices of a tensor (for a Flat tensor: kept rows of the flattened vector)."""
@@ -292,6 +301,21 @@ def prune_channels(model, config, *, trust_model: bool = False):
             layer_config["config"][PRODUCERS[layer_config["class_name"]]] = widths[name]
     with SafeModeScope(safe_mode=not trust_model):
         rebuilt = (tfk.Sequential if type(model).__name__ == "Sequential" else tfk.Model).from_config(model_config)
+    _copy_kept_weights(model, rebuilt, graph, keep)
+    before, after = inspect_model(model), inspect_model(rebuilt)
+    pruned_groups = [{"producers": graph.groups[r].producers, "channels": f"{graph.groups[r].size} -> {len(k)}"}
+                     for r, k in keep.items() if len(k) < graph.groups[r].size]
+    kept_groups = sorted({f"{', '.join(graph.groups[r].producers) or 'input'}: {graph.groups[r].reason}"
+                          for r in keep if graph.groups[r].blocked and graph.groups[r].producers})
+    record = {"fraction": config.fraction, "criterion": config.criterion, "groups_pruned": pruned_groups,
+              "groups_kept": kept_groups, "macs_before": before.macs, "macs_after": after.macs,
+              "params_before": before.params, "params_after": after.params,
+              "mac_reduction": 1.0 - after.macs / before.macs if before.macs else 0.0}
+    return rebuilt, record
+
+
+def _copy_kept_weights(model, rebuilt, graph: ChannelGraph, keep: dict) -> None:
+    """Each layer's weights into the narrower ``rebuilt`` model: the kept channels' slices."""
     for layer in model.layers:
         weights = layer.get_weights()
         if not weights:
@@ -304,16 +328,6 @@ def prune_channels(model, config, *, trust_model: bool = False):
             rebuilt.get_layer(layer.name).set_weights(weights)
             continue
         rebuilt.get_layer(layer.name).set_weights(_sliced_weights(layer, in_keep, out_keep, weights))
-    before, after = inspect_model(model), inspect_model(rebuilt)
-    pruned_groups = [{"producers": graph.groups[r].producers, "channels": f"{graph.groups[r].size} -> {len(k)}"}
-                     for r, k in keep.items() if len(k) < graph.groups[r].size]
-    kept_groups = sorted({f"{', '.join(graph.groups[r].producers) or 'input'}: {graph.groups[r].reason}"
-                          for r in keep if graph.groups[r].blocked and graph.groups[r].producers})
-    record = {"fraction": config.fraction, "criterion": config.criterion, "groups_pruned": pruned_groups,
-              "groups_kept": kept_groups, "macs_before": before.macs, "macs_after": after.macs,
-              "params_before": before.params, "params_after": after.params,
-              "mac_reduction": 1.0 - after.macs / before.macs if before.macs else 0.0}
-    return rebuilt, record
 
 
 def recalibrate_batch_norm(model, data, *, batch_size: int = 64, max_batches: int = 50) -> int:

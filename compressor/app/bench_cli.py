@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from benchmarks.reports import WRITERS
-from compressor.app.options import json_option, pixel_option, progress_for, trust_option
+from compressor.app.options import json_option, latency_config, pixel_option, progress_for, trust_option
 
 
 @click.command()
@@ -29,8 +29,7 @@ from compressor.app.options import json_option, pixel_option, progress_for, trus
 @trust_option
 @json_option
 @click.pass_obj
-def bench(obj, paths, eval_data, source, out_dir, threads, batch, rounds, min_runs, min_seconds, warmup_seconds,
-          pixel_scale, trust_model, as_json) -> None:
+def bench(obj, paths, **given) -> None:
     """Measure artifacts (and the float source) and write results.json and reports.
 
     Each artifact runs in its own process; latency percentiles, throughput, memory,
@@ -40,20 +39,18 @@ def bench(obj, paths, eval_data, source, out_dir, threads, batch, rounds, min_ru
 
         compressor bench out/ --source model.keras --eval-data test.npz
     """
-
     from benchmarks import reports
     from benchmarks.harness import measure
-    from benchmarks.latency import LatencyConfig
     from compressor.app import views
     from compressor.data import load_dataset
 
-    config = LatencyConfig(warmup_seconds=warmup_seconds, min_runs=min_runs, min_seconds=min_seconds, batch=batch,
-                           threads=threads)
-    doc = measure(list(paths), eval_data=load_dataset(eval_data, pixel_scale=pixel_scale), source=source,
-                  config=config, rounds=rounds, trust_model=trust_model, on_progress=progress_for(obj))
+    doc = measure(list(paths), eval_data=load_dataset(given["eval_data"], pixel_scale=given["pixel_scale"]),
+                  source=given["source"], config=latency_config(given), rounds=given["rounds"],
+                  trust_model=given["trust_model"], on_progress=progress_for(obj))
+    out_dir = given["out_dir"]
     target = Path(out_dir) if out_dir else (Path(paths[0]) if Path(paths[0]).is_dir() else Path("."))
     written = reports.write_reports(doc, target)
-    if as_json:
+    if given["as_json"]:
         click.echo(json.dumps(doc, indent=2))
         return
     views.print_benchmark(doc)

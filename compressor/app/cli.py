@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from compressor.app.options import (bench_options, budget_option, cpu_option, datasets_for, device_option, duration,
-                                    finish_run, json_option, parity_options, parity_rule, pixel_option, printable,
-                                    progress_for, quiet_libraries, report_failures, trust_option)
+                                    finish_run, json_option, latency_config, parity_bounds, parity_options, pixel_option,
+                                    printable, progress_for, quiet_libraries, report_failures, trust_option)
 from compressor.errors import EXIT_CODES, BadInputError, CompressorError
 from compressor.version import __version__
 
@@ -100,9 +100,7 @@ def inspect(model: str, trust_model: bool, as_json: bool) -> None:
 @trust_option
 @json_option
 @click.pass_obj
-def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwrite, pixel_scale, max_abs,
-             min_agreement, min_parity_snr, device, cpu_class, max_drop, min_snr, rounds, min_seconds, threads,
-             trust_model, as_json) -> None:
+def compress(obj, model, **given) -> None:
     """Compress MODEL with a recipe, export each target, check parity, benchmark, report.
 
     Exit code 0 only when every requested artifact was written and passed its parity check.
@@ -111,15 +109,14 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
 
         compressor compress model.keras -r prune50-int8 -t tflite-int8 -t openvino-int8 --data train.npz --eval-data test.npz -o out
     """
-    from benchmarks.latency import LatencyConfig
     from compressor.app.workflow import JobSpec, run
 
-    spec = JobSpec(model, recipe, data, eval_data, out_dir, targets=tuple(target_names), overwrite=overwrite,
-                   bench_config=LatencyConfig(min_seconds=min_seconds, threads=threads), rounds=rounds,
-                   trust_model=trust_model, parity_rule=parity_rule(max_abs, min_agreement, min_parity_snr),
-                   device=device, pixel_scale=pixel_scale, cpu_class=cpu_class, max_drop=max_drop, min_snr=min_snr)
-    outcome = run(spec, progress_for(obj))
-    finish_run(outcome, as_json)
+    spec = JobSpec(model, given["recipe"], given["data"], given["eval_data"], given["out_dir"],
+                   targets=tuple(given["target_names"]), overwrite=given["overwrite"],
+                   bench_config=latency_config(given), rounds=given["rounds"], trust_model=given["trust_model"],
+                   parity_rule=parity_bounds(given), device=given["device"], pixel_scale=given["pixel_scale"],
+                   cpu_class=given["cpu_class"], max_drop=given["max_drop"], min_snr=given["min_snr"])
+    finish_run(run(spec, progress_for(obj)), given["as_json"])
 
 
 @cli.command()
@@ -144,8 +141,7 @@ def compress(obj, model, recipe, target_names, data, eval_data, out_dir, overwri
 @trust_option
 @json_option
 @click.pass_obj
-def search(obj, model, target_names, data, eval_data, out_dir, objective, recipes, time_budget, jobs, executor,
-           address, max_drop, min_snr, cpu_class, trust_model, as_json) -> None:
+def search(obj, model, **given) -> None:
     """Find the fastest (or smallest) artifact per target within the accuracy budget: int8, structured
     and magnitude pruning (Keras models), each exported with the budget and measured here.
 
@@ -157,12 +153,12 @@ def search(obj, model, target_names, data, eval_data, out_dir, objective, recipe
     from compressor.app.search import SearchConfig
     from compressor.app.search import search as run_search
 
-    config = SearchConfig(model, tuple(target_names), data, eval_data, out_dir, max_drop=max_drop, min_snr=min_snr,
-                          objective=objective,
-                          recipes=tuple(recipes), cpu_class=cpu_class, jobs=jobs, executor=executor, address=address,
-                          time_budget_s=duration(time_budget), trust_model=trust_model)
+    config = SearchConfig(model, tuple(given["target_names"]), given["data"], given["eval_data"], given["out_dir"],
+                          recipes=tuple(given["recipes"]), time_budget_s=duration(given["time_budget"]),
+                          **{k: given[k] for k in ("max_drop", "min_snr", "objective", "cpu_class", "jobs",
+                                                   "executor", "address", "trust_model")})
     record = run_search(config, progress=progress_for(obj))
-    if as_json:
+    if given["as_json"]:
         click.echo(json.dumps(record, indent=2, default=str))
     else:
         views.print_search(record)
@@ -272,9 +268,7 @@ def embed(artifact: str, fmt: str, out_dir: str | None) -> None:
 @trust_option
 @json_option
 @click.pass_obj
-def export(obj, model, target_names, data, eval_data, out_dir, calibration_samples, threads, seed, overwrite, pixel_scale,
-           max_abs, min_agreement, min_parity_snr, device, cpu_class, max_drop, min_snr, trust_model,
-           as_json) -> None:
+def export(obj, model, **given) -> None:
     """Export MODEL to hardware targets, each checked for parity against MODEL.
 
     Example:
@@ -286,22 +280,22 @@ def export(obj, model, target_names, data, eval_data, out_dir, calibration_sampl
     from compressor.models import load_source
     from targets import export_many, validate_targets
 
-    names = validate_targets(target_names)
-    source = load_source(model, trust_model=trust_model)
-    calibration, validation = datasets_for(source, data, eval_data, seed, pixel_scale)
-    exported, failed = export_many(source, names, out_dir=out_dir, calibration=calibration, validation=validation,
-                                   calibration_samples=calibration_samples, threads=threads, seed=seed,
-                                   source_path=model, overwrite=overwrite, device=device, cpu_class=cpu_class,
-                                   max_drop=max_drop, min_snr=min_snr, timer=runner_p50_ms,
-                                   parity_rule=parity_rule(max_abs, min_agreement, min_parity_snr),
-                                   on_progress=progress_for(obj))
+    names = validate_targets(given["target_names"])
+    source = load_source(model, trust_model=given["trust_model"])
+    calibration, validation = datasets_for(source, given["data"], given["eval_data"], given["seed"],
+                                           given["pixel_scale"])
+    settings = {k: given[k] for k in ("calibration_samples", "threads", "seed", "overwrite", "device", "cpu_class",
+                                      "max_drop", "min_snr")}
+    exported, failed = export_many(source, names, out_dir=given["out_dir"], calibration=calibration,
+                                   validation=validation, source_path=model, timer=runner_p50_ms,
+                                   parity_rule=parity_bounds(given), on_progress=progress_for(obj), **settings)
     if len(failed) == 1 and not exported:  # one target asked for and refused: its own one-line error
         raise failed[0].error
-    if as_json:
+    if given["as_json"]:
         click.echo(json.dumps([r.manifest for r in exported], indent=2))
     elif exported:
         views.print_exports(exported)
-    report_failures(failed, out_dir)
+    report_failures(failed, given["out_dir"])
 
 
 @cli.command()
@@ -316,7 +310,7 @@ def targets(as_json: bool) -> None:
     from benchmarks.machine import host
     from compressor.app import views
     from targets import PROFILES
-    from targets.cpu import CLASSES
+    from compressor.cpu import CLASSES
 
     machine = host()
     if as_json:

@@ -64,11 +64,20 @@ def parity_options(func):
                              "in place of the profiles' 1e-4 (fp32) and 1e-2 (fp16).")(func)
 
 
-def parity_rule(max_abs, min_agreement, min_parity_snr=None):
+def parity_bounds(given: dict):
+    """The user's own parity bounds from the parity options (None: the profiles' own)."""
     from targets import ParityBounds
 
-    bounds = ParityBounds(max_abs, min_agreement, min_parity_snr)
+    bounds = ParityBounds(given["max_abs"], given["min_agreement"], given.get("min_parity_snr"))
     return None if bounds == ParityBounds() else bounds
+
+
+def latency_config(given: dict):
+    """The latency settings from the options a command took (the others keep their defaults)."""
+    from benchmarks.latency import LatencyConfig
+
+    keys = ("warmup_seconds", "min_runs", "min_seconds", "batch", "threads")
+    return LatencyConfig(**{k: given[k] for k in keys if k in given})
 
 
 def device_option(func):
@@ -91,7 +100,7 @@ def budget_option(func):
 
 
 def cpu_option(func):
-    from targets.cpu import CLASSES, HOST
+    from compressor.cpu import CLASSES, HOST
 
     return click.option("--cpu-class", default=HOST, show_default=True, type=click.Choice([*CLASSES, HOST]),
                         help="The CPU class the artifacts ship to; int8 settings follow it (`compressor targets` "

@@ -111,7 +111,7 @@ def _identity(spec: str) -> str:
 
 def _trial_key(config: SearchConfig, recipe: str, inputs: dict) -> str:
     from compressor.recipes import load_recipe
-    from targets.cpu import get_class
+    from compressor.cpu import get_class
 
     # the recipe in full, with every step's defaults: a built-in that changes is another trial
     facts = {"version": __version__, **inputs, "recipe": load_recipe(RECIPES[recipe]).to_dict(),
@@ -276,9 +276,35 @@ def choose(doc: dict, candidates: dict[str, dict], objective: str, budget: float
 
 def search(config: SearchConfig, progress=lambda line: None) -> dict:
     """Run the search; return its record (what ``search.json`` holds)."""
-    from benchmarks import reports
-    from benchmarks.harness import measure
-    from benchmarks.latency import LatencyConfig
+    config, source, test = _preflight(config)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = plan(config, source)
+    run_trials(config, trials, progress)
+    candidates = {}
+    for trial in trials:
+        for target in trial.record.get("exported", []):
+            folder = trial.folder / trial.recipe / target
+            candidates[str(folder)] = {"target": target, "recipe": trial.recipe, "trial": trial.key,
+                                       "folder": str(folder)}
+    measured = {str(Path(row["path"])): row for t in trials for row in t.record.get("rows", [])
+                if row["kind"] == "artifact"}
+    keep = {p: c for p, c in candidates.items() if p in measured and _within(measured[p], config.max_drop)}
+    doc, chosen = _measure_and_choose(config, keep, test, progress) if keep else (None, {})
+    for target, pick in chosen.items():  # the winner beside the trials, swapped in atomically
+        staging = out / f".{target}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(pick["folder"], staging)
+        shutil.rmtree(out / target, ignore_errors=True)
+        staging.rename(out / target)
+    record = _summary(config, trials, candidates, measured, chosen, doc)
+    atomic.write_text(out / SEARCH_FILE, json.dumps(record, indent=2, default=str) + "\n")
+    return record
+
+
+def _preflight(config: SearchConfig):
+    """The search's configuration checked once (named targets, the model, the evaluation data
+    fitting it, the output folder): the configuration, the source and the evaluation set."""
     from compressor.data import load_dataset
     from compressor.models import load_source
     from targets import validate_targets
@@ -297,38 +323,25 @@ def search(config: SearchConfig, progress=lambda line: None) -> dict:
     if out.is_dir() and any(out.iterdir()) and not (out / CACHE).is_dir():
         raise BadInputError(f"{out}: exists, is not empty and holds no search; choose a new folder (a search "
                             "resumes in its own folder only)")
-    out.mkdir(parents=True, exist_ok=True)
-    trials = plan(config, source)
-    run_trials(config, trials, progress)
-    candidates = {}
-    for trial in trials:
-        for target in trial.record.get("exported", []):
-            folder = trial.folder / trial.recipe / target
-            candidates[str(folder)] = {"target": target, "recipe": trial.recipe, "trial": trial.key,
-                                       "folder": str(folder)}
-    measured = {}
-    for row in [r for t in trials for r in t.record.get("rows", []) if r["kind"] == "artifact"]:
-        measured[str(Path(row["path"]))] = row
-    keep = {p: c for p, c in candidates.items() if p in measured and _within(measured[p], config.max_drop)}
-    doc, chosen = None, {}
-    if keep:
-        progress(f"search: measuring the {len(keep)} candidate(s) within the budget side by side, alone")
-        doc = measure(list(keep), eval_data=test, source=config.model, config=LatencyConfig(),
-                      rounds=config.rounds, trust_model=config.trust_model, on_progress=progress)
-        chosen = choose(doc, keep, config.objective, config.max_drop)
-        best = "fastest" if config.objective == "latency" else "smallest"
-        doc["title"] = f"search: {Path(config.model).name}, the {best} within {config.max_drop:g} pt"
-        doc["budget_pp"] = config.max_drop
-        reports.write_reports(doc, out)
-    for target, pick in chosen.items():  # the winner beside the trials, swapped in atomically
-        staging = out / f".{target}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(pick["folder"], staging)
-        shutil.rmtree(out / target, ignore_errors=True)
-        staging.rename(out / target)
-    record = _summary(config, trials, candidates, measured, chosen, doc)
-    atomic.write_text(out / SEARCH_FILE, json.dumps(record, indent=2, default=str) + "\n")
-    return record
+    return config, source, test
+
+
+def _measure_and_choose(config: SearchConfig, keep: dict, test, progress) -> tuple[dict, dict]:
+    """The candidates within the budget measured again side by side, the reports written, and
+    the one to ship per target."""
+    from benchmarks import reports
+    from benchmarks.harness import measure
+    from benchmarks.latency import LatencyConfig
+
+    progress(f"search: measuring the {len(keep)} candidate(s) within the budget side by side, alone")
+    doc = measure(list(keep), eval_data=test, source=config.model, config=LatencyConfig(),
+                  rounds=config.rounds, trust_model=config.trust_model, on_progress=progress)
+    chosen = choose(doc, keep, config.objective, config.max_drop)
+    best = "fastest" if config.objective == "latency" else "smallest"
+    doc["title"] = f"search: {Path(config.model).name}, the {best} within {config.max_drop:g} pt"
+    doc["budget_pp"] = config.max_drop
+    reports.write_reports(doc, Path(config.out_dir))
+    return doc, chosen
 
 
 def _summary(config, trials, candidates, measured, chosen, doc) -> dict:

@@ -130,7 +130,7 @@ def _prepare(spec: JobSpec) -> _Prepared:
     from compressor.pipeline import check_steps_fit
     from compressor.recipes import load_recipe
     from targets import validate_targets
-    from targets.cpu import get_class
+    from compressor.cpu import get_class
 
     recipe = load_recipe(spec.recipe)
     names = validate_targets(list(spec.targets) or list(recipe.targets))
@@ -178,7 +178,7 @@ def run(spec: JobSpec, progress: Progress = lambda message: None) -> RunOutcome:
 
 def _summary(spec: JobSpec, job: _Prepared, outcome: RunOutcome, costs: dict) -> dict:
     """What ``run.json`` holds: what ran, every step's record, every target's outcome, the cost."""
-    from targets.cpu import get_class
+    from compressor.cpu import get_class
 
     exports = costs["exports"]
     return {"model": str(spec.model_path), "recipe": job.recipe.to_dict(), "targets": job.targets,

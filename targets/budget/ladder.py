@@ -70,7 +70,7 @@ def within_budget(attempt, profile, on_progress=None) -> dict:
     if record is not None:
         return record
     attempt.clear()
-    found = _recover(attempt, profile, on_progress)
+    found = recover(attempt, profile, on_progress)
     if found.float_nodes is None:
         raise AccuracyBudgetError(_nothing_met(profile, attempt, full, tried, found, limit))
     return _with_float_nodes(attempt, profile, found, full, tried, limit)
@@ -130,7 +130,7 @@ def _with_float_nodes(attempt, profile, found, full: FullInt8, tried: list, limi
     return outcome.record
 
 
-def _recover(attempt, profile, on_progress) -> sensitivity.Recovery:
+def recover(attempt, profile, on_progress=None) -> sensitivity.Recovery:
     """The sensitivity search of ``profile``'s int8 on the attempt's validation samples."""
     source, budget = attempt.source, attempt.budget
     classifier = labelled_output(source) is not None
@@ -140,11 +140,10 @@ def _recover(attempt, profile, on_progress) -> sensitivity.Recovery:
         attempt.reference, head, classifier, labels=head_labels(source, attempt.validation) if classifier else None,
         baseline=budget.baseline, floor=attempt.rule, names=tuple(o.name for o in source.outputs),
         class_outputs=tuple(source.class_outputs()), also=() if classifier else tuple(judged[1:]),
-        passthrough=passthrough)
+        passthrough=passthrough, budget_pp=budget.max_drop_pp, min_snr_db=None if classifier else budget.min_snr_db)
     workdir = Path(tempfile.mkdtemp(prefix=".recovery.", dir=attempt.staging))
     try:
-        return sensitivity.search(source, profile, attempt.calibration, attempt.inputs, expected,
-                                  budget_pp=budget.max_drop_pp, min_snr_db=None if classifier else budget.min_snr_db,
-                                  workdir=workdir, timer=attempt.options.timer, on_progress=on_progress)
+        return sensitivity.search(source, profile, attempt.calibration, attempt.inputs, expected, workdir=workdir,
+                                  timer=attempt.options.timer, on_progress=on_progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -24,6 +24,7 @@ ONNX Runtime: ``nodes_to_exclude``; OpenVINO: NNCF's ignored scope).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -60,12 +61,13 @@ class Outputs:
     class_outputs: tuple | None = None
     also: tuple = ()  # without class scores: further outputs the budget judges, the worst SNR counting
     passthrough: dict | None = None  # outputs that carry no computation (parity: equality only)
+    budget_pp: float = 1.0  # what an artifact may lose: top-1 points (class scores) ...
+    min_snr_db: float | None = None  # ... or, without class scores, the SNR floor
 
     def take(self, n: int) -> "Outputs":
         """The first ``n`` samples, unlabelled (the sensitivity pass ranks on agreement and SNR)."""
-        return Outputs([r[:n] for r in self.references], self.head, self.classifier, None,
-                       None if self.baseline is None else [b[:n] for b in self.baseline], self.floor, self.names,
-                       self.class_outputs, self.also, self.passthrough)
+        return dataclasses.replace(self, references=[r[:n] for r in self.references], labels=None,
+                                   baseline=None if self.baseline is None else [b[:n] for b in self.baseline])
 
     def judge(self, outputs: list) -> Loss:
         """``outputs`` (an artifact's, on the same samples) in the budget's measure, floor checked."""
@@ -189,10 +191,10 @@ def _worth_measuring(everything: list[str], share_alone, record: Recovery, say, 
     return [node for node in everything if node in chosen]
 
 
-def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp: float, workdir: Path,
-           min_snr_db: float | None = None, timer=None, on_progress=None) -> Recovery:
-    """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``budget_pp``
-    (or, with ``min_snr_db``, for its budget output to stay at or above that SNR).
+def search(source, profile, calibration, feeds, expected: Outputs, *, workdir: Path, timer=None,
+           on_progress=None) -> Recovery:
+    """The fewest layers to keep in float for ``profile``'s int8 to lose at most ``expected.budget_pp``
+    (or, with ``expected.min_snr_db``, for its judged outputs to stay at or above that SNR).
 
     ``feeds``: the validation inputs (one array per input); ``expected``: the float model's
     outputs on them and how an artifact's are judged (labels, baseline, parity floor). Returns
@@ -206,7 +208,7 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, budget_pp:
     runtime = get_runtime(profile.runtime)
     mixed = runtime.mixed(source, profile, calibration, workdir)
     evaluate = _Evaluator(runtime, mixed, workdir)
-    record = Recovery(budget_pp, min_snr_db)
+    record = Recovery(expected.budget_pp, expected.min_snr_db)
     everything = list(mixed.nodes)
     record.candidates = len(everything) if MAX_CANDIDATES > 0 else 0
     if record.candidates:

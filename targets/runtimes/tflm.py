@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import ConversionError
-from targets import devices, embedding
 from compressor.models.source import feed_list
-from targets.runtime import Exported, Runtime
+from targets import devices, embedding
+from targets.runtime import Exported, Runtime, in_source_order
 from targets.runtimes import litert
 
 ARENA_PATTERN = re.compile(r"Arena allocation total (\d+) bytes")
@@ -99,8 +99,8 @@ class TFLMRunner:
         self.load_seconds = time.perf_counter() - start
         described = litert.LiteRTRunner(artifact, input_order=input_order, output_order=output_order)
         self.inputs, self.outputs = described.inputs, described.outputs  # names, quantization parameters
-        self._in_positions = list(range(len(self.inputs))) if input_order is None else input_order
-        self._positions = list(range(len(self.outputs))) if output_order is None else output_order
+        self._in_positions = in_source_order(range(len(self.inputs)), input_order)
+        self._positions = in_source_order(range(len(self.outputs)), output_order)
         described.close()
 
     def run(self, x) -> list[np.ndarray]:

@@ -1,42 +1,39 @@
-"""Bridge Keras 3 models to tf-keras, which the compression engine works on.
-
-tensorflow-model-optimization rejects Keras 3 models (tfmot #1119, #1141, #1167), and
-Keras 3 files do not load in tf-keras: the config differs (``batch_shape`` vs
-``batch_input_shape``, dtype-policy objects, a new node format, new options such as
-``lora_rank``). The bridge translates the architecture config, rebuilds the model with
-tf-keras, copies the weights layer by layer, and checks that both give the same outputs.
-Options that tf-keras lacks are dropped only when they hold their default value;
-anything else is an error naming the layer and the option.
-"""
+"""A Keras 3 model's config in tf-keras terms, layer by layer: each layer's options filtered (dropped
+only at their default value), its values and call nodes translated, the layers tf-keras lacks
+rewritten (affine ops, grouped and channel-wise convolutions, Lambda functions), nested models
+translated the same way."""
 
 from __future__ import annotations
 
 import inspect
 from typing import Any
 
-import numpy as np
-
 from compressor import keras_env
-from compressor.errors import CompressorError, ConversionError, UnsupportedModelError, one_line
+from compressor.errors import UnsupportedModelError
 from compressor.models import activations
 
-# The fp32 parity bound, scaled by the output range like it: a correct copy of
-# keras.applications.EfficientNetV2B0 differs by 1.1e-5 (Keras 3 and tf-keras pick other
-# kernels); a translation error (tf-keras' own hard_sigmoid in place of Keras 3's) by 0.074.
-BRIDGE_TOLERANCE = 1e-4
+
 # Keyword arguments tf-keras' base Layer/RNN accept through **kwargs.
 BASE_LAYER_KWARGS = {
     "input_dim", "input_shape", "batch_input_shape", "batch_size", "weights", "activity_regularizer",
     "autocast", "implementation", "name", "trainable", "dtype", "dynamic",
     "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "time_major",
 }
+
+
 DEFAULT_LIKE = (None, False, "auto", (), [])
+
+
 SERIALIZED_MODULES = {
     "keras.initializers": "initializers",
     "keras.regularizers": "regularizers",
     "keras.constraints": "constraints",
 }
+
+
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
+
+
 # Keys a layer's from_config consumes before calling __init__.
 FROM_CONFIG_KEYS = {
     "Lambda": {"function_type", "module", "output_shape_type", "output_shape_module", "mask_type", "mask_module"},
@@ -207,7 +204,7 @@ def _affine_op(layer: dict) -> dict | None:
 WRAPPED = "Keras3Layer"
 
 
-def _wrapper_class(layers: dict):
+def wrapper_class(layers: dict):
     """A tf-keras layer that runs one Keras 3 layer as it is (Keras 3 on the TensorFlow
     backend builds TensorFlow ops): for custom layers the user trusts and Keras 3 layers
     tf-keras lacks. Its variables are tracked here, so weight copies, SavedModel tracing and
@@ -244,7 +241,7 @@ def _translate_layer(layer: dict, built: dict) -> dict:
     name = layer.get("name") or layer.get("config", {}).get("name", "?")
     where = f"layer '{name}' ({class_name})"
     if class_name in MODEL_CLASSES:
-        translated = {"class_name": class_name, "config": _translate_model_config(class_name, layer["config"], built)}
+        translated = {"class_name": class_name, "config": translate_model_config(class_name, layer["config"], built)}
     elif getattr(tfk.layers, class_name, None) is None:  # run the Keras 3 layer itself (safety vetted it)
         translated = {"class_name": WRAPPED, "config": {"name": name, "wrapped_layer": name,
                                                    "wrapped_class": class_name}}
@@ -325,7 +322,7 @@ def _as_node_list(value: Any) -> list:
     return list(value)
 
 
-def _translate_model_config(class_name: str, config: dict, built: dict) -> dict:
+def translate_model_config(class_name: str, config: dict, built: dict) -> dict:
     layers = [_translate_layer(layer, built) for layer in config["layers"]]
     out = {"name": config.get("name", "model"), "layers": layers}
     if class_name != "Sequential":
@@ -360,107 +357,3 @@ def _shift_nodes(value: Any, shifted: set) -> Any:
     if isinstance(value, dict):
         return {k: _shift_nodes(v, shifted) for k, v in value.items()}
     return value
-
-
-def _rebuild(model, trust_model: bool):
-    tfk = keras_env.tf_keras()
-    class_name = type(model).__name__
-    if class_name not in MODEL_CLASSES or (class_name == "Model" and not hasattr(model, "_nodes_by_depth")):
-        raise UnsupportedModelError(
-            f"model '{model.name}' is a subclassed Keras 3 model ({type(model).__name__}); the bridge "
-            "takes Functional and Sequential models: rebuild it functionally or export a SavedModel"
-        )
-    built = {layer.name: getattr(layer, "_build_shapes_dict", None) for layer in _all_layers(model)}
-    config = _translate_model_config(class_name, model.get_config(), built)
-    from tf_keras.src.saving.serialization_lib import SafeModeScope
-
-    wrapper = _wrapper_class({layer.name: layer for layer in _all_layers(model)})
-    with SafeModeScope(safe_mode=not trust_model), tfk.utils.custom_object_scope({WRAPPED: wrapper}):
-        try:
-            return (tfk.Sequential if class_name == "Sequential" else tfk.Model).from_config(config)
-        except CompressorError:
-            raise
-        except Exception as exc:  # tf-keras cannot rebuild what the translated config describes
-            raise ConversionError(f"model '{model.name}': tf-keras cannot rebuild it from its Keras 3 config "
-                                  f"({type(exc).__name__}: {one_line(exc)}); save it as a tf-keras model or "
-                                  "export it to ONNX") from None
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers") and type(layer).__name__ in MODEL_CLASSES:
-            yield from _all_layers(layer)
-
-
-def _copy_weights(source, target) -> None:
-    targets = {layer.name: layer for layer in _all_layers(target)}
-    for layer in _all_layers(source):
-        weights = layer.get_weights()
-        if not weights or type(layer).__name__ in MODEL_CLASSES:
-            continue
-        twin = targets.get(layer.name)
-        if twin is None:
-            raise ConversionError(f"bridge: layer '{layer.name}' is missing after translation")
-        expected = [w.shape for w in twin.get_weights()]
-        if type(twin).__name__ == "DepthwiseConv2D" and type(layer).__name__ == "Conv2D":
-            # a channel-wise Conv2D's (kh, kw, 1, C x M) kernel: output channel g x M + m reads input g
-            weights = [weights[0].reshape(expected[0]), *weights[1:]]
-        if expected != [w.shape for w in weights]:
-            raise ConversionError(
-                f"bridge: layer '{layer.name}' weight shapes differ ({[w.shape for w in weights]} vs {expected})"
-            )
-        twin.set_weights(weights)
-
-
-def sample_inputs(model, *, batch: int = 4, seed: int = 0) -> list[np.ndarray]:
-    """Random inputs that fit ``model`` (integers below the smallest vocabulary for int inputs)."""
-    rng = np.random.default_rng(seed)
-    vocab = min((layer.input_dim for layer in _all_layers(model) if hasattr(layer, "input_dim")), default=10)
-    arrays = []
-    for tensor in model.inputs:
-        shape = [batch] + [8 if d is None else int(d) for d in tuple(tensor.shape)[1:]]
-        dtype = np.dtype(str(getattr(tensor.dtype, "name", tensor.dtype)))
-        if np.issubdtype(dtype, np.integer):
-            arrays.append(rng.integers(0, vocab, size=shape).astype(dtype))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(dtype))
-    return arrays
-
-
-def _outputs(model, inputs) -> list[np.ndarray]:
-    result = model(inputs if len(inputs) > 1 else inputs[0], training=False)
-    if isinstance(result, dict):
-        result = [result[k] for k in sorted(result)]
-    if not isinstance(result, (list, tuple)):
-        result = [result]
-    return [np.asarray(r) for r in result]
-
-
-def max_output_difference(first, second, inputs) -> float:
-    """Largest absolute difference between two models' outputs on ``inputs``."""
-    pairs = zip(_outputs(first, inputs), _outputs(second, inputs), strict=True)
-    return max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in pairs)
-
-
-def to_tf_keras(model, *, verify: bool = True, trust_model: bool = False):
-    """Return a tf-keras copy of a Keras 3 Functional or Sequential ``model``.
-
-    ``trust_model`` lets tf-keras rebuild Lambda layers (their code runs).
-
-    Raises:
-        UnsupportedModelError: a subclassed model, or a layer/option tf-keras lacks.
-        ConversionError: the copy's outputs differ from the original's.
-    """
-    rebuilt = _rebuild(model, trust_model)
-    _copy_weights(model, rebuilt)
-    if verify:
-        inputs = sample_inputs(model)
-        diff = max_output_difference(model, rebuilt, inputs)
-        scale = max([1.0] + [float(np.max(np.abs(o))) for o in _outputs(model, inputs) if o.size])
-        if not diff <= BRIDGE_TOLERANCE * scale:
-            raise ConversionError(
-                f"bridge: tf-keras copy of '{model.name}' differs from the Keras 3 model "
-                f"(max abs diff {diff:.3g} > {BRIDGE_TOLERANCE * scale:.3g})"
-            )
-    return rebuilt

@@ -1,0 +1,207 @@
+"""Keras to TFLite with ``tf.lite.TFLiteConverter``: the converter configured per profile, run in a
+child process (some quantized kernels abort the process that meets them), its errors in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import re
+
+import numpy as np
+
+from compressor import keras_env
+from compressor.errors import ConversionError
+from targets.runtimes.litert.flatbuffer import signature_order, unclip_lstm_cells
+from targets.runtimes.litert.runner import LiteRTRunner
+
+
+def _representative(calibration: list[np.ndarray], names: list[str]):
+    """One sample at a time; several inputs by name (the converter's own input order may differ)."""
+
+    def generator():
+        for i in range(len(calibration[0])):
+            sample = [array[i : i + 1] for array in calibration]
+            yield sample if len(sample) == 1 else dict(zip(names, sample))
+
+    return generator
+
+
+def _configure(converter, profile, calibration, names) -> None:
+    tf = keras_env.tf()
+    precision = profile.precision
+    if precision == "fp32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        converter.representative_dataset = _representative(calibration, names)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.as_dtype(profile.input_type)
+        converter.inference_output_type = tf.as_dtype(profile.output_type)
+    elif precision == "int16x8":
+        converter.representative_dataset = _representative(calibration, names)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    elif precision != "dynamic-int8":
+        raise ConversionError(f"{profile.name}: LiteRT has no precision '{precision}'")
+
+
+def _failed_ops(message: str) -> list[str]:
+    """TensorFlow ops the converter could not map (``tfl.*`` ops in its dump are already mapped)."""
+    ops = set(re.findall(r"\btf\.[A-Z][A-Za-z0-9_]*", message))
+    return sorted(ops)
+
+
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+
+
+def _batch_one_signature(model):
+    """For a recurrent model, a concrete function with a batch of one (inputs named as the
+    model's); None for other models.
+
+    With a dynamic batch, Keras' recurrent layers lower to TensorList ops that LiteRT's
+    builtins lack; a fixed batch lets the converter fuse them into
+    UNIDIRECTIONAL_SEQUENCE_LSTM (TensorFlow's own LSTM conversion guide does the same).
+    """
+    tf = keras_env.tf()
+    from compressor.models.inspection import flat_layers
+
+    if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
+        return None
+    specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name) for t, name in zip(model.inputs, model.input_names)]
+    function = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False))
+    return function.get_concrete_function(*specs)
+
+
+def _converter(model):
+    """A converter for ``model`` (recurrent models through :func:`_batch_one_signature`)."""
+    tf = keras_env.tf()
+    concrete = _batch_one_signature(model)
+    if concrete is None:
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+
+
+def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
+    """The ``.tflite`` flatbuffer for ``model`` at the profile's precision; ``calibration``:
+    representative samples, one array per input in the model's input order.
+
+    Calibrating conversions (int8, int16x8) run in a child process: the quantizer is native
+    code that can abort the whole process on a model it does not handle (a ViT's attention
+    under int16x8 does), and one target's crash must not take the run down.
+    """
+    if profile.precision in CALIBRATED:
+        return unclip_lstm_cells(convert_isolated(model, profile, calibration))[0]
+    converter = _converter(model)
+    _configure(converter, profile, calibration, list(model.input_names))
+    return unclip_lstm_cells(_run_converter(converter, profile.name))[0]
+
+
+CALIBRATED = ("int8", "int16x8")
+
+
+def _run_converter(converter, target: str) -> bytes:
+    try:
+        with keras_env.quiet_native():
+            return converter.convert()
+    except Exception as exc:
+        ops = _failed_ops(str(exc))
+        detail = f"ops it cannot map: {', '.join(ops)}" if ops else str(exc).strip().splitlines()[0][:200]
+        raise ConversionError(f"{target}: TFLite conversion failed; {detail}") from None
+
+
+def _save_for_conversion(model, directory: Path) -> None:
+    """The model as a SavedModel, which is what ``from_keras_model`` converts internally too;
+    recurrent models with the signature of :func:`_batch_one_signature`."""
+    tf = keras_env.tf()
+    with keras_env.quiet_native():
+        concrete = _batch_one_signature(model)
+        if concrete is None:
+            tf.saved_model.save(model, str(directory))
+        else:
+            tf.saved_model.save(model, str(directory), signatures=concrete)
+
+
+def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate_only: bool = False) -> bytes:
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="compressor-tflite-") as tmp:
+        work = Path(tmp)
+        try:
+            _save_for_conversion(model, work / "saved_model")
+        except Exception as exc:  # the converter could not have read it either
+            raise ConversionError(f"{profile.name}: the model could not be traced for the TFLite converter: "
+                                  f"{str(exc).strip().splitlines()[0][:200]}") from None
+        np.savez(work / "calibration.npz", **{f"input_{i}": a for i, a in enumerate(calibration)})
+        spec = {"saved_model": str(work / "saved_model"), "calibration": str(work / "calibration.npz"),
+                "names": list(model.input_names), "output": str(work / "model.tflite"),
+                "error": str(work / "error.txt"), "stage": str(work / "stage.txt"), "calibrate_only": calibrate_only,
+                "profile": {"name": profile.name, "precision": profile.precision,
+                            "input_type": profile.input_type, "output_type": profile.output_type}}
+        (work / "spec.json").write_text(json.dumps(spec))
+        root = Path(__file__).resolve().parents[3]
+        env = dict(os.environ, COMPRESSOR_QUIET="1", TF_CPP_MIN_LOG_LEVEL="3")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+        proc = subprocess.run([sys.executable, "-m", "targets.runtimes.litert", str(work / "spec.json")],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode == 0 and Path(spec["output"]).is_file():
+            return Path(spec["output"]).read_bytes()
+        raise _child_failure(proc, spec, profile)
+
+
+def _child_failure(proc, spec: dict, profile) -> ConversionError:
+    """Why the converter's process wrote no model, in one line."""
+    import signal
+
+    if Path(spec["error"]).is_file():
+        return ConversionError(Path(spec["error"]).read_text().strip())
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        what = ("the LiteRT interpreter crashed ({}) running the converted model (a kernel that does not "
+                "handle it at this precision)" if Path(spec["stage"]).is_file() else
+                "the TFLite converter crashed ({}) while quantizing this model").format(name)
+        return ConversionError(
+            f"{profile.name}: {what}; the other targets are unaffected. Try another LiteRT precision "
+            "(tflite-int8, tflite-fp16) or another runtime's int8 (onnx-int8, openvino-int8)")
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+    return ConversionError(f"{profile.name}: the TFLite converter's process failed (exit {proc.returncode}): {tail}")
+
+
+def convert_child(spec_path: str) -> int:
+    """The child side of :func:`convert_isolated`: convert the SavedModel, write the flatbuffer."""
+    import json
+    from types import SimpleNamespace
+
+    spec = json.loads(Path(spec_path).read_text())
+    tf = keras_env.tf()
+    profile = SimpleNamespace(**spec["profile"])
+    with np.load(spec["calibration"]) as saved:
+        calibration = [saved[f"input_{i}"] for i in range(len(saved.files))]
+    converter = tf.lite.TFLiteConverter.from_saved_model(spec["saved_model"])
+    _configure(converter, profile, calibration, spec["names"])
+    converter._experimental_calibrate_only = spec.get("calibrate_only", False)  # ranges only: quantized later
+    try:
+        content = _run_converter(converter, profile.name)
+    except ConversionError as exc:
+        Path(spec["error"]).write_text(str(exc))
+        return 3
+    draft = Path(spec["output"] + ".tmp")
+    draft.write_bytes(content)
+    if converter._experimental_calibrate_only:
+        draft.rename(spec["output"])
+        return 0
+    # A first run here, not in the caller: some quantized kernels abort the process on
+    # models they do not handle (int16x8 attention does), and the caller runs parity next.
+    Path(spec["stage"]).write_text("run")
+    runner = LiteRTRunner(draft, input_order=signature_order(content, spec["names"], "inputs"))
+    runner.run([array[:PROBE_SAMPLES] for array in calibration])
+    draft.rename(spec["output"])
+    return 0
+
+
+PROBE_SAMPLES = 4

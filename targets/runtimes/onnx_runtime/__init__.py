@@ -1,0 +1,74 @@
+"""ONNX / ONNX Runtime: tf2onnx for conversion, ONNX Runtime for quantization and running.
+
+Static int8 follows ONNX Runtime's own advice for CNNs on x86 and ARM: QDQ format,
+signed int8 activations and weights (S8S8), per-channel weights, after its
+``quant_pre_process``. Dynamic int8 is the path for LSTM/transformer-like models.
+One module each: :mod:`.convert`, :mod:`.graph`, :mod:`.quantize`, :mod:`.runner`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compressor.errors import ConversionError
+from targets.runtime import Exported, Runtime
+from targets.runtimes.onnx_runtime.convert import convert_keras, opset_of, write_float_model
+from targets.runtimes.onnx_runtime.graph import pre_process
+from targets.runtimes.onnx_runtime.quantize import ALTERNATIVES, MixedPrecision, quantize_dynamic, quantize_static
+from targets.runtimes.onnx_runtime.runner import ONNXRunner, load
+
+
+ARTIFACT_NAME = "model.onnx"
+
+
+def export(source, profile, calibration, workdir: Path) -> Exported:
+    artifact = workdir / ARTIFACT_NAME
+    if profile.precision == "fp32":
+        write_float_model(source, artifact)
+        return Exported(artifact, [], {"opset": opset_of(artifact)})
+    float_model = workdir / "float.onnx"
+    write_float_model(source, float_model)
+    if profile.precision == "int8":
+        details = quantize_static(float_model, artifact, calibration.feeds(source), workdir,
+                                  reduce_range=bool(profile.options.get("reduce_range", False)),
+                                  activations=profile.options.get("activations", "int8"),
+                                  calibration_method=profile.options.get("calibration", "minmax"),
+                                  float_nodes=profile.options.get("float_nodes", ()))
+    elif profile.precision == "dynamic-int8":
+        details = quantize_dynamic(float_model, artifact, workdir)
+        if not details["int8_weight_tensors"]:
+            raise ConversionError(f"{profile.name}: ONNX Runtime quantized no weight of this model (no op it "
+                                  "quantizes dynamically), so the artifact would be fp32 under another name")
+    else:
+        raise ConversionError(f"{profile.name}: ONNX Runtime has no precision '{profile.precision}' here")
+    opset = opset_of(float_model)
+    float_model.unlink()
+    return Exported(artifact, [], {"opset": opset, "quantization": details})
+
+
+def describe(artifact: Path) -> dict:
+    """Op types, I/O, and the element types of the initializers (int8 weights of a quantized model)."""
+    import onnx
+
+    model = onnx.load(str(artifact), load_external_data=False)
+    ops: dict[str, dict] = {}
+    for node in model.graph.node:
+        entry = ops.setdefault(node.op_type, {"count": 0, "dtypes": []})
+        entry["count"] += 1
+    constants: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        name = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).name
+        constants[name] = constants.get(name, 0) + 1
+    runner = ONNXRunner(artifact)
+    tensors = lambda infos: [vars(i) for i in infos]  # noqa: E731
+    return {"ops": dict(sorted(ops.items())), "inputs": tensors(runner.inputs), "outputs": tensors(runner.outputs),
+            "constants": constants, "opset": opset_of(artifact)}
+
+
+RUNTIME = Runtime("onnxruntime", load, export, libraries=("tf2onnx", "onnx", "onnxruntime"),
+                  preimport=("onnxruntime",), accepts=("onnx", "keras"), runs_sources=("onnx",), describe=describe,
+                  mixed=MixedPrecision, alternatives=ALTERNATIVES)
+
+
+__all__ = ["ARTIFACT_NAME", "MixedPrecision", "ONNXRunner", "RUNTIME", "convert_keras", "describe", "export", "load",
+           "pre_process", "quantize_dynamic", "quantize_static", "write_float_model"]

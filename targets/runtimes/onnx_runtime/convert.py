@@ -1,0 +1,117 @@
+"""Keras to ONNX with tf2onnx: the handlers for ops it lacks, the conversion, and the float ONNX model
+of any source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compressor import keras_env
+from compressor.errors import ConversionError, one_line
+from targets.runtime import converted
+
+
+OPSET = 17
+
+
+_HANDLERS = []
+
+
+def _register_handlers() -> None:
+    """Ops tf2onnx 1.17 passes through untranslated, leaving an invalid ONNX graph. ``Erfc``:
+    TensorFlow's exact GELU is ``0.5 x erfc(-x / sqrt 2)`` (ViT, ConvNeXt); ONNX has ``Erf``
+    only, and erfc(x) = 1 - erf(x)."""
+    if _HANDLERS:
+        return
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+            erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=node.name)
+            shapes, dtypes = node.output_shapes, node.output_dtypes
+            ctx.remove_node(node.name)
+            ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=[node.output[0]], shapes=shapes,
+                          dtypes=dtypes)
+
+    _HANDLERS.append(Erfc)
+
+
+def convert_keras(model, destination: Path) -> None:
+    """Write ``model`` as ONNX (opset ``OPSET``) with a dynamic batch axis (converted once per
+    process while its weights stay the same)."""
+    destination.write_bytes(converted(model, "onnx", lambda: _keras_to_onnx(model)))
+
+
+FUNCTION_CALLS = {"PartitionedCall", "StatefulPartitionedCall"}
+
+
+def _keras_to_onnx(model) -> bytes:
+    import onnx
+    import tf2onnx
+
+    _register_handlers()
+
+    tf = keras_env.tf()
+    signature = [tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=name)
+                 for name, t in zip(model.input_names, model.inputs)]
+    try:
+        with keras_env.quiet_native():
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET,
+                                                  optimizers=_collecting_optimizers())
+    except Exception as exc:
+        raise ConversionError(f"ONNX conversion failed: {one_line(exc)}") from None
+    calls = sorted({node.name.rsplit("/", 2)[-2] if node.name.count("/") >= 1 else node.name
+                    for node in proto.graph.node if node.op_type in FUNCTION_CALLS})
+    if calls:  # tf-keras runs a grouped Conv2D as an XLA-compiled function, which tf2onnx passes through
+        raise ConversionError(
+            f"ONNX conversion: layer(s) {', '.join(repr(c) for c in calls[:3])} run as compiled TensorFlow functions "
+            "(a grouped Conv2D does) that tf2onnx cannot convert; try the tflite or openvino targets, which convert "
+            "from TensorFlow, or export the model to ONNX with the framework that trained it")
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise ConversionError(f"ONNX conversion produced an invalid model: {one_line(exc)}") from None
+    return proto.SerializeToString()
+
+
+def _collecting_optimizers() -> dict:
+    """tf2onnx's own graph optimizers, each started after a garbage collection. Before each one
+    tf2onnx deep-copies the whole graph (to roll back one that fails); the copies it drops sit in
+    reference cycles until Python's cyclic collector runs, which counts objects, not bytes, so
+    a model's weights pile up copy after copy: ResNet50 (98 MB of weights) peaked at 7.4 GB in
+    conversion, 2.6 GB with a collection before each optimizer (same optimizers, same graph)."""
+    import gc
+
+    from tf2onnx import optimizer
+
+    def collected(factory):
+        def make():
+            gc.collect()
+            return factory()
+        return make
+
+    return {name: collected(factory) for name, factory in optimizer._get_optimizers().items()}
+
+
+def write_float_model(source, destination: Path) -> None:
+    """The float ONNX model: the source's own ONNX graph re-saved inline, or its Keras model converted."""
+    import onnx
+
+    graph = source.representation("onnx")
+    if graph is not None:
+        onnx.save_model(graph, str(destination))
+    else:
+        convert_keras(source.representation("keras"), destination)
+
+
+def opset_of(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)

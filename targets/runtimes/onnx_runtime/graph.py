@@ -1,0 +1,113 @@
+"""Graph surgery before quantization: ONNX Runtime's pre-processing, run in a scratch folder, and the
+reshapes that do nothing removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import contextlib
+import shutil
+import tempfile
+
+from compressor import interrupts
+
+
+def pre_process(source: Path, workdir: Path, *, optimize: bool = True,
+                 name: str = "prepared.onnx") -> tuple[Path, bool]:
+    """ONNX Runtime's quantization pre-processing (shape inference, graph optimization),
+    which its docs ask for before static and dynamic quantization alike. Returns the
+    prepared model and whether symbolic shape inference had to be skipped."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = (workdir / name).resolve()
+    source = source.resolve()  # before the chdir below: the paths may be relative to the caller's cwd
+    unreshaped = (workdir / f"unreshaped-{name}").resolve()
+    if _drop_identity_reshapes(source, unreshaped):
+        source = unreshaped
+    # in a folder of its own: on incomplete shape inference ORT saves sym_shape_infer_temp.onnx (and,
+    # for a large model, a <uuid>.data beside it) in the cwd and leaves them there
+    scratch = Path(tempfile.mkdtemp(prefix=".pre-process.", dir=workdir))
+    try:
+        with contextlib.chdir(scratch):
+            try:
+                quant_pre_process(str(source), str(prepared), skip_optimization=not optimize)
+                return prepared, False
+            except Exception:  # "Incomplete symbolic shape inference" on some models: ORT's advice is to skip it
+                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True,
+                                  skip_optimization=not optimize)
+                return prepared, True
+    finally:
+        unreshaped.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _drop_identity_reshapes(source: Path, destination: Path) -> int:
+    """Write ``source`` without the Reshapes that give a tensor the shape it already has, and
+    return how many there were (0: nothing written). tf2onnx puts one between a convolution
+    with a 1x1 output map and its BatchNormalization (EfficientNetB0 at 32x32: 15 of them);
+    there it stops ONNX Runtime's Conv+BatchNormalization fusion, and the convolution's output
+    is quantized before the per-channel scale of BatchNormalization (46 % top-1 agreement)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(source), load_external_data=False)
+        bypass = _identity_reshapes(model)
+        if not bypass:
+            return 0
+        _bypass(model.graph, bypass)
+        onnx.save(model, str(destination))
+        return len(bypass)
+    except Exception as exc:  # noqa: BLE001 - an optional clean-up: the graph is quantized as it came
+        if interrupts.interrupted(exc):
+            raise
+        return 0
+
+
+def _identity_reshapes(model) -> dict[str, str]:
+    """The Reshapes to a constant shape equal to their input's: output name -> input name."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    graph = model.graph
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer) or any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node
+            for a in n.attribute):
+        return {}  # weights beside the file, or subgraphs: left as they are
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants.update({n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"
+                      for a in n.attribute if a.name == "value"})
+    if not any(n.op_type == "Reshape" and n.input[1] in constants for n in graph.node):
+        return {}  # no Reshape to a constant shape: no shape inference needed (a second on ResNet50)
+    inferred = shape_inference.infer_shapes(model).graph
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.value_info, *inferred.input, *inferred.output]
+              if v.type.tensor_type.HasField("shape")}
+    outputs = {o.name for o in graph.output}
+    bypass = {}
+    for node in graph.node:
+        if node.op_type != "Reshape" or node.output[0] in outputs or node.input[1] not in constants:
+            continue
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        target, dims = [int(t) for t in constants[node.input[1]].ravel()], shapes.get(node.input[0])
+        if dims is None or len(dims) != len(target) or target.count(-1) > 1 or (allowzero and 0 in target):
+            continue
+        if all(t in (0, -1) or (d is not None and t == d) for t, d in zip(target, dims)):
+            bypass[node.output[0]] = node.input[0]
+    return bypass
+
+
+def _bypass(graph, bypass: dict[str, str]) -> None:
+    """Remove the Reshapes of ``bypass`` from ``graph``: their readers read their inputs, and the
+    shape constants no other node reads are dropped."""
+    outputs = {o.name for o in graph.output}
+    kept = [n for n in graph.node if not (n.op_type == "Reshape" and n.output[0] in bypass)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            while name in bypass:
+                name = bypass[name]
+            node.input[i] = name
+    shapes_used = {n.input[1] for n in graph.node if n.op_type == "Reshape" and n.output[0] in bypass}
+    still_used = {name for n in kept for name in n.input} | outputs
+    for tensor in [t for t in graph.initializer if t.name in shapes_used and t.name not in still_used]:
+        graph.initializer.remove(tensor)
+    del graph.node[:]
+    graph.node.extend(kept)

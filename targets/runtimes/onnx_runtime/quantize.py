@@ -1,0 +1,222 @@
+"""ONNX Runtime's quantizers: static int8 (QDQ, S8S8, per-channel, after its pre-processing) with its
+calibration ladder, dynamic int8, and int8 with chosen nodes kept in float."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compressor import interrupts
+from compressor.errors import ConversionError, one_line
+from targets.runtimes.onnx_runtime.convert import write_float_model
+from targets.runtimes.onnx_runtime.graph import pre_process
+from targets.runtimes.onnx_runtime.runner import session
+
+
+class CalibrationReader:
+    """ONNX Runtime's one-method calibration protocol over a Dataset."""
+
+    def __init__(self, input_names: list[str], calibration: list[np.ndarray]) -> None:
+        self._items = iter([{name: array[i : i + 1] for name, array in zip(input_names, calibration)}
+                            for i in range(len(calibration[0]))])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+# Each attempt: (graph optimization in pre-processing, per-channel weights). The first is ONNX
+# Runtime's advice; the others exist because on some exported graphs the quantizer fails
+# (per-channel bias-scale adjustment) or writes a graph ONNX Runtime cannot load (a bias that
+# pre-processing's Conv+Add fusion produced, dequantized from int32: INVALID_GRAPH).
+STATIC_ATTEMPTS = ((True, True), (True, False), (False, True), (False, False))
+
+
+def _loads(model: Path) -> None:
+    """Raise if ONNX Runtime cannot build a session for ``model`` (what parity would hit next)."""
+    session(model, 1)
+
+
+def _first_loadable(source: Path, destination: Path, workdir: Path, attempts, quantize, what: str) -> dict:
+    """Run ``quantize(prepared, per_channel)`` for each ``(optimize, per_channel)`` attempt until
+    ONNX Runtime loads what it wrote; the pre-processed graph is made once per ``optimize``.
+    Returns the facts of the attempt that worked; ConversionError names why each failed."""
+    failures, prepared = [], {}
+    try:
+        for optimize, per_channel in attempts:
+            if optimize not in prepared:
+                prepared[optimize] = pre_process(source, workdir, optimize=optimize, name=f"prepared-{optimize}.onnx")
+            model, skip_symbolic = prepared[optimize]
+            try:
+                quantize(model, per_channel)
+                _loads(destination)
+            except Exception as exc:
+                if interrupts.interrupted(exc):
+                    raise
+                channels = "" if per_channel is None else f", {'per-channel' if per_channel else 'per-tensor'}"
+                failures.append(f"{'optimized' if optimize else 'unoptimized'} graph{channels}: "
+                                f"{one_line(exc)[:160]}")
+                destination.unlink(missing_ok=True)
+                continue
+            facts = {"skip_symbolic_shape": skip_symbolic, "graph_optimization": optimize}
+            return facts if per_channel is None else {**facts, "per_channel": per_channel}
+    finally:
+        for model, _ in prepared.values():
+            model.unlink(missing_ok=True)
+    raise ConversionError(f"ONNX Runtime's {what} quantizer gave no loadable model; " + "; ".join(failures[:2]))
+
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def _static_settings(reduce_range: bool, activations: str, calibration_method: str) -> dict:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    if activations not in ("int8", "uint8"):
+        raise ValueError(f"activations must be int8 or uint8, not {activations!r}")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration must be one of {CALIBRATION_METHODS}, not {calibration_method!r}")
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[calibration_method]
+    return {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8 if activations == "int8"
+            else QuantType.QUInt8, "weight_type": QuantType.QInt8, "calibrate_method": method,
+            "reduce_range": reduce_range}
+
+
+def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool,
+                    activations: str = "int8", calibration_method: str = "minmax", float_nodes=()) -> dict:
+    """Static QDQ int8: int8 weights (per channel where the quantizer manages), ``activations``
+    int8 (S8S8) or uint8 (U8S8, ONNX Runtime's fast path on x86 with VNNI); the nodes named in
+    ``float_nodes`` (of the pre-processed graph) stay in float."""
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    activations = _activations_for(source, activations)
+    settings = _static_settings(reduce_range, activations, calibration_method)
+
+    def quantize(prepared: Path, per_channel: bool) -> None:
+        input_names = [i.name for i in session(prepared, 1).get_inputs()]
+        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
+                            per_channel=per_channel, nodes_to_exclude=list(float_nodes) or None, **settings)
+
+    facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
+    return {"format": "QDQ", "activations": activations, "weights": "int8", "reduce_range": reduce_range,
+            "calibration": calibration_method, "float_nodes": list(float_nodes), **facts}
+
+
+# The accuracy budget's calibration rung, before mixed precision: ranges that ignore outliers.
+ALTERNATIVES = ({"calibration": "percentile"}, {"calibration": "entropy"})
+
+
+# Mixed precision keeps a node in float by name. Candidates: every node ONNX Runtime quantizes
+# that computes values (not only weighted ones: on EfficientNetB0, keeping 64 convolutions in
+# float left full int8's 34-point loss as it was; the in-model normalization, swish and
+# squeeze-excite multiplications were quantized too), not the ones that only move data.
+MOVES_DATA = {"Reshape", "Squeeze", "Unsqueeze", "Transpose", "Flatten", "Slice", "Split", "Gather",
+              "GatherElements", "Pad", "TopK", "Where", "Resize", "MaxPool"}
+
+
+def _quantized_op_types() -> set[str]:
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return (set(QDQRegistry) | set(QLinearOpsRegistry)) - MOVES_DATA
+
+
+class MixedPrecision:
+    """Static int8 with chosen nodes kept in float, cheaply repeated: the float model is
+    converted and pre-processed once, calibrated once (ONNX Runtime's calibration cache), then
+    quantized once per candidate set of float nodes. The sensitivity pass's "these nodes alone in
+    int8" costs no quantization: full int8 with every other node given its float inputs back."""
+
+    suffix = ".onnx"
+
+    def __init__(self, source, profile, calibration, workdir: Path) -> None:
+        self._workdir = workdir
+        float_model = workdir / "float.onnx"
+        write_float_model(source, float_model)
+        self._prepared, _ = pre_process(float_model, workdir, optimize=True, name="mixed-prepared.onnx")
+        self._feeds = calibration.feeds(source)
+        import onnx
+
+        from targets import qdq
+
+        prepared = onnx.load(str(self._prepared))
+        if qdq.name_nodes(prepared):  # candidates are kept in float by name
+            onnx.save(prepared, str(self._prepared))
+        graph = prepared.graph
+        self._float, self._full = prepared, None
+        self._settings = _static_settings(bool(profile.options.get("reduce_range", False)),
+                                          _activations_for(self._prepared, profile.options.get("activations", "int8")),
+                                          profile.options.get("calibration", "minmax"))
+        self._cache = workdir / "calibration-cache.json"
+        self._per_channel = True
+        quantized = _quantized_op_types()
+        self.nodes = [node.name for node in graph.node if node.op_type in quantized and node.name]
+
+    def write(self, float_nodes, destination: Path) -> dict:
+        """Quantize with ``float_nodes`` kept in float into ``destination``; the runner's details."""
+        from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+        names = [i.name for i in session(self._prepared, 1).get_inputs()]
+        reader = None if self._cache.is_file() else CalibrationReader(names, self._feeds)
+        try:
+            ort_quantize_static(str(self._prepared), str(destination), reader, per_channel=self._per_channel,
+                                nodes_to_exclude=list(float_nodes) or None, calibration_cache_path=self._cache,
+                                **self._settings)
+            _loads(destination)
+        except Exception as exc:
+            if interrupts.interrupted(exc) or not self._per_channel:
+                raise
+            self._per_channel = False  # as for export: per-tensor when per-channel fails on this graph
+            return self.write(float_nodes, destination)
+        return {}
+
+    def write_alone(self, quantized_nodes, destination: Path) -> dict:
+        """Only ``quantized_nodes`` in int8, edited from the full int8 graph (quantized once)."""
+        import onnx
+
+        from targets import qdq
+
+        if self._full is None:
+            full = destination.with_name("full-int8.onnx")
+            self.write([], full)
+            self._full = onnx.load(str(full))
+            full.unlink()
+        onnx.save(qdq.alone(self._full, self._float, set(quantized_nodes)), str(destination))
+        return {}
+
+
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def _carries_qdq(model: Path) -> bool:
+    """Does the graph already hold int8 quantization (a quantization-aware-trained model's)?"""
+    import onnx
+
+    return bool({node.op_type for node in onnx.load(str(model), load_external_data=False).graph.node} & QDQ_OPS)
+
+
+def _activations_for(model: Path, asked: str) -> str:
+    """The activation type for static int8: quantization-aware training fixed int8 grids, which
+    uint8 activations would re-grid (a QAT token model fell to 20 % agreement)."""
+    return "int8" if asked != "int8" and _carries_qdq(model) else asked
+
+
+def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    import onnx
+
+    if _carries_qdq(source):  # ORT's dynamic quantizer expects float weights, not weights behind DequantizeLinear
+        raise ConversionError("the model already carries int8 quantization (QuantizeLinear/DequantizeLinear, as a "
+                              "quantization-aware-trained model does); dynamic int8 re-quantizes float weights only: "
+                              "use onnx-int8")
+
+    def quantize(prepared: Path, per_channel) -> None:
+        ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
+
+    # as for static int8: the unoptimized graph when the optimized one fails
+    facts = _first_loadable(source, destination, workdir, ((True, None), (False, None)), quantize, "dynamic")
+    initializers = onnx.load(str(destination), load_external_data=False).graph.initializer
+    quantized = sum(t.data_type == onnx.TensorProto.INT8 for t in initializers)
+    return {"weights": "int8", "activations": "dynamic uint8", "int8_weight_tensors": quantized, **facts}

@@ -1,0 +1,158 @@
+"""Int8 with NNCF (3.x: OpenVINO models only), the alternatives tried when it misses the budget, and
+int8 with chosen nodes kept in float (NNCF's ignored scope, or one node alone from full int8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compressor import keras_env
+from compressor.models.source import fixed_batch
+from targets.runtime import in_artifact_order, name_order
+from targets.runtimes.openvino_runtime.convert import stable_names, convert, with_batch
+from targets.runtimes.openvino_runtime.runner import carry_options
+
+
+def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "first_layer_only", float_nodes=(),
+             subset_size: int | None = None, preset: str = "performance"):
+    """NNCF post-training int8: its default ``performance`` preset (symmetric weights and
+    activations) or ``mixed`` (asymmetric activations, for activations far from zero-centred).
+
+    ``overflow_fix`` is NNCF's name: "enable" quantizes weights to 7 bits in every layer so
+    that CPUs without VNNI, which add int8 products pairwise in saturating int16, do not clip.
+    """
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    # one sample at a time, one array per model input in the IR's own input order
+    items = [[array[i : i + 1] for array in calibration] for i in range(len(calibration[0]))]
+    items = [item[0] if len(item) == 1 else item for item in items]
+    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
+    ignored = nncf.IgnoredScope(names=list(float_nodes)) if float_nodes else None
+    presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+    with keras_env.quiet_native():
+        return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=min(subset_size or len(items), len(items)),
+                             target_device=nncf.TargetDevice.CPU, advanced_parameters=advanced, preset=presets[preset],
+                             **({"ignored_scope": ignored} if ignored else {}))
+
+
+ALTERNATIVES = ({"preset": "mixed"},)  # the accuracy budget's calibration rung, before mixed precision
+
+
+# Mixed precision keeps an op in float by its name in the converted model (NNCF's ignored
+# scope). Candidates: the ops NNCF quantizes, read from where its FakeQuantize nodes go. NNCF
+# moves a quantizer up past the ops that only move or select values, so the op it quantizes
+# is the first one below the FakeQuantize that computes.
+PASS_THROUGH = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "MaxPool", "StridedSlice", "Slice",
+                          "Split", "VariadicSplit", "Pad", "DepthToSpace", "SpaceToDepth", "ShuffleChannels",
+                          "Gather", "Broadcast", "Tile", "Convert", "Relu", "Clamp", "ReduceMax"})
+
+
+def _readers(fake_quantize) -> set[str]:
+    """The names of the ops that read ``fake_quantize``'s output, past the ops that only move values."""
+    readers, seen, stack = set(), set(), [fake_quantize]
+    while stack:
+        for output in stack.pop().outputs():
+            for target in output.get_target_inputs():
+                node = target.get_node()
+                name = node.get_friendly_name()
+                if node.get_type_name() in PASS_THROUGH:
+                    if name not in seen:
+                        seen.add(name)
+                        stack.append(node)
+                elif node.get_type_name() not in ("FakeQuantize", "Result"):
+                    readers.add(name)
+    return readers
+
+
+def quantizer_readers(quantized) -> dict[str, set[str]]:
+    """For each FakeQuantize of ``quantized`` (by name), the ops it quantizes the inputs of."""
+    return {op.get_friendly_name(): _readers(op) for op in quantized.get_ordered_ops()
+            if op.get_type_name() == "FakeQuantize"}
+
+
+def quantized_ops(model, quantized) -> list[str]:
+    """The names of ``model``'s ops whose inputs NNCF quantized in ``quantized``, in graph order."""
+    readers = set().union(*quantizer_readers(quantized).values())
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in readers]
+
+
+class MixedPrecision:
+    """NNCF int8 with chosen ops kept in float, cheaply repeated: the model is converted once,
+    then quantized once per candidate set of float ops. The sensitivity pass's "these ops alone
+    in int8" costs no quantization: full int8 with every other FakeQuantize bypassed."""
+
+    suffix = ".xml"
+
+    def __init__(self, source, profile, calibration, workdir: Path) -> None:
+        ov_model = convert(source, workdir)
+        order = name_order([i.name for i in source.inputs], [p.get_names() for p in ov_model.inputs])
+        self._order = {"input_order": order, "output_order": name_order(
+            [o.name for o in source.outputs], [p.get_names() for p in ov_model.outputs]),
+            "fixed_batch": fixed_batch([spec.shape for spec in source.inputs])}
+        static = with_batch(ov_model, profile.options.get("batch", 1)) if profile.options.get("batch", 1) else None
+        self._model = static if static is not None else ov_model
+        self._feeds = in_artifact_order(calibration.feeds(source), order)
+        self._overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
+        self._full = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix)
+        self._alone_base = self._full.clone()  # full int8 as NNCF wrote it, for write_alone
+        self._float_ops = {op.get_friendly_name(): op for op in self._model.get_ordered_ops()}
+        self._quantizers = quantizer_readers(self._alone_base)
+        self.nodes = quantized_ops(self._model, self._full)
+
+    def write_alone(self, quantized_nodes, destination: Path) -> dict:
+        """Only ``quantized_nodes`` in int8, from the full int8 model: every other op's activation
+        quantizers bypassed and its int8 weights replaced by the float ones. NNCF's statistics are
+        collected once for the whole ranking."""
+        import openvino as ov
+
+        keep = set(quantized_nodes)
+        model = self._alone_base.clone()
+        for op in model.get_ordered_ops():
+            if op.get_type_name() == "FakeQuantize" and not self._quantizers.get(op.get_friendly_name(), set()) & keep:
+                op.output(0).replace(op.input_value(0))
+            elif op.get_friendly_name() not in keep:
+                _float_weights(op, self._float_ops.get(op.get_friendly_name()))
+        ov.save_model(carry_options(model), str(destination), compress_to_fp16=False)
+        return self._order
+
+    def write(self, float_nodes, destination: Path) -> dict:
+        import openvino as ov
+
+        if not float_nodes and self._full is not None:  # full int8, quantized already to list the candidates
+            quantized, self._full = self._full, None
+        else:
+            quantized = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix,
+                                 float_nodes=float_nodes)
+        ov.save_model(carry_options(stable_names(quantized)), str(destination), compress_to_fp16=False)
+        return self._order
+
+
+def _decompressed(node) -> bool:
+    """Is ``node`` NNCF's int8 weight decompression (Multiply of a Convert of an integer
+    Constant, with a Subtract of the zero point between them when asymmetric)?"""
+    if node.get_type_name() != "Multiply":
+        return False
+    source = node.input_value(0).get_node()
+    if source.get_type_name() == "Subtract":
+        source = source.input_value(0).get_node()
+    if source.get_type_name() != "Convert":
+        return False
+    constant = source.input_value(0).get_node()
+    return constant.get_type_name() == "Constant" and constant.get_output_element_type(0).is_integral()
+
+
+def _float_weights(op, original) -> None:
+    """Give ``op`` back the float weights it reads in the float model ``original`` came from, in
+    place of NNCF's int8 ones."""
+    import openvino.opset13 as opset
+
+    if original is None:
+        return
+    for port, value in enumerate(op.input_values()):
+        if port >= original.get_input_size() or not _decompressed(value.get_node()):
+            continue
+        weights = original.input_value(port).get_node()
+        if weights.get_type_name() == "Constant":
+            op.input(port).replace_source_output(opset.constant(weights.get_data().copy()).output(0))
