@@ -11,12 +11,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-import numpy as np
 
 from compressor import keras_env
 from compressor.algorithms import StepContext, get_step
 from compressor.data import load_dataset
 from compressor.errors import UnsupportedModelError
+from compressor.metrics.compare import top1
 from compressor.models import as_source, load_source
 from compressor.models.source import labelled_output
 from compressor.recipes import Recipe, load_recipe
@@ -62,7 +62,7 @@ def _accuracy(source, data) -> float | None:
     head = labelled_output(source)
     if data is None or data.y is None or head is None:
         return None
-    return float(np.mean(np.argmax(source.predict(data.feeds(source), batch_size=256)[head], axis=-1) == data.y))
+    return top1(source.predict(data.feeds(source), batch_size=256)[head], data.y)
 
 
 def check_steps_fit(recipe: Recipe, source) -> None:
@@ -112,6 +112,12 @@ def _compress(model, recipe, data, eval_data, trust_model, on_step, pixel_scale)
     test = load_dataset(eval_data, input_shape=shape, pixel_scale=pixel_scale) if eval_data is not None else None
     if test is not None:
         test.check_fits(source)
+    return run_steps(source, recipe, train, test, trust_model=trust_model, on_step=on_step)
+
+
+def run_steps(source, recipe: Recipe, train, test, *, trust_model: bool = False, on_step=None) -> CompressResult:
+    """The recipe's steps on ``source`` with data already checked to fit it (the job's preflight
+    did; :func:`compress` checks first)."""
     keras_env.set_seed(recipe.seed)
     baseline = _record("baseline", {}, source, test, 0.0, {})
     records = []

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from compressor import keras_env
 from compressor.data import Dataset
 from compressor.errors import BadInputError
+from compressor.metrics.compare import top1
 
 
 def outputs_probabilities(model) -> bool:
@@ -45,7 +44,7 @@ def accuracy(model, data: Dataset | None) -> float | None:
     if data is None or data.y is None:
         return None
     predictions = model.predict(data.x, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(predictions, axis=-1) == data.y))
+    return top1(predictions, data.y)
 
 
 def is_excluded(layer, exclude) -> bool:

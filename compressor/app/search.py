@@ -2,9 +2,8 @@
 
 Each **trial** is one recipe — int8 alone, quantization-aware fine-tuning, structured
 pruning at 25 and 50 %, magnitude pruning at 50 and 80 % (fine-tuned; Keras sources
-only) — taken through the whole job
-(:func:`compressor.app.workflow.run`) in its own process, as ``compressor compress`` runs
-it: compression, export of every target with the budget (int8 keeps its most sensitive
+only) — taken through the whole job (:func:`compressor.app.workflow.run`, from a
+:class:`~compressor.app.workflow.JobSpec`) in a worker process of its own: compression, export of every target with the budget (int8 keeps its most sensitive
 layers in float when it must, or is refused), benchmark, report. Trials run through an
 executor: a local process pool (``--jobs``) or Ray (``--executor ray``). Each trial's
 folder is named by a hash of everything it depends on (model and data bytes, recipe,
@@ -25,8 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +31,7 @@ from typing import Callable
 
 from compressor import atomic
 from compressor.digests import sha256
-from compressor.errors import BadInputError, UsageError
+from compressor.errors import BadInputError, CompressorError, UsageError
 from compressor.metrics.loss import within
 from compressor.app.workflow import refuse_inputs_inside
 from compressor.progress import time_left
@@ -54,7 +51,6 @@ OBJECTIVES = ("latency", "size")
 CACHE = "trials"
 SEARCH_FILE = "search.json"
 TIES = 1.03  # p50s within 3 % of the fastest are a tie, won by the smaller file
-CLI = "import sys; from compressor.app.cli import main; main(sys.argv[1:])"
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,7 @@ class Trial:
     recipe: str
     key: str
     folder: Path
-    command: list[str]
+    spec: object  # compressor.app.workflow.JobSpec: the whole job, run by the job API in a worker process
     cached: bool = False
     exit_code: int | None = None
     seconds: float | None = None
@@ -134,36 +130,56 @@ def plan(config: SearchConfig, source) -> list[Trial]:
     for name in names:
         key = _trial_key(config, name, inputs)
         folder = cache / key
-        recipe = RECIPES[name]
-        recipe_arg = recipe if isinstance(recipe, str) else str(folder / "recipe.yaml")
-        command = [sys.executable, "-c", CLI, "-q", "compress", config.model, "-r", recipe_arg,
-                   *[arg for t in config.targets for arg in ("-t", t)], "--data", config.data,
-                   "--eval-data", config.eval_data, "-o", str(folder / name), "--overwrite",
-                   "--max-drop", str(config.max_drop), "--min-snr", str(config.min_snr),
-                   "--cpu-class", config.cpu_class,
-                   "--rounds", "1", "--min-seconds", "0.3", *(["--trust-model"] if config.trust_model else [])]
-        trials.append(Trial(name, key, folder, command))
+        trials.append(Trial(name, key, folder, _job_spec(config, RECIPES[name], folder / name)))
     return trials
 
 
-def _run_command(command: list[str], folder: str) -> tuple[int, float]:
-    """One trial, in its own process; its exit code and wall time (the executors' unit of work)."""
+def _job_spec(config: SearchConfig, recipe, out_dir: Path):
+    """One trial's whole job: the recipe through every target with the budget, measured once."""
+    from benchmarks.latency import LatencyConfig
+    from compressor.app.workflow import JobSpec
+
+    return JobSpec(config.model, recipe, config.data, config.eval_data, str(out_dir), targets=tuple(config.targets),
+                   overwrite=True, bench_config=LatencyConfig(min_seconds=0.3), rounds=1,
+                   trust_model=config.trust_model, cpu_class=config.cpu_class, max_drop=config.max_drop,
+                   min_snr=config.min_snr)
+
+
+def run_trial(spec, folder: str) -> tuple[int, float, dict]:
+    """One trial, in the worker process that runs it: the job through :func:`workflow.run`, its
+    log in ``trial.log``; its exit code, wall time and record (what it exported, what failed,
+    its benchmark rows). The executors' unit of work."""
+    from compressor.app.options import quiet_libraries
+    from compressor.app.workflow import run
+
+    quiet_libraries()
     start = time.perf_counter()
     with open(Path(folder) / "trial.log", "w") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, COMPRESSOR_QUIET="1")).returncode
-    return code, time.perf_counter() - start
+        os.dup2(log.fileno(), 1)  # the libraries' own output (C++ logs included) to the trial's log
+        os.dup2(log.fileno(), 2)
+        try:
+            outcome = run(spec, progress=lambda line: print(line, flush=True))
+        except CompressorError as exc:
+            print(f"Error: {exc}", flush=True)
+            return exc.exit_code, time.perf_counter() - start, {"error": str(exc)}
+    record = {"exported": [r.target for r in outcome.exported],
+              "failed": {f.target: {"exit_code": f.exit_code, "error": f.message} for f in outcome.failed},
+              "compression": outcome.compression, "rows": (outcome.results or {}).get("results", [])}
+    return outcome.exit_code, time.perf_counter() - start, record
 
 
-def run_local(calls: list[tuple[list[str], str]], config: SearchConfig) -> list[tuple[int, float]]:
-    """A local pool of ``jobs`` trial processes."""
-    from concurrent.futures import ThreadPoolExecutor
+def run_local(calls: list[tuple], config: SearchConfig) -> list[tuple[int, float, dict]]:
+    """A local pool of ``jobs`` worker processes, a fresh one per trial (spawned: no state of this
+    process, and each trial's memory returned when it ends)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
-        return list(pool.map(lambda call: _run_command(*call), calls))
+    with ProcessPoolExecutor(max_workers=config.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        return list(pool.map(run_trial, *zip(*calls)))
 
 
-def run_ray(calls: list[tuple[list[str], str]], config: SearchConfig) -> list[tuple[int, float]]:
+def run_ray(calls: list[tuple], config: SearchConfig) -> list[tuple[int, float, dict]]:
     """Ray tasks, one CPU each: a running cluster (``address``; its nodes need this project and the
     data at the same paths), or a local instance of ``jobs`` CPUs."""
     try:
@@ -175,8 +191,8 @@ def run_ray(calls: list[tuple[list[str], str]], config: SearchConfig) -> list[tu
         kwargs = {"address": config.address} if config.address else {"num_cpus": config.jobs}
         ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
     try:
-        task = ray.remote(num_cpus=1)(_run_command)
-        return ray.get([task.remote(command, folder) for command, folder in calls])
+        task = ray.remote(num_cpus=1, max_calls=1)(run_trial)
+        return ray.get([task.remote(spec, folder) for spec, folder in calls])
     finally:
         if started_here:
             ray.shutdown()
@@ -185,30 +201,17 @@ def run_ray(calls: list[tuple[list[str], str]], config: SearchConfig) -> list[tu
 EXECUTORS: dict[str, Callable] = {"local": run_local, "ray": run_ray}
 
 
-def _record(trial: Trial) -> dict:
-    """What a finished trial left: its run.json and its benchmark rows."""
-    run_dir = trial.folder / trial.recipe
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
-    return {"exported": run.get("exported", []), "failed": run.get("failed", {}),
-            "compression": run.get("compression"), "rows": results.get("results", [])}
-
-
 def run_trials(config: SearchConfig, trials: list[Trial], progress=lambda line: None) -> None:
     todo = []
     for trial in trials:
         done = trial.folder / "trial.json"
-        if done.is_file():
-            saved = json.loads(done.read_text())
+        saved = json.loads(done.read_text()) if done.is_file() else {}
+        if "record" in saved:
             trial.cached, trial.exit_code, trial.seconds = True, saved["exit_code"], saved["seconds"]
+            trial.record = saved["record"]
             continue
         shutil.rmtree(trial.folder, ignore_errors=True)
         trial.folder.mkdir(parents=True)
-        recipe = RECIPES[trial.recipe]
-        if not isinstance(recipe, str):
-            import yaml
-
-            (trial.folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
         todo.append(trial)
     progress(f"search: {len(trials)} trial(s), {len(trials) - len(todo)} cached, {len(todo)} to run "
              f"({config.executor}, {config.jobs} at a time)")
@@ -222,14 +225,11 @@ def run_trials(config: SearchConfig, trials: list[Trial], progress=lambda line: 
         group = todo[index:index + batch]
         progress(f"search: trial {index + 1}{f'-{index + len(group)}' if len(group) > 1 else ''}/{len(todo)}: "
                  + ", ".join(t.recipe for t in group) + time_left(started, index, len(todo)))
-        for trial, (code, seconds) in zip(group, EXECUTORS[config.executor](
-                [(t.command, str(t.folder)) for t in group], config)):
-            trial.exit_code, trial.seconds = code, seconds
-            atomic.write_text(trial.folder / "trial.json", json.dumps({"recipe": trial.recipe, "exit_code": code,
-                                                                       "seconds": seconds}))
-    for trial in trials:
-        if trial.exit_code is not None:
-            trial.record = _record(trial)
+        for trial, (code, seconds, record) in zip(group, EXECUTORS[config.executor](
+                [(t.spec, str(t.folder)) for t in group], config)):
+            trial.exit_code, trial.seconds, trial.record = code, seconds, record
+            atomic.write_text(trial.folder / "trial.json", json.dumps(
+                {"recipe": trial.recipe, "exit_code": code, "seconds": seconds, "record": record}, default=str))
 
 
 def _within(row: dict, budget: float) -> bool:

@@ -156,8 +156,7 @@ def run(spec: JobSpec, progress: Progress = lambda message: None) -> RunOutcome:
     prepare_output(out, [Path(spec.model_path)] + [Path(p) for p in (spec.data, spec.eval_data)
                                                    if not str(p).startswith("sample:")], overwrite=spec.overwrite)
     outcome = RunOutcome(out)
-    source, provenance = _compress(job.source, job.recipe, job.train, job.test, spec.trust_model, progress, outcome,
-                                   spec.pixel_scale)
+    source, provenance = _compress(job.source, job.recipe, job.train, job.test, spec.trust_model, progress, outcome)
     costs: dict = {"before_exports_mb": memory.peak_mb()}  # loading and compressing
     outcome.exported, outcome.failed = export_many(
         source, job.targets, out_dir=out, calibration=job.train, validation=job.test, source_path=spec.model_path,
@@ -193,12 +192,15 @@ def _summary(spec: JobSpec, job: _Prepared, outcome: RunOutcome, costs: dict) ->
                                              *(c["peak_rss_mb"] for c in exports.values())])}}
 
 
-def _compress(source, recipe, data, eval_data, trust_model, progress, outcome, pixel_scale):
-    from compressor.pipeline import compress
+def _compress(source, recipe, data, eval_data, trust_model, progress, outcome):
+    """The recipe's steps on the source and data the preflight checked; the compressed model saved."""
+    from compressor import keras_env
+    from compressor.pipeline import run_steps
 
     progress(f"compress: recipe '{recipe.name}' ({len(recipe.steps)} step(s))")
-    result = compress(source, recipe, data=data, eval_data=eval_data, trust_model=trust_model, pixel_scale=pixel_scale,
-                      on_step=lambda i, kind: progress(f"compress: step {i + 1}/{len(recipe.steps)} {kind}"))
+    with keras_env.releasing_graphs():
+        result = run_steps(source, recipe, data, eval_data, trust_model=trust_model,
+                           on_step=lambda i, kind: progress(f"compress: step {i + 1}/{len(recipe.steps)} {kind}"))
     outcome.compression = result.to_dict()
     if result.model is not None:  # the compressed Keras model; an ONNX source has none of its own
         with atomic.atomic_path(outcome.out_dir / "model.keras") as tmp:
