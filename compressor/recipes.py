@@ -107,10 +107,10 @@ def _build(cls, data: Any, where: str):
 
 def _step(data: Any, where: str) -> StepConfig:
     if not isinstance(data, dict) or "type" not in data:
-        raise BadInputError(f"{where}: each step needs a 'type' (valid: {', '.join(STEPS)})")
+        raise BadInputError(f"{where}: each step needs a 'type' (valid: {', '.join(sorted(STEPS))})")
     kind = data["type"]
     if not isinstance(kind, str) or kind not in STEPS:
-        raise BadInputError(f"{where}: unknown step type '{kind}' (valid: {', '.join(STEPS)})")
+        raise BadInputError(f"{where}: unknown step type '{kind}' (valid: {', '.join(sorted(STEPS))})")
     return _build(STEPS[kind].config, data, f"{where} ({kind})")
 
 

@@ -204,7 +204,8 @@ def test_pipeline_records_each_step(tiny_cnn, digits8):
 
 BAD_RECIPES = {
     "unknown key": ({"stepz": []}, "unknown key 'stepz' \\(valid: "),
-    "unknown step": ({"steps": [{"type": "quantise"}]}, "unknown step type 'quantise' \\(valid: prune"),
+    "unknown step": ({"steps": [{"type": "quantise"}]},
+                     "unknown step type 'quantise' \\(valid: cluster, distill, prune, prune_nm, prune_structured, qat\\)"),
     "step without type": ({"steps": [{"sparsity": 0.5}]}, "needs a 'type'"),
     "wrong type": ({"steps": [{"type": "prune", "sparsity": "half"}]}, "sparsity: must be float"),
     "sparsity 1.5": ({"steps": [{"type": "prune", "sparsity": 1.5}]}, "between 0 and 1"),

@@ -100,5 +100,5 @@ def fine_tuning(algorithm) -> StepRun:
 
 def get_step(step_type: str) -> Step:
     if step_type not in STEPS:
-        raise BadInputError(f"unknown step type '{step_type}' (valid: {', '.join(STEPS)})")
+        raise BadInputError(f"unknown step type '{step_type}' (valid: {', '.join(sorted(STEPS))})")
     return STEPS[step_type]
