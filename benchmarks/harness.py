@@ -46,6 +46,7 @@ class Candidate:
     macs: int | None = None  # of the model the artifact was made from, for the roofline
     speed_caveat: str = ""  # the profile's reason why it may be slower than its runtime's fp32
     budget: dict | None = None  # the export's accuracy budget, its drop, and any layers kept in float
+    task_metric: dict | None = None  # the task metric the export was judged by (compressor.metrics.task)
 
 
 def baseline_name(runtime: str) -> str:
@@ -80,7 +81,7 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
                                artifact.manifest.get("profile", {}).get("device_class", "CPU"),
                                artifact.manifest.get("cpu_class"), (artifact.manifest.get("source") or {}).get("macs"),
                                artifact.manifest.get("profile", {}).get("speed_caveat", ""),
-                               artifact.manifest.get("budget")))
+                               artifact.manifest.get("budget"), artifact.manifest.get("task_metric")))
     if not found:
         raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
     names = [c.name for c in found]  # one target from several runs (a search's recipes): named by their folders
@@ -245,6 +246,7 @@ class _Truth:
     reference: list | None  # the reference's outputs
     ref_metrics: dict
     ref_heads: dict
+    task: object = None  # (chosen task metric, its truth, what the truth is, the reference's scores)
 
     @classmethod
     def of(cls, candidates, outputs, eval_data, reference) -> "_Truth":
@@ -258,7 +260,8 @@ class _Truth:
         ref = outputs[reference.name] if reference else None
         return cls(head, labelled, judged, names, labels, heads, ref,
                    accuracy.evaluate(ref[head], labels) if ref else {},
-                   {name: accuracy.evaluate(ref[i], y) for i, (name, y) in heads.items()} if ref else {})
+                   {name: accuracy.evaluate(ref[i], y) for i, (name, y) in heads.items()} if ref else {},
+                   _task(candidates, ref, eval_data))
 
     def figures(self, outputs: list) -> dict:
         """A candidate's accuracy, its drop, and how closely it follows the reference, per output too."""
@@ -277,7 +280,30 @@ class _Truth:
                                 default=None),
             "accuracy_per_output": {name: {"accuracy": m, "accuracy_drop_pp": accuracy.drop_points(
                 m, self.ref_heads.get(name, {}))} for name, m in per_head.items()},
+            **({"task_metric": self._task_figures(outputs)} if self.task else {}),
         }
+
+    def _task_figures(self, outputs: list) -> dict:
+        """The task metric's value on these outputs, and its drop against the reference's."""
+        metric, truth, source_of_truth, reference = self.task
+        value = metric.score(outputs, truth)
+        return {**metric.to_dict(), "value": value, "truth": source_of_truth,
+                "drop_pp": None if reference is None else metric.drop_pp(value[metric.name], reference[metric.name])}
+
+
+def _task(candidates, reference: list | None, eval_data):
+    """The task metric the exports were judged by, its truth on the evaluation data (its ``t_*``
+    arrays, else the reference's decoded outputs), and the reference's scores; None without one."""
+    from compressor.metrics.task import parse_metric
+
+    spec = next((c.task_metric["spec"] for c in candidates if c.task_metric), None)
+    if spec is None:
+        return None
+    metric = parse_metric(spec)
+    if reference is None and not all(k in (eval_data.truth or {}) for k in metric.metric.label_keys):
+        return None
+    truth, source_of_truth = metric.truth(reference, eval_data.truth)
+    return metric, truth, source_of_truth, None if reference is None else metric.score(reference, truth)
 
 
 def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> dict:

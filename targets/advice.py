@@ -38,11 +38,14 @@ def _other_routes(profile, source) -> list[str]:
     return [*others, "another runtime's int8", *([qat] if qat else [])]
 
 
-def budget_next_steps(profile, source, floor_checks=()) -> str:
+def budget_next_steps(profile, source, floor_checks=(), metric=None) -> str:
     """What to try after an accuracy-budget refusal: the budget's own option (a looser value writes
     the artifact when it passed its parity floor), or the floor's options when what came closest
-    was under that floor."""
-    option = "--max-drop (the budget in top-1 points)" if labelled_output(source) is not None else \
-        "--min-snr (the budget's SNR floor in dB)"
+    was under that floor. ``metric``: the task metric the budget is in."""
+    if metric is not None:
+        option = f"--max-drop (the budget in {metric.metric.unit})"
+    else:
+        option = "--max-drop (the budget in top-1 points)" if labelled_output(source) is not None else \
+            "--min-snr (the budget's SNR floor in dB)"
     accept = _accepts(floor_checks) if floor_checks else f"{option} accepts a larger loss knowingly"
     return "next: " + ", ".join([*_other_routes(profile, source), accept])

@@ -94,7 +94,7 @@ class Attempt:
         if self.budget is None or not profile.quantized:
             return None
         return self.budget.measure(self.source, outputs, self.reference, head_labels(self.source, self.validation),
-                                   self.inputs, self.judged)
+                                   self.inputs, self.judged, self.validation.truth)
 
     def _manifest(self, profile, runtime, exported, io, check, budget_record) -> dict:
         options, source, rule, calibration = self.options, self.source, self.rule, self.calibration
@@ -116,6 +116,7 @@ class Attempt:
             "details": exported.details, "threads": options.threads,
             **({"device": options.device} if options.device is not None else {}),
             "budget": budget_record,
+            **({"task_metric": options.metric.to_dict()} if options.metric is not None else {}),
         }
 
     def _parity(self, outputs, profile) -> parity.ParityResult:

@@ -133,6 +133,10 @@ class ExportOptions:
         timer: ``timer(runner, feeds) -> ms``, a loaded artifact's p50 on one sample
             (``benchmarks.latency.runner_p50_ms``); with it, the budget's search records the
             latency of full int8 and of each number of layers it tried in float.
+        metric: the task's own metric (``compressor.metrics.task``: ``"map"``, ``"miou"``,
+            ``"cer"``, ``"retrieval"``, ``"mae"``, ``"pck"``, with options): ``max_drop`` is then
+            in its points, against the validation data's ``t_*`` truth or the float model's
+            own decoded outputs; recorded in the manifest.
     """
 
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
@@ -149,6 +153,7 @@ class ExportOptions:
     min_snr: float = 30.0
     budget_against: object = None
     timer: object = None
+    metric: object = None  # a task metric spec ("map:layout=yolov8") or compressor.metrics.task.ChosenMetric
 
     @classmethod
     def of(cls, options: "ExportOptions | None", settings: dict) -> "ExportOptions":
@@ -159,6 +164,10 @@ class ExportOptions:
             raise TypeError(f"export() got unknown setting(s): {', '.join(unknown)}")
         merged = cls(**{**(vars(options) if options is not None else {}), **settings})
         merged.check()
+        if isinstance(merged.metric, str):
+            from compressor.metrics.task import parse_metric
+
+            merged = cls(**{**vars(merged), "metric": parse_metric(merged.metric)})
         return merged
 
     def check(self) -> None:
@@ -233,7 +242,7 @@ def _data_and_budget(profile: TargetProfile, source, validation: Dataset, calibr
         calibration_set.check_fits(source)
     validation = validation.take(options.validation_samples)
     budget = None if options.max_drop is None or not profile.quantized else \
-        budget_for(source, profile, validation, options.max_drop, options.min_snr, options.budget_against)
+        budget_for(source, profile, validation, options)
     return calibration_set, validation, budget
 
 

@@ -30,8 +30,17 @@ def table_rows(doc: dict) -> list[dict]:
             "device_class": r.get("device_class"), "cpu_class": r.get("cpu_class"),
             "gops": (r.get("roofline") or {}).get("gops"),
             "peak_fraction": (r.get("roofline") or {}).get("fraction"),
+            **_task_cells(r.get("task_metric")),
         })
     return rows
+
+
+def _task_cells(task: dict | None) -> dict:
+    """The task metric's name, value and drop in a row (None where it has none)."""
+    if not task:
+        return {"task_name": None, "task_value": None, "task_drop_pp": None, "task_unit": None}
+    return {"task_name": task["name"], "task_value": task["value"].get(task["name"]),
+            "task_drop_pp": task.get("drop_pp"), "task_unit": task.get("unit")}
 
 
 NOISE_Z = 1.96  # the 95 % interval of a proportion
@@ -63,10 +72,29 @@ def noise_pp(doc: dict) -> float | None:
 
 
 def _drop_text(row: dict, noise: float | None) -> str:
+    if row.get("task_name") is not None:
+        return _fmt(row["task_drop_pp"], "+.2f")
     drop = row["top1_drop_pp"]
     if drop is None:
         return "-"
     return f"≈{drop:+.2f}" if noise is not None and abs(drop) < noise else f"{drop:+.2f}"
+
+
+def _within(r: dict, budget: float, min_snr_db: float) -> bool:
+    """A row within the budget: its task metric's drop, its top-1 drop, its agreement, or its SNR."""
+    if r.get("task_drop_pp") is not None:
+        return r["task_drop_pp"] <= budget
+    if r["top1_drop_pp"] is not None:
+        return r["top1_drop_pp"] <= budget
+    if r["agreement"] is not None:
+        return r["agreement"] >= 0.99
+    return r["snr_db"] is not None and r["snr_db"] >= min_snr_db
+
+
+def _loss_order(r: dict) -> tuple:
+    """Least loss first (a task metric's drop, top-1 drop, or the highest SNR), then the fastest."""
+    drop = r.get("task_drop_pp") if r.get("task_drop_pp") is not None else r["top1_drop_pp"]
+    return (round(drop, 6) if drop is not None else -r["snr_db"] if r["snr_db"] is not None else 1e9, r["p50_ms"])
 
 
 def recommendations(doc: dict, budget_pp: float | None = None) -> list[str]:
@@ -77,21 +105,12 @@ def recommendations(doc: dict, budget_pp: float | None = None) -> list[str]:
     lines = []
     for device in dict.fromkeys(r["device_class"] for r in rows):
         candidates = [r for r in rows if r["device_class"] == device]
-
-        def within(r):
-            if r["top1_drop_pp"] is not None:
-                return r["top1_drop_pp"] <= budget
-            if r["agreement"] is not None:
-                return r["agreement"] >= 0.99
-            return r["snr_db"] is not None and r["snr_db"] >= doc.get("min_snr_db", MIN_SNR_DB)
-
-        fit = [r for r in candidates if within(r)]
+        fit = [r for r in candidates if _within(r, budget, doc.get("min_snr_db", MIN_SNR_DB))]
         where = f"; latency measured {OFF_DEVICE[device]}" if device in OFF_DEVICE else ""
         if not fit:  # the least loss, and the fastest artifact at it
-            closest = min(candidates, key=lambda r: (
-                round(r["top1_drop_pp"], 6) if r["top1_drop_pp"] is not None
-                else -r["snr_db"] if r["snr_db"] is not None else 1e9, r["p50_ms"]))
-            loss = (f"{_fmt(closest['top1_drop_pp'], '+.2f')} pt" if closest["top1_drop_pp"] is not None or
+            closest = min(candidates, key=_loss_order)
+            loss = (f"{closest['task_drop_pp']:+.2f} {closest['task_unit']}" if closest.get("task_drop_pp") is not None
+                    else f"{_fmt(closest['top1_drop_pp'], '+.2f')} pt" if closest["top1_drop_pp"] is not None or
                     closest["snr_db"] is None else f"{closest['snr_db']:.1f} dB SNR")
             lines.append(f"{device}: nothing within {budget:g} pt of the float model; closest {closest['target']} "
                          f"({loss}, the fastest at that loss){where}")
@@ -99,10 +118,12 @@ def recommendations(doc: dict, budget_pp: float | None = None) -> list[str]:
         fastest = min(r["p50_ms"] for r in fit)
         best = min((r for r in fit if r["p50_ms"] <= fastest * 1.03), key=lambda r: (r["size_bytes"] or 0))
         speed = f", {best['speedup_vs_float']:.2f}× the float model" if best["speedup_vs_float"] else ""
-        drop = (f"{_fmt(best['top1_drop_pp'], '+.2f')} pt top-1" if best["top1_drop_pp"] is not None
+        drop = (f"{best['task_drop_pp']:+.2f} {best['task_unit']}" if best.get("task_drop_pp") is not None
+                else f"{_fmt(best['top1_drop_pp'], '+.2f')} pt top-1" if best["top1_drop_pp"] is not None
                 else f"{best['agreement']:.1%} agreement" if best["agreement"] is not None
                 else f"{_fmt(best['snr_db'], '.1f')} dB SNR on its worst output")
-        limit = f"{budget:g} pt" if best["top1_drop_pp"] is not None or best["agreement"] is not None else \
+        limit = f"{budget:g} {best['task_unit']}" if best.get("task_drop_pp") is not None else \
+            f"{budget:g} pt" if best["top1_drop_pp"] is not None or best["agreement"] is not None else \
             f"{doc.get('min_snr_db', MIN_SNR_DB):g} dB SNR"
         lines.append(f"{device}: ship {best['target']}: fastest within {limit} ({best['p50_ms']:.3f} ms{speed}, "
                      f"{drop}, {(best['size_bytes'] or 0) / 1024:,.1f} KiB){where}")
@@ -132,10 +153,16 @@ def md_cells(row: dict, noise: float | None = None, host_class: str | None = Non
             _fmt(row["p50_ms"], ".3f"), _fmt(row["p90_ms"], ".3f"), _fmt(row["p99_ms"], ".3f"),
             _fmt(row["throughput_per_s"], ",.0f"), _fmt(row["speedup_vs_float"], ".2f", "×"),
             _fmt(row["speedup_vs_runtime_fp32"], ".2f", "×"),
-            _fmt(None if row["top1"] is None else row["top1"] * 100, ".2f", " %"),
-            _drop_text(row, noise), _agreement_text(row),
+            _accuracy_text(row), _drop_text(row, noise), _agreement_text(row),
             _fmt(row["peak_memory_mb"], ".1f"), _fmt(row.get("gops"), ".1f"),
             _fmt(None if row.get("peak_fraction") is None else row["peak_fraction"] * 100, ".0f", " %")]
+
+
+def _accuracy_text(row: dict) -> str:
+    """Top-1, or the task metric the export was judged by (``mAP 45.10``, ``cer 3.20``)."""
+    if row.get("task_name") is not None:
+        return f"{row['task_name']} {row['task_value'] * 100:.2f}"
+    return _fmt(None if row["top1"] is None else row["top1"] * 100, ".2f", " %")
 
 
 def _agreement_text(row: dict) -> str:

@@ -115,7 +115,8 @@ def compress(obj, model, **given) -> None:
                    targets=tuple(given["target_names"]), overwrite=given["overwrite"],
                    bench_config=latency_config(given), rounds=given["rounds"], trust_model=given["trust_model"],
                    parity_rule=parity_bounds(given), device=given["device"], pixel_scale=given["pixel_scale"],
-                   cpu_class=given["cpu_class"], max_drop=given["max_drop"], min_snr=given["min_snr"])
+                   cpu_class=given["cpu_class"], max_drop=given["max_drop"], min_snr=given["min_snr"],
+                   metric=given["metric"])
     finish_run(run(spec, progress_for(obj)), given["as_json"])
 
 
@@ -155,7 +156,7 @@ def search(obj, model, **given) -> None:
 
     config = SearchConfig(model, tuple(given["target_names"]), given["data"], given["eval_data"], given["out_dir"],
                           recipes=tuple(given["recipes"]), time_budget_s=duration(given["time_budget"]),
-                          **{k: given[k] for k in ("max_drop", "min_snr", "objective", "cpu_class", "jobs",
+                          **{k: given[k] for k in ("max_drop", "min_snr", "metric", "objective", "cpu_class", "jobs",
                                                    "executor", "address", "trust_model")})
     record = run_search(config, progress=progress_for(obj))
     if given["as_json"]:
@@ -285,7 +286,7 @@ def export(obj, model, **given) -> None:
     calibration, validation = datasets_for(source, given["data"], given["eval_data"], given["seed"],
                                            given["pixel_scale"])
     settings = {k: given[k] for k in ("calibration_samples", "threads", "seed", "overwrite", "device", "cpu_class",
-                                      "max_drop", "min_snr")}
+                                      "max_drop", "min_snr", "metric")}
     exported, failed = export_many(source, names, out_dir=given["out_dir"], calibration=calibration,
                                    validation=validation, source_path=model, timer=runner_p50_ms,
                                    parity_rule=parity_bounds(given), on_progress=progress_for(obj), **settings)

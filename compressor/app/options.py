@@ -91,12 +91,18 @@ def device_option(func):
 def budget_option(func):
     return click.option("--max-drop", type=click.FloatRange(0), default=1.0, show_default=True,
                         help="Accuracy budget of int8 targets, in top-1 points against the float model on the "
-                             "eval data (points of disagreement without labels). An int8 artifact that misses "
-                             "it gets its most sensitive layers kept in float, measured layer by layer, or is "
-                             "refused (exit 5) with what came closest.")(
+                             "eval data (points of disagreement without labels), or in the points of --metric. "
+                             "An int8 artifact that misses it gets its most sensitive layers kept in float, "
+                             "measured layer by layer, or is refused (exit 5) with what came closest.")(
         click.option("--min-snr", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
-                     help="The budget of models without class scores (regressors, segmentation maps): the SNR "
-                          "of the first output against the float model, in dB; missed as --max-drop is.")(func))
+                     help="The budget of models without class scores and without --metric: the SNR of their "
+                          "outputs against the float model, in dB; missed as --max-drop is.")(
+            click.option("--metric", default=None, metavar="NAME[:KEY=VALUE,...]",
+                         help="The task's own metric, which the budget, the search and the reports judge by: "
+                              "map (detection: COCO mAP), miou (segmentation), cer (CTC text), retrieval "
+                              "(embeddings: recall@k), mae (regression), pck (keypoints); e.g. "
+                              "map:layout=yolov8. Against the eval data's t_* arrays, else the float model's "
+                              "own outputs.")(func)))
 
 
 def cpu_option(func):

@@ -62,6 +62,7 @@ class SearchConfig:
     out_dir: str
     max_drop: float = 1.0
     min_snr: float = 30.0  # the budget of a model without class scores (dB)
+    metric: str | None = None  # a task metric spec: the budget in its points
     objective: str = "latency"
     recipes: tuple[str, ...] = ()  # empty: every recipe the source takes
     cpu_class: str = "host"
@@ -112,7 +113,8 @@ def _trial_key(config: SearchConfig, recipe: str, inputs: dict) -> str:
     # the recipe in full, with every step's defaults: a built-in that changes is another trial
     facts = {"version": __version__, **inputs, "recipe": load_recipe(RECIPES[recipe]).to_dict(),
              "targets": sorted(config.targets),
-             "max_drop": config.max_drop, "min_snr": config.min_snr, "cpu_class": get_class(config.cpu_class).name}
+             "max_drop": config.max_drop, "min_snr": config.min_snr, "metric": config.metric,
+             "cpu_class": get_class(config.cpu_class).name}
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -142,7 +144,7 @@ def _job_spec(config: SearchConfig, recipe, out_dir: Path):
     return JobSpec(config.model, recipe, config.data, config.eval_data, str(out_dir), targets=tuple(config.targets),
                    overwrite=True, bench_config=LatencyConfig(min_seconds=0.3), rounds=1,
                    trust_model=config.trust_model, cpu_class=config.cpu_class, max_drop=config.max_drop,
-                   min_snr=config.min_snr)
+                   min_snr=config.min_snr, metric=config.metric)
 
 
 def run_trial(spec, folder: str) -> tuple[int, float, dict]:
@@ -232,9 +234,15 @@ def run_trials(config: SearchConfig, trials: list[Trial], progress=lambda line: 
                 {"recipe": trial.recipe, "exit_code": code, "seconds": seconds, "record": record}, default=str))
 
 
+def _drop(row: dict) -> float | None:
+    """A measured candidate's loss in the budget's points: its task metric's drop, else top-1's."""
+    task = row.get("task_metric") or {}
+    return task["drop_pp"] if task.get("drop_pp") is not None else (row.get("accuracy_drop_pp") or {}).get("top1")
+
+
 def _within(row: dict, budget: float) -> bool:
     """A measured candidate within the budget, by the same predicate as the export's."""
-    drop = (row.get("accuracy_drop_pp") or {}).get("top1")
+    drop = _drop(row)
     agreement = (row.get("fidelity") or {}).get("agreement")
     if drop is None and agreement is not None:
         drop = 100 * (1 - agreement)
@@ -270,7 +278,7 @@ def choose(doc: dict, candidates: dict[str, dict], objective: str, budget: float
             row, info = min((o for o in options if o[0]["latency"]["p50_ms"] <= fastest * TIES),
                             key=lambda o: (o[0]["size"]["bytes"], o[0]["latency"]["p50_ms"]))
         chosen[target] = {**info, "p50_ms": row["latency"]["p50_ms"], "bytes": row["size"]["bytes"],
-                          "drop_pp": (row.get("accuracy_drop_pp") or {}).get("top1"), "name": row["name"]}
+                          "drop_pp": _drop(row), "name": row["name"]}
     return chosen
 
 
@@ -351,7 +359,7 @@ def _summary(config, trials, candidates, measured, chosen, doc) -> dict:
         trial_row = measured.get(path, {})
         row = final.get(Path(path).resolve(), trial_row)
         rows.append({**info, "within_budget": bool(trial_row) and _within(trial_row, config.max_drop),
-                     "drop_pp": (row.get("accuracy_drop_pp") or {}).get("top1"),
+                     "drop_pp": _drop(row),
                      "p50_ms": (row.get("latency") or {}).get("p50_ms"), "bytes": (row.get("size") or {}).get("bytes"),
                      "float_layers": len(((row.get("budget") or {}).get("recovery") or {}).get("float_nodes") or []),
                      "remeasured": Path(path).resolve() in final})

@@ -109,6 +109,7 @@ class JobSpec:
     cpu_class: str = "host"
     max_drop: float | None = None
     min_snr: float = 30.0
+    metric: str | None = None  # a task metric spec (compressor.metrics.task): the budget in its points
 
 
 @dataclass
@@ -135,6 +136,10 @@ def _prepare(spec: JobSpec) -> _Prepared:
     recipe = load_recipe(spec.recipe)
     names = validate_targets(list(spec.targets) or list(recipe.targets))
     get_class(spec.cpu_class)
+    if spec.metric is not None:
+        from compressor.metrics.task import parse_metric
+
+        parse_metric(spec.metric)
     if not names:
         raise BadInputError("no target: give --target (or a recipe with targets)")
     source = load_source(spec.model_path, trust_model=spec.trust_model)
@@ -161,7 +166,7 @@ def run(spec: JobSpec, progress: Progress = lambda message: None) -> RunOutcome:
     outcome.exported, outcome.failed = export_many(
         source, job.targets, out_dir=out, calibration=job.train, validation=job.test, source_path=spec.model_path,
         recipe=provenance, seed=job.recipe.seed, parity_rule=spec.parity_rule, device=spec.device,
-        cpu_class=spec.cpu_class, max_drop=spec.max_drop, min_snr=spec.min_snr,
+        cpu_class=spec.cpu_class, max_drop=spec.max_drop, min_snr=spec.min_snr, metric=spec.metric,
         budget_against=job.source if job.recipe.steps else None, timer=runner_p50_ms, on_progress=progress,
         costs=costs.setdefault("exports", {}))
     interrupts.check()
@@ -182,6 +187,7 @@ def _summary(spec: JobSpec, job: _Prepared, outcome: RunOutcome, costs: dict) ->
     exports = costs["exports"]
     return {"model": str(spec.model_path), "recipe": job.recipe.to_dict(), "targets": job.targets,
             "cpu_class": get_class(spec.cpu_class).name, "max_drop_pp": spec.max_drop, "min_snr_db": spec.min_snr,
+            "metric": spec.metric,
             "exported": [r.target for r in outcome.exported],
             "failed": {f.target: {"exit_code": f.exit_code, "error": f.message,
                                   **({"traceback": f.traceback} if f.traceback else {})} for f in outcome.failed},

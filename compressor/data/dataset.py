@@ -29,6 +29,7 @@ class Dataset:
     name: str = "data"
     heads: dict[str, np.ndarray] | None = None  # labels per named output of a multi-head model (y_<output>)
     pixels: str | None = None  # images decoded by the toolkit: the pixel scale applied (see sources.PIXEL_SCALES)
+    truth: dict[str, np.ndarray] | None = None  # a task metric's truth by key (t_boxes, t_mask, ...), per sample
 
     def __post_init__(self) -> None:
         arrays = self.arrays
@@ -51,6 +52,10 @@ class Dataset:
             self._check_labels(self.y, self.name)
         for head, labels in (self.heads or {}).items():
             self._check_labels(labels, f"{self.name}: labels for output '{head}'")
+        for key, array in (self.truth or {}).items():
+            if np.ndim(array) < 1 or len(array) != len(self):
+                raise BadInputError(f"{self.name}: {key} holds {len(array) if np.ndim(array) else 0} rows "
+                                    f"for {len(self)} samples")
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -84,7 +89,8 @@ class Dataset:
     def _select(self, index) -> "Dataset":
         x = self.x[index] if isinstance(self.x, np.ndarray) else {k: v[index] for k, v in self.x.items()}
         heads = {k: v[index] for k, v in self.heads.items()} if self.heads else None
-        return Dataset(x, None if self.y is None else self.y[index], self.name, heads, self.pixels)
+        truth = {k: v[index] for k, v in self.truth.items()} if self.truth else None
+        return Dataset(x, None if self.y is None else self.y[index], self.name, heads, self.pixels, truth)
 
     def take(self, count: int) -> "Dataset":
         """The first ``count`` samples."""

@@ -53,18 +53,22 @@ def _load_sample(source: str, input_shape) -> Dataset:
 
 
 HEAD_PREFIX = "y_"  # labels of one named output: y_classes, y_attributes
+TRUTH_PREFIX = "t_"  # a task metric's truth: t_boxes, t_box_classes, t_mask, t_sequence, t_group, t_target
 
 
 @data_source("npz", lambda s: _is_path_like(s) and str(s).lower().endswith(".npz"))
 def _load_npz(source, input_shape) -> Dataset:
     """``x`` (and labels ``y``) for a single-input model; for several inputs, one array per
     input named as the model's inputs (``audio``, ``state``, ``rate``...). A model with
-    several labelled heads takes ``y_<output name>`` per head."""
+    several labelled heads takes ``y_<output name>`` per head. A task metric's truth comes as
+    ``t_*`` arrays (``compressor.metrics.task``: ``t_boxes``, ``t_mask``, ``t_sequence``, ...)."""
     path = _existing(source, want_dir=False)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            inputs = {key: archive[key] for key in archive.files if key != "y" and not key.startswith(HEAD_PREFIX)}
+            inputs = {key: archive[key] for key in archive.files
+                      if key != "y" and not key.startswith((HEAD_PREFIX, TRUTH_PREFIX))}
             heads = {key[len(HEAD_PREFIX):]: archive[key] for key in archive.files if key.startswith(HEAD_PREFIX)}
+            truth = {key: archive[key] for key in archive.files if key.startswith(TRUTH_PREFIX)}
             if not inputs:
                 raise BadInputError(f"{path}: .npz has no 'x' array nor one array per model input "
                                     f"(found: {', '.join(archive.files) or 'none'})")
@@ -78,7 +82,7 @@ def _load_npz(source, input_shape) -> Dataset:
         raise BadInputError(f"{path}: corrupt .npz file ({exc})") from None
     except Exception as exc:  # zipfile / OSError / EOFError for damaged archives
         raise BadInputError(f"{path}: corrupt .npz file ({type(exc).__name__}: {exc})") from None
-    return Dataset(x, y, name=str(path), heads=heads or None)
+    return Dataset(x, y, name=str(path), heads=heads or None, truth=truth or None)
 
 
 @data_source("image-folder", lambda s: _is_path_like(s) and Path(s).is_dir())

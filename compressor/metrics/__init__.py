@@ -5,9 +5,15 @@
   fidelity all use these;
 - :mod:`.loss`: what an artifact lost in the budget's measure, whether that is within the
   budget, and how it reads;
-- the registry: task metrics computed from an output and its labels (top-1, top-5, ...), each
-  registered by a module of this package. A new metric is one module here with one
-  ``register(Metric(...))``: the package imports every module in it.
+- ``METRICS``: metrics of one class-score output and its labels (top-1, top-5, ...), which the
+  benchmarks compute wherever they apply;
+- ``TASKS``: the task metrics a user chooses (``--metric detect:layout=yolov8``): mAP, mIoU,
+  CER, retrieval, regression error, computed over all of a model's outputs against the
+  dataset's truth (``t_*`` arrays) or, without it, against the float model's own outputs
+  (:mod:`.task`). The budget, the search and the reports judge in the chosen one's unit.
+
+A new metric is one module here with one ``register(...)`` or ``register_task(...)``: the
+package imports every module in it.
 """
 
 from __future__ import annotations
@@ -66,6 +72,14 @@ def drop_points(metrics: dict[str, float], reference: dict[str, float]) -> dict[
     return drops
 
 
+TASKS: dict = {}  # name -> compressor.metrics.task.TaskMetric
+
+
+def register_task(metric):
+    TASKS[metric.name] = metric
+    return metric
+
+
 def _discover() -> None:
     """Import every module of this package: importing one registers its metrics."""
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
@@ -74,4 +88,4 @@ def _discover() -> None:
 
 _discover()
 
-__all__ = ["METRICS", "Metric", "drop_points", "evaluate", "get_metric", "register"]
+__all__ = ["METRICS", "TASKS", "Metric", "drop_points", "evaluate", "get_metric", "register", "register_task"]

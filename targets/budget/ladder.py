@@ -62,9 +62,9 @@ def within_budget(attempt, profile, on_progress=None) -> dict:
     if runtime.mixed is None or profile.builtin_int8_only or profile.precision != "int8" or attempt.calibration is None:
         if full.error is not None:
             raise full.error
+        advice = budget_next_steps(profile, attempt.source, metric=attempt.budget.metric)
         raise AccuracyBudgetError(f"{profile.name}: {full.missed}, short of {limit}; "
-                                  f"{profile.name} cannot keep layers in float; "
-                                  f"{budget_next_steps(profile, attempt.source)}") from None
+                                  f"{profile.name} cannot keep layers in float; {advice}") from None
     tried: list[dict] = []
     record = _alternatives(attempt, profile, runtime, full, tried, on_progress)
     if record is not None:
@@ -115,7 +115,7 @@ def _nothing_met(profile, attempt, full: FullInt8, tried: list, found, limit: st
                    + Budget.shortfall(t) for t in tried)
     floor = full.floor if not closest or closest.get("below_floor") else ()
     return (f"{profile.name}: {full.missed}{also}; no mix of int8 and float met {limit} "
-            f"({near}); {budget_next_steps(profile, attempt.source, floor)}")
+            f"({near}); {budget_next_steps(profile, attempt.source, floor, attempt.budget.metric)}")
 
 
 def _with_float_nodes(attempt, profile, found, full: FullInt8, tried: list, limit: str) -> dict:
@@ -126,21 +126,23 @@ def _with_float_nodes(attempt, profile, found, full: FullInt8, tried: list, limi
     if outcome.over_budget is not None:  # the search measured within budget; the rebuilt artifact is not
         raise AccuracyBudgetError(f"{profile.name}: with {len(found.float_nodes)} layer(s) in float it "
                                   f"{lost_text(outcome.over_budget)} on export, short of {limit}; "
-                                  f"{budget_next_steps(profile, attempt.source)}")
+                                  f"{budget_next_steps(profile, attempt.source, metric=attempt.budget.metric)}")
     return outcome.record
 
 
 def recover(attempt, profile, on_progress=None) -> sensitivity.Recovery:
     """The sensitivity search of ``profile``'s int8 on the attempt's validation samples."""
     source, budget = attempt.source, attempt.budget
-    classifier = labelled_output(source) is not None
+    classifier = labelled_output(source) is not None and budget.metric is None
     judged, passthrough = attempt.judged
     head = judged[0] if judged else 0  # the class scores; without them every judged output's SNR, worst first
     expected = sensitivity.Outputs(
         attempt.reference, head, classifier, labels=head_labels(source, attempt.validation) if classifier else None,
         baseline=budget.baseline, floor=attempt.rule, names=tuple(o.name for o in source.outputs),
         class_outputs=tuple(source.class_outputs()), also=() if classifier else tuple(judged[1:]),
-        passthrough=passthrough, budget_pp=budget.max_drop_pp, min_snr_db=None if classifier else budget.min_snr_db)
+        passthrough=passthrough, budget_pp=budget.max_drop_pp,
+        min_snr_db=None if classifier or budget.metric is not None else budget.min_snr_db,
+        metric=budget.metric, truth=attempt.validation.truth)
     workdir = Path(tempfile.mkdtemp(prefix=".recovery.", dir=attempt.staging))
     try:
         return sensitivity.search(source, profile, attempt.calibration, attempt.inputs, expected, workdir=workdir,

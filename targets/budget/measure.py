@@ -23,11 +23,15 @@ class Budget:
     # the outputs of the model the budget is measured against, when it is not the exported one
     # (the user's model before compression steps), on the validation samples
     baseline: list | None = None
+    # a task metric (compressor.metrics.task.ChosenMetric): the budget is in its points, against
+    # the data's truth (t_* arrays) or the float model's own decoded outputs
+    metric: object = None
 
-    def measure(self, source, outputs, reference, labels, inputs, judged=None) -> dict:
+    def measure(self, source, outputs, reference, labels, inputs, judged=None, truth=None) -> dict:
         """The budget record of one artifact: what it lost, in the budget's own measure, on the
         outputs that compute something (pass-through outputs named, never followed).
-        ``judged``: ``judged_outputs(source, inputs, reference)`` when already known."""
+        ``judged``: ``judged_outputs(source, inputs, reference)`` when already known; ``truth``:
+        the validation samples' ``t_*`` arrays, for a task metric."""
         head = labelled_output(source)
         judged, passthrough = judged or judged_outputs(source, inputs, reference)
         reference = reference if self.baseline is None else self.baseline
@@ -36,6 +40,8 @@ class Budget:
                   "against": "the model before compression" if self.baseline is not None else "the exported model",
                   "outputs": [names[i] for i in judged],
                   "passthrough_outputs": {names[i]: why for i, why in passthrough.items()}}
+        if self.metric is not None:
+            return {**record, **metric_loss(self.metric, outputs, reference, truth)}
         if head is None:
             return {**record, **self._snr_record({names[i]: round(measure(outputs[i], reference[i], None, False)
                                                                    .snr_db, 2) for i in judged})}
@@ -59,8 +65,21 @@ class Budget:
         return within(measured.get("drop_pp"), measured.get("snr_db"), self.max_drop_pp, self.min_snr_db)
 
     def describe(self, source) -> str:
+        if self.metric is not None:
+            return f"the budget of {self.max_drop_pp:g} {self.metric.metric.unit}"
         return (f"the budget of {self.max_drop_pp:g} pt" if labelled_output(source) is not None
                 else f"the SNR floor of {self.min_snr_db:g} dB")
+
+
+def metric_loss(metric, outputs, reference, truth_arrays=None) -> dict:
+    """What an artifact lost in a task metric's points: the metric of its ``outputs`` and of the
+    float model's (``reference``), both against the same truth (the data's, else the float
+    model's own decoded outputs)."""
+    truth, source_of_truth = metric.truth(reference, truth_arrays)
+    value, float_value = metric.score(outputs, truth), metric.score(reference, truth)
+    return {"drop_pp": metric.drop_pp(value[metric.name], float_value[metric.name]),
+            "task_metric": {**metric.to_dict(), "value": value, "float_value": float_value, "truth": source_of_truth},
+            "metric": f"{metric.metric.unit} against {source_of_truth}"}
 
 
 def head_labels(source, validation):
@@ -69,18 +88,27 @@ def head_labels(source, validation):
     return None if head is None else validation.labels_for(source.outputs[head].name, primary=True)
 
 
-def budget_for(source, profile, validation, max_drop: float, min_snr: float, against) -> Budget:
-    """The budget of ``profile``'s export; against another float model (the user's, before a
-    recipe's steps), whose outputs become the baseline, and which ``source`` must itself meet."""
-    if against is None:
-        return Budget(max_drop, min_snr)
-    original = as_source(against)
-    budget = Budget(max_drop, min_snr, original.predict(validation.feeds(original)))
+def budget_for(source, profile, validation, options) -> Budget:
+    """The budget of ``profile``'s export (``options``: ``targets.export.ExportOptions``); against
+    another float model (the user's, before a recipe's steps), whose outputs become the baseline,
+    and which ``source`` must itself meet."""
+    metric = chosen_metric(options.metric)
+    if options.budget_against is None:
+        return Budget(options.max_drop, options.min_snr, metric=metric)
+    original = as_source(options.budget_against)
+    budget = Budget(options.max_drop, options.min_snr, original.predict(validation.feeds(original)), metric)
     inputs = validation.feeds(source)
     own = source.predict(inputs)
-    measured = budget.measure(source, own, own, head_labels(source, validation), inputs)
+    measured = budget.measure(source, own, own, head_labels(source, validation), inputs, truth=validation.truth)
     if not budget.holds(measured):
         raise AccuracyBudgetError(f"{profile.name}: the compressed float model itself {lost_text(measured)} "
                                   f"against the model before compression, short of {budget.describe(source)} "
                                   "before any quantization; fine-tune longer, compress less, or raise the budget")
     return budget
+
+
+def chosen_metric(metric):
+    """A task metric as given (a spec such as ``"miou"``, or already chosen), or None."""
+    from compressor.metrics.task import ChosenMetric, parse_metric
+
+    return metric if metric is None or isinstance(metric, ChosenMetric) else parse_metric(metric)

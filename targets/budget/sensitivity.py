@@ -63,16 +63,23 @@ class Outputs:
     passthrough: dict | None = None  # outputs that carry no computation (parity: equality only)
     budget_pp: float = 1.0  # what an artifact may lose: top-1 points (class scores) ...
     min_snr_db: float | None = None  # ... or, without class scores, the SNR floor
+    metric: object = None  # ... or a task metric's points (compressor.metrics.task.ChosenMetric)
+    truth: dict | None = None  # the data's t_* arrays for the task metric (None: the float model's outputs)
 
     def take(self, n: int) -> "Outputs":
         """The first ``n`` samples, unlabelled (the sensitivity pass ranks on agreement and SNR)."""
-        return dataclasses.replace(self, references=[r[:n] for r in self.references], labels=None,
+        return dataclasses.replace(self, references=[r[:n] for r in self.references], labels=None, truth=None,
                                    baseline=None if self.baseline is None else [b[:n] for b in self.baseline])
 
     def judge(self, outputs: list) -> Loss:
         """``outputs`` (an artifact's, on the same samples) in the budget's measure, floor checked."""
         references = self.references if self.baseline is None else self.baseline
-        if self.classifier:
+        if self.metric is not None:  # the task metric's points; the worst SNR beside it
+            from targets.budget.measure import metric_loss
+
+            snr = min(measure(outputs[i], references[i], None, False).snr_db for i in (self.head, *self.also))
+            measured = Loss(metric_loss(self.metric, outputs, references, self.truth)["drop_pp"], None, snr)
+        elif self.classifier:
             measured = measure(outputs[self.head], references[self.head], self.labels, True)
         else:  # every judged output, the worst SNR counting
             measured = min((measure(outputs[i], references[i], None, False) for i in (self.head, *self.also)),

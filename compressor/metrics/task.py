@@ -1,0 +1,118 @@
+"""Task metrics: a model judged in its task's own terms (mAP for a detector, mIoU for a
+segmenter, CER for a text recognizer, retrieval for an encoder, error for a regressor).
+
+A task metric reads all of a model's outputs and a *truth*: the dataset's own labels (its
+``t_*`` arrays: ``t_boxes``, ``t_box_classes``, ``t_mask``, ``t_sequence``, ``t_group``,
+``t_target``), or, when the data has none, the float model's own outputs decoded the same
+way (its detections, its masks, its transcripts, its neighbours), so every model gets a
+number. The drop of an artifact is counted in the metric's points: 100 × the change of its
+value, positive when worse (a CER that rises, an mAP that falls).
+
+A metric is chosen by a spec, ``NAME[:key=value,...]`` (``detect:layout=yolov8,classes=3``),
+recorded as written in every manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from compressor.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """A task metric: ``score(outputs, truth, options)`` gives ``{name: value, ...extras}``;
+    ``truth_from_outputs(reference_outputs, options)`` makes the truth from the float model's
+    outputs; ``truth_from_labels(labels, options)`` from the dataset's ``t_*`` arrays (None: it
+    takes none). Values are fractions (0.5 = 50 %); drops are 100 × their change."""
+
+    name: str
+    higher_is_better: bool
+    unit: str  # what a point of it is, for reports: "mAP@0.5 points"
+    score: Callable[[list, object, dict], dict]
+    truth_from_outputs: Callable[[list, dict], object]
+    truth_from_labels: Callable[[dict, dict], object] | None = None
+    label_keys: tuple[str, ...] = ()  # the t_* arrays it reads (all present: the labels are the truth)
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ChosenMetric:
+    """A task metric with its options, as a user chose it."""
+
+    metric: TaskMetric
+    options: dict
+
+    @property
+    def name(self) -> str:
+        return self.metric.name
+
+    @property
+    def spec(self) -> str:
+        given = {k: v for k, v in self.options.items() if self.metric.defaults.get(k) != v}
+        return self.name + (":" + ",".join(f"{k}={v}" for k, v in sorted(given.items())) if given else "")
+
+    def truth(self, reference_outputs: list, labels: dict | None = None) -> tuple[object, str]:
+        """The truth to score against, and what it is: the dataset's labels when it has every
+        array the metric reads, else the float model's own outputs."""
+        keys = self.metric.label_keys
+        if labels and keys and all(k in labels for k in keys) and self.metric.truth_from_labels is not None:
+            return self.metric.truth_from_labels(labels, self.options), "labels"
+        return self.metric.truth_from_outputs(reference_outputs, self.options), "the float model's outputs"
+
+    def score(self, outputs: list, truth) -> dict:
+        """``{name: value, ...extras}``; a user metric's bad answer is a one-line error."""
+        result = self.metric.score(list(outputs), truth, self.options)
+        value = result.get(self.name) if isinstance(result, dict) else None
+        if not isinstance(value, (int, float, np.floating, np.integer)) or not np.isfinite(value):
+            raise BadInputError(f"metric {self.spec!r} gave {value!r}, not a finite number")
+        return {k: float(v) for k, v in result.items()}
+
+    def drop_pp(self, value: float, reference: float) -> float:
+        """Points lost against ``reference`` (positive = worse), rounded like the top-1 drop."""
+        sign = 1.0 if self.metric.higher_is_better else -1.0
+        return round(sign * (reference - value) * 100.0, 9)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "spec": self.spec, "unit": self.metric.unit,
+                "higher_is_better": self.metric.higher_is_better, "options": self.options}
+
+
+def parse_metric(spec: str) -> ChosenMetric:
+    """``NAME[:key=value,...]`` as a chosen metric; an unknown name or option is a one-line error.
+    Values read as int, float or text."""
+    from compressor.metrics import TASKS
+
+    name, _, rest = str(spec).partition(":")
+    if name not in TASKS:
+        raise BadInputError(f"unknown metric {name!r}; known: {', '.join(sorted(TASKS))}")
+    metric = TASKS[name]
+    options = dict(metric.defaults)
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in metric.defaults:
+            raise BadInputError(f"metric {name}: unknown option {item!r}; its options: "
+                                f"{', '.join(f'{k}={v}' for k, v in metric.defaults.items()) or 'none'}")
+        options[key] = _value(value)
+    return ChosenMetric(metric, options)
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def output_index(options: dict, outputs: list, key: str = "output") -> int:
+    """Which output a metric reads: ``options[key]`` as an index, else the first."""
+    index = int(options.get(key, 0) or 0)
+    if not 0 <= index < len(outputs):
+        raise BadInputError(f"the model has {len(outputs)} output(s); there is no output {index}")
+    return index
