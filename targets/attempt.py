@@ -112,7 +112,8 @@ class Attempt:
             "validation": {"samples": len(self.validation), "source": self.validation.name},
             "parity": {**check.to_dict(), "reference_weights": rule.weights or "float32",
                        "min_snr_db": rule.min_snr_db if rule.min_agreement is not None else None,
-                       "rule_set_by": "profile" if rule == profile.parity else "user"},
+                       "rule_set_by": "profile" if rule == profile.parity else
+                       "user" if options.parity_rule is not None else "task metric"},
             "details": exported.details, "threads": options.threads,
             **({"device": options.device} if options.device is not None else {}),
             "budget": budget_record,

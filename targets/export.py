@@ -9,6 +9,7 @@ accuracy budget (``targets.budget``) sits above it and calls attempts until one 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -212,10 +213,22 @@ def export(model, target: str, *, out_dir: str | Path, validation: Dataset, cali
     if final.exists() and not options.overwrite:
         raise BadInputError(f"{final}: already exists; choose another output folder or overwrite")
     calibration_set, validation, budget = _data_and_budget(profile, source, validation, calibration, options)
-    rule = profile.parity.override(options.parity_rule)
+    rule = _task_aware(profile.parity.override(options.parity_rule), profile, options)
     result = _in_staging(final, lambda staging: _written(
         Attempt(staging, source, rule, calibration_set, validation, options, budget), profile, final, on_progress))
     return ExportResult(final, final / result["artifact"]["file"], result)
+
+
+BROKEN_SNR_DB = 6.0  # with a task metric: the SNR floor left to catch a broken conversion (noise = signal / 4)
+
+
+def _task_aware(rule, profile: TargetProfile, options: ExportOptions):
+    """With a task metric judging a quantized artifact, the tensor SNR floor no longer refuses
+    what the metric accepts (a box head at 19 dB whose boxes hold their IoU): it keeps only a
+    floor that catches broken conversions, and the metric's budget decides."""
+    if options.metric is None or not profile.quantized or options.parity_rule is not None:
+        return rule
+    return dataclasses.replace(rule, min_snr_db=min(rule.min_snr_db, BROKEN_SNR_DB))
 
 
 def _in_staging(final: Path, write) -> dict:
