@@ -178,7 +178,7 @@ def measure(paths, *, eval_data: Dataset | None = None, source=None, config: Lat
         inputs = workdir / "inputs.npz"
         save_inputs(inputs, _eval_inputs(eval_data, candidates))
         per_candidate, outputs = _interleaved(candidates, workdir, inputs, config, rounds, trust_model, on_progress)
-    return _assemble(candidates, per_candidate, outputs, eval_data, config, rounds)
+    return _assemble(candidates, per_candidate, outputs, eval_data, config, rounds, trust_model)
 
 
 def _interleaved(candidates, workdir: Path, inputs: Path, config, rounds: int, trust_model: bool, on_progress):
@@ -249,7 +249,7 @@ class _Truth:
     task: object = None  # (chosen task metric, its truth, what the truth is, the reference's scores)
 
     @classmethod
-    def of(cls, candidates, outputs, eval_data, reference) -> "_Truth":
+    def of(cls, candidates, outputs, eval_data, reference, trust_model: bool = False) -> "_Truth":
         labelled, judged = _judged(candidates)
         head = judged[0]
         names = next(([o["name"] for o in c.parity_outputs] for c in candidates if c.parity_outputs), [])
@@ -261,7 +261,7 @@ class _Truth:
         return cls(head, labelled, judged, names, labels, heads, ref,
                    accuracy.evaluate(ref[head], labels) if ref else {},
                    {name: accuracy.evaluate(ref[i], y) for i, (name, y) in heads.items()} if ref else {},
-                   _task(candidates, ref, eval_data))
+                   _task(candidates, ref, eval_data, trust_model))
 
     def figures(self, outputs: list) -> dict:
         """A candidate's accuracy, its drop, and how closely it follows the reference, per output too."""
@@ -291,7 +291,7 @@ class _Truth:
                 "drop_pp": None if reference is None else metric.drop_pp(value[metric.name], reference[metric.name])}
 
 
-def _task(candidates, reference: list | None, eval_data):
+def _task(candidates, reference: list | None, eval_data, trust_model: bool):
     """The task metric the exports were judged by, its truth on the evaluation data (its ``t_*``
     arrays, else the reference's decoded outputs), and the reference's scores; None without one."""
     from compressor.metrics.task import parse_metric
@@ -299,16 +299,16 @@ def _task(candidates, reference: list | None, eval_data):
     spec = next((c.task_metric["spec"] for c in candidates if c.task_metric), None)
     if spec is None:
         return None
-    metric = parse_metric(spec)
+    metric = parse_metric(spec, trust=trust_model)
     if reference is None and not all(k in (eval_data.truth or {}) for k in metric.metric.label_keys):
         return None
     truth, source_of_truth = metric.truth(reference, eval_data.truth)
     return metric, truth, source_of_truth, None if reference is None else metric.score(reference, truth)
 
 
-def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds) -> dict:
+def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds, trust_model=False) -> dict:
     reference = _reference(candidates)
-    truth = _Truth.of(candidates, outputs, eval_data, reference)
+    truth = _Truth.of(candidates, outputs, eval_data, reference, trust_model)
     ref_latency = statistics.median(r["latency"]["p50_ms"] for r in per_candidate[reference.name]) \
         if reference else None
     host = machine.capture()

@@ -74,3 +74,59 @@ def test_an_unknown_metric_is_refused_before_any_work(segmenter, tmp_path, capsy
                             str(segmenter / "train.npz"), "--eval-data", str(segmenter / "test.npz"), "-o", str(out),
                             "--metric", "miou:classes=2"], capsys)
     assert code == 3 and "metric miou: unknown option 'classes=2'" in err and not out.exists()
+
+
+USER_METRIC = '''
+import numpy as np
+
+
+def foreground_dice(outputs, reference, truth):
+    """Dice of the predicted square against the data's own mask."""
+    predicted, mask = outputs[0].argmax(-1) == 1, truth["t_mask"] == 1
+    return 2 * np.sum(predicted & mask) / (np.sum(predicted) + np.sum(mask))
+
+
+def broken(outputs, reference, truth):
+    raise KeyError("t_boxes")
+
+
+def words(outputs, reference, truth):
+    return "fine"
+'''
+
+
+def test_a_users_metric_file_needs_the_opt_in_and_then_judges_the_budget(segmenter, tmp_path, capsys):
+    metric = tmp_path / "my_metric.py"
+    metric.write_text(USER_METRIC)
+    args = ["-q", "compress", str(segmenter / "seg.keras"), "-r", "int8", "-t", "onnx-int8", "--data",
+            str(segmenter / "train.npz"), "--eval-data", str(segmenter / "test.npz"), "--max-drop", "2",
+            "--rounds", "1", "--min-seconds", "0.05"]
+    code, _, err = run_cli([*args, "-o", str(tmp_path / "refused"), "--metric", f"{metric}:foreground_dice"], capsys)
+    assert code == 2 and "runs the code of" in err and "--trust-model" in err
+    assert not (tmp_path / "refused").exists()
+    code, _, err = run_cli([*args, "-o", str(tmp_path / "out"), "--metric", f"{metric}:foreground_dice",
+                            "--trust-model"], capsys)
+    assert code == 0, err
+    budget = json.loads((tmp_path / "out" / "onnx-int8" / "manifest.json").read_text())["budget"]
+    value = budget["task_metric"]["value"][f"{metric}:foreground_dice"]
+    assert 0.8 < value <= 1.0 and budget["drop_pp"] <= 2.0
+    for function, message in (("broken", "raised KeyError: 't_boxes'"), ("words", "gave 'fine', not a finite number")):
+        code, out, err = run_cli([*args[1:], "-o", str(tmp_path / function), "--metric", f"{metric}:{function}",
+                                  "--trust-model"], capsys)
+        assert code == 3 and message in out + err
+
+
+def test_a_users_metric_in_the_python_api(segmenter, tmp_path):
+    from compressor.data import load_dataset
+    from compressor.metrics.task import parse_metric
+    from compressor.models import load_source
+    from targets import export
+
+    metric = tmp_path / "my_metric.py"
+    metric.write_text(USER_METRIC)
+    source = load_source(segmenter / "seg.keras")
+    train, test = (load_dataset(str(segmenter / f"{n}.npz")) for n in ("train", "test"))
+    result = export(source, "onnx-int8", out_dir=tmp_path / "api", calibration=train, validation=test,
+                    metric=parse_metric(f"{metric}:foreground_dice", trust=True), max_drop=2.0)
+    assert result.manifest["task_metric"]["name"] == f"{metric}:foreground_dice"
+    assert result.manifest["budget"]["drop_pp"] <= 2.0

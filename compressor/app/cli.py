@@ -285,8 +285,11 @@ def export(obj, model, **given) -> None:
     source = load_source(model, trust_model=given["trust_model"])
     calibration, validation = datasets_for(source, given["data"], given["eval_data"], given["seed"],
                                            given["pixel_scale"])
+    from compressor.metrics.task import parse_metric
+
     settings = {k: given[k] for k in ("calibration_samples", "threads", "seed", "overwrite", "device", "cpu_class",
-                                      "max_drop", "min_snr", "metric")}
+                                      "max_drop", "min_snr")}
+    settings["metric"] = None if given["metric"] is None else parse_metric(given["metric"], trust=given["trust_model"])
     exported, failed = export_many(source, names, out_dir=given["out_dir"], calibration=calibration,
                                    validation=validation, source_path=model, timer=runner_p50_ms,
                                    parity_rule=parity_bounds(given), on_progress=progress_for(obj), **settings)

@@ -121,6 +121,7 @@ class _Prepared:
     source: object
     train: object
     test: object
+    metric: object = None  # the task metric, parsed (a user's own loaded, with --trust-model)
 
 
 def _prepare(spec: JobSpec) -> _Prepared:
@@ -136,10 +137,9 @@ def _prepare(spec: JobSpec) -> _Prepared:
     recipe = load_recipe(spec.recipe)
     names = validate_targets(list(spec.targets) or list(recipe.targets))
     get_class(spec.cpu_class)
-    if spec.metric is not None:
-        from compressor.metrics.task import parse_metric
+    from compressor.metrics.task import parse_metric
 
-        parse_metric(spec.metric)
+    metric = None if spec.metric is None else parse_metric(spec.metric, trust=spec.trust_model)
     if not names:
         raise BadInputError("no target: give --target (or a recipe with targets)")
     source = load_source(spec.model_path, trust_model=spec.trust_model)
@@ -148,7 +148,7 @@ def _prepare(spec: JobSpec) -> _Prepared:
     train, test = (load_dataset(d, input_shape=shape, pixel_scale=spec.pixel_scale) for d in (spec.data, spec.eval_data))
     for dataset in (train, test):
         dataset.check_fits(source)
-    return _Prepared(recipe, names, source, train, test)
+    return _Prepared(recipe, names, source, train, test, metric)
 
 
 def run(spec: JobSpec, progress: Progress = lambda message: None) -> RunOutcome:
@@ -166,7 +166,7 @@ def run(spec: JobSpec, progress: Progress = lambda message: None) -> RunOutcome:
     outcome.exported, outcome.failed = export_many(
         source, job.targets, out_dir=out, calibration=job.train, validation=job.test, source_path=spec.model_path,
         recipe=provenance, seed=job.recipe.seed, parity_rule=spec.parity_rule, device=spec.device,
-        cpu_class=spec.cpu_class, max_drop=spec.max_drop, min_snr=spec.min_snr, metric=spec.metric,
+        cpu_class=spec.cpu_class, max_drop=spec.max_drop, min_snr=spec.min_snr, metric=job.metric,
         budget_against=job.source if job.recipe.steps else None, timer=runner_p50_ms, on_progress=progress,
         costs=costs.setdefault("exports", {}))
     interrupts.check()

@@ -8,8 +8,13 @@ way (its detections, its masks, its transcripts, its neighbours), so every model
 number. The drop of an artifact is counted in the metric's points: 100 × the change of its
 value, positive when worse (a CER that rises, an mAP that falls).
 
-A metric is chosen by a spec, ``NAME[:key=value,...]`` (``detect:layout=yolov8,classes=3``),
-recorded as written in every manifest.
+A metric is chosen by a spec, ``NAME[:key=value,...]`` (``map:layout=yolov8``), recorded in
+every manifest. A user's own metric is ``path.py:function``: the file is code, so it is loaded
+only with ``trust=True`` (the CLI's ``--trust-model``, the opt-in custom layers take too). The
+function is called as ``function(outputs, reference, truth)`` (the artifact's outputs, the float
+model's, and the data's ``t_*`` arrays, each a list or dict of numpy arrays) and returns a
+number, higher is better unless the function has ``higher_is_better = False``; a drop is 100 ×
+its change, as for the built-in ones.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class TaskMetric:
     label_keys: tuple[str, ...] = ()  # the t_* arrays it reads (all present: the labels are the truth)
     defaults: dict = field(default_factory=dict)
     description: str = ""
+    # ``truth(reference_outputs, labels, options)``, in place of the choice between the two above
+    truth: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class ChosenMetric:
     def truth(self, reference_outputs: list, labels: dict | None = None) -> tuple[object, str]:
         """The truth to score against, and what it is: the dataset's labels when it has every
         array the metric reads, else the float model's own outputs."""
+        if self.metric.truth is not None:
+            return self.metric.truth(reference_outputs, labels or {}, self.options), "the user's metric"
         keys = self.metric.label_keys
         if labels and keys and all(k in labels for k in keys) and self.metric.truth_from_labels is not None:
             return self.metric.truth_from_labels(labels, self.options), "labels"
@@ -82,12 +91,14 @@ class ChosenMetric:
                 "higher_is_better": self.metric.higher_is_better, "options": self.options}
 
 
-def parse_metric(spec: str) -> ChosenMetric:
+def parse_metric(spec: str, *, trust: bool = False) -> ChosenMetric:
     """``NAME[:key=value,...]`` as a chosen metric; an unknown name or option is a one-line error.
-    Values read as int, float or text."""
+    Values read as int, float or text. ``path.py:function``: the user's own (with ``trust``)."""
     from compressor.metrics import TASKS
 
     name, _, rest = str(spec).partition(":")
+    if name.endswith(".py"):
+        return user_metric(name, rest, trust=trust)
     if name not in TASKS:
         raise BadInputError(f"unknown metric {name!r}; known: {', '.join(sorted(TASKS))}")
     metric = TASKS[name]
@@ -116,3 +127,39 @@ def output_index(options: dict, outputs: list, key: str = "output") -> int:
     if not 0 <= index < len(outputs):
         raise BadInputError(f"the model has {len(outputs)} output(s); there is no output {index}")
     return index
+
+
+def user_metric(path: str, function: str, *, trust: bool) -> ChosenMetric:
+    """The user's metric ``function`` of the Python file ``path`` (it runs that file's code)."""
+    import importlib.util
+    from pathlib import Path
+
+    from compressor.errors import UsageError, one_line
+
+    spec = f"{path}:{function}"
+    if not trust:
+        raise UsageError(f"--metric {spec} runs the code of {path}: pass --trust-model with it "
+                         "(in Python: compressor.metrics.task.parse_metric(spec, trust=True))")
+    if not Path(path).is_file():
+        raise BadInputError(f"{path}: metric file not found")
+    try:
+        loader = importlib.util.spec_from_file_location(f"compressor_metric_{Path(path).stem}", path)
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+    except Exception as exc:
+        raise BadInputError(f"{path}: cannot import the metric ({type(exc).__name__}: {one_line(exc)})") from None
+    call = getattr(module, function, None)
+    if not callable(call):
+        raise BadInputError(f"{path}: no function {function!r} (--metric takes path.py:function)")
+
+    def score(outputs, truth, options):
+        try:
+            value = call(outputs, truth["reference"], truth["arrays"])
+        except Exception as exc:
+            raise BadInputError(f"metric {spec} raised {type(exc).__name__}: {one_line(exc)}") from None
+        return {spec: value}
+
+    metric = TaskMetric(spec, bool(getattr(call, "higher_is_better", True)), "points of the user's metric", score,
+                        truth_from_outputs=lambda outputs, options: None,
+                        truth=lambda reference, labels, options: {"reference": reference, "arrays": labels})
+    return ChosenMetric(metric, {})
