@@ -21,9 +21,10 @@ from pathlib import Path
 
 from compressor.errors import UsageError
 
-INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd",
-                     "asimddp")
+INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
+                     "amx_bf16", "neon", "asimd", "asimddp")
 DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # a CPU that computes in bfloat16 (OpenVINO's bf16 inference precision)
 HOST = "host"  # the alias for this machine's class
 
 

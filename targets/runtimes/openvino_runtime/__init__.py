@@ -17,7 +17,7 @@ from targets.runtime import Exported, Runtime, in_artifact_order, name_order
 from targets.runtimes.openvino_runtime.convert import convert, decline_telemetry, stable_names, with_batch
 from targets.runtimes.openvino_runtime.quantize import ALTERNATIVES, MixedPrecision, quantize
 from targets.runtimes.openvino_runtime.runner import (VERIFIED_OPTIONS, OpenVINORunner, carry_options, cpu_config,
-                                                     load, runtime_options)
+                                                     kernels, load, runtime_options)
 
 
 decline_telemetry()
@@ -43,16 +43,18 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
         ov_model = quantize(ov_model, in_ir_order, overflow_fix=overflow_fix, float_nodes=float_nodes, preset=preset)
         details = {"weights": "int8", "activations": "int8", "quantizer": f"nncf.quantize ({preset} preset)",
                    "overflow_fix": overflow_fix, "float_nodes": float_nodes}
-    elif profile.precision not in ("fp32", "fp16"):
+    elif profile.precision not in ("fp32", "fp16", "bf16"):
         raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
     source_batch = fixed_batch([spec.shape for spec in source.inputs])
     details["batch"] = batch if static is not None else source_batch or "dynamic"
     if source_batch is not None:  # exported with its batch fixed: the runner feeds it that batch
         details["fixed_batch"] = source_batch
     details.update(order)
-    details["compile_properties"] = dict(VERIFIED_OPTIONS)  # also in the IR's rt_info/runtime_options
+    options = {**VERIFIED_OPTIONS, **({"INFERENCE_PRECISION_HINT": "bf16"} if profile.precision == "bf16" else {})}
+    details["compile_properties"] = options  # also in the IR's rt_info/runtime_options
     artifact = workdir / ARTIFACT_NAME
-    ov.save_model(carry_options(stable_names(ov_model)), str(artifact), compress_to_fp16=profile.precision == "fp16")
+    ov.save_model(carry_options(stable_names(ov_model), options), str(artifact),
+                  compress_to_fp16=profile.precision == "fp16")
     return Exported(artifact, [artifact.with_suffix(".bin")], details)
 
 
@@ -85,8 +87,11 @@ def describe(artifact: Path) -> dict:
         return [{"name": next(iter(sorted(p.get_names())), ""), "shape": str(p.get_partial_shape()),
                  "dtype": p.get_element_type().get_type_name()} for p in ports]
 
+    compiled = ov.Core().compile_model(model, "CPU", cpu_config(1, runtime_options(model)))
     return {"ops": {name: {"count": e["count"], "dtypes": sorted(e["dtypes"])} for name, e in sorted(ops.items())},
-            "inputs": tensors(model.inputs), "outputs": tensors(model.outputs), "constants": constants}
+            "inputs": tensors(model.inputs), "outputs": tensors(model.outputs), "constants": constants,
+            "runtime_options": runtime_options(model),
+            "cpu_kernels_here": kernels(compiled)}  # what the CPU plugin runs it with on this machine
 
 
 RUNTIME = Runtime("openvino", load, export, libraries=("onnx", "openvino", "nncf"), preimport=("openvino",),

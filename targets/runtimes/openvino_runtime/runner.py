@@ -111,3 +111,17 @@ def load(artifact: Path, *, threads: int = 1, details: dict | None = None) -> Op
     details = details or {}
     return OpenVINORunner(artifact, threads=threads, input_order=details.get("input_order"),
                           output_order=details.get("output_order"), fixed_batch=details.get("fixed_batch"))
+
+
+def kernels(compiled) -> dict[str, int]:
+    """The CPU plugin's kernels for a compiled model on this host, by name and count (its runtime
+    model's ``primitiveType``): ``brgconv_avx512_amx_1x1_bf16`` is a 1x1 convolution on AMX tiles
+    in bf16; ``jit_avx512_..._I8`` int8 on AVX-512. What a runtime uses on a CPU, measured."""
+    found: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "primitiveType" in info:
+            kind = info["primitiveType"].astype(str)
+            if not kind.startswith("unknown"):
+                found[kind] = found.get(kind, 0) + 1
+    return dict(sorted(found.items(), key=lambda item: (-item[1], item[0])))
