@@ -326,7 +326,8 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds, tru
             "speedup_vs_reference": (ref_latency / latency["p50_ms"]) if ref_latency else None,
             "parity_outputs": list(candidate.parity_outputs), "device_class": candidate.device_class,
             "cpu_class": candidate.cpu_class, "speed_caveat": candidate.speed_caveat, "budget": candidate.budget,
-            "roofline": roofline.point(candidate.macs, candidate.precision, latency["p50_ms"], config.batch, roof),
+            "roofline": roofline.point(candidate.macs, candidate.precision, latency["p50_ms"], config.batch, roof,
+                                       _amx(candidate.runtime)),
         })
     _runtime_ratios(rows)
     return results.document(
@@ -334,6 +335,13 @@ def _assemble(candidates, per_candidate, outputs, eval_data, config, rounds, tru
         dataset={"name": eval_data.name, "samples": len(eval_data)},
         reference=reference.name if reference else None, harness_overhead_ns=harness_overhead_ns(),
     )
+
+
+def _amx(runtime: str) -> tuple:
+    """The precisions ``runtime`` runs on AMX tiles (``Runtime.amx``)."""
+    from targets.runtime import get_runtime
+
+    return get_runtime(runtime).amx
 
 
 def _runtime_ratios(rows: list[dict]) -> None:

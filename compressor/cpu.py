@@ -122,14 +122,22 @@ def vector_bits(flags, vendor: str = "", family: str = "") -> int:
 
 
 FMA_UNITS = 2  # assumed: current x86 server cores and Arm Neoverse/Cortex-A7x issue two vector FMAs per cycle
+# AMX tile multiply (TMUL) throughput per core and cycle, Intel's figures: 1,024 int8 MACs (2,048
+# operations) and 512 bf16 MACs (1,024 operations), against 64 fp32 operations for AVX-512 with two
+# FMA units. Only kernels written for the tiles reach it (oneDNN's, in OpenVINO; MLAS's int8 GEMM).
+AMX_INT8_OPS_PER_CYCLE = 2048
+AMX_BF16_OPS_PER_CYCLE = 1024
 
 
 def peak(facts: dict, cores: int = 1) -> dict:
-    """The roofline's ceilings for ``cores`` cores: fp32 GFLOP/s and int8 GOP/s, with the formula.
+    """The roofline's ceilings for ``cores`` cores, with the formula: fp32 GFLOP/s, int8 GOP/s on
+    the vector units, bf16 GFLOP/s where the CPU has AVX-512 BF16, and the AMX tiles' int8 and
+    bf16 peaks on the AMX class (for the runtimes whose kernels use the tiles).
 
     fp32: 2 (FMA) x fp32 lanes (datapath bits / 32) x FMA units x clock. int8: that x the
     class's int8 MACs per fp32 FMA (4 with a dot product: four int8 products per 32-bit lane;
-    2 without: ``vpmaddubsw`` pairs). None when the clock is unknown.
+    2 without: ``vpmaddubsw`` pairs). bf16 (AVX-512 BF16): fp32 x 2 (pairs per lane). AMX:
+    operations per cycle per core x clock. None when the clock is unknown.
     """
     clock = facts.get("clock_mhz")
     lanes = facts["vector_bits"] // 32
@@ -137,13 +145,18 @@ def peak(facts: dict, cores: int = 1) -> dict:
     if not clock:
         return {"fp32_gflops": None, "int8_gops": None, "formula": "clock unknown: no peak"}
     fp32 = 2 * lanes * FMA_UNITS * clock / 1000 * cores
-    return {
-        "fp32_gflops": round(fp32, 1), "int8_gops": round(fp32 * cls.int8_per_fp32, 1),
-        "formula": (f"fp32 = 2 (FMA) x {lanes} lanes ({facts['vector_bits']}-bit) x {FMA_UNITS} FMA units (assumed) "
-                    f"x {clock / 1000:.2f} GHz x {cores} core(s) = {fp32:.1f} GFLOP/s; int8 = fp32 x "
-                    f"{cls.int8_per_fp32} ({'dot product' if cls.int8_dot_product else 'no dot product'}) "
-                    f"= {fp32 * cls.int8_per_fp32:.1f} GOP/s"),
-    }
+    ceilings = {"fp32_gflops": round(fp32, 1), "int8_gops": round(fp32 * cls.int8_per_fp32, 1),
+                "bf16_gflops": round(fp32 * 2, 1) if "avx512_bf16" in facts.get("flags", ()) else None}
+    formula = (f"fp32 = 2 (FMA) x {lanes} lanes ({facts['vector_bits']}-bit) x {FMA_UNITS} FMA units (assumed) "
+               f"x {clock / 1000:.2f} GHz x {cores} core(s) = {fp32:.1f} GFLOP/s; int8 = fp32 x "
+               f"{cls.int8_per_fp32} ({'dot product' if cls.int8_dot_product else 'no dot product'}) "
+               f"= {fp32 * cls.int8_per_fp32:.1f} GOP/s")
+    if cls.name == "x86-amx":
+        amx_int8, amx_bf16 = (ops * clock / 1000 * cores for ops in (AMX_INT8_OPS_PER_CYCLE, AMX_BF16_OPS_PER_CYCLE))
+        ceilings.update(amx_int8_gops=round(amx_int8, 1), amx_bf16_gflops=round(amx_bf16, 1))
+        formula += (f"; AMX tiles: int8 {AMX_INT8_OPS_PER_CYCLE} and bf16 {AMX_BF16_OPS_PER_CYCLE} operations per "
+                    f"cycle per core = {amx_int8:.0f} GOP/s and {amx_bf16:.0f} GFLOP/s")
+    return {**ceilings, "formula": formula}
 
 
 def host() -> dict:

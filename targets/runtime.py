@@ -90,6 +90,8 @@ class Runtime:
     # option sets to try, in order, when a profile's int8 misses the accuracy budget (before mixed
     # precision): other calibrations or presets, each a full export and evaluation
     alternatives: tuple = ()
+    # precisions its kernels run on AMX tiles where the CPU has them (the roofline's ceiling for them)
+    amx: tuple = ()
 
     def takes(self, source) -> bool:
         """Whether ``export`` can start from what ``source`` provides."""

@@ -120,3 +120,19 @@ def test_reports_show_the_roofline_the_class_measured_and_why_int8_is_slower():
             "int8 dot product") in text
     doc["results"][2]["speed_caveat"] = "LiteRT runs dynamic-range layers with its built-in hybrid kernels"
     assert "(0.80×): LiteRT runs dynamic-range layers" in reports.render(doc, "html")
+
+
+def test_the_amx_class_has_the_tiles_peak_for_the_runtimes_that_use_them():
+    sapphire = {"cpu_class": "x86-amx", "clock_mhz": 2000.0, "vector_bits": 512,
+                "flags": ["avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"]}
+    ceiling = cpu.peak(sapphire, cores=2)
+    assert ceiling["fp32_gflops"] == pytest.approx(2 * 16 * 2 * 2.0 * 2)  # 256 GFLOP/s
+    assert ceiling["amx_int8_gops"] == pytest.approx(2048 * 2.0 * 2)  # 32x fp32
+    assert ceiling["amx_bf16_gflops"] == pytest.approx(1024 * 2.0 * 2) and ceiling["bf16_gflops"] == 512.0
+    assert "AMX tiles: int8 2048 and bf16 1024 operations per cycle per core" in ceiling["formula"]
+    on_tiles = roofline.point(4_000_000_000, "int8", 10.0, 1, ceiling, amx=("int8", "bf16"))  # 800 GOP/s
+    on_vectors = roofline.point(4_000_000_000, "int8", 10.0, 1, ceiling, amx=())
+    assert on_tiles["ceiling"] == "int8 (AMX)" and on_tiles["fraction"] == pytest.approx(800 / 8192, abs=1e-4)
+    assert on_vectors["ceiling"] == "int8" and on_vectors["fraction"] == pytest.approx(800 / 1024, abs=1e-4)
+    assert roofline.point(4_000_000_000, "bf16", 10.0, 1, ceiling, amx=("int8",))["ceiling"] == "bf16"
+    assert "amx_int8_gops" not in cpu.peak({**sapphire, "cpu_class": "x86-vnni"})

@@ -67,7 +67,10 @@ def describe(artifact: Path) -> dict:
 
 RUNTIME = Runtime("onnxruntime", load, export, libraries=("tf2onnx", "onnx", "onnxruntime"),
                   preimport=("onnxruntime",), accepts=("onnx", "keras"), runs_sources=("onnx",), describe=describe,
-                  mixed=MixedPrecision, alternatives=ALTERNATIVES)
+                  mixed=MixedPrecision, alternatives=ALTERNATIVES,
+                  # MLAS's U8S8 int8 GEMM has an AMX kernel (onnxruntime PR #14042; the x86-amx settings
+                  # quantize activations to uint8 for it); no AMX bf16 (onnxruntime issue #19937)
+                  amx=("int8",))
 
 
 __all__ = ["ARTIFACT_NAME", "MixedPrecision", "ONNXRunner", "RUNTIME", "convert_keras", "describe", "export", "load",

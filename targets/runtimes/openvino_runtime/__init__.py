@@ -96,7 +96,9 @@ def describe(artifact: Path) -> dict:
 
 RUNTIME = Runtime("openvino", load, export, libraries=("onnx", "openvino", "nncf"), preimport=("openvino",),
                   accepts=("onnx", "keras"), describe=describe, suffix=".xml", mixed=MixedPrecision,
-                  alternatives=ALTERNATIVES)
+                  alternatives=ALTERNATIVES,
+                  # measured: oneDNN's brgconv_avx512_amx_*_I8 / _bf16 kernels on ResNet50 (inspect's cpu_kernels_here)
+                  amx=("int8", "bf16"))
 
 
 __all__ = ["ARTIFACT_NAME", "MixedPrecision", "OpenVINORunner", "RUNTIME", "VERIFIED_OPTIONS", "convert", "cpu_config",
