@@ -213,6 +213,13 @@ for _profile in (
                   FP32),
     TargetProfile("openvino-fp16", "OpenVINO IR with float16-compressed weights", "Intel CPU/GPU", "openvino", "fp16",
                   FP16, device_class="Intel GPU"),
+    # weight-only compression (NNCF compress_weights): the weights of MatMul and embedding layers
+    # stored in int8 or int4 and decompressed in the layer, activations in float: transformers and
+    # MLPs, whose size is in their weights; a model with none of those layers is refused
+    TargetProfile("openvino-int8w", "OpenVINO IR with int8 weights (per-channel asymmetric), float activations",
+                  "Intel CPU/GPU", "openvino", "int8w", INT8),
+    TargetProfile("openvino-int4w", "OpenVINO IR with int4 weights in groups of 32 (embeddings and last layer int8)",
+                  "Intel CPU/GPU", "openvino", "int4w", INT8, options={"group_size": 32, "ratio": 1.0}),
     # bf16 inference precision on the CPU plugin (oneDNN's AMX / AVX-512 BF16 kernels), written
     # into the IR's runtime options; a CPU without bf16 cannot run it, so it is offered only there
     TargetProfile("openvino-bf16", "OpenVINO IR run in bfloat16 on CPUs with AMX or AVX-512 BF16", "Intel Xeon (AMX)",

@@ -15,7 +15,8 @@ from compressor.errors import ConversionError, one_line
 from compressor.models.source import fixed_batch
 from targets.runtime import Exported, Runtime, in_artifact_order, name_order
 from targets.runtimes.openvino_runtime.convert import convert, decline_telemetry, stable_names, with_batch
-from targets.runtimes.openvino_runtime.quantize import ALTERNATIVES, MixedPrecision, quantize
+from targets.runtimes.openvino_runtime.quantize import (ALTERNATIVES, WEIGHT_MODES, MixedPrecision, compress_weights,
+                                                       quantize)
 from targets.runtimes.openvino_runtime.runner import (VERIFIED_OPTIONS, OpenVINORunner, carry_options, cpu_config,
                                                      kernels, load, runtime_options)
 
@@ -43,6 +44,13 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
         ov_model = quantize(ov_model, in_ir_order, overflow_fix=overflow_fix, float_nodes=float_nodes, preset=preset)
         details = {"weights": "int8", "activations": "int8", "quantizer": f"nncf.quantize ({preset} preset)",
                    "overflow_fix": overflow_fix, "float_nodes": float_nodes}
+    elif profile.precision in WEIGHT_MODES:
+        ov_model, details = compress_weights(ov_model, profile.precision,
+                                             group_size=int(profile.options.get("group_size", 32)),
+                                             ratio=float(profile.options.get("ratio", 1.0)))
+        if not details["weight_tensors"]:
+            raise ConversionError(f"{profile.name}: NNCF compressed no weight of this model (it compresses MatMul "
+                                  "and embedding weights), so the artifact would be fp32 under another name")
     elif profile.precision not in ("fp32", "fp16", "bf16"):
         raise ConversionError(f"{profile.name}: OpenVINO has no precision '{profile.precision}' here")
     source_batch = fixed_batch([spec.shape for spec in source.inputs])

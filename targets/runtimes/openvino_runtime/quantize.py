@@ -37,6 +37,39 @@ def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "fi
                              **({"ignored_scope": ignored} if ignored else {}))
 
 
+WEIGHT_MODES = {"int8w": "INT8_ASYM", "int4w": "INT4_SYM"}  # profile precision -> NNCF's weight mode
+
+
+def compress_weights(ov_model, precision: str, *, group_size: int = 32, ratio: float = 1.0):
+    """Weight-only compression with NNCF's ``compress_weights``: ``int8w``, asymmetric per-channel
+    int8 weights; ``int4w``, symmetric int4 in groups of ``group_size`` input channels, ``ratio``
+    of the layers in int4 and the rest (with the embeddings and the last layer, NNCF's default)
+    in int8. Activations stay float; weights are decompressed inside each layer. Returns the model
+    and what was compressed (weight tensors by element type)."""
+    import nncf
+
+    before = _weight_types(ov_model)
+    mode = getattr(nncf.CompressWeightsMode, WEIGHT_MODES[precision])
+    kwargs = {"group_size": group_size, "ratio": ratio} if precision == "int4w" else {}
+    with keras_env.quiet_native():
+        compressed = nncf.compress_weights(ov_model, mode=mode, **kwargs)
+    after = _weight_types(compressed)
+    return compressed, {"weights": precision, "activations": "float", "quantizer": f"nncf.compress_weights "
+                        f"({mode.value}{f', group {group_size}, ratio {ratio:g}' if kwargs else ''})",
+                        "weight_tensors": {t: n for t, n in after.items() if t in ("u8", "i8", "u4", "i4")},
+                        "float_weight_tensors_before": before.get("f32", 0)}
+
+
+def _weight_types(ov_model) -> dict[str, int]:
+    """Constants by element type: what weights a model stores."""
+    found: dict[str, int] = {}
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() == "Constant":
+            kind = op.get_output_element_type(0).get_type_name()
+            found[kind] = found.get(kind, 0) + 1
+    return found
+
+
 ALTERNATIVES = ({"preset": "mixed"},)  # the accuracy budget's calibration rung, before mixed precision
 
 
