@@ -104,7 +104,8 @@ def test_every_file_in_every_artifact_folder_is_named_by_its_manifest(exported):
 
 
 def test_edgetpu_and_mcu_artifacts_are_integer_only(exported):
-    from targets.runtimes.litert import INT_TYPES, op_table
+    from targets.runtimes.litert import op_table
+    from targets.runtimes.litert.flatbuffer import INT_TYPES
 
     _, results = exported
     for name in ("edgetpu", "mcu"):
