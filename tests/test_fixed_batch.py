@@ -117,3 +117,41 @@ def test_fixed_batch_models_go_through_every_onnx_target(tmp_path, capsys, model
         assert manifest["parity"]["passed"] and manifest["parity"]["samples"] == 70, target
     openvino = json.loads((tmp_path / "out" / "openvino-int8" / "manifest.json").read_text())
     assert openvino["details"]["fixed_batch"] == 1 and openvino["details"]["batch"] == 1
+
+
+def _dynamic_cnn(path):
+    """The CNN with a dynamic batch and dynamic height and width, as `torch.onnx.export` with
+    dynamic axes writes it."""
+    import onnx
+
+    _cnn(path, batch=1)
+    model = onnx.load(str(path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for dim, name in zip(dims, ("N", None, "H", "W")):
+        if name:
+            dim.Clear()
+            dim.dim_param = name
+    model.graph.output[0].type.tensor_type.shape.dim[0].Clear()
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_input_shape_fixes_dynamic_dimensions_and_is_recorded(tmp_path, capsys):
+    model = _dynamic_cnn(tmp_path / "dynamic.onnx")
+    x = np.random.default_rng(1).uniform(0, 1, (120, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x)
+    out = tmp_path / "out"
+    code, _, err = run_cli(["export", str(model), "-t", "openvino-int8", "-t", "onnx-int8", "--data",
+                            str(tmp_path / "data.npz"), "-o", str(out), "--input-shape", "x=1x3x16x16"], capsys)
+    assert code == 0, err
+    for target in ("openvino-int8", "onnx-int8"):
+        manifest = json.loads((out / target / "manifest.json").read_text())
+        assert manifest["source"]["input_shapes_fixed"] == {"x": [1, 3, 16, 16]}
+        assert manifest["inputs"][0]["shape"] == [1, 3, 16, 16] and manifest["parity"]["passed"]
+    for value, message in (("x=1x3x16", "3 dimensions for an input of 4"), ("image=1x3x16x16", "names no input"),
+                           ("x=1x4x16x16", "dimension 1 is 3 in the model, not 4"), ("x=1xAx16x16", "whole numbers")):
+        code, _, err = run_cli(["export", str(model), "-t", "onnx-fp32", "--data", str(tmp_path / "data.npz"),
+                                "-o", str(tmp_path / "bad"), "--input-shape", value], capsys)
+        assert code == 3 and message in err, (value, err)
+    assert not (tmp_path / "bad").exists()

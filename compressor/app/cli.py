@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from compressor.app.options import (bench_options, budget_option, cpu_option, datasets_for, device_option, duration,
+                                    input_shape_option,
                                     finish_run, json_option, latency_config, parity_bounds, parity_options, pixel_option,
                                     printable, progress_for, quiet_libraries, report_failures, trust_option)
 from compressor.errors import EXIT_CODES, BadInputError, CompressorError
@@ -94,6 +95,7 @@ def inspect(model: str, trust_model: bool, as_json: bool) -> None:
 @pixel_option
 @parity_options
 @device_option
+@input_shape_option
 @cpu_option
 @budget_option
 @bench_options
@@ -116,7 +118,7 @@ def compress(obj, model, **given) -> None:
                    bench_config=latency_config(given), rounds=given["rounds"], trust_model=given["trust_model"],
                    parity_rule=parity_bounds(given), device=given["device"], pixel_scale=given["pixel_scale"],
                    cpu_class=given["cpu_class"], max_drop=given["max_drop"], min_snr=given["min_snr"],
-                   metric=given["metric"])
+                   metric=given["metric"], input_shapes=tuple(given["input_shapes"]))
     finish_run(run(spec, progress_for(obj)), given["as_json"])
 
 
@@ -264,6 +266,7 @@ def embed(artifact: str, fmt: str, out_dir: str | None) -> None:
 @pixel_option
 @parity_options
 @device_option
+@input_shape_option
 @cpu_option
 @budget_option
 @trust_option
@@ -281,8 +284,10 @@ def export(obj, model, **given) -> None:
     from compressor.models import load_source
     from targets import export_many, validate_targets
 
+    from compressor.models.source import fixing_shapes
+
     names = validate_targets(given["target_names"])
-    source = load_source(model, trust_model=given["trust_model"])
+    source = fixing_shapes(load_source(model, trust_model=given["trust_model"]), given["input_shapes"])
     calibration, validation = datasets_for(source, given["data"], given["eval_data"], given["seed"],
                                            given["pixel_scale"])
     from compressor.metrics.task import parse_metric

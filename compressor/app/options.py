@@ -105,6 +105,13 @@ def budget_option(func):
                               "own outputs.")(func)))
 
 
+def input_shape_option(func):
+    return click.option(
+        "--input-shape", "input_shapes", multiple=True, metavar="[NAME=]DxDx...",
+        help="Fix an ONNX model's dynamic input dimensions (1x3x320x320), for runtimes and quantizers that "
+             "need static shapes; recorded in each manifest. Repeatable, one per input.")(func)
+
+
 def cpu_option(func):
     from compressor.cpu import CLASSES, HOST
 

@@ -110,6 +110,7 @@ class JobSpec:
     max_drop: float | None = None
     min_snr: float = 30.0
     metric: str | None = None  # a task metric spec (compressor.metrics.task): the budget in its points
+    input_shapes: tuple = ()  # --input-shape values: an ONNX model's dynamic dimensions fixed
 
 
 @dataclass
@@ -129,6 +130,7 @@ def _prepare(spec: JobSpec) -> _Prepared:
     target or the model, or data that cannot feed the model, stops the job before any work."""
     from compressor.data import load_dataset
     from compressor.models import load_source
+    from compressor.models.source import fixing_shapes
     from compressor.pipeline import check_steps_fit
     from compressor.recipes import load_recipe
     from targets import validate_targets
@@ -142,7 +144,7 @@ def _prepare(spec: JobSpec) -> _Prepared:
     metric = None if spec.metric is None else parse_metric(spec.metric, trust=spec.trust_model)
     if not names:
         raise BadInputError("no target: give --target (or a recipe with targets)")
-    source = load_source(spec.model_path, trust_model=spec.trust_model)
+    source = fixing_shapes(load_source(spec.model_path, trust_model=spec.trust_model), spec.input_shapes)
     check_steps_fit(recipe, source)
     shape = source.data_spec()[0]
     train, test = (load_dataset(d, input_shape=shape, pixel_scale=spec.pixel_scale) for d in (spec.data, spec.eval_data))

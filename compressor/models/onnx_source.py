@@ -145,9 +145,31 @@ class OnnxSource:
     format = "onnx"
     provides = ("onnx",)
 
-    def __init__(self, path: Path, proto) -> None:
+    def __init__(self, path: Path, proto, fixed_shapes: dict | None = None) -> None:
         self.path, self.proto, self.name = path, proto, path.stem
         self._session, self._report = None, None
+        self.fixed_shapes = fixed_shapes or {}  # input name -> the shape --input-shape fixed it to
+
+    def with_input_shapes(self, shapes: dict[str, tuple]) -> "OnnxSource":
+        """This model with the dynamic dimensions of its inputs fixed (``--input-shape``), for
+        runtimes and quantizers that need static shapes; a static dimension must stay what it is."""
+        proto = type(self.proto)()
+        proto.CopyFrom(self.proto)
+        inputs = {i.name: i for i in proto.graph.input}
+        for name, shape in shapes.items():
+            if name not in inputs:
+                raise BadInputError(f"--input-shape names no input '{name}' (the model's: "
+                                    f"{', '.join(spec.name for spec in self.inputs)})")
+            dims = inputs[name].type.tensor_type.shape.dim
+            if len(dims) != len(shape):
+                raise BadInputError(f"--input-shape {name}: {len(shape)} dimensions for an input of {len(dims)}")
+            for index, (dim, size) in enumerate(zip(dims, shape)):
+                if dim.HasField("dim_value") and dim.dim_value not in (0, size):
+                    raise BadInputError(f"--input-shape {name}: dimension {index} is {dim.dim_value} in the "
+                                        f"model, not {size}")
+                dim.Clear()
+                dim.dim_value = int(size)
+        return OnnxSource(self.path, proto, {**self.fixed_shapes, **{k: list(v) for k, v in shapes.items()}})
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -221,4 +243,4 @@ class OnnxSource:
 
     def record(self, path=None) -> dict:
         return {"name": self.name, "format": "onnx", **file_identity(self.path), "params": self.params(),
-                "macs": None}
+                "macs": None, **({"input_shapes_fixed": self.fixed_shapes} if self.fixed_shapes else {})}

@@ -231,6 +231,22 @@ class KerasSource:
     def class_outputs(self) -> list[bool]:
         return class_score_outputs(self.outputs, [_softmax_layer(t._keras_history.layer) for t in self.model.outputs])
 
+    def with_input_shapes(self, shapes: dict[str, tuple]) -> "KerasSource":
+        """A Keras model's inputs are static but for the batch: shapes that agree are accepted (the
+        batch is fed as it comes), anything else is refused."""
+        for spec in self.inputs:
+            shape = shapes.get(spec.name)
+            if shape is not None and (len(shape) != len(spec.shape) or any(
+                    d is not None and int(d) != int(s) for d, s in zip(spec.shape[1:], shape[1:]))):
+                raise BadInputError(f"--input-shape {spec.name}: {'x'.join(map(str, shape))} differs from the Keras "
+                                    f"model's input {spec.shape}; fixing shapes applies to ONNX models' dynamic "
+                                    "dimensions")
+        unknown = sorted(set(shapes) - {spec.name for spec in self.inputs})
+        if unknown:
+            raise BadInputError(f"--input-shape names no input '{unknown[0]}' (the model's: "
+                                f"{', '.join(spec.name for spec in self.inputs)})")
+        return self
+
     def record(self, path=None) -> dict:
         report = self.report()
         return {"name": self.name, "params": report.params, "macs": report.macs,
@@ -268,3 +284,30 @@ def as_source(model, *, path=None, trust_model: bool = False):
 
         return KerasSource(load_model(model, trust_model=trust_model), path)
     raise BadInputError(f"not a model: {type(model).__name__}")
+
+
+def parse_input_shapes(values, source) -> dict[str, tuple[int, ...]]:
+    """``--input-shape`` values (``NAME=1x3x320x320``, or ``1x3x320x320`` for a model with one
+    input) as {input name: shape}."""
+    shapes = {}
+    for value in values or ():
+        name, sep, dims = str(value).rpartition("=")
+        if not sep:
+            if len(source.inputs) != 1:
+                raise BadInputError(f"--input-shape {value}: the model has {len(source.inputs)} inputs; name one "
+                                    "(NAME=DIMxDIM...)")
+            name = source.inputs[0].name
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise BadInputError(f"--input-shape {value}: dimensions are whole numbers joined by x "
+                                "(1x3x320x320)") from None
+        if not shape or min(shape) < 1:
+            raise BadInputError(f"--input-shape {value}: every dimension must be at least 1")
+        shapes[name] = shape
+    return shapes
+
+
+def fixing_shapes(source, values):
+    """``source`` with the input shapes ``values`` (``--input-shape``) fixed; itself without any."""
+    return source.with_input_shapes(parse_input_shapes(values, source)) if values else source
