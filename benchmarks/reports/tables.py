@@ -4,7 +4,7 @@ and the notes under the table."""
 
 from __future__ import annotations
 
-from compressor.metrics.loss import loss_text
+from compressor.metrics.loss import loss_text, row_within
 
 
 def _fmt(value, spec: str, suffix: str = "") -> str:
@@ -81,14 +81,12 @@ def _drop_text(row: dict, noise: float | None) -> str:
 
 
 def _within(r: dict, budget: float, min_snr_db: float) -> bool:
-    """A row within the budget: its task metric's drop, its top-1 drop, its agreement, or its SNR."""
-    if r.get("task_drop_pp") is not None:
-        return r["task_drop_pp"] <= budget
-    if r["top1_drop_pp"] is not None:
-        return r["top1_drop_pp"] <= budget
-    if r["agreement"] is not None:
-        return r["agreement"] >= 0.99
-    return r["snr_db"] is not None and r["snr_db"] >= min_snr_db
+    """A row within the budget: its task metric's drop, its top-1 drop, its top-1 disagreement, or
+    its SNR (the export's predicate, ``compressor.metrics.loss``); a row with none of them is not."""
+    drop = r["task_drop_pp"] if r.get("task_drop_pp") is not None else r["top1_drop_pp"]
+    if drop is None and r["agreement"] is None and r["snr_db"] is None:
+        return False
+    return row_within(drop, r["agreement"], r["snr_db"], budget, min_snr_db)
 
 
 def _loss_order(r: dict) -> tuple:

@@ -32,7 +32,7 @@ from typing import Callable
 from compressor import atomic
 from compressor.digests import sha256
 from compressor.errors import BadInputError, CompressorError, UsageError
-from compressor.metrics.loss import within
+from compressor.metrics.loss import row_within
 from compressor.app.workflow import refuse_inputs_inside
 from compressor.progress import time_left
 from compressor.version import __version__
@@ -241,16 +241,11 @@ def _drop(row: dict) -> float | None:
 
 
 def _within(row: dict, budget: float) -> bool:
-    """A measured candidate within the budget, by the same predicate as the export's."""
-    drop = _drop(row)
-    agreement = (row.get("fidelity") or {}).get("agreement")
-    if drop is None and agreement is not None:
-        drop = 100 * (1 - agreement)
-    if drop is not None:
-        return within(drop, None, budget, None)
+    """A measured candidate within the budget, by the same predicate as the reports'."""
     # no class scores: an int8 artifact was written only within its SNR budget, a float one within parity
     record = row.get("budget") or {}
-    return record.get("snr_db") is None or within(None, record["snr_db"], budget, record.get("min_snr_db", 0))
+    return row_within(_drop(row), (row.get("fidelity") or {}).get("agreement"), record.get("snr_db"), budget,
+                      record.get("min_snr_db", 0))
 
 
 def pareto(points: list[dict], cost: str) -> list[str]:

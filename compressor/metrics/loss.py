@@ -52,6 +52,18 @@ def within(drop_pp: float | None, snr: float | None, budget_pp: float, min_snr_d
     return snr is not None and min_snr_db is not None and snr >= min_snr_db
 
 
+def row_within(drop_pp: float | None, agreement: float | None, snr: float | None, budget_pp: float,
+               min_snr_db: float | None) -> bool:
+    """A measured artifact within the budget, from what a results row has: its drop in the
+    budget's points (a task metric's or top-1's), else its top-1 disagreement in points, else
+    its SNR against the floor (None: no floor to miss)."""
+    if drop_pp is None and agreement is not None:
+        drop_pp = 100 * (1 - agreement)
+    if drop_pp is not None:
+        return within(drop_pp, None, budget_pp, None)
+    return snr is None or min_snr_db is None or within(None, snr, budget_pp, min_snr_db)
+
+
 def loss_text(drop_pp: float | None, snr: float | None, missing: str = "-") -> str:
     """A loss as it reads: "+1.25 pt", or "24.1 dB" for a model without class scores."""
     if drop_pp is not None:
