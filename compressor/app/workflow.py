@@ -173,8 +173,7 @@ def run(spec: JobSpec, progress: Progress = lambda message: None) -> RunOutcome:
         costs=costs.setdefault("exports", {}))
     interrupts.check()
     if outcome.exported:
-        _benchmark(spec.model_path, job.test, spec.bench_config, spec.rounds, spec.trust_model, progress, outcome,
-                   title=f"{Path(spec.model_path).name}, recipe {job.recipe.name}")
+        _benchmark(spec, job.test, progress, outcome, title=f"{Path(spec.model_path).name}, recipe {job.recipe.name}")
     interrupts.check()  # never mark an interrupted run complete
     write_error_log(out, outcome.failed)
     atomic.write_text(out / RUN_FILE, json.dumps(_summary(spec, job, outcome, costs), indent=2, default=str) + "\n")
@@ -219,16 +218,20 @@ def _compress(source, recipe, data, eval_data, trust_model, progress, outcome):
     return result.source, provenance
 
 
-def _benchmark(model_path, test, bench_config, rounds, trust_model, progress, outcome, title=None):
+def _benchmark(spec: JobSpec, test, progress, outcome, title=None):
+    """Every artifact and the float source measured side by side; the reports written."""
     from benchmarks import reports
     from benchmarks.harness import measure
     from benchmarks.latency import LatencyConfig
 
     progress(f"benchmark: {len(outcome.exported)} artifact(s) and the float source, each in its own process")
-    outcome.results = measure([r.folder for r in outcome.exported], eval_data=test, source=model_path,
-                              config=bench_config or LatencyConfig(), rounds=rounds, trust_model=trust_model,
-                              on_progress=progress)
+    outcome.results = measure([r.folder for r in outcome.exported], eval_data=test, source=spec.model_path,
+                              config=spec.bench_config or LatencyConfig(), rounds=spec.rounds,
+                              trust_model=spec.trust_model, on_progress=progress)
     outcome.results["title"] = title
     outcome.results["refused"] = [{"target": f.target, "exit_code": f.exit_code, "reason": f.message}
                                   for f in outcome.failed]
+    # the run's own budget, for what the reports say to ship (not the defaults)
+    outcome.results.update({k: v for k, v in (("budget_pp", spec.max_drop), ("min_snr_db", spec.min_snr))
+                            if v is not None})
     reports.write_reports(outcome.results, outcome.out_dir)
