@@ -3,6 +3,7 @@ int8 with chosen nodes kept in float (NNCF's ignored scope, or one node alone fr
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +45,18 @@ def compress_weights(ov_model, precision: str, *, group_size: int = 32, ratio: f
     """Weight-only compression with NNCF's ``compress_weights``: ``int8w``, asymmetric per-channel
     int8 weights; ``int4w``, symmetric int4 in groups of ``group_size`` input channels, ``ratio``
     of the layers in int4 and the rest (with the embeddings and the last layer, NNCF's default)
-    in int8. Activations stay float; weights are decompressed inside each layer. Returns the model
-    and what was compressed (weight tensors by element type)."""
+    in int8. Activations stay float; weights are decompressed inside each layer. A layer whose
+    input channels ``group_size`` does not divide gets the largest group that does (NNCF's
+    ``ADJUST`` fallback; down to 16), else stays int8. Returns the model and what was compressed
+    (weight tensors by element type)."""
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
 
+    nncf.set_log_level(logging.WARNING)  # its INFO bit-width table goes to stdout, past --json
     before = _weight_types(ov_model)
     mode = getattr(nncf.CompressWeightsMode, WEIGHT_MODES[precision])
-    kwargs = {"group_size": group_size, "ratio": ratio} if precision == "int4w" else {}
+    kwargs = {"group_size": group_size, "ratio": ratio, "advanced_parameters": AdvancedCompressionParameters(
+        group_size_fallback_mode=GroupSizeFallbackMode.ADJUST)} if precision == "int4w" else {}
     with keras_env.quiet_native():
         compressed = nncf.compress_weights(ov_model, mode=mode, **kwargs)
     after = _weight_types(compressed)
