@@ -28,7 +28,7 @@ from targets import devices
 from targets.artifact import Artifact
 from targets.attempt import Attempt
 from targets.budget import budget_for, within_budget
-from targets.profiles import PROFILES, Parity, TargetProfile, get_profile, why_not
+from targets.profiles import PROFILES, Parity, TargetProfile, get_profile, why_not, why_not_weights
 from targets.runtime import get_runtime, runtimes
 
 DEFAULT_CALIBRATION_SAMPLES = 200
@@ -89,7 +89,8 @@ def why_not_source(profile: TargetProfile, source) -> str | None:
         others = [name for name, other in runtimes().items() if other.takes(source)]
         return (f"{runtime.name} exports from {' or '.join(runtime.accepts)} models, not {source.format} ones"
                 + (f"; {source.format} models go to the {' and '.join(others)} targets" if others else ""))
-    return why_not(profile, source.op_types())
+    return why_not(profile, source.op_types()) or (why_not_weights(profile, source.report())
+                                                   if profile.compresses else None)
 
 
 def compatibility(model) -> dict[str, str | None]:

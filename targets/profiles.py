@@ -20,6 +20,10 @@ RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM2D"
 UNFUSED_RECURRENT = frozenset({"GRU", "SimpleRNN"})
 # A quantization-aware-trained model carries fake-quantization: only int8 artifacts are faithful to it.
 FAKE_QUANT_WRAPPERS = frozenset({"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"})
+# layers (Keras) and ops (ONNX) whose weights weight-only compression stores in int8/int4
+WEIGHT_ONLY_LAYERS = frozenset({"Dense", "EinsumDense", "Embedding", "MultiHeadAttention", "MatMul", "Gemm",
+                                "Gather"})
+MIN_WEIGHT_ONLY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class TargetProfile:
     speed_caveat: str = ""  # why it may be slower than its runtime's fp32 (reports quote it when it is)
     # CPU features (any one of them) this machine needs to run the artifact, and so to verify it
     needs_flags: tuple = ()
+    # weight-only profiles: the layer types whose weights they store compressed (the rest stay float)
+    compresses: frozenset = frozenset()
 
     @property
     def quantized(self) -> bool:
@@ -137,6 +143,7 @@ class TargetProfile:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["unsupported_layers"] = sorted(self.unsupported_layers)
+        data["compresses"] = sorted(self.compresses)
         data["options"] = dict(self.options)
         data["cpu_options"] = {name: dict(options) for name, options in self.cpu_options.items()}
         return data
@@ -215,11 +222,13 @@ for _profile in (
                   FP16, device_class="Intel GPU"),
     # weight-only compression (NNCF compress_weights): the weights of MatMul and embedding layers
     # stored in int8 or int4 and decompressed in the layer, activations in float: transformers and
-    # MLPs, whose size is in their weights; a model with none of those layers is refused
+    # MLPs, whose size is in their weights; offered where those layers hold at least half the
+    # weights (VGG's classifier, an encoder), not for a CNN whose convolutions would stay float
     TargetProfile("openvino-int8w", "OpenVINO IR with int8 weights (per-channel asymmetric), float activations",
-                  "Intel CPU/GPU", "openvino", "int8w", INT8),
+                  "Intel CPU/GPU", "openvino", "int8w", INT8, compresses=WEIGHT_ONLY_LAYERS),
     TargetProfile("openvino-int4w", "OpenVINO IR with int4 weights in groups of 32 (embeddings and last layer int8)",
-                  "Intel CPU/GPU", "openvino", "int4w", INT8, options={"group_size": 32, "ratio": 1.0}),
+                  "Intel CPU/GPU", "openvino", "int4w", INT8, options={"group_size": 32, "ratio": 1.0},
+                  compresses=WEIGHT_ONLY_LAYERS),
     # bf16 inference precision on the CPU plugin (oneDNN's AMX / AVX-512 BF16 kernels), written
     # into the IR's runtime options; a CPU without bf16 cannot run it, so it is offered only there
     TargetProfile("openvino-bf16", "OpenVINO IR run in bfloat16 on CPUs with AMX or AVX-512 BF16", "Intel Xeon (AMX)",
@@ -251,6 +260,18 @@ def validate_targets(names) -> list[str]:
     if unknown:
         raise UsageError(f"unknown target '{unknown[0]}' (valid: {', '.join(PROFILES)}, all)")
     return list(dict.fromkeys(names))
+
+
+def why_not_weights(profile: TargetProfile, report) -> str | None:
+    """Why weight-only ``profile`` is not worth it on a model with this inspection ``report``
+    (its MatMul and embedding layers hold under half the weights), or None."""
+    if not profile.compresses:
+        return None
+    share = sum(layer.params for layer in report.layers if layer.type in profile.compresses) / max(report.params, 1)
+    if share >= MIN_WEIGHT_ONLY_SHARE:
+        return None
+    return (f"{profile.precision} compresses MatMul and embedding weights, {share:.0%} of this model's "
+            f"(under {MIN_WEIGHT_ONLY_SHARE:.0%}): the rest would stay float; full int8 compresses them all")
 
 
 def why_not(profile: TargetProfile, layer_types: set[str]) -> str | None:

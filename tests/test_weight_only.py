@@ -67,15 +67,21 @@ def test_int8_and_int4_weights_shrink_the_encoder_and_keep_its_answers(encoder, 
     assert results["openvino-int4w"].manifest["size"]["bytes"] < results["openvino-int8w"].manifest["size"]["bytes"]
 
 
-def test_a_model_with_no_weight_to_compress_is_refused_in_one_line(tmp_path):
+def test_a_model_whose_weights_are_not_matmul_weights_is_refused_in_one_line(tmp_path):
     from compressor import keras_env
     from compressor.data import Dataset
-    from compressor.errors import ConversionError
-    from targets import export
+    from compressor.errors import UnsupportedModelError
+    from targets import compatibility, export
 
     tfk = keras_env.tf_keras()
-    model = tfk.Sequential([tfk.Input((8,)), tfk.layers.Activation("relu")])
+    L = tfk.layers
+    empty = tfk.Sequential([tfk.Input((8,)), L.Activation("relu")])
+    cnn = tfk.Sequential([tfk.Input((16, 16, 3)), L.Conv2D(64, 3), L.Conv2D(64, 3), L.GlobalAveragePooling2D(),
+                          L.Dense(4)])
     data = Dataset(np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32), None, "noise")
-    with pytest.raises(ConversionError, match="NNCF compressed no weight of this model"):
-        export(model, "openvino-int8w", out_dir=tmp_path, validation=data)
+    with pytest.raises(UnsupportedModelError, match=r"int8w compresses MatMul and embedding weights, 0% of this"):
+        export(empty, "openvino-int8w", out_dir=tmp_path, validation=data)
     assert not any(tmp_path.iterdir())
+    # the convolutions hold 38,720 of 38,980 weights: weight-only would leave 99 % float
+    assert "1% of this model's (under 50%)" in compatibility(cnn)["openvino-int4w"]
+    assert compatibility(cnn)["openvino-int8"] is None
