@@ -120,3 +120,18 @@ def releasing_graphs():
     finally:
         for name in [name for name in registry if name not in before and name.startswith("CustomGradient-")]:
             registry.pop(name, None)
+
+
+def as_called(model, feeds):
+    """``feeds`` (one array or tensor per ``model.inputs``, in that order) as ``model`` is called:
+    a dict by key for a model built on a dict of inputs (``{"input_ids": ..., "attention_mask": ...}``,
+    as transformer encoders are), else a list, or the one feed of a single-input model."""
+    if isinstance(feeds, dict):
+        return feeds
+    feeds = list(feeds) if isinstance(feeds, (list, tuple)) else [feeds]
+    struct = getattr(model, "_inputs_struct", None)  # Keras 3
+    struct = getattr(model, "_nested_inputs", None) if struct is None else struct  # tf-keras
+    if isinstance(struct, dict):
+        position = {id(tensor): index for index, tensor in enumerate(model.inputs)}
+        return {key: feeds[position[id(tensor)]] for key, tensor in struct.items()}
+    return feeds if len(feeds) > 1 else feeds[0]

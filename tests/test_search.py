@@ -16,7 +16,7 @@ def files(tmp_path_factory, tiny_cnn, digits8):
 
 def _search(files, out, **options):
     return compressor.search(files / "tiny.keras", ["onnx-int8", "openvino-int8"], data=files / "train.npz",
-                             eval_data=files / "test.npz", out_dir=out, max_drop=2.0, **options)
+                             eval_data=files / "test.npz", out_dir=out, max_drop=2.0, rounds=1, **options)
 
 
 def test_search_chooses_within_budget_and_a_rerun_skips_every_trial(files, tmp_path):

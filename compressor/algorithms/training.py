@@ -35,7 +35,7 @@ def fit(model, data: Dataset, fine_tune, *, seed: int, callbacks=(), loss=None) 
     keras_env.set_seed(seed)
     model.compile(optimizer=tfk.optimizers.Adam(fine_tune.learning_rate), loss=loss or loss_for(model),
                   metrics=["accuracy"])
-    model.fit(data.x, data.y, batch_size=fine_tune.batch_size, epochs=fine_tune.epochs, shuffle=True,
+    model.fit(keras_env.as_called(model, data.x), data.y, batch_size=fine_tune.batch_size, epochs=fine_tune.epochs, shuffle=True,
               callbacks=list(callbacks), verbose=0)
 
 
@@ -43,7 +43,7 @@ def accuracy(model, data: Dataset | None) -> float | None:
     """Top-1 accuracy of ``model`` on ``data`` (None without labelled data)."""
     if data is None or data.y is None:
         return None
-    predictions = model.predict(data.x, batch_size=256, verbose=0)
+    predictions = model.predict(keras_env.as_called(model, data.x), batch_size=256, verbose=0)
     return top1(predictions, data.y)
 
 

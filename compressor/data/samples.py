@@ -115,6 +115,37 @@ def _digits_tokens(split: str) -> Dataset:
     return Dataset(tokens, labels, f"sample:digits-tokens:{split}")
 
 
+TOPICS, TOPIC_WORDS, VOCAB, TOKENS = 4, 12, 256, 32  # topics-text: classes, keywords per topic, vocabulary, length
+PAD, CLS = 0, 1
+
+
+@sample_set("topics-text", f"generated sentences of {TOKENS} tokens (input_ids, attention_mask; 0 pads, 1 opens), "
+                           f"{TOPICS} topics told apart by the keywords they use, as a BERT tokenizer writes them")
+def _topics_text(split: str) -> Dataset:
+    """Sentences of 8 to 32 tokens: an opening token, then words drawn from a Zipf-like vocabulary,
+    about a quarter of them keywords of the sentence's topic and a tenth keywords of another one
+    (the label is the topic most of its keywords belong to). Seeded by split; nothing downloaded."""
+    if split not in SPLITS:
+        raise BadInputError(f"unknown split '{split}' (valid: {', '.join(SPLITS)})")
+    rng = np.random.default_rng(SPLITS.index(split) + 11)
+    count = 2000 if split == "train" else 500
+    first_filler = 2 + TOPICS * TOPIC_WORDS
+    fillers = np.arange(first_filler, VOCAB)
+    weights = 1.0 / np.arange(1, len(fillers) + 1)
+    labels = rng.integers(0, TOPICS, count)
+    ids = np.zeros((count, TOKENS), np.int64)
+    lengths = rng.integers(8, TOKENS + 1, count)
+    for row, (label, length) in enumerate(zip(labels, lengths)):
+        words = rng.choice(fillers, length - 1, p=weights / weights.sum())
+        kind = rng.random(length - 1)
+        other = (label + rng.integers(1, TOPICS)) % TOPICS
+        for where, topic in ((kind < 0.25, label), ((kind >= 0.25) & (kind < 0.35), other)):
+            words[where] = 2 + topic * TOPIC_WORDS + rng.integers(0, TOPIC_WORDS, int(where.sum()))
+        ids[row, 0], ids[row, 1:length] = CLS, words
+    mask = (np.arange(TOKENS)[None, :] < lengths[:, None]).astype(np.int64)
+    return Dataset({"input_ids": ids, "attention_mask": mask}, labels.astype(np.int64), f"sample:topics-text:{split}")
+
+
 def _local_mnist(split: str) -> Dataset | None:
     path = keras_datasets_dir() / "mnist.npz"
     if not path.is_file():

@@ -28,7 +28,9 @@ def mac_counter(*class_names: str):
 
 
 def _prod(values) -> int:
-    return int(np.prod([int(v) for v in values])) if len(values) else 1
+    """The product of known dimensions: a dynamic one (a sequence's length) counts one position,
+    so a text encoder's MACs are per token."""
+    return int(np.prod([1 if v is None else int(v) for v in values])) if len(values) else 1
 
 
 @mac_counter("Conv1D", "Conv2D", "Conv3D")
@@ -122,11 +124,15 @@ class ModelReport:
 
 
 def _shape(tensor_shape) -> list:
+    if tensor_shape is None or isinstance(tensor_shape, int):  # unknown, or an op layer's scalar-ish shape
+        return [] if tensor_shape is None else [tensor_shape]
     return [None if d is None else int(d) for d in tuple(tensor_shape)]
 
 
 def _first_shape(shapes):
-    """A layer's (first) input or output shape as a tuple."""
+    """A layer's (first) input or output shape as a tuple (a model on a dict of inputs: the first)."""
+    if isinstance(shapes, dict):
+        shapes = next(iter(shapes.values()), None)
     if isinstance(shapes, list) and shapes and isinstance(shapes[0], (list, tuple)) and not isinstance(shapes[0], int):
         shapes = shapes[0]
     return tuple(_shape(shapes))

@@ -82,6 +82,25 @@ def _walk(node: Any, layer: str) -> Iterator[Finding]:
             yield from _walk(item, layer)
 
 
+# tf-keras records a TensorFlow call in a functional model (``tf.range(tf.shape(ids)[1])``) as a
+# TFOpLambda naming the function; on loading it calls whatever TensorFlow function the config names,
+# file writes included. Pure tensor arithmetic is let through; any other name is custom code.
+TF_OP_LAYERS = {"TFOpLambda", "SlicingOpLambda"}
+TF_OP_NAMESPACES = ("math.", "nn.", "linalg.", "__operators__.", "signal.")
+TF_OPS = frozenset({"shape", "compat.v1.shape", "range", "cast", "reshape", "expand_dims", "squeeze", "concat",
+                    "stack", "unstack", "transpose", "gather", "gather_nd", "where", "tile", "ones_like",
+                    "zeros_like", "fill", "pad", "split", "broadcast_to", "clip_by_value", "identity", "einsum",
+                    "compat.v1.transpose", "compat.v1.gather", "size", "rank", "one_hot", "sequence_mask",
+                    "slice", "strided_slice", "reverse", "roll", "repeat", "meshgrid", "boolean_mask"})
+
+
+def _tf_op(layer_cfg: dict) -> bool:
+    """A tf-keras op layer whose TensorFlow function is pure tensor arithmetic."""
+    function = str(layer_cfg.get("config", {}).get("function", ""))
+    return layer_cfg.get("class_name") in TF_OP_LAYERS and (function in TF_OPS or function.startswith(
+        TF_OP_NAMESPACES))
+
+
 KERAS_APPLICATIONS = "keras.src.applications."  # keras.applications' own layer classes
 KERAS_OP_MODULES = ("keras.src.ops.numpy", "keras.src.ops.math", "keras.src.ops.nn", "keras.src.ops.core")
 
@@ -108,7 +127,11 @@ def _walk_layer(layer_cfg: Any) -> Iterator[Finding]:
     config = layer_cfg.get("config") if isinstance(layer_cfg.get("config"), dict) else {}
     name = str(layer_cfg.get("name") or config.get("name") or "?")
     class_name = str(layer_cfg.get("class_name", ""))
-    if class_name not in CODE_LAYERS and not _known_layer(class_name) and not _keras_op(layer_cfg):
+    if class_name in TF_OP_LAYERS and not _tf_op(layer_cfg):
+        function = layer_cfg.get("config", {}).get("function")
+        yield Finding(name, f"'{class_name}' calls TensorFlow's '{function}', which is not tensor arithmetic")
+    elif (class_name not in {*CODE_LAYERS, *TF_OP_LAYERS} and not _known_layer(class_name)
+          and not _keras_op(layer_cfg)):
         yield Finding(name, f"'{class_name}' is not a built-in Keras layer (custom code)")
     yield from _walk(layer_cfg, name)
 

@@ -210,7 +210,7 @@ class KerasSource:
 
     def predict(self, x, batch_size: int = 64) -> list[np.ndarray]:
         feeds = feed_list(x)
-        result = self.model.predict(feeds if len(feeds) > 1 else feeds[0], batch_size=batch_size, verbose=0)
+        result = self.model.predict(keras_env.as_called(self.model, feeds), batch_size=batch_size, verbose=0)
         return [np.asarray(r) for r in (result if isinstance(result, list) else [result])]
 
     def predict_with_weights(self, dtype: str, x) -> list[np.ndarray]:

@@ -29,7 +29,7 @@ class KerasRunner:
 
         start = time.perf_counter()
         self._model = load_model(path, trust_model=trust_model)
-        self._call = tf.function(lambda *x: self._model(list(x) if len(x) > 1 else x[0], training=False),
+        self._call = tf.function(lambda *x: self._model(keras_env.as_called(self._model, x), training=False),
                                  reduce_retracing=True)
         self.load_seconds = time.perf_counter() - start
         self.inputs = [TensorInfo(n, [-1 if d is None else int(d) for d in t.shape], t.dtype.name)

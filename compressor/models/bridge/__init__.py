@@ -85,7 +85,12 @@ def sample_inputs(model, *, batch: int = 4, seed: int = 0) -> list[np.ndarray]:
     for tensor in model.inputs:
         shape = [batch] + [8 if d is None else int(d) for d in tuple(tensor.shape)[1:]]
         dtype = np.dtype(str(getattr(tensor.dtype, "name", tensor.dtype)))
-        if np.issubdtype(dtype, np.integer):
+        if np.issubdtype(dtype, np.integer) and "mask" in tensor.name.lower():
+            # an attention mask holds 0 and 1 (tf-keras adds (1 - mask) x -1e4 to the scores, Keras 3
+            # reads any non-zero as 1: they agree on masks only): ones, then padding
+            arrays.append((np.arange(shape[-1]) < rng.integers(1, shape[-1] + 1, size=shape[:-1] + [1])
+                           ).astype(dtype))
+        elif np.issubdtype(dtype, np.integer):
             arrays.append(rng.integers(0, vocab, size=shape).astype(dtype))
         else:
             arrays.append(rng.standard_normal(shape).astype(dtype))
@@ -93,7 +98,7 @@ def sample_inputs(model, *, batch: int = 4, seed: int = 0) -> list[np.ndarray]:
 
 
 def _outputs(model, inputs) -> list[np.ndarray]:
-    result = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    result = model(keras_env.as_called(model, inputs), training=False)
     if isinstance(result, dict):
         result = [result[k] for k in sorted(result)]
     if not isinstance(result, (list, tuple)):

@@ -122,13 +122,26 @@ def _keras_tensors(value: Any):
             yield from _keras_tensors(item)
 
 
+def _tensor_refs(value: Any) -> Any:
+    """``value`` with each Keras 3 tensor replaced by tf-keras' ``[layer, node, tensor]``."""
+    if _is_keras_tensor(value):
+        return list(value["config"]["keras_history"][:3])
+    if isinstance(value, (list, tuple)):
+        return [_tensor_refs(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _tensor_refs(item) for key, item in value.items()}
+    return value
+
+
 def _translate_nodes(inbound: list, where: str, cls=None) -> list:
     nodes = []
     for node in inbound:
         if not isinstance(node, dict):
             nodes.append(node)
             continue
-        kwargs = {k: v for k, v in node.get("kwargs", {}).items() if not list(_keras_tensors(v))}
+        # a tensor passed by keyword (MultiHeadAttention's attention_mask) as tf-keras writes it:
+        # [layer, node, tensor], which its functional rebuild turns back into the tensor
+        kwargs = {k: _tensor_refs(v) for k, v in node.get("kwargs", {}).items()}
         args = node.get("args", [])
         if cls is not None and len(args) > 1 and all(_is_keras_tensor(a) for a in args) and _takes_tensors(cls, args):
             nodes.append([_positional_call(cls, args, kwargs)])
@@ -201,6 +214,31 @@ def _affine_op(layer: dict) -> dict | None:
             "name": layer.get("name", layer["config"]["name"]), "inbound_nodes": [[[*history[:3], {}]]]}
 
 
+def _slice_spec(value: Any) -> Any:
+    """A Keras 3 index (``[{"class_name": "__slice__", ...}, 0]``) as tf-keras writes slices."""
+    if isinstance(value, dict) and value.get("class_name") == "__slice__":
+        return {key: value["config"].get(key) for key in ("start", "stop", "step")}
+    if isinstance(value, (list, tuple)):
+        return [_slice_spec(item) for item in value]
+    return value
+
+
+def _getitem_op(layer: dict) -> dict | None:
+    """``x[:, 0]`` (Keras 3's GetItem op: a transformer's first-token pooling) as tf-keras'
+    SlicingOpLambda over ``tf.__operators__.getitem``, which its functional rebuild takes."""
+    if layer.get("class_name") != "GetItem" or not str(layer.get("module", "")).startswith("keras.src.ops"):
+        return None
+    nodes = layer.get("inbound_nodes") or []
+    args = nodes[0].get("args", []) if len(nodes) == 1 and isinstance(nodes[0], dict) else []
+    if len(args) != 2 or not _is_keras_tensor(args[0]) or list(_keras_tensors(args[1])):
+        return None
+    name = layer.get("name", layer["config"]["name"])
+    history = args[0]["config"]["keras_history"]
+    return {"class_name": "SlicingOpLambda", "config": {"name": name, "function": "__operators__.getitem"},
+            # one node, its tensor not in a list: an op layer keeps its input's structure
+            "name": name, "inbound_nodes": [[*history[:3], {"slice_spec": _slice_spec(args[1])}]]}
+
+
 WRAPPED = "Keras3Layer"
 
 
@@ -234,9 +272,9 @@ def wrapper_class(layers: dict):
 
 def _translate_layer(layer: dict, built: dict) -> dict:
     tfk = keras_env.tf_keras()
-    affine = _affine_op(layer)
-    if affine is not None:
-        return affine
+    op = _affine_op(layer) or _getitem_op(layer)
+    if op is not None:
+        return op
     class_name = layer["class_name"]
     name = layer.get("name") or layer.get("config", {}).get("name", "?")
     where = f"layer '{name}' ({class_name})"
@@ -315,8 +353,11 @@ def _lambda_config(config: dict) -> dict:
     return config
 
 
-def _as_node_list(value: Any) -> list:
-    """``["a", 0, 0]`` (one tensor) or ``[["a", 0, 0], ...]`` as a list of lists."""
+def _as_node_list(value: Any) -> list | dict:
+    """``["a", 0, 0]`` (one tensor) or ``[["a", 0, 0], ...]`` as a list of lists; a model called
+    on a dict (``{"input_ids": ["input_ids", 0, 0], ...}``) keeps its dict, which tf-keras takes too."""
+    if isinstance(value, dict):
+        return dict(value)
     if value and isinstance(value[0], str):
         return [value]
     return list(value)

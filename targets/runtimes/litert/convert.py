@@ -70,7 +70,7 @@ def _batch_one_signature(model):
     if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
         return None
     specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name) for t, name in zip(model.inputs, model.input_names)]
-    function = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False))
+    function = tf.function(lambda *x: model(keras_env.as_called(model, x), training=False))
     return function.get_concrete_function(*specs)
 
 

@@ -34,15 +34,18 @@ class LiteRTRunner:
         # each inference of a stateless Keras layer starts from zero state.
         self._stateful = any("SEQUENCE" in op["op_name"] for op in self._interpreter._get_ops_details())
 
-    def _resize(self, batch: int) -> None:
-        if batch == self._batch:
+    def _resize(self, inputs: list[np.ndarray]) -> None:
+        """Every dynamic dimension (the batch, a sequence's length) set from the arrays fed."""
+        shapes = tuple(tuple(a.shape) for a in inputs)
+        if shapes == self._batch:
             return
-        for detail in self._input_details:
-            shape = list(detail["shape_signature"])
-            shape[0] = batch
-            self._interpreter.resize_tensor_input(detail["index"], shape)
+        for detail, shape in zip(self._input_details, shapes):
+            signature = list(detail["shape_signature"])
+            fitted = [int(got) if want == -1 else int(want) for want, got in zip(signature, shape)]
+            self._interpreter.resize_tensor_input(detail["index"], fitted if len(shape) == len(signature) else
+                                                  [len(inputs[0]), *signature[1:]])
         self._interpreter.allocate_tensors()
-        self._batch = batch
+        self._batch = shapes
 
     def _fixed_batch(self) -> int | None:
         first = self._input_details[0]["shape_signature"]
@@ -55,7 +58,7 @@ class LiteRTRunner:
             parts = [self.run([a[i : i + fixed] for a in inputs]) for i in range(0, count, fixed)]
             return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
         if fixed is None:
-            self._resize(count)
+            self._resize(inputs)
         if self._stateful:
             self._interpreter.reset_all_variables()
         for info, detail, array in zip(self.inputs, self._input_details, inputs):
