@@ -216,6 +216,15 @@ for _profile in (
                   cpu_options={"x86-vnni": {"activations": "uint8", "reduce_range": False},
                                "x86-amx": {"activations": "uint8", "reduce_range": False},
                                "arm64-dotprod": {"reduce_range": False}, "arm64": {"reduce_range": False}}),
+    # weight-only on ONNX Runtime: MatMulNBits (and GatherBlockQuantized for embeddings), blocks of
+    # 32 input channels, symmetric; accuracy_level 4 lets MLAS quantize the activations per block
+    # to int8 inside the op and use its integer kernels (ONNX Runtime's advice for CPU)
+    TargetProfile("onnx-int8w", "ONNX Runtime MatMulNBits: int8 weights in blocks of 32, float activations",
+                  "x86/Arm CPU", "onnxruntime", "int8w", INT8, options={"block_size": 32, "accuracy_level": 4},
+                  compresses=WEIGHT_ONLY_LAYERS),
+    TargetProfile("onnx-int4w", "ONNX Runtime MatMulNBits: int4 weights in blocks of 32, float activations",
+                  "x86/Arm CPU", "onnxruntime", "int4w", INT8, options={"block_size": 32, "accuracy_level": 4},
+                  compresses=WEIGHT_ONLY_LAYERS),
     TargetProfile("openvino-fp32", "OpenVINO IR float32 reference on the CPU plugin", "Intel CPU", "openvino", "fp32",
                   FP32),
     TargetProfile("openvino-fp16", "OpenVINO IR with float16-compressed weights", "Intel CPU/GPU", "openvino", "fp16",

@@ -67,6 +67,42 @@ def test_int8_and_int4_weights_shrink_the_encoder_and_keep_its_answers(encoder, 
     assert results["openvino-int4w"].manifest["size"]["bytes"] < results["openvino-int8w"].manifest["size"]["bytes"]
 
 
+def _onnx_weight_bytes(path) -> dict[str, int]:
+    """Bytes of the initializers of at least 256 elements, by element type."""
+    import onnx
+    from onnx import helper
+
+    found: dict[str, int] = {}
+    for tensor in onnx.load(str(path)).graph.initializer:
+        count = int(np.prod(tensor.dims))
+        if count >= 256:
+            kind = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+            stored = len(tensor.raw_data) if tensor.raw_data else count * kind.itemsize
+            found[kind.name] = found.get(kind.name, 0) + stored
+    return found
+
+
+def test_onnx_runtime_matmulnbits_stores_the_encoders_weights_in_int8_and_int4(encoder, tmp_path):
+    from targets import export
+
+    model, data = encoder
+    results = {t: export(model, t, out_dir=tmp_path, validation=data, max_drop=2.0)
+               for t in ("onnx-fp32", "onnx-int8w", "onnx-int4w")}
+    sizes = {t: r.manifest["size"]["bytes"] for t, r in results.items()}
+    for target in ("onnx-int8w", "onnx-int4w"):
+        manifest = results[target].manifest
+        compressed = manifest["details"]["quantization"]["compressed_ops"]
+        assert manifest["parity"]["passed"] and manifest["budget"]["drop_pp"] <= 2.0
+        assert compressed["MatMulNBits"] >= 2 and manifest["details"]["quantization"]["activations"] == "float"
+    # int4 compresses the embedding table too (GatherBlockQuantized; ONNX Runtime's Gather is 4-bit only)
+    assert results["onnx-int4w"].manifest["details"]["quantization"]["compressed_ops"]["GatherBlockQuantized"] == 1
+    # (the attention's projections, which tf-keras writes as Einsum, and int8w's embedding stay float)
+    assert sizes["onnx-int4w"] < sizes["onnx-int8w"] < sizes["onnx-fp32"] * 0.6, sizes
+    float_bytes = _onnx_weight_bytes(results["onnx-fp32"].artifact)["float32"]
+    left = _onnx_weight_bytes(results["onnx-int4w"].artifact).get("float32", 0)
+    assert left < float_bytes / 3
+
+
 def test_a_model_whose_weights_are_not_matmul_weights_is_refused_in_one_line(tmp_path):
     from compressor import keras_env
     from compressor.data import Dataset

@@ -35,11 +35,13 @@ class FullInt8:
 
     @classmethod
     def of(cls, outcome, profile) -> "FullInt8":
+        what = "full int8" if profile.precision == "int8" else profile.precision  # int8w: weights only
         if isinstance(outcome, ParityError):
             text = str(outcome).split("; next:")[0].removeprefix(f"{profile.name}: ")
-            return cls(f"full int8 {text}", floor=list(getattr(outcome, "failed_checks", ())), error=outcome)
+            return cls(f"{what} {text.removeprefix('full int8 ')}", floor=list(getattr(outcome, "failed_checks", ())),
+                       error=outcome)
         measured = outcome.over_budget
-        return cls(f"full int8 {lost_text(measured)}", measured.get("drop_pp"), measured.get("snr_db"))
+        return cls(f"{what} {lost_text(measured)}", measured.get("drop_pp"), measured.get("snr_db"))
 
     def record(self) -> dict:
         return {"full_int8": self.missed, "full_int8_drop_pp": None if self.drop_pp is None else round(self.drop_pp, 4),

@@ -3,7 +3,8 @@
 Static int8 follows ONNX Runtime's own advice for CNNs on x86 and ARM: QDQ format,
 signed int8 activations and weights (S8S8), per-channel weights, after its
 ``quant_pre_process``. Dynamic int8 is the path for LSTM/transformer-like models.
-One module each: :mod:`.convert`, :mod:`.graph`, :mod:`.quantize`, :mod:`.runner`.
+Weight-only int8/int4 (``MatMulNBits``) for transformers. One module each: :mod:`.convert`,
+:mod:`.graph`, :mod:`.quantize`, :mod:`.weights`, :mod:`.runner`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from targets.runtimes.onnx_runtime.convert import convert_keras, opset_of, write
 from targets.runtimes.onnx_runtime.graph import pre_process
 from targets.runtimes.onnx_runtime.quantize import ALTERNATIVES, MixedPrecision, quantize_dynamic, quantize_static
 from targets.runtimes.onnx_runtime.runner import ONNXRunner, load
+from targets.runtimes.onnx_runtime.weights import quantize_weights
 
 
 ARTIFACT_NAME = "model.onnx"
+WEIGHT_BITS = {"int8w": 8, "int4w": 4}  # weight-only profiles (MatMulNBits)
 
 
 def export(source, profile, calibration, workdir: Path) -> Exported:
@@ -34,6 +37,10 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
                                   activations=profile.options.get("activations", "int8"),
                                   calibration_method=profile.options.get("calibration", "minmax"),
                                   float_nodes=profile.options.get("float_nodes", ()))
+    elif profile.precision in WEIGHT_BITS:
+        details = quantize_weights(float_model, artifact, bits=WEIGHT_BITS[profile.precision],
+                                   block_size=int(profile.options["block_size"]),
+                                   accuracy_level=int(profile.options["accuracy_level"]))
     elif profile.precision == "dynamic-int8":
         details = quantize_dynamic(float_model, artifact, workdir)
         if not details["int8_weight_tensors"]:
