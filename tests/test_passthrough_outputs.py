@@ -127,9 +127,13 @@ def test_no_stray_files_in_onnx_artifact_folders(tmp_path, capsys, external):
     out = tmp_path / "out"
     code, _, err = run_cli(["export", str(model), "-t", "all", "--data", str(data), "--eval-data", str(data), "-o",
                             str(out), "--min-snr", "10"], capsys)
-    assert code == 0, err
+    # int4 weights on this random 50 x 32 token table fall under the parity floor (17.7 dB < 20 dB):
+    # refused rightly, and its folder must not be left half-written either
+    refused = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert code == 0 or (len(refused) == 1 and refused[0].startswith("Error: onnx-int4w: parity check failed")), err
     folders = [p for p in out.iterdir() if p.is_dir()]
-    assert {p.name for p in folders} >= {"onnx-fp32", "onnx-dynamic-int8", "onnx-int8", "openvino-fp32"}
+    assert {p.name for p in folders} >= {"onnx-fp32", "onnx-dynamic-int8", "onnx-int8", "onnx-int8w",
+                                         "openvino-fp32", "openvino-int8w", "openvino-int4w"}
     for folder in folders:
         manifest = json.loads((folder / "manifest.json").read_text())
         named = {"manifest.json", manifest["artifact"]["file"], *(f["file"] for f in manifest["extra_files"])}
