@@ -82,21 +82,23 @@ def _random_calibration(source, samples: int, seed: int) -> Dataset:
     return Dataset(x, None, "random noise (asked for)")
 
 
-def why_not_source(profile: TargetProfile, source) -> str | None:
-    """Why ``profile`` cannot take ``source`` (its format or its layers), or None if it can."""
+def why_not_source(profile: TargetProfile, source, report=None) -> str | None:
+    """Why ``profile`` cannot take ``source`` (its format or its layers), or None if it can
+    (``report``: the source's inspection, when the caller has it already)."""
     runtime = get_runtime(profile.runtime)
     if not runtime.takes(source):
         others = [name for name, other in runtimes().items() if other.takes(source)]
         return (f"{runtime.name} exports from {' or '.join(runtime.accepts)} models, not {source.format} ones"
                 + (f"; {source.format} models go to the {' and '.join(others)} targets" if others else ""))
-    return why_not(profile, source.op_types()) or (why_not_weights(profile, source.report())
+    return why_not(profile, source.op_types()) or (why_not_weights(profile, report or source.report())
                                                    if profile.compresses else None)
 
 
 def compatibility(model) -> dict[str, str | None]:
     """For every profile: None if it can take ``model`` (a source or a Keras model), else why not."""
     source = as_source(model)
-    return {name: why_not_source(profile, source) for name, profile in PROFILES.items()}
+    report = source.report()  # once, for every weight-only profile's share of MatMul weights
+    return {name: why_not_source(profile, source, report) for name, profile in PROFILES.items()}
 
 
 def profiles_for(model) -> list[str]:

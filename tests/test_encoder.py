@@ -62,7 +62,9 @@ def test_tf_ops_load_without_the_opt_in_only_when_they_are_tensor_arithmetic(tmp
     from compressor.errors import UnsafeModelError
     from compressor.models import load_source
 
-    tf = __import__("compressor.keras_env", fromlist=["tf"]).tf()
+    from compressor import keras_env
+
+    tf = keras_env.tf()
     model = _tf_keras_with_op(lambda x: x * tf.cast(tf.range(tf.shape(x)[1]), "float32"))
     path = tmp_path / "model.h5"
     model.save(path)

@@ -38,8 +38,7 @@ class FullInt8:
         what = "full int8" if profile.precision == "int8" else profile.precision  # int8w: weights only
         if isinstance(outcome, ParityError):
             text = str(outcome).split("; next:")[0].removeprefix(f"{profile.name}: ")
-            return cls(f"{what} {text.removeprefix('full int8 ')}", floor=list(getattr(outcome, "failed_checks", ())),
-                       error=outcome)
+            return cls(f"{what} {text}", floor=list(getattr(outcome, "failed_checks", ())), error=outcome)
         measured = outcome.over_budget
         return cls(f"{what} {lost_text(measured)}", measured.get("drop_pp"), measured.get("snr_db"))
 

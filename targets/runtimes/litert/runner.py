@@ -29,7 +29,7 @@ class LiteRTRunner:
         self._output_details = in_source_order(self._interpreter.get_output_details(), output_order)
         self.inputs = [tensor_info(d) for d in self._input_details]
         self.outputs = [tensor_info(d) for d in self._output_details]
-        self._batch = None
+        self._shapes = None  # the input shapes the interpreter is allocated for
         # Fused recurrent ops keep their state in variable tensors across invocations;
         # each inference of a stateless Keras layer starts from zero state.
         self._stateful = any("SEQUENCE" in op["op_name"] for op in self._interpreter._get_ops_details())
@@ -37,7 +37,7 @@ class LiteRTRunner:
     def _resize(self, inputs: list[np.ndarray]) -> None:
         """Every dynamic dimension (the batch, a sequence's length) set from the arrays fed."""
         shapes = tuple(tuple(a.shape) for a in inputs)
-        if shapes == self._batch:
+        if shapes == self._shapes:
             return
         for detail, shape in zip(self._input_details, shapes):
             signature = list(detail["shape_signature"])
@@ -45,7 +45,7 @@ class LiteRTRunner:
             self._interpreter.resize_tensor_input(detail["index"], fitted if len(shape) == len(signature) else
                                                   [len(inputs[0]), *signature[1:]])
         self._interpreter.allocate_tensors()
-        self._batch = shapes
+        self._shapes = shapes
 
     def _fixed_batch(self) -> int | None:
         first = self._input_details[0]["shape_signature"]
