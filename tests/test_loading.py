@@ -78,6 +78,25 @@ def test_keras3_lambda_file_refused(tmp_path):
         load_model(path)
 
 
+def _weighted_error(y_true, y_pred):  # a training loss of the user's own: code, but never loaded
+    return keras_env.keras3().ops.mean(3.0 * (y_true - y_pred) ** 2, axis=-1)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_model_trained_with_its_own_loss_loads_without_the_opt_in(tmp_path, suffix):
+    """The training setup (a custom loss in compile_config) is never built (models load with
+    compile=False), so it is no reason to refuse the model; a custom layer still is."""
+    keras = keras_env.keras3()
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(2, name="out")(inp))
+    model.compile("adam", loss=_weighted_error)
+    model.fit(np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"), epochs=1, verbose=0)
+    path = tmp_path / f"trained{suffix}"
+    model.save(path)
+    loaded = load_model(path)
+    assert _same_outputs(model, loaded)
+
+
 def test_custom_layer_refused(tmp_path):
     keras = keras_env.keras3()
 
