@@ -199,3 +199,39 @@ def test_integer_model_refuses_float_data():
 def test_unknown_sample_set_lists_valid_names():
     with pytest.raises(BadInputError, match="valid: .*digits-28"):
         load_dataset("sample:imagenet")
+
+
+def test_shapes_boxes_carry_tight_boxes_of_their_shapes():
+    """shapes-boxes: every box holds its shape's pixels edge to edge, classes and padding line up,
+    and the same split is the same array every time."""
+    data = sample_data.load("shapes-boxes", "test")
+    boxes, classes = data.truth["t_boxes"], data.truth["t_box_classes"]
+    assert data.x.shape == (500, 64, 64, 3) and boxes.shape == (500, 3, 4) and classes.shape == (500, 3)
+    assert set(np.unique(classes)) == {-1, 0, 1, 2}
+    assert np.all((classes >= 0) == np.all(boxes >= 0, axis=2))  # a real row has a box, a padding row has -1s
+    assert np.all(np.diff((classes >= 0).astype(int), axis=1) <= 0)  # padding only after the real boxes
+    for image, sample_boxes, sample_classes in zip(data.x[:50], boxes[:50], classes[:50]):
+        lit = image.max(axis=2) >= 0.5  # shapes are drawn at 0.5-1.0, the background at most 0.15
+        inside = np.zeros_like(lit)
+        for box in sample_boxes[sample_classes >= 0]:
+            x1, y1, x2, y2 = np.rint(box * 64).astype(int)
+            assert lit[y1:y2, x1:x2].any(axis=0).all() and lit[y1:y2, x1:x2].any(axis=1).all()  # tight
+            inside[y1:y2, x1:x2] = True
+        assert not (lit & ~inside).any()  # no shape pixel outside every box
+    again = sample_data.load("shapes-boxes", "test")
+    assert np.array_equal(again.x, data.x) and np.array_equal(again.truth["t_boxes"], boxes)
+
+
+def test_digit_strings_are_real_digits_with_their_transcripts():
+    """digit-strings: 3 to 5 digits per image; each transcript is digit + 1 (0 is
+    the CTC blank), -1 padded; the ink spans as many 16-pixel glyphs as the transcript says."""
+    data = sample_data.load("digit-strings", "test")
+    sequence = data.truth["t_sequence"]
+    assert data.x.shape == (500, 16, 96, 1) and sequence.shape == (500, 5)
+    lengths = (sequence >= 0).sum(axis=1)
+    assert set(np.unique(lengths)) == {3, 4, 5} and sequence[sequence >= 0].min() >= 1
+    assert sequence[sequence >= 0].max() <= 10
+    ink = data.x[..., 0].max(axis=1) > 0.05  # the columns with ink
+    spans = [np.flatnonzero(row)[-1] - np.flatnonzero(row)[0] + 1 for row in ink]
+    assert np.all(np.asarray(spans) <= lengths * 16 + (lengths - 1) * 2)
+    assert np.all(np.asarray(spans) > (lengths - 1) * 16)
