@@ -83,6 +83,15 @@ def _static_settings(reduce_range: bool, activations: str, calibration_method: s
             "reduce_range": reduce_range}
 
 
+def _quiet():
+    """ONNX Runtime's histogram calibrations (percentile, entropy) print their progress on
+    stdout, which is the CLI's --json document: kept off it."""
+    import contextlib
+    import io
+
+    return contextlib.redirect_stdout(io.StringIO())
+
+
 def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool,
                     activations: str = "int8", calibration_method: str = "minmax", float_nodes=()) -> dict:
     """Static QDQ int8: int8 weights (per channel where the quantizer manages), ``activations``
@@ -95,8 +104,9 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
 
     def quantize(prepared: Path, per_channel: bool) -> None:
         input_names = [i.name for i in session(prepared, 1).get_inputs()]
-        ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
-                            per_channel=per_channel, nodes_to_exclude=list(float_nodes) or None, **settings)
+        with _quiet():
+            ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
+                                per_channel=per_channel, nodes_to_exclude=list(float_nodes) or None, **settings)
 
     facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
     return {"format": "QDQ", "activations": activations, "weights": "int8", "reduce_range": reduce_range,
@@ -159,9 +169,10 @@ class MixedPrecision:
         names = [i.name for i in session(self._prepared, 1).get_inputs()]
         reader = None if self._cache.is_file() else CalibrationReader(names, self._feeds)
         try:
-            ort_quantize_static(str(self._prepared), str(destination), reader, per_channel=self._per_channel,
-                                nodes_to_exclude=list(float_nodes) or None, calibration_cache_path=self._cache,
-                                **self._settings)
+            with _quiet():
+                ort_quantize_static(str(self._prepared), str(destination), reader, per_channel=self._per_channel,
+                                    nodes_to_exclude=list(float_nodes) or None, calibration_cache_path=self._cache,
+                                    **self._settings)
             _loads(destination)
         except Exception as exc:
             if interrupts.interrupted(exc) or not self._per_channel:
