@@ -299,10 +299,11 @@ def _task(candidates, reference: list | None, eval_data, trust_model: bool):
     spec = next((c.task_metric["spec"] for c in candidates if c.task_metric), None)
     if spec is None:
         return None
-    metric = parse_metric(spec, trust=trust_model)
-    if reference is None and not all(k in (eval_data.truth or {}) for k in metric.metric.label_keys):
+    max_drop = next(((c.budget or {}).get("max_drop_pp") for c in candidates if c.budget), None)
+    metric = parse_metric(spec, trust=trust_model, max_drop=max_drop)
+    if reference is None and not all(k in eval_data.metric_truth for k in metric.metric.keys(metric.options)):
         return None
-    truth, source_of_truth = metric.truth(reference, eval_data.truth)
+    truth, source_of_truth = metric.truth(reference, eval_data.metric_truth)
     return metric, truth, source_of_truth, None if reference is None else metric.score(reference, truth)
 
 

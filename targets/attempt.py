@@ -94,7 +94,7 @@ class Attempt:
         if self.budget is None or not profile.quantized:
             return None
         return self.budget.measure(self.source, outputs, self.reference, head_labels(self.source, self.validation),
-                                   self.inputs, self.judged, self.validation.truth)
+                                   self.inputs, self.judged, self.validation.metric_truth)
 
     def _manifest(self, profile, runtime, exported, io, check, budget_record) -> dict:
         options, source, rule, calibration = self.options, self.source, self.rule, self.calibration

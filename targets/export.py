@@ -171,7 +171,9 @@ class ExportOptions:
         if isinstance(merged.metric, str):
             from compressor.metrics.task import parse_metric
 
-            merged = cls(**{**vars(merged), "metric": parse_metric(merged.metric)})
+            merged = cls(**{**vars(merged), "metric": parse_metric(merged.metric, max_drop=merged.max_drop)})
+        elif hasattr(merged.metric, "bound"):  # several heads: judged against this run's budget
+            merged = cls(**{**vars(merged), "metric": merged.metric.bound(merged.max_drop)})
         return merged
 
     def check(self) -> None:

@@ -132,3 +132,52 @@ def test_a_users_metric_in_the_python_api(segmenter, tmp_path):
                     metric=parse_metric(f"{metric}:foreground_dice", trust=True), max_drop=2.0)
     assert result.manifest["task_metric"]["name"] == f"{metric}:foreground_dice"
     assert result.manifest["budget"]["drop_pp"] <= 2.0
+
+
+@pytest.fixture(scope="module")
+def two_heads(tmp_path_factory):
+    """A digit classifier whose hidden embedding is a second output (classes first)."""
+    from compressor import keras_env
+    from compressor.data import samples
+
+    keras_env.set_seed(0)
+    tfk = keras_env.tf_keras()
+    L = tfk.layers
+    image = tfk.Input((8, 8, 1), name="image")
+    embedding = L.Dense(16, name="embedding")(L.Dense(32, activation="relu")(L.Flatten()(image)))
+    classes = L.Dense(10, activation="softmax", name="classes")(L.Activation("relu")(embedding))
+    model = tfk.Model(image, [classes, embedding])
+    train, test = samples.load("digits-8", "train"), samples.load("digits-8", "test")
+    model.compile(tfk.optimizers.Adam(0.01), ["sparse_categorical_crossentropy", None])
+    model.fit(train.x, train.y, epochs=15, batch_size=32, verbose=0)
+    folder = tmp_path_factory.mktemp("two_heads")
+    model.save(folder / "heads.keras")
+    np.savez(folder / "train.npz", x=train.x, y=train.y)
+    np.savez(folder / "test.npz", x=test.x[:200], y=test.y[:200])
+    return folder
+
+
+def test_each_head_is_judged_by_its_own_metric_and_budget(two_heads, tmp_path, capsys):
+    """Two --metric options: the class head by top-1 within --max-drop, the embedding head by
+    recall@5 within its own max_drop; the manifest and the benchmarks carry both heads' figures,
+    and the budget's drop is the worst head's against its own budget. The --json document on
+    stdout stays clean while the budget tries ONNX Runtime's histogram calibrations (they print)."""
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["-q", "compress", str(two_heads / "heads.keras"), "-r", "int8", "-t", "onnx-int8",
+                                 "--data", str(two_heads / "train.npz"), "--eval-data", str(two_heads / "test.npz"),
+                                 "-o", str(out), "--metric", "top1", "--metric", "retrieval:output=1,k=5,max_drop=10",
+                                 "--max-drop", "1", "--rounds", "1", "--min-seconds", "0.05", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["exported"]
+    manifest = json.loads((out / "onnx-int8" / "manifest.json").read_text())
+    assert manifest["task_metric"]["spec"] == "top1;retrieval:output=1,k=5,max_drop=10"
+    assert [h["max_drop_pp"] for h in manifest["task_metric"]["heads"]] == [1.0, 10.0]
+    budget = manifest["budget"]
+    value, float_value = budget["task_metric"]["value"], budget["task_metric"]["float_value"]
+    assert float_value["top1"] > 0.8 and float_value["retrieval:k=5,output=1"] == 1.0
+    top1_drop, retrieval_drop = value["top1 drop_pp"], value["retrieval:k=5,output=1 drop_pp"]
+    assert top1_drop == pytest.approx(100 * (float_value["top1"] - value["top1"]))
+    assert budget["drop_pp"] == pytest.approx(max(top1_drop, retrieval_drop / 10)) and budget["drop_pp"] <= 1.0
+    row = next(r for r in json.loads((out / "results.json").read_text())["results"] if r["name"] == "onnx-int8")
+    assert row["task_metric"]["value"]["top1 drop_pp"] == pytest.approx(top1_drop)
+    assert row["task_metric"]["drop_pp"] == pytest.approx(budget["drop_pp"])

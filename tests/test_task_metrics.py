@@ -141,3 +141,40 @@ def test_a_metric_that_returns_no_number_is_a_one_line_error():
                                      truth_from_outputs=lambda o, opts: None), {})
     with pytest.raises(BadInputError, match="metric 'broken' gave nan, not a finite number"):
         broken.score([np.zeros(2)], None)
+
+
+def test_top1_of_one_head_against_its_labels_or_the_float_choices():
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    other = np.zeros((4, 3))
+    labels = {"y": np.array([0, 1, 1, 1]), "y_second": np.array([0, 0, 0, 0])}
+    assert _score("top1", [scores, other], labels=labels)["top1"] == 0.75
+    assert _score("top1:output=1,labels=y_second", [other, scores], labels=labels)["top1"] == 0.5
+    flipped = scores[:, ::-1]
+    assert _score("top1", [flipped], reference=[scores])["top1"] == 0.0  # against the float model's choices
+
+
+def test_several_heads_each_within_its_own_budget():
+    """Two heads: the model's drop is the worst head's, scaled to the run's budget, so it is
+    within the run's budget exactly when each head is within its own; each head is reported."""
+    rng = np.random.default_rng(0)
+    reference = [rng.normal(size=(40, 3)), rng.normal(size=(40, 8))]
+    labels = {"y": np.argmax(reference[0], axis=1)}
+    heads = parse_metric("top1;retrieval:output=1,k=3,max_drop=40", max_drop=1.0)
+    assert heads.spec == "top1;retrieval:output=1,k=3,max_drop=40"
+    assert [h["max_drop_pp"] for h in heads.to_dict()["heads"]] == [1.0, 40.0]
+    truth, source = heads.truth(reference, labels)
+    assert source == "labels and the float model's outputs"
+    assert heads.score(reference, truth)["heads"] == 1.0  # the float model loses nothing
+    one_wrong = [reference[0].copy(), reference[1] + rng.normal(scale=0.5, size=(40, 8))]
+    one_wrong[0][0] = -one_wrong[0][0]  # one of 40 samples' class flips: 2.5 top-1 points
+    value = heads.score(one_wrong, truth)
+    retrieval_drop = value["retrieval:k=3,output=1 drop_pp"]
+    assert value["top1 drop_pp"] == pytest.approx(2.5) and retrieval_drop > 0
+    expected = max(2.5, retrieval_drop * 1.0 / 40)
+    assert heads.drop_pp(value["heads"], 1.0) == pytest.approx(expected)
+    untied = heads.bound(None)  # no run budget (a benchmark without one): the worst head's own points
+    assert untied.drop_pp(untied.score(one_wrong, truth)["heads"], 1.0) == pytest.approx(max(2.5, retrieval_drop))
+    strict = parse_metric("top1:max_drop=0;retrieval:output=1,k=3", max_drop=50.0)
+    assert strict.drop_pp(strict.score(one_wrong, strict.truth(reference, labels)[0])["heads"], 1.0) > 50
+    with pytest.raises(BadInputError, match="max_drop='x' is not a number"):
+        parse_metric("top1;retrieval:max_drop=x")

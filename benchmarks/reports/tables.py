@@ -4,7 +4,7 @@ and the notes under the table."""
 
 from __future__ import annotations
 
-from compressor.metrics.loss import loss_text, row_within
+from compressor.metrics.loss import loss_text, row_within, task_texts
 
 
 def _fmt(value, spec: str, suffix: str = "") -> str:
@@ -38,9 +38,11 @@ def table_rows(doc: dict) -> list[dict]:
 def _task_cells(task: dict | None) -> dict:
     """The task metric's name, value and drop in a row (None where it has none)."""
     if not task:
-        return {"task_name": None, "task_value": None, "task_drop_pp": None, "task_unit": None}
+        return {"task_name": None, "task_value": None, "task_drop_pp": None, "task_unit": None, "task_text": None,
+                "task_drop_text": None}
     return {"task_name": task["name"], "task_value": task["value"].get(task["name"]),
-            "task_drop_pp": task.get("drop_pp"), "task_unit": task.get("unit")}
+            "task_drop_pp": task.get("drop_pp"), "task_unit": task.get("unit"),
+            **dict(zip(("task_text", "task_drop_text"), task_texts(task)))}
 
 
 NOISE_Z = 1.96  # the 95 % interval of a proportion
@@ -73,7 +75,7 @@ def noise_pp(doc: dict) -> float | None:
 
 def _drop_text(row: dict, noise: float | None) -> str:
     if row.get("task_name") is not None:
-        return _fmt(row["task_drop_pp"], "+.2f")
+        return row["task_drop_text"]
     drop = row["top1_drop_pp"]
     if drop is None:
         return "-"
@@ -159,7 +161,7 @@ def md_cells(row: dict, noise: float | None = None, host_class: str | None = Non
 def _accuracy_text(row: dict) -> str:
     """Top-1, or the task metric the export was judged by (``mAP 45.10``, ``cer 3.20``)."""
     if row.get("task_name") is not None:
-        return f"{row['task_name']} {row['task_value'] * 100:.2f}"
+        return row["task_text"]
     return _fmt(None if row["top1"] is None else row["top1"] * 100, ".2f", " %")
 
 

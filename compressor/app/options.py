@@ -97,12 +97,21 @@ def budget_option(func):
         click.option("--min-snr", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
                      help="The budget of models without class scores and without --metric: the SNR of their "
                           "outputs against the float model, in dB; missed as --max-drop is.")(
-            click.option("--metric", default=None, metavar="NAME[:KEY=VALUE,...]",
+            click.option("--metric", multiple=True, callback=_joined_metrics, metavar="NAME[:KEY=VALUE,...]",
                          help="The task's own metric, which the budget, the search and the reports judge by: "
                               "map (detection: COCO mAP), miou (segmentation), cer (CTC text), retrieval "
-                              "(embeddings: recall@k), mae (regression), pck (keypoints); e.g. "
-                              "map:layout=yolov8. Against the eval data's t_* arrays, else the float model's "
-                              "own outputs.")(func)))
+                              "(embeddings: recall@k), mae (regression), pck (keypoints), top1 (one class "
+                              "head); e.g. map:layout=yolov8. Against the eval data's t_* arrays (and labels), "
+                              "else the float model's own outputs. Repeat it for a model with several heads "
+                              "(output=N picks one), each within --max-drop of its own points, or within its "
+                              "own max_drop=.")(func)))
+
+
+def _joined_metrics(ctx, param, value):
+    """Several --metric as one spec, one head each (compressor.metrics.heads); none: None."""
+    from compressor.metrics.heads import SEPARATOR
+
+    return SEPARATOR.join(value) if value else None
 
 
 def input_shape_option(func):

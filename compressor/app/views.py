@@ -107,8 +107,22 @@ def _top1(accuracy: dict) -> str:
     return "not measured" if accuracy.get("top1") is None else f"{accuracy['top1']:.2%}"
 
 
+def _accuracy(row: dict) -> str:
+    """The task metric the export was judged by, else top-1."""
+    if row.get("task_metric"):
+        from compressor.metrics.loss import task_texts
+
+        return task_texts(row["task_metric"])[0]
+    return _top1(row["accuracy"])
+
+
 def _drop(row: dict) -> str:
-    """Top-1 points lost; without class scores, the SNR of the worst output that computes something."""
+    """The task metric's points lost, else top-1 points lost; without class scores, the SNR of
+    the worst output that computes something."""
+    if row.get("task_metric"):
+        from compressor.metrics.loss import task_texts
+
+        return task_texts(row["task_metric"])[1]
     drops, snr = row["accuracy_drop_pp"], row.get("worst_snr_db")
     if drops.get("top1") is not None:
         return f"{drops['top1']:+.2f}"
@@ -129,22 +143,23 @@ def print_run(outcome) -> None:
             console.print(f"  note: {note}")
     rows = {r["name"]: r for r in (outcome.results or {}).get("results", [])}
     table = Table(title=f"Summary ({outcome.out_dir})")
-    for column in ("target", "precision", "size", "p50 ms", "× float", "top-1", "drop pp", "status"):
+    judged = next((r["task_metric"] for r in rows.values() if r.get("task_metric")), None)
+    for column in ("target", "precision", "size", "p50 ms", "× float", "top-1" if judged is None else "metric",
+                   "drop pp", "status"):
         table.add_column(column, justify="left" if column in ("target", "precision", "status") else "right")
     reference = next((r for r in rows.values() if r["kind"] == "source"), None)
     if reference:
         size = reference["size"]["bytes"]
         table.add_row(reference["name"], "fp32", "-" if size is None else f"{size / 1024:,.1f} KiB",
                       f"{reference['latency']['p50_ms']:.3f}", "1.00×",
-                      _top1(reference["accuracy"]), "-", "source")
+                      _accuracy(reference), "-", "source")
     for result in outcome.exported:
         row = rows.get(result.target)
         if row is None:
             continue
         table.add_row(result.target, row["precision"], f"{row['size']['bytes'] / 1024:,.1f} KiB",
                       f"{row['latency']['p50_ms']:.3f}", f"{row['speedup_vs_reference'] or 0:.2f}×",
-                      _top1(row["accuracy"]), _drop(row),
-                      "ok")
+                      _accuracy(row), _drop(row), "ok")
     for failure in outcome.failed:
         bug = " (a bug: please report it with errors.log)" if failure.traceback else ""
         table.add_row(failure.target, "-", "-", "-", "-", "-", "-",

@@ -78,6 +78,14 @@ class Dataset:
             return self.heads[output]
         return self.y if primary else None
 
+    @property
+    def metric_truth(self) -> dict[str, np.ndarray]:
+        """What a task metric may score against: the ``t_*`` arrays, and the class labels as ``y``
+        (and ``y_<output>`` per labelled head)."""
+        labels = {"y": self.y} if self.y is not None else {}
+        labels.update({f"y_{head}": values for head, values in (self.heads or {}).items()})
+        return {**labels, **(self.truth or {})}
+
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values())))
 

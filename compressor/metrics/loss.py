@@ -76,3 +76,15 @@ def lost_text(measured: dict) -> str:
     if measured.get("drop_pp") is not None:
         return f"loses {measured['drop_pp']:.2f} pt"
     return f"reaches {measured['snr_db']:.1f} dB SNR"
+
+
+def task_texts(task: dict) -> tuple[str, str]:
+    """A results row's task metric as it reads: its value ("map 24.50"; per head, "top1 97.00 ·
+    retrieval:k=10,output=1 98.90") and its drop in its points ("+0.75"; per head, "+0.00 / +1.10")."""
+    heads = [head["spec"] for head in task.get("heads") or []]
+    if heads:
+        values = task["value"]
+        return (" · ".join(f"{head} {values[head] * 100:.2f}" for head in heads),
+                " / ".join(f"{values[f'{head} drop_pp']:+.2f}" for head in heads))
+    drop = task.get("drop_pp")
+    return f"{task['name']} {task['value'][task['name']] * 100:.2f}", "-" if drop is None else f"{drop:+.2f}"

@@ -46,6 +46,10 @@ class TaskMetric:
     # ``truth(reference_outputs, labels, options)``, in place of the choice between the two above
     truth: Callable | None = None
 
+    def keys(self, options: dict) -> tuple[str, ...]:
+        """The label arrays it reads with these options (a key may name an option: ``{labels}``)."""
+        return tuple(key.format(**options) for key in self.label_keys)
+
 
 @dataclass(frozen=True)
 class ChosenMetric:
@@ -67,8 +71,10 @@ class ChosenMetric:
         """The truth to score against, and what it is: the dataset's labels when it has every
         array the metric reads, else the float model's own outputs."""
         if self.metric.truth is not None:
-            return self.metric.truth(reference_outputs, labels or {}, self.options), "the user's metric"
-        keys = self.metric.label_keys
+            found = self.metric.truth(reference_outputs, labels or {}, self.options)
+            sources = found.get("sources") if isinstance(found, dict) else None  # several heads: each its own
+            return found, " and ".join(dict.fromkeys(sources)) if sources else "the user's metric"
+        keys = self.metric.keys(self.options)
         if labels and keys and all(k in labels for k in keys) and self.metric.truth_from_labels is not None:
             return self.metric.truth_from_labels(labels, self.options), "labels"
         return self.metric.truth_from_outputs(reference_outputs, self.options), "the float model's outputs"
@@ -91,11 +97,15 @@ class ChosenMetric:
                 "higher_is_better": self.metric.higher_is_better, "options": self.options}
 
 
-def parse_metric(spec: str, *, trust: bool = False) -> ChosenMetric:
+def parse_metric(spec: str, *, trust: bool = False, max_drop: float | None = None) -> ChosenMetric:
     """``NAME[:key=value,...]`` as a chosen metric; an unknown name or option is a one-line error.
-    Values read as int, float or text. ``path.py:function``: the user's own (with ``trust``)."""
+    Values read as int, float or text. ``path.py:function``: the user's own (with ``trust``).
+    Several heads: ``"A;B:max_drop=5"`` (:mod:`.heads`), judged against the run's ``max_drop``."""
     from compressor.metrics import TASKS
+    from compressor.metrics.heads import BUDGET, SEPARATOR, parse_heads
 
+    if SEPARATOR in str(spec) or f"{BUDGET}=" in str(spec):
+        return parse_heads(str(spec), lambda one: parse_metric(one, trust=trust), max_drop)
     name, _, rest = str(spec).partition(":")
     if name.endswith(".py"):
         return user_metric(name, rest, trust=trust)

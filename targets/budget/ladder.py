@@ -143,7 +143,7 @@ def recover(attempt, profile, on_progress=None) -> sensitivity.Recovery:
         class_outputs=tuple(source.class_outputs()), also=() if classifier else tuple(judged[1:]),
         passthrough=passthrough, budget_pp=budget.max_drop_pp,
         min_snr_db=None if classifier or budget.metric is not None else budget.min_snr_db,
-        metric=budget.metric, truth=attempt.validation.truth)
+        metric=budget.metric, truth=attempt.validation.metric_truth)
     workdir = Path(tempfile.mkdtemp(prefix=".recovery.", dir=attempt.staging))
     try:
         return sensitivity.search(source, profile, attempt.calibration, attempt.inputs, expected, workdir=workdir,

@@ -99,7 +99,8 @@ def budget_for(source, profile, validation, options) -> Budget:
     budget = Budget(options.max_drop, options.min_snr, original.predict(validation.feeds(original)), metric)
     inputs = validation.feeds(source)
     own = source.predict(inputs)
-    measured = budget.measure(source, own, own, head_labels(source, validation), inputs, truth=validation.truth)
+    measured = budget.measure(source, own, own, head_labels(source, validation), inputs,
+                              truth=validation.metric_truth)
     if not budget.holds(measured):
         raise AccuracyBudgetError(f"{profile.name}: the compressed float model itself {lost_text(measured)} "
                                   f"against the model before compression, short of {budget.describe(source)} "
