@@ -14,7 +14,7 @@ from compressor.data import Dataset
 from compressor.digests import file_record
 from compressor.errors import ParityError
 from compressor.metrics.compare import top1
-from compressor.models.source import judged_outputs, labelled_output
+from compressor.models.source import class_outputs_for, judged_outputs, labelled_output
 from compressor.version import library_versions
 from targets import devices, parity
 from targets import manifest as manifests
@@ -105,7 +105,7 @@ class Attempt:
             "cpu_class": profile.cpu_class,  # the CPU class its settings were chosen for (None: not a CPU target)
             "precision": profile.precision, "libraries": library_versions(runtime.libraries),
             "artifact": artifact, "extra_files": extra, "size": _total_size(artifact, extra),
-            **io, "labelled_output": labelled_output(source),
+            **io, "labelled_output": labelled_output(source, options.metric),
             "input_names": [spec.name for spec in source.inputs],  # the order runners take their inputs in
             "source": source.record(options.source_path), "recipe": options.recipe,
             "calibration": None if calibration is None else {"samples": len(calibration), "source": calibration.name},
@@ -126,7 +126,8 @@ class Attempt:
         at_precision = source.predict_with_weights(rule.weights, self.inputs) if rule.weights else None
         try:
             check = parity.compare(self.reference, outputs, rule, at_precision=at_precision,
-                                   names=[o.name for o in source.outputs], class_outputs=source.class_outputs(),
+                                   names=[o.name for o in source.outputs],
+                                   class_outputs=class_outputs_for(source, self.options.metric),
                                    passthrough=self.judged[1])
         except ParityError as exc:  # outputs that cannot even be compared (count, shape)
             raise ParityError(f"{profile.name}: {exc}") from None
@@ -140,8 +141,8 @@ class Attempt:
 
     def _top1_text(self, outputs) -> str:
         """The refused artifact's own top-1 beside the float model's, when the samples are labelled."""
-        head, labels = labelled_output(self.source), head_labels(self.source, self.validation)
-        if labels is None:
+        head, labels = labelled_output(self.source, self.options.metric), head_labels(self.source, self.validation)
+        if labels is None or head is None:
             return ""
         return (f" (its top-1 {top1(outputs[head], labels):.1%} against the float model's "
                 f"{top1(self.reference[head], labels):.1%})")

@@ -152,6 +152,7 @@ def two_heads(tmp_path_factory):
     model.fit(train.x, train.y, epochs=15, batch_size=32, verbose=0)
     folder = tmp_path_factory.mktemp("two_heads")
     model.save(folder / "heads.keras")
+    tfk.Model(image, embedding).save(folder / "embedding.keras")  # the embedding alone: (batch, 16)
     np.savez(folder / "train.npz", x=train.x, y=train.y)
     np.savez(folder / "test.npz", x=test.x[:200], y=test.y[:200])
     return folder
@@ -181,3 +182,22 @@ def test_each_head_is_judged_by_its_own_metric_and_budget(two_heads, tmp_path, c
     row = next(r for r in json.loads((out / "results.json").read_text())["results"] if r["name"] == "onnx-int8")
     assert row["task_metric"]["value"]["top1 drop_pp"] == pytest.approx(top1_drop)
     assert row["task_metric"]["drop_pp"] == pytest.approx(budget["drop_pp"])
+
+
+def test_an_output_the_metric_reads_is_what_the_metric_says_it_is(two_heads, tmp_path):
+    """A single (batch, 16) output looks like 16 class scores; judged by --metric retrieval it is an
+    embedding: parity follows its SNR, not the agreement of its argmax (which refused artifacts
+    whose neighbours were all kept), no labels apply to it, and the budget is in recall points."""
+    from compressor.data import samples
+    from compressor.models import load_source
+    from targets import export
+
+    source = load_source(two_heads / "embedding.keras")
+    assert source.class_outputs() == [True]  # the guess from its shape alone
+    train, test = samples.load("digits-8", "train"), samples.load("digits-8", "test").take(200)
+    result = export(source, "onnx-int8", out_dir=tmp_path, calibration=train, validation=test,
+                    metric="retrieval:k=5", max_drop=5)
+    manifest = result.manifest
+    assert manifest["labelled_output"] is None and manifest["parity"]["agreement"] is None
+    assert manifest["parity"]["snr_db"] > 6 and manifest["budget"]["task_metric"]["name"] == "retrieval"
+    assert manifest["budget"]["drop_pp"] <= 5

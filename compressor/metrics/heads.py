@@ -56,6 +56,13 @@ class Heads(ChosenMetric):
         """The same heads judged against the run's budget ``max_drop``."""
         return several(self.given, self.parts, self.budgets, max_drop)
 
+    def outputs_read(self, count: int) -> dict[int, bool]:
+        read: dict[int, bool] = {}
+        for part in self.parts:
+            for index, scores in part.outputs_read(count).items():
+                read[index] = read.get(index, False) or scores
+        return read
+
     def to_dict(self) -> dict:
         return {**super().to_dict(), "heads": [
             {**part.to_dict(), "max_drop_pp": budget if budget is not None else self.max_drop}

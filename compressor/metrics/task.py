@@ -92,6 +92,17 @@ class ChosenMetric:
         sign = 1.0 if self.metric.higher_is_better else -1.0
         return round(sign * (reference - value) * 100.0, 9)
 
+    def outputs_read(self, count: int) -> dict[int, bool]:
+        """The outputs of a model with ``count`` outputs this metric reads, each with whether it
+        reads it as class scores (only top-1 does): the user said what those outputs are, so
+        parity judges them as such (an embedding of 32 values is not 32 class scores). A metric
+        without ``output=`` reads all of them (a detector's layouts); a user's says nothing."""
+        if self.metric.truth is not None:
+            return {}
+        if "output" in self.options:
+            return {int(self.options["output"]): self.name == "top1"}
+        return {index: False for index in range(count)}
+
     def to_dict(self) -> dict:
         return {"name": self.name, "spec": self.spec, "unit": self.metric.unit,
                 "higher_is_better": self.metric.higher_is_better, "options": self.options}

@@ -77,9 +77,21 @@ def classes_of(source) -> int | None:
     return None if first is None else int(first.shape[-1])
 
 
-def labelled_output(source) -> int | None:
+def class_outputs_for(source, metric=None) -> list[bool]:
+    """Which outputs hold class scores: the source's guess from their shapes, corrected by the
+    task metric the user chose (``metric.outputs_read``: an output it reads is class scores only
+    for top-1)."""
+    flags = list(source.class_outputs())
+    if metric is not None:
+        for index, scores in metric.outputs_read(len(flags)).items():
+            if index < len(flags):
+                flags[index] = scores
+    return flags
+
+
+def labelled_output(source, metric=None) -> int | None:
     """The index of the output that labels (``y``) apply to: the first class-score output."""
-    return next((index for index, flag in enumerate(source.class_outputs()) if flag), None)
+    return next((index for index, flag in enumerate(class_outputs_for(source, metric)) if flag), None)
 
 
 def passthrough_outputs(inputs: list[np.ndarray], outputs: list[np.ndarray], names=None) -> dict[int, str]:
