@@ -40,13 +40,14 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
     source = load_source(model_path, trust_model=trust_model)
     folder = out / name
     shutil.rmtree(folder, ignore_errors=True)
-    record = {"model": name, "max_drop_pp": max_drop, "targets": {}}
+    metric = zoo.ZOO[name].metric if name in zoo.ZOO else None  # the task's metric: the budget is in its points
+    record = {"model": name, "max_drop_pp": max_drop, "targets": {}, "metric": metric}
     for target in TARGETS:
         cell: dict = {}
         start = time.perf_counter()
         try:  # full int8 as the profile makes it, kept whatever it loses: the baseline of the recovery
             plain = export(source, target, out_dir=folder / "plain", calibration=train_set, validation=test_set,
-                           parity_rule=Parity(min_agreement=1e-6))
+                           parity_rule=Parity(min_agreement=1e-6), metric=metric)
             cell["plain_agreement"] = plain.manifest["parity"]["agreement"]
         except Exception as exc:  # noqa: BLE001 - recorded, the other targets go on
             from compressor.errors import ParityError
@@ -58,7 +59,7 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
             cell["plain_refused"] = True  # below a floor even the budget keeps (another output's SNR): try it
         try:
             result = export(source, target, out_dir=folder / "budget", calibration=train_set, validation=test_set,
-                            max_drop=max_drop)
+                            max_drop=max_drop, metric=metric)
             budget = result.manifest["budget"] or {}
             found = budget.get("recovery") or {}
             cell.update(status="met", drop_pp=budget.get("drop_pp"), snr_db=budget.get("snr_db"),
@@ -106,6 +107,9 @@ def _measure(record: dict, folder: Path, test_set, model_path: Path, trust_model
         by_path = {Path(r["path"]).resolve(): r for r in doc["results"]}
         reference = next((r for r in doc["results"] if r["name"] == doc["reference"]), {})
         record["float_top1"] = (reference.get("accuracy") or {}).get("top1")
+        task = reference.get("task_metric")
+        if task:
+            record["float_metric"] = task["value"][task["name"]]
         for target, cell in record["targets"].items():
             manifest = folder / "budget" / target / "manifest.json"
             if manifest.is_file():  # the calibration that met the budget, where it was not the profile's own
@@ -115,7 +119,8 @@ def _measure(record: dict, folder: Path, test_set, model_path: Path, trust_model
                 row = by_path.get((folder / kind / target).resolve())
                 if row:
                     cell[f"{kind}_p50_ms"] = row["latency"]["p50_ms"]
-                    cell[f"{kind}_top1_drop_pp"] = row["accuracy_drop_pp"].get("top1")
+                    cell[f"{kind}_top1_drop_pp"] = (row.get("task_metric") or {}).get(
+                        "drop_pp", row["accuracy_drop_pp"].get("top1"))  # in the task metric's points, if any
 
 
 def _model_and_data(name: str, zoo_out: Path):
@@ -134,7 +139,7 @@ def _model_and_data(name: str, zoo_out: Path):
             from compressor.models import custom_code
 
             os.environ[custom_code.ENV] = "tools.zoo"
-        return (zoo_out / name / f"{name}.keras", spec.trust_model, *zoo.datasets(spec))
+        return (zoo_out / name / f"{name}.keras", spec.trust_model, *(zoo.judged(spec, d) for d in zoo.datasets(spec)))
     import sample_models
 
     spec = sample_models.SAMPLE_MODELS[name]
@@ -188,7 +193,8 @@ def _rows(records: list[dict], not_run: list[str]) -> list[str]:
         for target, cell in record["targets"].items():
             top1 = record.get("float_top1")
             chance = f" (float {top1:.1%}, near chance)" if top1 is not None and top1 < NEAR_CHANCE else ""
-            where = f"| {record['model']}{chance} | {target} |"
+            judged = f" ({record['metric']}, float {record['float_metric']:.3f})" if record.get("float_metric") else ""
+            where = f"| {record['model']}{judged}{chance} | {target} |"
             if "plain_error" in cell and not cell.get("plain_refused"):
                 lines.append(f"{where} cannot take | - | - | - | - | - | - | - | {record['peak_rss_mb']:.0f} |")
                 reasons.append(f"- {record['model']} {target}: {cell['plain_error'][:200]}")

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,12 +33,15 @@ class ZooModel:
     dataset: str  # a built-in sample set
     build: Callable  # () -> an untrained Keras 3 model
     epochs: int = 3
-    targets: Callable | None = None  # (x, y) -> training targets, for models that are not plain classifiers
+    targets: Callable | None = None  # dataset -> training targets, for models that are not plain classifiers
     loss: object = "sparse_categorical_crossentropy"
     learning_rate: float = 1e-3
     inputs: Callable | None = None  # x -> {input name: array}, for models with several inputs
     pixels: float = 1.0  # the range images are fed in: 255 for models that rescale inside (EfficientNet)
     trust_model: bool = False  # custom code the user vouches for (--trust-model)
+    metric: str | None = None  # the task metric it is judged by (--metric), in place of top-1
+    truth: Callable | None = None  # dataset -> its t_* truth arrays, for a sample set that has none
+    deploy: Callable | None = None  # trained model -> the model shipped (an embedding without its training head)
 
 
 ZOO: dict[str, ZooModel] = {}
@@ -131,12 +134,13 @@ def _audio():
     return keras.Model(signal, L.Dense(10, activation="softmax", name="classes")(x), name="conv1d_audio")
 
 
-def _mask(x, y):
-    return (x[..., :1] > 0.5).astype("float32")  # the digit's ink: a foreground mask
+def _ink(data):
+    return {"t_mask": (data.x[..., 0] > 0.5).astype("int64")}  # the digit's ink: a foreground mask
 
 
 @zoo_model("unet", "U-Net segmenter: Conv2DTranspose, skip Concatenate, per-pixel sigmoid mask", "digits-32rgb",
-           epochs=4, targets=_mask, loss="binary_crossentropy")
+           epochs=4, targets=lambda data: data.truth["t_mask"][..., None].astype("float32"),
+           loss="binary_crossentropy", metric="miou", truth=_ink)
 def _unet():
     keras = _keras()
     L = keras.layers
@@ -151,7 +155,8 @@ def _unet():
     return keras.Model(image, mask, name="unet")
 
 
-def _boxes(x, y):
+def _boxes(data):
+    x, y = data.x, data.y
     ink = x[..., 0] > 0.5
     rows, cols = ink.any(axis=2), ink.any(axis=1)
     first = lambda a: np.argmax(a, axis=1) / a.shape[1]  # noqa: E731
@@ -241,7 +246,15 @@ def datasets(spec: ZooModel):
                                for d in (train_set, test_set))
     if spec.inputs:
         train_set, test_set = (Dataset(spec.inputs(d.x), d.y, d.name) for d in (train_set, test_set))
+    if spec.truth:
+        train_set, test_set = (replace(d, truth=spec.truth(d)) for d in (train_set, test_set))
     return train_set, test_set
+
+
+def judged(spec: ZooModel, data):
+    """The data a model is judged on: a model with a task metric keeps its truth (``t_*``) and not
+    the sample set's class labels, which are not what its outputs are."""
+    return replace(data, y=None) if spec.metric else data
 
 
 def train(spec: ZooModel):
@@ -250,30 +263,32 @@ def train(spec: ZooModel):
     keras.utils.set_random_seed(0)
     train_set, test_set = datasets(spec)
     model = spec.build()
-    targets = spec.targets(train_set.x, train_set.y) if spec.targets else train_set.y
+    targets = spec.targets(train_set) if spec.targets else train_set.y
     for layer in model.layers:  # 1,347 samples: BatchNorm's moving statistics must settle within a few epochs
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM
     model.compile(keras.optimizers.Adam(spec.learning_rate), spec.loss)
     model.fit(train_set.x, targets, epochs=spec.epochs, batch_size=32, verbose=0)
-    return model, train_set, test_set
+    return (spec.deploy(model) if spec.deploy else model), train_set, test_set
 
 
-def _cells(source, train_set, test_set, out: Path, trust_model: bool = False) -> dict:
-    """Every target that can take ``source``: artifact + parity + accuracy drop + latency, or the reason."""
+def _cells(source, train_set, test_set, out: Path, spec: ZooModel) -> dict:
+    """Every target that can take ``source``: artifact + parity + accuracy drop + latency, or the reason.
+    The drop is in top-1 points, or in the points of the model's task metric where it has one."""
     from benchmarks.harness import measure
     from benchmarks.latency import LatencyConfig
     from targets import PROFILES, compatibility, export_many
 
-    test_set = test_set.take(EVAL_SAMPLES)
+    train_set, test_set = judged(spec, train_set), judged(spec, test_set.take(EVAL_SAMPLES))
     reasons = {name: reason for name, reason in compatibility(source).items() if reason}
     exported, failed = export_many(source, [p for p in PROFILES if p not in reasons], out_dir=out,
-                                   calibration=train_set, validation=test_set)
+                                   calibration=train_set, validation=test_set, metric=spec.metric)
     cells = {name: {"status": "cannot take it", "reason": reason} for name, reason in reasons.items()}
     cells.update({f.target: {"status": "refused" if f.exit_code != 1 else "internal error", "exit_code": f.exit_code,
                              "reason": f.message} for f in failed})
     if exported:
-        doc = measure([r.folder for r in exported], eval_data=test_set, source=source.path, trust_model=trust_model,
+        doc = measure([r.folder for r in exported], eval_data=test_set, source=source.path,
+                      trust_model=spec.trust_model,
                       config=LatencyConfig(warmup_seconds=0.1, min_runs=20, min_seconds=0.2), rounds=1)
         rows = {row["name"]: row for row in doc["results"]}
         for result in exported:
@@ -281,10 +296,21 @@ def _cells(source, train_set, test_set, out: Path, trust_model: bool = False) ->
             cells[result.target] = {
                 "status": "ok", "p50_ms": row["latency"]["p50_ms"], "top1": row["accuracy"].get("top1"),
                 "drop_pp": row["accuracy_drop_pp"].get("top1"), "max_abs": parity["max_abs"],
-                "agreement": parity["agreement"], "snr_db": parity["snr_db"], "bytes": result.manifest["size"]["bytes"]}
+                "agreement": parity["agreement"], "snr_db": parity["snr_db"], "bytes": result.manifest["size"]["bytes"],
+                **_task_figures(row)}
         base = rows[doc["reference"]]
-        cells["float"] = {"status": "ok", "p50_ms": base["latency"]["p50_ms"], "top1": base["accuracy"].get("top1")}
+        cells["float"] = {"status": "ok", "p50_ms": base["latency"]["p50_ms"], "top1": base["accuracy"].get("top1"),
+                          **_task_figures(base)}
     return cells
+
+
+def _task_figures(row: dict) -> dict:
+    """A results row's task metric: its value and drop (in its points) and what it was scored against."""
+    task = row.get("task_metric")
+    if not task:
+        return {}
+    return {"metric": task["name"], "metric_value": task["value"][task["name"]], "drop_pp": task["drop_pp"],
+            "truth": task["truth"], "metric_unit": task["unit"]}
 
 
 def run_model(spec: ZooModel, out: Path) -> dict:
@@ -299,7 +325,8 @@ def run_model(spec: ZooModel, out: Path) -> dict:
     model, train_set, test_set = train(spec)
     keras_path, onnx_path = folder / f"{spec.name}.keras", folder / f"{spec.name}.onnx"
     model.save(keras_path)
-    record = {"model": spec.name, "description": spec.description, "dataset": spec.dataset, "params": None}
+    record = {"model": spec.name, "description": spec.description, "dataset": spec.dataset, "params": None,
+              "metric": spec.metric}
     try:
         source = load_source(keras_path, trust_model=spec.trust_model)
         record["params"], record["macs"] = source.report().params, source.report().macs
@@ -309,9 +336,10 @@ def run_model(spec: ZooModel, out: Path) -> dict:
             from compressor.models import custom_code
 
             os.environ[custom_code.ENV] = "tools.zoo"
-        record["keras"] = _cells(source, train_set, test_set, folder / "keras", spec.trust_model)
+        record["keras"] = _cells(source, train_set, test_set, folder / "keras", spec)
         convert_keras(source.model, onnx_path)
-        record["onnx"] = _cells(load_source(onnx_path), train_set, test_set, folder / "onnx")
+        record["onnx"] = _cells(load_source(onnx_path), train_set, test_set, folder / "onnx",
+                                replace(spec, trust_model=False))
     except CompressorError as exc:  # the source itself cannot be read or converted: one line, the rest goes on
         record["error"] = f"{type(exc).__name__}: {exc}"
     record["seconds"] = time.perf_counter() - start
@@ -329,10 +357,20 @@ def _cell_text(cell: dict | None) -> str:
         return "-"
     if cell["status"] != "ok":
         return f"{cell['status']}: {_portable(cell['reason'])[:90]}".replace("|", "/")
-    drop = "" if cell.get("drop_pp") is None else f" {cell['drop_pp']:+.2f} pt"
+    unit = f" {cell['metric']}" if cell.get("metric") else ""
+    drop = "" if cell.get("drop_pp") is None else f" {cell['drop_pp']:+.2f} pt{unit}"
     quality = (f"{cell['agreement']:.1%} agr" if cell.get("agreement") is not None
                else f"{cell['snr_db']:.0f} dB")
     return f"ok{drop}, {quality}, {cell['p50_ms']:.2f} ms"
+
+
+def _float_text(cell: dict) -> str:
+    """The float model's cell: its task metric or top-1, and its latency."""
+    if cell.get("metric"):
+        value = f"{cell['metric']} {cell['metric_value']:.3f}"
+    else:
+        value = "-" if cell.get("top1") is None else f"{cell['top1']:.1%}"
+    return value + (f", {cell['p50_ms']:.2f} ms" if cell else "")
 
 
 def _host() -> str:
@@ -363,7 +401,8 @@ def render(records: list[dict], wall: float, heading: str | None = None, command
              f"this rendering {wall / 60:.1f} min).", "",
              "Each model is a real architecture trained briefly on a built-in sample set, saved as Keras 3 `.keras`, "
              "and taken through every target from the Keras file and from its ONNX conversion (tf2onnx). A cell is "
-             "an artifact (drop in top-1 points against the float model on 200 held-out samples, the export's parity: "
+             "an artifact (drop in top-1 points against the float model on 200 held-out samples, or in the points of "
+             "the model's task metric, named in the cell, against the data's truth; the export's parity: "
              "top-1 agreement for class scores, SNR for other outputs, and p50 latency, batch 1, 1 thread) or the "
              "toolkit's one-line reason.", ""]
     summary = {"ok": 0, "refused": 0, "cannot take it": 0, "internal error": 0}
@@ -376,8 +415,7 @@ def render(records: list[dict], wall: float, heading: str | None = None, command
                 if name in cells:
                     summary[cells[name]["status"]] += 1
             float_cell = cells.get("float") or {}
-            base = ("-" if float_cell.get("top1") is None else f"{float_cell['top1']:.1%}") + (
-                f", {float_cell['p50_ms']:.2f} ms" if float_cell else "")
+            base = _float_text(float_cell)
             if float_cell.get("top1") is not None and float_cell["top1"] < NEAR_CHANCE:
                 base += " (near chance: agreement says little here)"
             row = [base] + [_cell_text(cells.get(name)) for name in columns] if cells else [
@@ -386,12 +424,14 @@ def render(records: list[dict], wall: float, heading: str | None = None, command
         lines.append("")
     lines += [f"{sub} Summary", "", ", ".join(f"{count} {status}" for status, count in summary.items()), "",
               f"{sub} Float conversions: the spread of max abs difference (fp32 profiles)", ""]
-    spread = sorted(cell["max_abs"] for r in records for s in ("keras", "onnx") for name, cell in (r.get(s) or {}).items()
+    spread = sorted(cell["max_abs"] for r in records for s in ("keras", "onnx")
+                    for name, cell in (r.get(s) or {}).items()
                     if cell.get("status") == "ok" and name.endswith("fp32"))
     if spread:
         lines.append(f"{len(spread)} fp32 artifacts: median {np.median(spread):.2g}, max {spread[-1]:.2g}.")
     lines += ["", f"{sub} Models", ""] + [f"- `{r['model']}`: {r['description']} ({r['dataset']}; "
-                                          f"{(r.get('params') or 0):,} params, {r.get('seconds', 0):.0f} s)"
+                                          + (f"judged by `--metric {r['metric']}`; " if r.get("metric") else "")
+                                          + f"{(r.get('params') or 0):,} params, {r.get('seconds', 0):.0f} s)"
                                           for r in records]
     missing = [name for name in ZOO if name not in {r["model"] for r in records}]
     if missing and not heading:
@@ -448,5 +488,9 @@ def main(argv=None) -> int:
     return publish(render(records, time.perf_counter() - start), args.write)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+from tools import zoo_tasks  # noqa: E402,F401  (registers the models judged by a task metric)
+
+if __name__ == "__main__":  # run as the imported module, whose ZOO the task models registered into
+    from tools.zoo import main as imported_main
+
+    sys.exit(imported_main())
