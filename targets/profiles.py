@@ -103,6 +103,9 @@ class TargetProfile:
     input_type: str = "float32"
     output_type: str = "float32"
     builtin_int8_only: bool = False  # every op must have an int8 kernel (MCU, Edge TPU)
+    # the batch the artifact is converted with, for devices that run one sample at a time on
+    # static shapes (TFLite Micro, the Edge TPU compiler): shape arithmetic folds into constants
+    static_batch: int | None = None
     unsupported_layers: frozenset = frozenset()
     options: Mapping = field(default_factory=dict)
     notes: str = ""
@@ -190,12 +193,13 @@ for _profile in (
                                "accuracy option, not a speed one"),
     TargetProfile("edgetpu", "Edge-TPU-ready LiteRT: every op int8, int8 I/O (the Edge TPU compiler is not run)",
                   "Coral Edge TPU", "litert", "int8", INT8, input_type="int8", output_type="int8",
-                  builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="Edge TPU",
+                  builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="Edge TPU", static_batch=1,
                   speed_caveat="measured on this host's CPU, where its int8 input and output are quantized and "
                                "dequantized around each call; an Edge TPU runs it on the accelerator"),
     TargetProfile("mcu", "TensorFlow Lite Micro int8 for Cortex-M class microcontrollers, with C array and arena size",
                   "Cortex-M microcontroller", "tflm", "int8", INT8, input_type="int8", output_type="int8",
-                  builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="microcontroller"),
+                  builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="microcontroller",
+                  static_batch=1),
     TargetProfile("onnx-fp32", "ONNX Runtime float32 reference", "CPU (x86/ARM)", "onnxruntime", "fp32", FP32),
     TargetProfile("onnx-dynamic-int8", "ONNX Runtime dynamic int8 (for LSTM/transformer-like models)", "CPU (x86/ARM)",
                   "onnxruntime", "dynamic-int8", INT8,

@@ -208,6 +208,29 @@ def test_an_mcu_artifact_that_does_not_fit_the_device_is_refused(tmp_path):
         export(wide, "mcu", out_dir=tmp_path, calibration=data, validation=data, device="cortex-m9")
 
 
+def test_a_reshape_over_the_batch_converts_for_the_microcontroller(tmp_path):
+    """A Reshape whose batch is dynamic becomes Shape/ReduceProd arithmetic that TFLite Micro has
+    no kernel for ("Didn't find op for builtin opcode 'REDUCE_PROD'"); the microcontroller and
+    Edge TPU profiles convert with the batch fixed at one, so the shape is a constant."""
+    from compressor import keras_env
+    from compressor.data import Dataset
+    from targets.runtimes.litert import op_table
+
+    keras_env.set_seed(0)
+    keras = keras_env.keras3()
+    L = keras.layers
+    image = keras.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, strides=2, padding="same", activation="relu")(image)
+    x = L.Dense(3)(L.Reshape((16, 4))(x))  # per-position features, as a CTC recogniser's columns
+    model = keras.Model(image, x)
+    data = Dataset(np.random.default_rng(0).uniform(0, 1, (40, 8, 8, 1)).astype(np.float32), name="noise")
+    for target in ("mcu", "edgetpu"):
+        result = export(model, target, out_dir=tmp_path, calibration=data, validation=data)
+        ops = {op["op"] for op in op_table(result.artifact.read_bytes())}
+        assert not ops & {"SHAPE", "REDUCE_PROD", "STRIDED_SLICE", "PACK"}, ops
+        assert result.manifest["parity"]["passed"] and result.manifest["validation"]["samples"] == 40
+
+
 def test_broken_calibration_is_caught_by_the_parity_floor(tiny_cnn, digits8, tmp_path):
     from compressor.data import Dataset
 

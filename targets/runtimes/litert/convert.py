@@ -56,28 +56,32 @@ def _failed_ops(message: str) -> list[str]:
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
 
 
-def _batch_one_signature(model):
-    """For a recurrent model, a concrete function with a batch of one (inputs named as the
-    model's); None for other models.
+def _batch_one_signature(model, static: bool = False):
+    """For a recurrent model, or any model with ``static`` (a profile's ``static_batch``), a
+    concrete function with a batch of one (inputs named as the model's); None otherwise.
 
     With a dynamic batch, Keras' recurrent layers lower to TensorList ops that LiteRT's
     builtins lack; a fixed batch lets the converter fuse them into
-    UNIDIRECTIONAL_SEQUENCE_LSTM (TensorFlow's own LSTM conversion guide does the same).
+    UNIDIRECTIONAL_SEQUENCE_LSTM (TensorFlow's own LSTM conversion guide does the same). A
+    microcontroller or Edge TPU runs one sample on static shapes: with the batch fixed, a
+    Reshape's target shape is a constant instead of Shape/ReduceProd arithmetic that TFLite
+    Micro has no kernel for.
     """
     tf = keras_env.tf()
     from compressor.models.inspection import flat_layers
 
-    if not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
+    if not static and not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
         return None
     specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name) for t, name in zip(model.inputs, model.input_names)]
     function = tf.function(lambda *x: model(keras_env.as_called(model, x), training=False))
     return function.get_concrete_function(*specs)
 
 
-def _converter(model):
-    """A converter for ``model`` (recurrent models through :func:`_batch_one_signature`)."""
+def _converter(model, static: bool = False):
+    """A converter for ``model`` (recurrent models and ``static`` ones through
+    :func:`_batch_one_signature`)."""
     tf = keras_env.tf()
-    concrete = _batch_one_signature(model)
+    concrete = _batch_one_signature(model, static)
     if concrete is None:
         return tf.lite.TFLiteConverter.from_keras_model(model)
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
@@ -93,12 +97,16 @@ def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
     """
     if profile.precision in CALIBRATED:
         return unclip_lstm_cells(convert_isolated(model, profile, calibration))[0]
-    converter = _converter(model)
+    converter = _converter(model, _static(profile))
     _configure(converter, profile, calibration, list(model.input_names))
     return unclip_lstm_cells(_run_converter(converter, profile.name))[0]
 
 
 CALIBRATED = ("int8", "int16x8")
+
+
+def _static(profile) -> bool:
+    return getattr(profile, "static_batch", None) == 1
 
 
 def _run_converter(converter, target: str) -> bytes:
@@ -111,12 +119,12 @@ def _run_converter(converter, target: str) -> bytes:
         raise ConversionError(f"{target}: TFLite conversion failed; {detail}") from None
 
 
-def _save_for_conversion(model, directory: Path) -> None:
+def _save_for_conversion(model, directory: Path, static: bool = False) -> None:
     """The model as a SavedModel, which is what ``from_keras_model`` converts internally too;
-    recurrent models with the signature of :func:`_batch_one_signature`."""
+    recurrent and ``static`` models with the signature of :func:`_batch_one_signature`."""
     tf = keras_env.tf()
     with keras_env.quiet_native():
-        concrete = _batch_one_signature(model)
+        concrete = _batch_one_signature(model, static)
         if concrete is None:
             tf.saved_model.save(model, str(directory))
         else:
@@ -133,7 +141,7 @@ def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate
     with tempfile.TemporaryDirectory(prefix="compressor-tflite-") as tmp:
         work = Path(tmp)
         try:
-            _save_for_conversion(model, work / "saved_model")
+            _save_for_conversion(model, work / "saved_model", _static(profile))
         except Exception as exc:  # the converter could not have read it either
             raise ConversionError(f"{profile.name}: the model could not be traced for the TFLite converter: "
                                   f"{str(exc).strip().splitlines()[0][:200]}") from None
