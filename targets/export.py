@@ -254,10 +254,10 @@ def _in_staging(final: Path, write) -> dict:
 
 def _data_and_budget(profile: TargetProfile, source, validation: Dataset, calibration, options: ExportOptions):
     """The calibration and validation samples, each checked to fit the model, and the budget."""
-    validation.check_fits(source)
+    validation.check_fits(source, metric=options.metric)
     calibration_set = _calibration_set(profile, calibration, source, options.calibration_samples, options.seed)
     if calibration_set is not None:
-        calibration_set.check_fits(source)
+        calibration_set.check_fits(source, metric=options.metric)
     validation = validation.take(options.validation_samples)
     budget = None if options.max_drop is None or not profile.quantized else \
         budget_for(source, profile, validation, options)

@@ -201,3 +201,23 @@ def test_an_output_the_metric_reads_is_what_the_metric_says_it_is(two_heads, tmp
     assert manifest["labelled_output"] is None and manifest["parity"]["agreement"] is None
     assert manifest["parity"]["snr_db"] > 6 and manifest["budget"]["task_metric"]["name"] == "retrieval"
     assert manifest["budget"]["drop_pp"] <= 5
+
+
+def test_labels_for_another_task_do_not_block_a_model_judged_by_its_metric(tmp_path):
+    """A regressor's data that also carries class labels (its images' digits): judged by --metric mae,
+    its 6 outputs are not 6 class scores, so labels up to 9 are no error; without a metric they
+    are refused in one line as before."""
+    from compressor import keras_env
+    from compressor.data import Dataset, samples
+    from compressor.errors import BadInputError
+    from targets import export
+
+    keras_env.set_seed(0)
+    tfk = keras_env.tf_keras()
+    model = tfk.Sequential([tfk.Input((8, 8, 1)), tfk.layers.Flatten(), tfk.layers.Dense(6, activation="sigmoid")])
+    digits = samples.load("digits-8", "test").take(60)
+    data = Dataset(digits.x, digits.y, "digits with targets", truth={"t_target": model.predict(digits.x, verbose=0)})
+    with pytest.raises(BadInputError, match="label 9 is out of range for a model with 6 classes"):
+        export(model, "onnx-fp32", out_dir=tmp_path, validation=data)
+    result = export(model, "onnx-fp32", out_dir=tmp_path, validation=data, metric="mae")
+    assert result.manifest["parity"]["passed"] and result.manifest["labelled_output"] is None

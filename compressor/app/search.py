@@ -319,7 +319,10 @@ def _preflight(config: SearchConfig):
     config = SearchConfig(**{**vars(config), "targets": tuple(targets)})
     source = load_source(config.model, trust_model=config.trust_model)
     test = load_dataset(config.eval_data, input_shape=source.data_spec()[0])
-    test.check_fits(source)
+    from compressor.metrics.task import parse_metric
+
+    test.check_fits(source, metric=None if config.metric is None else parse_metric(config.metric,
+                                                                                    trust=config.trust_model))
     out = Path(config.out_dir)
     refuse_inputs_inside(out, [Path(g) for g in (config.model, config.data, config.eval_data)
                                if not g.startswith("sample:")])

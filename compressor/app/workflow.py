@@ -149,7 +149,7 @@ def _prepare(spec: JobSpec) -> _Prepared:
     shape = source.data_spec()[0]
     train, test = (load_dataset(d, input_shape=shape, pixel_scale=spec.pixel_scale) for d in (spec.data, spec.eval_data))
     for dataset in (train, test):
-        dataset.check_fits(source)
+        dataset.check_fits(source, metric=metric)
     return _Prepared(recipe, names, source, train, test, metric)
 
 

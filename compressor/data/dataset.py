@@ -147,11 +147,13 @@ class Dataset:
                 f"named as the model's inputs ({', '.join(names)})")
         return [arrays[name] for name in names]
 
-    def check_fits(self, source, *, num_classes: int | None = None) -> None:
+    def check_fits(self, source, *, num_classes: int | None = None, metric=None) -> None:
         """Raise BadInputError if the samples do not fit the model's inputs.
 
         ``source`` is a :class:`compressor.models.SourceModel` (named inputs with shapes
-        and dtypes, ``data_spec()`` for the class count).
+        and dtypes, ``data_spec()`` for the class count). ``metric``: the task metric the model
+        is judged by, which says whether its outputs hold class scores the labels apply to (a
+        keypoint regressor judged by PCK has none, whatever labels its data carries).
         """
         for spec in source.inputs:
             if not spec.shape:
@@ -167,7 +169,9 @@ class Dataset:
                                 f"(its outputs: {', '.join(outputs)})")
         self._check_pixel_range(source)
         if num_classes is None:
-            num_classes = source.data_spec()[2]
+            from compressor.models.source import classes_of
+
+            num_classes = classes_of(source, metric)
         if self.y is not None and num_classes and int(self.y.max()) >= num_classes:
             raise BadInputError(
                 f"{self.name}: label {int(self.y.max())} is out of range for a model with {num_classes} classes"

@@ -70,9 +70,10 @@ def class_score_outputs(outputs: list[TensorSpec], softmax: list[bool]) -> list[
     return [_scores_shape(spec) and ends_in_softmax for spec, ends_in_softmax in zip(outputs, softmax)]
 
 
-def classes_of(source) -> int | None:
-    """The class count of the source's first class-score output, else None."""
-    flags = source.class_outputs()
+def classes_of(source, metric=None) -> int | None:
+    """The class count of the source's first class-score output (as ``metric`` reads the
+    outputs, when one judges the model), else None."""
+    flags = class_outputs_for(source, metric)
     first = next((spec for spec, flag in zip(source.outputs, flags) if flag), None)
     return None if first is None else int(first.shape[-1])
 
