@@ -54,14 +54,14 @@ def build(config: Config = MINI, name: str = "bert_encoder"):
     return tfk.Model({"input_ids": ids, "attention_mask": mask}, [classes, pooled], name=name)
 
 
-def train(config: Config = MINI, epochs: int = 6, seed: int = 0):
-    """The small encoder fitted on ``topics-text``; returns (model, train set, test set)."""
+def train(config: Config = MINI, epochs: int = 6, seed: int = 0, learning_rate: float = 1e-3):
+    """The encoder fitted on ``topics-text``; returns (model, train set, test set)."""
     from compressor.data import samples
 
     tfk = keras_env.tf_keras()
     keras_env.set_seed(seed)
     train_set, test_set = samples.load("topics-text", "train"), samples.load("topics-text", "test")
     model = build(config)
-    model.compile(tfk.optimizers.Adam(1e-3), loss=["sparse_categorical_crossentropy", None])
+    model.compile(tfk.optimizers.Adam(learning_rate), loss=["sparse_categorical_crossentropy", None])
     model.fit(train_set.x, train_set.y, epochs=epochs, batch_size=32, verbose=0)
     return model, train_set, test_set
