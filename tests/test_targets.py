@@ -231,6 +231,23 @@ def test_a_reshape_over_the_batch_converts_for_the_microcontroller(tmp_path):
         assert result.manifest["parity"]["passed"] and result.manifest["validation"]["samples"] == 40
 
 
+def test_a_dynamic_sequence_is_fixed_at_the_datas_length_for_the_microcontroller(tmp_path):
+    """mcu and edgetpu run static shapes: a dynamic sequence length is fixed at the calibration
+    data's (a pooling over it is then a constant-size MEAN, not ReduceProd arithmetic) and the
+    manifest says so."""
+    from compressor import keras_env
+    from compressor.data import Dataset
+
+    keras_env.set_seed(0)
+    tfk = keras_env.tf_keras()
+    L = tfk.layers
+    model = tfk.Sequential([tfk.Input((None, 4)), L.Dense(8, activation="relu"), L.GlobalAveragePooling1D(),
+                            L.Dense(3, activation="softmax")])
+    data = Dataset(np.random.default_rng(0).uniform(0, 1, (30, 12, 4)).astype(np.float32), name="sequences")
+    result = export(model, "mcu", out_dir=tmp_path, calibration=data, validation=data)
+    assert result.manifest["parity"]["passed"] and result.manifest["inputs"][0]["shape"] == [1, 12, 4]
+
+
 def test_broken_calibration_is_caught_by_the_parity_floor(tiny_cnn, digits8, tmp_path):
     from compressor.data import Dataset
 

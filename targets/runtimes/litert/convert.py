@@ -56,28 +56,32 @@ def _failed_ops(message: str) -> list[str]:
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
 
 
-def _batch_one_signature(model, static: bool = False):
-    """For a recurrent model, or any model with ``static`` (a profile's ``static_batch``), a
-    concrete function with a batch of one (inputs named as the model's); None otherwise.
+def _batch_one_signature(model, static: list[tuple] | None = None):
+    """For a recurrent model, a concrete function with a batch of one (inputs named as the
+    model's); for any model with ``static`` shapes (a profile's ``static_batch``: one per
+    input, batch one, the other dimensions as the calibration data has them), one on those
+    shapes; None otherwise.
 
     With a dynamic batch, Keras' recurrent layers lower to TensorList ops that LiteRT's
     builtins lack; a fixed batch lets the converter fuse them into
     UNIDIRECTIONAL_SEQUENCE_LSTM (TensorFlow's own LSTM conversion guide does the same). A
-    microcontroller or Edge TPU runs one sample on static shapes: with the batch fixed, a
-    Reshape's target shape is a constant instead of Shape/ReduceProd arithmetic that TFLite
-    Micro has no kernel for.
+    microcontroller or Edge TPU runs one sample on static shapes: with them fixed, a Reshape's
+    target shape or a pooling's length is a constant instead of Shape/ReduceProd arithmetic
+    that TFLite Micro has no kernel for.
     """
     tf = keras_env.tf()
     from compressor.models.inspection import flat_layers
 
     if not static and not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
         return None
-    specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name) for t, name in zip(model.inputs, model.input_names)]
+    shapes = static or [(1, *t.shape[1:]) for t in model.inputs]
+    specs = [tf.TensorSpec(shape, t.dtype, name=name)
+             for t, shape, name in zip(model.inputs, shapes, model.input_names)]
     function = tf.function(lambda *x: model(keras_env.as_called(model, x), training=False))
     return function.get_concrete_function(*specs)
 
 
-def _converter(model, static: bool = False):
+def _converter(model, static: list[tuple] | None = None):
     """A converter for ``model`` (recurrent models and ``static`` ones through
     :func:`_batch_one_signature`)."""
     tf = keras_env.tf()
@@ -97,7 +101,7 @@ def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
     """
     if profile.precision in CALIBRATED:
         return unclip_lstm_cells(convert_isolated(model, profile, calibration))[0]
-    converter = _converter(model, _static(profile))
+    converter = _converter(model, _static(profile, calibration))
     _configure(converter, profile, calibration, list(model.input_names))
     return unclip_lstm_cells(_run_converter(converter, profile.name))[0]
 
@@ -105,8 +109,11 @@ def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
 CALIBRATED = ("int8", "int16x8")
 
 
-def _static(profile) -> bool:
-    return getattr(profile, "static_batch", None) == 1
+def _static(profile, calibration: list[np.ndarray] | None) -> list[tuple] | None:
+    """A ``static_batch`` profile's input shapes: batch one, the rest as the calibration data's."""
+    if getattr(profile, "static_batch", None) != 1 or not calibration:
+        return None
+    return [(1, *np.shape(array)[1:]) for array in calibration]
 
 
 def _run_converter(converter, target: str) -> bytes:
@@ -119,7 +126,7 @@ def _run_converter(converter, target: str) -> bytes:
         raise ConversionError(f"{target}: TFLite conversion failed; {detail}") from None
 
 
-def _save_for_conversion(model, directory: Path, static: bool = False) -> None:
+def _save_for_conversion(model, directory: Path, static: list[tuple] | None = None) -> None:
     """The model as a SavedModel, which is what ``from_keras_model`` converts internally too;
     recurrent and ``static`` models with the signature of :func:`_batch_one_signature`."""
     tf = keras_env.tf()
@@ -141,7 +148,7 @@ def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate
     with tempfile.TemporaryDirectory(prefix="compressor-tflite-") as tmp:
         work = Path(tmp)
         try:
-            _save_for_conversion(model, work / "saved_model", _static(profile))
+            _save_for_conversion(model, work / "saved_model", _static(profile, calibration))
         except Exception as exc:  # the converter could not have read it either
             raise ConversionError(f"{profile.name}: the model could not be traced for the TFLite converter: "
                                   f"{str(exc).strip().splitlines()[0][:200]}") from None

@@ -57,8 +57,8 @@ class LiteRTRunner:
         if fixed is not None and count != fixed:
             parts = [self.run([a[i : i + fixed] for a in inputs]) for i in range(0, count, fixed)]
             return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
-        if fixed is None:
-            self._resize(inputs)
+        if any(-1 in list(d["shape_signature"]) for d in self._input_details):  # a batch, or a sequence
+            self._resize(inputs)  # with the batch fixed at one (mcu, edgetpu), the length still follows
         if self._stateful:
             self._interpreter.reset_all_variables()
         for info, detail, array in zip(self.inputs, self._input_details, inputs):
