@@ -200,6 +200,13 @@ for _profile in (
                   "Cortex-M microcontroller", "tflm", "int8", INT8, input_type="int8", output_type="int8",
                   builtin_int8_only=True, unsupported_layers=RECURRENT, device_class="microcontroller",
                   static_batch=1),
+    # weight-only on LiteRT: the LiteRT (AI Edge) Quantizer's recipes on the float model
+    # (targets/runtimes/litert/weights.py): int8 weights per channel dequantized in the graph;
+    # int4 weights in blocks of 32 on XNNPACK's blockwise kernels
+    TargetProfile("tflite-int8w", "LiteRT with int8 weights (per channel), float activations and arithmetic",
+                  "mobile/ARM CPU", "litert", "int8w", INT8, compresses=WEIGHT_ONLY_LAYERS),
+    TargetProfile("tflite-int4w", "LiteRT with int4 weights in blocks of 32 (XNNPACK blockwise kernels), float I/O",
+                  "mobile/ARM CPU", "litert", "int4w", INT8, compresses=WEIGHT_ONLY_LAYERS),
     TargetProfile("onnx-fp32", "ONNX Runtime float32 reference", "CPU (x86/ARM)", "onnxruntime", "fp32", FP32),
     TargetProfile("onnx-dynamic-int8", "ONNX Runtime dynamic int8 (for LSTM/transformer-like models)", "CPU (x86/ARM)",
                   "onnxruntime", "dynamic-int8", INT8,

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("compressor", "targets", "benchmarks")
-RUNTIME_LIBRARIES = ("onnxruntime", "openvino", "nncf", "ai_edge_litert", "tf2onnx")
+RUNTIME_LIBRARIES = ("onnxruntime", "openvino", "nncf", "ai_edge_litert", "ai_edge_quantizer", "tf2onnx")
 # what benchmarks may take from targets: the runner interface (runtimes and their runners, artifacts)
 RUNNER_INTERFACE = {"targets", "targets.runtime", "targets.artifact"}
 

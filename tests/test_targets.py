@@ -36,7 +36,8 @@ EXPECTED = {
 # AVX-512 BF16) and weight-only compression (a transformer encoder's MatMul and embedding weights)
 ELSEWHERE = {"openvino-bf16": "test_bf16.py", "openvino-int8w": "test_weight_only.py",
              "openvino-int4w": "test_weight_only.py", "onnx-int8w": "test_weight_only.py",
-             "onnx-int4w": "test_weight_only.py"}
+             "onnx-int4w": "test_weight_only.py", "tflite-int8w": "test_weight_only.py",
+             "tflite-int4w": "test_weight_only.py"}
 
 
 def test_every_registered_profile_has_a_parity_test():

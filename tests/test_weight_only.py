@@ -1,4 +1,5 @@
-"""Weight-only compression on OpenVINO (NNCF ``compress_weights``): a small transformer encoder's
+"""Weight-only compression on OpenVINO (NNCF ``compress_weights``), ONNX Runtime (MatMulNBits) and
+LiteRT (the LiteRT Quantizer): a small transformer encoder's
 MatMul and embedding weights stored in int8 or int4, activations in float, judged like every
 quantized artifact, and refused where there is nothing to compress."""
 
@@ -101,6 +102,22 @@ def test_onnx_runtime_matmulnbits_stores_the_encoders_weights_in_int8_and_int4(e
     float_bytes = _onnx_weight_bytes(results["onnx-fp32"].artifact)["float32"]
     left = _onnx_weight_bytes(results["onnx-int4w"].artifact).get("float32", 0)
     assert left < float_bytes / 3
+
+
+def test_the_litert_quantizer_stores_the_encoders_weights_in_int8_and_int4(encoder, tmp_path):
+    """tflite-int8w / tflite-int4w: the LiteRT Quantizer's recipes on the float model; the dense
+    layers' weights in int8 (per channel) or int4 (blocks of 32), judged like every artifact."""
+    from targets import export
+
+    model, data = encoder
+    results = {t: export(model, t, out_dir=tmp_path, validation=data, max_drop=2.0)
+               for t in ("tflite-fp32", "tflite-int8w", "tflite-int4w")}
+    sizes = {t: r.manifest["size"]["bytes"] for t, r in results.items()}
+    for target, recipe in (("tflite-int8w", "weight_only_wi8_afp32"), ("tflite-int4w", "dynamic_wi4b32_afp32")):
+        manifest = results[target].manifest
+        assert manifest["parity"]["passed"] and manifest["budget"]["drop_pp"] <= 2.0
+        assert manifest["details"]["recipe"] == recipe and manifest["details"]["compressed_weight_tensors"] >= 2
+    assert sizes["tflite-int4w"] < sizes["tflite-int8w"] < sizes["tflite-fp32"] * 0.5, sizes
 
 
 def test_a_model_whose_weights_are_not_matmul_weights_is_refused_in_one_line(tmp_path):

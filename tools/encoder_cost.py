@@ -44,6 +44,7 @@ def run(size: str, out: Path) -> dict:
     from compressor import memory
     from compressor.data import samples
     from targets import export_many
+    from tools import encoder_speed
 
     out.mkdir(parents=True, exist_ok=True)
     keras_source, onnx_source, onnx_seconds = _build(size, out)
@@ -52,7 +53,7 @@ def run(size: str, out: Path) -> dict:
     record = {"size": size, "params": onnx_source.report().params, "fp32_mb": round(fp32_mb, 1),
               "onnx_conversion_s": round(onnx_seconds, 1), "targets": {}}
     for source, from_keras in ((keras_source, True), (onnx_source, False)):
-        names = _targets_for(source, from_keras)
+        names = encoder_speed.targets_for(source, from_keras)
         costs: dict = {}
         exported, failed = export_many(source, names, out_dir=out / "artifacts", calibration=train, validation=test,
                                        calibration_samples=200, metric="retrieval:output=1", overwrite=True,
@@ -65,15 +66,6 @@ def run(size: str, out: Path) -> dict:
             cost["children_peak_mb"] = memory.children_peak_mb()
             record["targets"][name] = cost
     return record
-
-
-def _targets_for(source, from_keras: bool) -> list[str]:
-    """The profiles that take ``source``: LiteRT's from the Keras file, the others from ONNX."""
-    from targets import PROFILES, profiles_for
-    from targets.runtime import get_runtime
-
-    return [name for name in profiles_for(source)
-            if ("onnx" in get_runtime(PROFILES[name].runtime).accepts) != from_keras]
 
 
 def render(record: dict) -> str:

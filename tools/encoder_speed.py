@@ -1,5 +1,6 @@
 """A BERT-class encoder (tools.encoder) trained on ``topics-text``, exported from its ONNX form
-to every ONNX Runtime and OpenVINO profile this CPU runs, each quantized one under the budget
+to every ONNX Runtime and OpenVINO profile this CPU runs and from its Keras form to every LiteRT
+one that takes it, each quantized one under the budget
 of both heads (top-1 of the class head within ``--max-drop`` points, recall@10 of the float
 model's neighbours on the embedding head within ``--retrieval-drop`` points), then timed at
 sequence 128, batch 1, 1 thread, in interleaved rounds: what int8 (static, dynamic,
@@ -37,7 +38,7 @@ def padded(data, length: int = SEQUENCE):
 
 
 def _trained(size: str, out: Path, epochs: int):
-    """The encoder trained on topics-text and its ONNX form, as sources; and the data."""
+    """The encoder trained on topics-text, as a Keras source and in its ONNX form; and the data."""
     from compressor.models import load_source
     from targets.runtimes.onnx_runtime import convert_keras
     from tools import encoder
@@ -46,19 +47,32 @@ def _trained(size: str, out: Path, epochs: int):
                                                learning_rate=RATES[size])
     keras_path, onnx_path = out / "encoder.keras", out / "encoder.onnx"
     model.save(keras_path)
-    convert_keras(load_source(keras_path).model, onnx_path)
-    return load_source(onnx_path), train_set, test_set
+    keras_source = load_source(keras_path)
+    convert_keras(keras_source.model, onnx_path)
+    return keras_source, load_source(onnx_path), train_set, test_set
+
+
+def targets_for(source, from_keras: bool) -> list[str]:
+    """The profiles that take ``source``: LiteRT's from the Keras file, the others from ONNX (one
+    tf2onnx conversion for all of them)."""
+    from targets import PROFILES, profiles_for
+    from targets.runtime import get_runtime
+
+    return [name for name in profiles_for(source)
+            if ("onnx" in get_runtime(PROFILES[name].runtime).accepts) != from_keras]
 
 
 def run(size: str, out: Path, epochs: int, max_drop: float = 1.0, retrieval_drop: float = 5.0) -> dict:
     from compressor import cpu
-    from targets import export_many, profiles_for
+    from targets import export_many
 
-    onnx, train_set, test_set = _trained(size, out, epochs)
+    keras_source, onnx, train_set, test_set = _trained(size, out, epochs)
     metric = HEADS.format(retrieval=retrieval_drop)
-    exported, failed = export_many(onnx, profiles_for(onnx), out_dir=out / "artifacts", calibration=train_set,
-                                   validation=test_set, validation_samples=200, overwrite=True, metric=metric,
-                                   max_drop=max_drop)
+    failed = []
+    for source, from_keras in ((onnx, False), (keras_source, True)):
+        failed += export_many(source, targets_for(source, from_keras), out_dir=out / "artifacts",
+                              calibration=train_set, validation=test_set, validation_samples=200, overwrite=True,
+                              metric=metric, max_drop=max_drop)[1]
     host = cpu.host()
     record = {"cpu": host["cpu"], "cpu_class": host["cpu_class"], "flags": host["flags"], "size": size,
               "params": onnx.report().params, "sequence": SEQUENCE, "metric": metric, "max_drop": max_drop,

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from compressor.errors import ConversionError
@@ -14,6 +15,7 @@ from targets.runtimes.litert.flatbuffer import (check_integer_only, inspect_mode
                                                unclip_lstm_cells)
 from targets.runtimes.litert.mixed import MixedPrecision, quantize_calibrated
 from targets.runtimes.litert.runner import LiteRTRunner, load, tensor_info
+from targets.runtimes.litert.weights import RECIPES, quantize_weights
 
 
 ARTIFACT_NAME = "model.tflite"
@@ -22,9 +24,13 @@ ARTIFACT_NAME = "model.tflite"
 def export(source, profile, calibration, workdir: Path) -> Exported:
     feeds = None if calibration is None else calibration.feeds(source)
     float_nodes = list(profile.options.get("float_nodes", ()))
+    compressed = {}
     if float_nodes:  # mixed precision: calibrate, then quantize with those ops left in float
         calibrated = convert_isolated(source.representation("keras"), profile, feeds, calibrate_only=True)
         content = unclip_lstm_cells(quantize_calibrated(calibrated, profile, float_nodes))[0]
+    elif profile.precision in RECIPES:  # weight-only: the float model, its weights compressed after
+        content = convert(source.representation("keras"), dataclasses.replace(profile, precision="fp32"), feeds)
+        content, compressed = quantize_weights(content, profile.precision, profile.name)
     else:
         content = convert(source.representation("keras"), profile, feeds)
     if profile.builtin_int8_only:
@@ -33,7 +39,12 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     artifact.write_bytes(content)
     table, tensor_dtypes = inspect_model(content)
     ops = sorted({op["op"] for op in table})
-    details = {"ops": ops, **io_order(content, source), **({"float_nodes": float_nodes} if float_nodes else {})}
+    details = {"ops": ops, **io_order(content, source), **({"float_nodes": float_nodes} if float_nodes else {}),
+               **compressed}
+    if compressed:
+        details["compressed_weight_tensors"] = sum(tensor_dtypes.count(kind) for kind in ("int8", "int4"))
+        if not details["compressed_weight_tensors"]:
+            raise ConversionError(f"{profile.name}: the LiteRT Quantizer compressed no weight of this model")
     if profile.precision == "dynamic-int8":
         details["int8_weight_tensors"] = tensor_dtypes.count("int8")
         if not details["int8_weight_tensors"]:
@@ -68,7 +79,7 @@ def describe(artifact: Path) -> dict:
             "inputs": tensors(interpreter.get_input_details()), "outputs": tensors(interpreter.get_output_details())}
 
 
-RUNTIME = Runtime("litert", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert"),
+RUNTIME = Runtime("litert", load, export, libraries=("tensorflow", "tf-keras", "ai-edge-litert", "ai-edge-quantizer"),
                   preimport=("ai_edge_litert.interpreter",), accepts=("keras",), describe=describe, suffix=".tflite",
                   mixed=MixedPrecision)
 
