@@ -201,6 +201,9 @@ def test_an_output_the_metric_reads_is_what_the_metric_says_it_is(two_heads, tmp
     assert manifest["labelled_output"] is None and manifest["parity"]["agreement"] is None
     assert manifest["parity"]["snr_db"] > 6 and manifest["budget"]["task_metric"]["name"] == "retrieval"
     assert manifest["budget"]["drop_pp"] <= 5
+    from compressor.app.views import _parity_bound
+
+    assert _parity_bound(manifest["parity"]) == "SNR >= 6 dB (task metric)"  # what the export table says it met
 
 
 def test_labels_for_another_task_do_not_block_a_model_judged_by_its_metric(tmp_path):

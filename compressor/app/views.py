@@ -76,9 +76,15 @@ def print_exports(results) -> None:
 
 
 def _parity_bound(parity: dict) -> str:
-    bounds = ([f"diff <= {parity['tolerance']:.2g}"] if parity.get("tolerance") is not None else []) + (
-        [f"agreement >= {parity['min_agreement']:.0%}"] if parity.get("min_agreement") is not None else [])
-    return ", ".join(bounds) + (" (user)" if parity.get("rule_set_by") == "user" else "")
+    """The bound the artifact was held to: the float tolerance, top-1 agreement where an output
+    holds class scores, else the SNR floor (the task metric's floor of broken conversions)."""
+    bounds = [f"diff <= {parity['tolerance']:.2g}"] if parity.get("tolerance") is not None else []
+    if parity.get("min_agreement") is not None and parity.get("agreement") is not None:
+        bounds.append(f"agreement >= {parity['min_agreement']:.0%}")
+    elif parity.get("min_snr_db") is not None:
+        bounds.append(f"SNR >= {parity['min_snr_db']:g} dB")
+    by = {"user": " (user)", "task metric": " (task metric)"}.get(parity.get("rule_set_by"), "")
+    return ", ".join(bounds) + by
 
 
 def print_benchmark(doc: dict) -> None:
