@@ -77,8 +77,13 @@ def _batch_one_signature(model, static: list[tuple] | None = None):
     shapes = static or [(1, *t.shape[1:]) for t in model.inputs]
     specs = [tf.TensorSpec(shape, t.dtype, name=name)
              for t, shape, name in zip(model.inputs, shapes, model.input_names)]
-    function = tf.function(lambda *x: model(keras_env.as_called(model, x), training=False))
-    return function.get_concrete_function(*specs)
+    names = list(model.output_names)
+
+    def call(*x):  # outputs by the model's own names, so the signature maps them back as from_keras_model's does
+        outputs = model(keras_env.as_called(model, x), training=False)
+        return dict(zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
+
+    return tf.function(call).get_concrete_function(*specs)
 
 
 def _converter(model, static: list[tuple] | None = None):
