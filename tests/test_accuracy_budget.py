@@ -244,6 +244,7 @@ def test_an_onnx_source_gets_the_same_recovery(outlier, tmp_path, target):
     assert result.manifest["budget"]["drop_pp"] <= 1.0
 
 
+@pytest.mark.slow
 def test_the_budget_counts_what_the_recipes_steps_lost(tiny_cnn, digits8, tmp_path):
     """The budget is the user's: against the model they gave, not the pruned one the steps made."""
     from compressor.app.workflow import JobSpec, run as run_job

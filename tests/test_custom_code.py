@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 LAYERS = textwrap.dedent('''
     import keras
@@ -50,6 +51,7 @@ def _run(*args, cwd):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
+@pytest.mark.slow
 def test_a_custom_layer_loads_with_its_code_and_goes_through_export_and_benchmark(tmp_path, digits8):
     (tmp_path / "layers.py").write_text(LAYERS)
     built = _run("-c", BUILD, "layers.py", "gain.keras", cwd=tmp_path)

@@ -73,6 +73,7 @@ def _compress(model_path, folder, out, targets, capsys):
     return info.value.code, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_three_input_keras_model_goes_to_every_runtime(three_inputs, tmp_path, capsys):
     _, folder = three_inputs
     targets = ["tflite-fp32", "tflite-int8", "onnx-int8", "openvino-int8"]

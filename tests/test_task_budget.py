@@ -95,6 +95,7 @@ def words(outputs, reference, truth):
 '''
 
 
+@pytest.mark.slow
 def test_a_users_metric_file_needs_the_opt_in_and_then_judges_the_budget(segmenter, tmp_path, capsys):
     metric = tmp_path / "my_metric.py"
     metric.write_text(USER_METRIC)
