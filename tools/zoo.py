@@ -155,6 +155,17 @@ def _unet():
     return keras.Model(image, mask, name="unet")
 
 
+def conv_trunk(x, strided: bool = False):
+    """Three 3x3 convolutions of 16, 32 and 64 filters, each halving the size: by a max-pool after
+    it, or by its own stride."""
+    L = _keras().layers
+    for index, filters in enumerate((16, 32, 64)):
+        conv = L.Conv2D(filters, 3, strides=2 if strided else 1, padding="same", activation="relu",
+                        name=f"conv{index}")(x)
+        x = conv if strided else L.MaxPooling2D()(conv)
+    return x
+
+
 def _boxes(data):
     x, y = data.x, data.y
     ink = x[..., 0] > 0.5
@@ -170,10 +181,7 @@ def _detector():
     keras = _keras()
     L = keras.layers
     image = keras.Input((32, 32, 3), name="image")
-    x = image
-    for index, filters in enumerate((16, 32, 64)):
-        x = L.MaxPooling2D()(L.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{index}")(x))
-    x = L.Dense(64, activation="relu", name="trunk")(L.Flatten()(x))
+    x = L.Dense(64, activation="relu", name="trunk")(L.Flatten()(conv_trunk(image)))
     boxes = L.Dense(4, name="boxes")(x)
     scores = L.Dense(10, activation="softmax", name="scores")(x)
     return keras.Model(image, [boxes, scores], name="detector")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from compressor.data import task_samples
-from tools.zoo import _keras, zoo_model
+from tools.zoo import _keras, conv_trunk, zoo_model
 
 GRID = 4  # the detector's cells per side: 16 px each on a 64-px image
 
@@ -90,10 +90,7 @@ def _digit_embedding():
     keras = _keras()
     L = keras.layers
     image = keras.Input((32, 32, 3), name="image")
-    x = image
-    for index, filters in enumerate((16, 32, 64)):
-        x = L.MaxPooling2D()(L.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{index}")(x))
-    x = L.UnitNormalization(name="embedding")(L.Dense(32, name="project")(L.Flatten()(x)))
+    x = L.UnitNormalization(name="embedding")(L.Dense(32, name="project")(L.Flatten()(conv_trunk(image))))
     return keras.Model(image, L.Dense(10, activation="softmax", name="classes")(L.Rescaling(8.0)(x)))
 
 
@@ -120,8 +117,5 @@ def _keypoint_model():
     keras = _keras()
     L = keras.layers
     image = keras.Input((32, 32, 3), name="image")
-    x = image
-    for index, filters in enumerate((16, 32, 64)):
-        x = L.Conv2D(filters, 3, strides=2, padding="same", activation="relu", name=f"conv{index}")(x)
-    x = L.Dense(64, activation="relu", name="fc")(L.Flatten()(x))
+    x = L.Dense(64, activation="relu", name="fc")(L.Flatten()(conv_trunk(image, strided=True)))
     return keras.Model(image, L.Dense(6, activation="sigmoid", name="points")(x), name="keypoints")
