@@ -1,7 +1,10 @@
-"""How long a stage of repeated steps has left, for progress lines (``3/9, about 40 s left``)."""
+"""How long a stage of repeated steps has left, for progress lines (``3/9, about 40 s left``),
+and libraries' own progress prints kept out of the toolkit's output."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 
 
@@ -13,3 +16,9 @@ def time_left(started: float, done: int, total: int, now: float | None = None) -
     elapsed = (time.perf_counter() if now is None else now) - started
     seconds = elapsed / done * (total - done)
     return f", about {seconds / 60:.0f} min left" if seconds >= 120 else f", about {seconds:.0f} s left"
+
+
+def off_stdout():
+    """A context in which a library's own prints (ONNX Runtime's calibration progress, the LiteRT
+    Quantizer's summary, pycocotools' tables) go nowhere: stdout carries the CLI's --json document."""
+    return contextlib.redirect_stdout(io.StringIO())

@@ -20,7 +20,6 @@ from compressor.errors import BadInputError
 SHAPES = ("square", "disc", "triangle")  # class index = position here
 SHAPE_SIDE, MAX_SHAPES = 64, 3
 STRING_HEIGHT, STRING_WIDTH, DIGIT_SIDE, MAX_DIGITS = 16, 96, 16, 5
-BLANK = 0  # a digit-strings transcript's classes: the CTC blank is 0, digit d is d + 1
 
 
 def _count(split: str, train: int, test: int) -> tuple[np.random.Generator, int]:
@@ -95,5 +94,5 @@ def _digit_strings(split: str) -> Dataset:
         for index, (pick, gap) in enumerate(zip(picks, gaps)):
             x[row, :, left:left + DIGIT_SIDE, 0] = np.maximum(x[row, :, left:left + DIGIT_SIDE, 0], glyphs[pick])
             left += DIGIT_SIDE + int(gap)
-        sequence[row, :len(picks)] = labels[picks] + 1
+        sequence[row, :len(picks)] = labels[picks] + 1  # class 0 is the CTC blank
     return Dataset(x, None, f"sample:digit-strings:{split}", truth={"t_sequence": sequence})

@@ -17,14 +17,12 @@ a score of at least ``truth_conf``.
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 
 from compressor.errors import BadInputError
 from compressor.metrics import register_task
 from compressor.metrics.task import TaskMetric
+from compressor.progress import off_stdout
 
 DEFAULTS = {"layout": "auto", "conf": 0.001, "iou": 0.6, "max_det": 100, "truth_conf": 0.25}
 
@@ -130,7 +128,7 @@ def coco_map(found: list[tuple], truth: list[tuple]) -> dict:
                for i, (boxes, scores, classes) in enumerate(found) for b, s, c in zip(boxes, scores, classes)]
     if not results:
         return {"map": 0.0, "map50": 0.0}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and tables
+    with off_stdout():  # pycocotools prints its progress and tables
         ground.createIndex()
         evaluation = COCOeval(ground, ground.loadRes(results), "bbox")
         evaluation.evaluate()

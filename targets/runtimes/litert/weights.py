@@ -21,6 +21,7 @@ import io
 import re
 
 from compressor.errors import ConversionError
+from compressor.progress import off_stdout
 
 RECIPES = {"int8w": "weight_only_wi8_afp32", "int4w": "dynamic_wi4b32_afp32"}
 # int4 in blocks needs a layer's input channels to be a multiple of the block: such a layer (a
@@ -39,7 +40,7 @@ def quantize_weights(content: bytes, precision: str, target: str) -> tuple[bytes
     last = _last_dense(content) if name in INT8_FOR else None
     if last:  # the output layer at int8, as NNCF's int4 keeps it (a 10-class head in 4 bits lost 1.8 pt)
         int8_layers.append(last)
-        entries += [{**entry, "regex": re.escape(last)} for entry in _matmul_only(getattr(recipe, INT8_FOR[name])())]
+        entries += _int8_entries(name, last)
     while True:
         try:
             quantized = _quantize(content, entries)
@@ -50,8 +51,7 @@ def quantize_weights(content: bytes, precision: str, target: str) -> tuple[bytes
                 raise ConversionError(f"{target}: the LiteRT Quantizer could not compress this model's weights "
                                       f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]})") from None
             int8_layers.append(found["name"])
-            entries += [{**entry, "regex": re.escape(found["name"])}  # later entries win
-                        for entry in _matmul_only(getattr(recipe, INT8_FOR[name])())]
+            entries += _int8_entries(name, found["name"])
     return quantized, {"recipe": name, "float_bytes": len(content),
                        **({"int8_layers": int8_layers} if int8_layers else {})}
 
@@ -59,8 +59,15 @@ def quantize_weights(content: bytes, precision: str, target: str) -> tuple[bytes
 MATMUL_OPS = ("FULLY_CONNECTED", "EMBEDDING_LOOKUP")  # dense and embedding weights (a batch matmul has none)
 
 
+def _int8_entries(name: str, layer: str) -> list:
+    """Recipe entries that keep ``layer`` (an op's output tensor name) at int8; later entries win."""
+    from ai_edge_quantizer import recipe
+
+    return [{**entry, "regex": re.escape(layer)} for entry in _matmul_only(getattr(recipe, INT8_FOR[name])())]
+
+
 def _matmul_only(entries: list) -> list:
-    """A recipe's entries for the ops weight-only compresses (dense, matmul, embedding lookups),
+    """A recipe's entries for the ops weight-only compresses (dense layers, embedding lookups),
     not the convolutions its ``ALL_SUPPORTED`` would take too."""
     from ai_edge_quantizer.recipe import TFLOperationName
 
@@ -81,7 +88,7 @@ def _last_dense(content: bytes) -> str | None:
 def _quantize(content: bytes, entries: list) -> bytes:
     from ai_edge_quantizer import quantizer
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress
+    with off_stdout(), contextlib.redirect_stderr(io.StringIO()):  # its summary, and its progress bars
         job = quantizer.Quantizer(bytearray(content))
         job.load_quantization_recipe(entries)
         return bytes(job.quantize().quantized_model)

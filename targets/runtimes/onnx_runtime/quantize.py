@@ -9,6 +9,7 @@ import numpy as np
 
 from compressor import interrupts
 from compressor.errors import ConversionError, one_line
+from compressor.progress import off_stdout
 from targets.runtimes.onnx_runtime.convert import write_float_model
 from targets.runtimes.onnx_runtime.graph import pre_process
 from targets.runtimes.onnx_runtime.runner import session
@@ -83,15 +84,6 @@ def _static_settings(reduce_range: bool, activations: str, calibration_method: s
             "reduce_range": reduce_range}
 
 
-def _quiet():
-    """ONNX Runtime's histogram calibrations (percentile, entropy) print their progress on
-    stdout, which is the CLI's --json document: kept off it."""
-    import contextlib
-    import io
-
-    return contextlib.redirect_stdout(io.StringIO())
-
-
 def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool,
                     activations: str = "int8", calibration_method: str = "minmax", float_nodes=()) -> dict:
     """Static QDQ int8: int8 weights (per channel where the quantizer manages), ``activations``
@@ -104,7 +96,7 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
 
     def quantize(prepared: Path, per_channel: bool) -> None:
         input_names = [i.name for i in session(prepared, 1).get_inputs()]
-        with _quiet():
+        with off_stdout():  # its histogram calibrations print their progress
             ort_quantize_static(str(prepared), str(destination), CalibrationReader(input_names, calibration),
                                 per_channel=per_channel, nodes_to_exclude=list(float_nodes) or None, **settings)
 
@@ -169,7 +161,7 @@ class MixedPrecision:
         names = [i.name for i in session(self._prepared, 1).get_inputs()]
         reader = None if self._cache.is_file() else CalibrationReader(names, self._feeds)
         try:
-            with _quiet():
+            with off_stdout():  # its histogram calibrations print their progress
                 ort_quantize_static(str(self._prepared), str(destination), reader, per_channel=self._per_channel,
                                     nodes_to_exclude=list(float_nodes) or None, calibration_cache_path=self._cache,
                                     **self._settings)
