@@ -3,8 +3,9 @@
 Static int8 follows ONNX Runtime's own advice for CNNs on x86 and ARM: QDQ format,
 signed int8 activations and weights (S8S8), per-channel weights, after its
 ``quant_pre_process``. Dynamic int8 is the path for LSTM/transformer-like models.
-Weight-only int8/int4 (``MatMulNBits``) for transformers. One module each: :mod:`.convert`,
-:mod:`.graph`, :mod:`.quantize`, :mod:`.weights`, :mod:`.runner`.
+Weight-only int8/int4 (``MatMulNBits``) for transformers. Every artifact's float graph has
+tf2onnx's layer norms as one ``LayerNormalization`` each. One module each: :mod:`.convert`,
+:mod:`.fusion`, :mod:`.graph`, :mod:`.quantize`, :mod:`.weights`, :mod:`.runner`.
 """
 
 from __future__ import annotations

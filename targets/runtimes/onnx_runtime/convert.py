@@ -10,6 +10,7 @@ import numpy as np
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
 from targets.runtime import converted
+from targets.runtimes.onnx_runtime.fusion import fuse_layer_norms
 
 
 OPSET = 17
@@ -77,6 +78,7 @@ def _keras_to_onnx(model) -> bytes:
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise ConversionError(f"ONNX conversion produced an invalid model: {one_line(exc)}") from None
+    fuse_layer_norms(proto)
     return proto.SerializeToString()
 
 
@@ -100,14 +102,26 @@ def _collecting_optimizers() -> dict:
 
 
 def write_float_model(source, destination: Path) -> None:
-    """The float ONNX model: the source's own ONNX graph re-saved inline, or its Keras model converted."""
+    """The float ONNX model: the source's own ONNX graph re-saved inline, or its Keras model converted;
+    tf2onnx's layer norms as one op each (``fusion.fuse_layer_norms``)."""
     import onnx
 
     graph = source.representation("onnx")
     if graph is not None:
+        if any(node.op_type == "GlobalAveragePool" for node in graph.graph.node):  # perhaps tf2onnx's layer norms
+            graph = _copy(graph)
+            fuse_layer_norms(graph)
         onnx.save_model(graph, str(destination))
     else:
         convert_keras(source.representation("keras"), destination)
+
+
+def _copy(model):
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
 
 
 def opset_of(path: Path) -> int:

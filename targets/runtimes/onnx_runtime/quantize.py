@@ -11,6 +11,7 @@ from compressor import interrupts
 from compressor.errors import ConversionError, one_line
 from compressor.progress import off_stdout
 from targets.runtimes.onnx_runtime.convert import write_float_model
+from targets.runtimes.onnx_runtime.fusion import gemm_as_matmul
 from targets.runtimes.onnx_runtime.graph import pre_process
 from targets.runtimes.onnx_runtime.runner import session
 
@@ -81,7 +82,10 @@ def _static_settings(reduce_range: bool, activations: str, calibration_method: s
               "entropy": CalibrationMethod.Entropy}[calibration_method]
     return {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8 if activations == "int8"
             else QuantType.QUInt8, "weight_type": QuantType.QInt8, "calibrate_method": method,
-            "reduce_range": reduce_range}
+            "reduce_range": reduce_range,
+            # a LayerNormalization's scale is 1-D: per channel along its only axis (ONNX Runtime's default
+            # axis 1 is out of range for it, which it says once per norm on stderr, then goes per tensor)
+            "extra_options": {"QDQOpTypePerChannelSupportToAxis": {"LayerNormalization": 0}}}
 
 
 def quantize_static(source: Path, destination: Path, calibration, workdir: Path, *, reduce_range: bool,
@@ -216,10 +220,14 @@ def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
                               "use onnx-int8")
 
     def quantize(prepared: Path, per_channel) -> None:
+        model = onnx.load(str(prepared))
+        if gemm_as_matmul(model):  # its dynamic quantizer takes MatMul, not Gemm
+            onnx.save(model, str(prepared))
+        del model
         ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
 
     # as for static int8: the unoptimized graph when the optimized one fails
     facts = _first_loadable(source, destination, workdir, ((True, None), (False, None)), quantize, "dynamic")
     initializers = onnx.load(str(destination), load_external_data=False).graph.initializer
-    quantized = sum(t.data_type == onnx.TensorProto.INT8 for t in initializers)
+    quantized = sum(t.data_type == onnx.TensorProto.INT8 and len(t.dims) > 0 for t in initializers)  # not zero points
     return {"weights": "int8", "activations": "dynamic uint8", "int8_weight_tensors": quantized, **facts}

@@ -8,12 +8,11 @@ rewritten as ``MatMul`` + ``Add``, the same arithmetic, so their weights are com
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 
 from compressor.errors import ConversionError
+from targets.runtimes.onnx_runtime.fusion import gemm_as_matmul
 
 COMPRESSED_OPS = {"MatMulNBits", "GatherBlockQuantized"}
 INT4_OPSET = 21  # the first with an int4 type; the quantizer only relabels an older model, which
@@ -32,37 +31,6 @@ def _at_opset(model, opset: int):
     except Exception as exc:  # the converter's message names the op it cannot move
         raise ConversionError(f"int4 weights need ONNX opset {opset}; this model's opset {current} could not be "
                               f"converted ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
-
-
-def gemm_as_matmul(model) -> int:
-    """Rewrite, in place, each ``Gemm`` whose B is a constant (alpha = beta = 1, A not
-    transposed) as ``MatMul`` + ``Add``; returns how many."""
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    constants = {tensor.name: tensor for tensor in graph.initializer}
-    uses = Counter(name for node in graph.node for name in node.input)  # a shared weight stays as it is
-    nodes, rewritten = [], 0
-    for node in graph.node:
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        has_bias = len(node.input) > 2 and bool(node.input[2])  # beta scales the bias only
-        if (node.op_type != "Gemm" or len(node.input) < 2 or node.input[1] not in constants or attributes.get(
-                "transA", 0) or attributes.get("alpha", 1.0) != 1.0 or (has_bias and attributes.get("beta", 1.0) != 1.0)
-                or uses[node.input[1]] > 1):
-            nodes.append(node)
-            continue
-        weight = constants[node.input[1]]
-        if attributes.get("transB", 0):  # stored (out, in): MatMul wants (in, out)
-            weight.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(weight).T),
-                                                    weight.name))
-        product = f"{node.output[0]}_matmul" if has_bias else node.output[0]
-        nodes.append(helper.make_node("MatMul", list(node.input[:2]), [product], name=f"{node.name}_MatMul"))
-        if has_bias:
-            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Add"))
-        rewritten += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return rewritten
 
 
 def quantize_weights(source: Path, destination: Path, *, bits: int, block_size: int, accuracy_level: int) -> dict:

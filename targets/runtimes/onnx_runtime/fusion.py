@@ -1,0 +1,192 @@
+"""Rewrites of an exported float graph into the ops ONNX Runtime has fast kernels (and quantizers)
+for: what its transformer optimizer does for PyTorch exports, for the patterns tf2onnx writes.
+
+- **Layer norms.** tf2onnx writes a Keras ``LayerNormalization`` as its moments, twelve ops over
+  a (batch, sequence, channels) tensor (``GlobalAveragePool`` over the last axis for the mean and
+  the variance, then ``Sqrt``, ``Reciprocal`` and four multiply-adds). ONNX Runtime fuses none of
+  them (its LayerNormFusion expects ``ReduceMean``), and static int8 quantizes each one: on a
+  4-layer encoder the nine norms were about a third of the int8 model's time. They become one
+  ``LayerNormalization`` (opset 17).
+- **Dense layers for dynamic int8.** tf2onnx writes a dense layer on a 2-D input as ``Gemm``,
+  which ONNX Runtime's dynamic quantizer leaves in float (it quantizes ``MatMul`` only): on the
+  encoder, the 16 attention projections. They become ``MatMul`` (plus ``Add`` for a bias), which
+  it quantizes and then fuses back into one int8 kernel with the bias.
+
+Each rewrite changes nothing it does not recognise exactly; the numbers are the same to float
+rounding (the parity check of every export still compares against the source model).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from compressor import interrupts
+
+LAYER_NORM_OPSET = 17
+
+
+def fuse_layer_norms(model) -> int:
+    """Replace each moments-form layer norm over the last axis of a rank-3 tensor in ``model``
+    (an ``onnx.ModelProto``, edited in place) by ``LayerNormalization``; return how many."""
+    from onnx import helper, shape_inference
+
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < LAYER_NORM_OPSET or not any(n.op_type == "GlobalAveragePool" for n in graph.node):
+        return 0
+    try:
+        ranks = _ranks(shape_inference.infer_shapes(model))
+    except Exception as exc:  # noqa: BLE001 - over 2 GB in one message, say: the graph stays as it came
+        if interrupts.interrupted(exc):
+            raise
+        return 0
+    producer = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):  # a node reading one tensor twice (x * x) counts once
+            readers.setdefault(name, []).append(node)
+    constants = _constants(graph)
+    outputs = {o.name for o in graph.output}
+    fused, remove, insert = 0, set(), {}
+    for node in graph.node:
+        if node.op_type != "GlobalAveragePool" or id(node) in remove:
+            continue
+        found = _match(node, producer, readers, constants, ranks, outputs)
+        if found is None:
+            continue
+        x, gamma, beta, epsilon, nodes, y = found
+        remove.update(id(n) for n in nodes[:-1])
+        insert[id(nodes[-1])] = helper.make_node("LayerNormalization", [x, gamma, beta], [y], axis=-1, epsilon=epsilon,
+                                            name=f"{node.name}/LayerNormalization")
+        fused += 1
+    if fused:
+        read_before = {name for node in graph.node for name in node.input}
+        kept = []
+        for node in graph.node:
+            if id(node) in insert:
+                kept.append(insert[id(node)])
+            elif id(node) not in remove:
+                kept.append(node)
+        del graph.node[:]
+        graph.node.extend(kept)
+        _drop_unread(graph, read_before)
+    return fused
+
+
+def _match(mean, producer, readers, constants, ranks, outputs):
+    """``mean`` = GlobalAveragePool(x) as the start of a layer norm: (x, gamma, beta, epsilon,
+    the nodes, the output name), or None. The last node is where the fused one goes (after
+    every input it reads)."""
+    x, mean_out = mean.input[0], mean.output[0]
+    if ranks.get(x) != 3:
+        return None  # over a rank-3 tensor the pool averages the last axis only
+    users = readers.get(mean_out, [])
+    if len(users) != 2:
+        return None
+    diff = next((n for n in users if n.op_type == "Sub" and list(n.input) == [x, mean_out]), None)
+    scaled_mean = next((n for n in users if n.op_type == "Mul"), None)
+    if diff is None or scaled_mean is None:
+        return None
+    square = _only_reader(diff.output[0], readers, "Mul")
+    if square is None or list(square.input) != [diff.output[0]] * 2:
+        return None
+    variance = _only_reader(square.output[0], readers, "GlobalAveragePool")
+    plus_eps = variance and _only_reader(variance.output[0], readers, "Add")
+    epsilon = plus_eps and _other(plus_eps, variance.output[0])
+    if epsilon is None or epsilon not in constants or constants[epsilon].size != 1:
+        return None
+    root = _only_reader(plus_eps.output[0], readers, "Sqrt")
+    inverse = root and _only_reader(root.output[0], readers, "Reciprocal")
+    scale = inverse and _only_reader(inverse.output[0], readers, "Mul")
+    gamma = scale and _other(scale, inverse.output[0])
+    if gamma is None or gamma not in constants or constants[gamma].ndim != 1:
+        return None
+    if _other(scaled_mean, mean_out) != scale.output[0]:
+        return None
+    scale_users = readers.get(scale.output[0], [])
+    scaled_x = next((n for n in scale_users if n is not scaled_mean and n.op_type == "Mul"
+                     and _other(n, scale.output[0]) == x), None)
+    if len(scale_users) != 2 or scaled_x is None:
+        return None
+    shift = _only_reader(scaled_mean.output[0], readers, "Sub")
+    if shift is None or shift.input[1] != scaled_mean.output[0] or shift.input[0] not in constants:
+        return None
+    beta = shift.input[0]
+    total = _only_reader(scaled_x.output[0], readers, "Add")
+    if total is None or _other(total, scaled_x.output[0]) != shift.output[0] or \
+            len(readers.get(shift.output[0], [])) != 1:
+        return None
+    if constants[beta].shape != constants[gamma].shape:
+        return None
+    nodes = [mean, diff, square, variance, plus_eps, root, inverse, scale, scaled_mean, shift, scaled_x, total]
+    if any(out in outputs for n in nodes[:-1] for out in n.output):
+        return None
+    return x, gamma, beta, float(constants[epsilon].ravel()[0]), nodes, total.output[0]
+
+
+def _only_reader(name: str, readers, op_type: str):
+    users = readers.get(name, [])
+    return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+
+def _other(node, name: str):
+    """The other input of a two-input ``node`` that reads ``name``, or None."""
+    if len(node.input) != 2 or name not in node.input:
+        return None
+    return node.input[1] if node.input[0] == name else node.input[0]
+
+
+def _constants(graph) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    found.update({n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"
+                  for a in n.attribute if a.name == "value"})
+    return found
+
+
+def _ranks(inferred) -> dict[str, int]:
+    graph = inferred.graph
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in [*graph.value_info, *graph.input, *graph.output]
+            if v.type.tensor_type.HasField("shape")}
+
+
+def gemm_as_matmul(model) -> int:
+    """Rewrite, in place, each ``Gemm`` whose B is a constant (alpha = beta = 1, A not
+    transposed) as ``MatMul`` + ``Add``; returns how many. The same arithmetic, in the op that
+    ONNX Runtime's dynamic and weight-only quantizers take."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    uses = Counter(name for node in graph.node for name in node.input)  # a shared weight stays as it is
+    nodes, rewritten = [], 0
+    for node in graph.node:
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        has_bias = len(node.input) > 2 and bool(node.input[2])  # beta scales the bias only
+        if (node.op_type != "Gemm" or len(node.input) < 2 or node.input[1] not in constants or attributes.get(
+                "transA", 0) or attributes.get("alpha", 1.0) != 1.0 or (has_bias and attributes.get("beta", 1.0) != 1.0)
+                or uses[node.input[1]] > 1):
+            nodes.append(node)
+            continue
+        weight = constants[node.input[1]]
+        if attributes.get("transB", 0):  # stored (out, in): MatMul wants (in, out)
+            weight.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(weight).T),
+                                                    weight.name))
+        product = f"{node.output[0]}_matmul" if has_bias else node.output[0]
+        nodes.append(helper.make_node("MatMul", list(node.input[:2]), [product], name=f"{node.name}_MatMul"))
+        if has_bias:
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Add"))
+        rewritten += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return rewritten
+
+
+def _drop_unread(graph, read_before: set[str]) -> None:
+    """Remove the initializers that nodes read before an edit and no node or output reads now."""
+    still = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for tensor in [t for t in graph.initializer if t.name in read_before and t.name not in still]:
+        graph.initializer.remove(tensor)

@@ -1,0 +1,119 @@
+"""Graph rewrites for ONNX Runtime: tf2onnx's twelve-op layer norms become one LayerNormalization
+(same outputs; a CNN's global pooling untouched), and dense layers written as Gemm are quantized
+by dynamic int8 as MatMuls are."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+
+def _ops(path) -> Counter:
+    import onnx
+
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+def _sequence_model():
+    from compressor import keras_env
+
+    tfk = keras_env.tf_keras()
+    L = tfk.layers
+    x = tfk.Input((6, 8), name="tokens")
+    # epsilons below 1e-5 (BERT's 1e-12) make tf-keras compute the moments, which tf2onnx writes
+    # in twelve ops; at larger ones it uses a fused batch norm, one ONNX BatchNormalization already
+    h = L.LayerNormalization(epsilon=1e-12, name="first_norm")(x)
+    h = L.Dense(8, activation="gelu", name="mix")(h)
+    h = L.LayerNormalization(epsilon=1e-6, name="second_norm")(L.Add()([x, h]))
+    pooled = L.Dense(5, activation="tanh", name="pooled")(L.Flatten()(h))
+    model = tfk.Model(x, L.Dense(3, activation="softmax", name="classes")(pooled))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # norms whose scale and shift are not 1 and 0
+        if isinstance(layer, L.LayerNormalization):
+            layer.set_weights([rng.uniform(0.5, 2.0, 8).astype(np.float32), rng.normal(0, 0.5, 8).astype(np.float32)])
+    return model
+
+
+def test_tf2onnx_layer_norms_become_one_op_each_with_the_same_outputs(tmp_path):
+    import onnxruntime as ort
+
+    from targets.runtimes.onnx_runtime import convert_keras
+
+    model = _sequence_model()
+    path = tmp_path / "model.onnx"
+    convert_keras(model, path)
+    ops = _ops(path)
+    assert ops["LayerNormalization"] == 2 and ops["GlobalAveragePool"] == 0 and ops["Reciprocal"] == 0
+    x = np.random.default_rng(1).normal(1.0, 3.0, (16, 6, 8)).astype(np.float32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"tokens": x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_an_onnx_source_with_the_pattern_is_fused_and_a_cnn_pool_is_not(tmp_path, monkeypatch):
+    """An ONNX file a user converted with tf2onnx gets the same rewrite in its ONNX Runtime
+    artifacts (the file itself untouched); global average pooling over a feature map (rank 4)
+    is no layer norm."""
+    from compressor import keras_env
+    from compressor.data import Dataset
+    from compressor.models import load_source
+    from targets import export
+    from targets.runtimes.onnx_runtime import convert, convert_keras
+
+    sequence = tmp_path / "sequence.onnx"
+    with monkeypatch.context() as patch:  # the file as tf2onnx writes it
+        patch.setattr(convert, "fuse_layer_norms", lambda model: 0)
+        convert_keras(_sequence_model(), sequence)
+    before = sequence.read_bytes()
+    assert _ops(sequence)["GlobalAveragePool"] == 4 and _ops(sequence)["LayerNormalization"] == 0
+    x = np.random.default_rng(3).normal(0, 2, (32, 6, 8)).astype(np.float32)
+    result = export(load_source(sequence), "onnx-fp32", out_dir=tmp_path / "out", validation=Dataset(x, None, "t"))
+    assert result.manifest["parity"]["passed"] and result.manifest["parity"]["max_abs"] < 1e-5
+    assert _ops(result.folder / "model.onnx")["LayerNormalization"] == 2
+    assert sequence.read_bytes() == before
+
+    tfk = keras_env.tf_keras()
+    L = tfk.layers
+    image = tfk.Input((8, 8, 3), name="image")
+    cnn_path = tmp_path / "cnn.onnx"
+    convert_keras(tfk.Model(image, L.Dense(2)(L.GlobalAveragePooling2D()(L.Conv2D(4, 3)(image)))), cnn_path)
+    pools = _ops(cnn_path)["GlobalAveragePool"] + _ops(cnn_path)["ReduceMean"]
+    images = np.random.default_rng(4).uniform(0, 1, (16, 8, 8, 3)).astype(np.float32)
+    result = export(load_source(cnn_path), "onnx-fp32", out_dir=tmp_path / "cnn", validation=Dataset(images, None, "i"))
+    ops = _ops(result.folder / "model.onnx")
+    assert pools == 1 and ops["GlobalAveragePool"] + ops["ReduceMean"] == 1 and ops["LayerNormalization"] == 0
+
+
+def _gemm_model(path) -> None:
+    """Two dense layers as tf2onnx writes them on 2-D inputs: Gemm with (out, in) weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.3, (16, 12)).astype(np.float32), "w1"),
+               numpy_helper.from_array(rng.normal(0, 0.1, 16).astype(np.float32), "b1"),
+               numpy_helper.from_array(rng.normal(0, 0.3, (4, 16)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1, name="dense1"),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2"], ["y"], transB=1, beta=0.0, name="dense2")]
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_dynamic_int8_quantizes_dense_layers_written_as_gemm(tmp_path):
+    import onnx
+
+    from compressor.data import Dataset
+    from compressor.models import load_source
+    from targets import export
+
+    path = tmp_path / "model.onnx"
+    _gemm_model(path)
+    x = np.random.default_rng(3).normal(0, 1, (64, 12)).astype(np.float32)
+    result = export(load_source(path), "onnx-dynamic-int8", out_dir=tmp_path / "out", validation=Dataset(x, None, "x"))
+    assert result.manifest["parity"]["passed"]
+    artifact = onnx.load(str(result.folder / "model.onnx"))
+    int8 = [t for t in artifact.graph.initializer if t.data_type == onnx.TensorProto.INT8 and t.dims]  # not zero points
+    assert sorted(tuple(t.dims) for t in int8) == [(12, 16), (16, 4)]  # both layers' weights, as MatMul's (in, out)
+    assert _ops(result.folder / "model.onnx")["Gemm"] == 0
