@@ -67,3 +67,42 @@ def test_an_edited_qdq_graph_is_a_valid_onnx_model(model, tmp_path):
     assert len(names) == len(set(names))
     quantized = {node.name.split(".")[-2] for node in edited.graph.node if node.op_type == "DequantizeLinear"}
     assert quantized <= set(mixed.nodes[:2])
+
+
+class _Steps:
+    """A search's evaluator whose outputs' SNR is set per way and per number of float layers:
+    which candidate sets the confirmation measures, edited or quantized, in what order."""
+
+    def __init__(self, snr_db: dict, reference: np.ndarray) -> None:
+        self.snr_db, self.reference, self.calls = snr_db, reference, []
+        self.mixed = type("Mixed", (), {"nodes": ["a", "b", "c", "d"], "write_alone": lambda *a: None})()
+
+    def __call__(self, float_nodes, feeds, timer=None, *, alone=None):
+        way = "edited" if alone is not None else "quantized"
+        if alone is not None:
+            assert sorted(alone) == sorted(set(self.mixed.nodes) - set(float_nodes))  # the rest of the model int8
+        self.calls.append((way, len(float_nodes)))
+        noise = np.sqrt(np.mean(self.reference ** 2) / 10 ** (self.snr_db[way, len(float_nodes)] / 10))
+        pattern = np.where(np.arange(self.reference.size) % 2, 1.0, -1.0).reshape(self.reference.shape)
+        return [self.reference + noise * pattern], None
+
+
+@pytest.mark.parametrize("snr_db, calls, answer", [
+    # the edit holds at k=1 but the quantized model does not: both ways again at k=2, which holds
+    ({("edited", 1): 32, ("quantized", 1): 18, ("edited", 2): 35, ("quantized", 2): 33},
+     [("edited", 1), ("quantized", 1), ("edited", 2), ("quantized", 2)], 2),
+    # nothing holds edited: no quantization at all
+    ({("edited", k): 10 for k in (1, 2, 3, 4)}, [("edited", k) for k in (1, 2, 3, 4)], None),
+])
+def test_the_confirmation_quantizes_only_the_number_of_layers_that_holds_edited(snr_db, calls, answer):
+    from targets.budget import sensitivity
+
+    reference = np.linspace(-1, 1, 64, dtype=np.float32).reshape(16, 4)
+    steps = _Steps(snr_db, reference)
+    expected = sensitivity.Outputs([reference], 0, False, min_snr_db=30.0)
+    record = sensitivity.Recovery(1.0, 30.0)
+    sensitivity._confirm(steps, ["c", "a", "d", "b"], [np.zeros((16, 2))], expected, record, None,
+                         lambda line: None, "int8")
+    assert steps.calls == calls
+    assert record.float_nodes == (None if answer is None else ["c", "a", "d", "b"][:answer])
+    assert [t.get("edited", False) for t in record.tried] == [way == "edited" for way, _ in calls]

@@ -1,14 +1,19 @@
-"""What the accuracy budget's sensitivity pass costs, and whether ranking from full int8 picks
-layers as good as quantizing every candidate again: both ways side by side on zoo models.
+"""What the accuracy budget's search costs, and whether its cheaper ways pick layers as good as
+the costlier ones: side by side on zoo models.
 
 For each model and runtime: one full int8 export timed alone, then the budget search
-(``targets.budget.sensitivity.search``) twice on the same samples, once ranking each candidate by editing
-the full int8 model (``write_alone``: no quantization per candidate) and once by quantizing the
-model again per candidate, every other op in float (the pass before). Each row gives the
-search's seconds, the layers it kept in float and the loss it reached.
+(``targets.budget.sensitivity.search``) on the same samples, each way in ``--modes``:
+
+- ``edited``: each candidate ranked, and each number of layers in float tried, by editing the
+  full int8 model (``write_alone``: no quantization); the number that holds is then quantized
+  for real (the search as it is);
+- ``ranking edited``: ranked by editing, each number of layers in float quantized for real;
+- ``quantized again``: the model quantized again per candidate, every other op in float.
+
+Each row gives the search's seconds, the layers it kept in float and the loss it reached.
 
 Usage: python -m tools.sensitivity_cost [--models NAME ...] [--zoo zoo-out] [--max-drop 1.0]
-[--write COST.md]. A zoo model not trained yet is trained as ``make zoo`` trains it.
+[--modes ...] [--write COST.md]. A zoo model not trained yet is trained as ``make zoo`` trains it.
 """
 
 from __future__ import annotations
@@ -34,11 +39,14 @@ Measured, not estimated: each section says the command that regenerates it and t
 on. `make cost` regenerates the page.
 
 """
-HEADER = ("| model | target | candidates | full int8 export s | ranking | search s | × full int8 | layers in float "
+HEADER = ("| model | target | candidates | full int8 export s | search | search s | × full int8 | layers in float "
           "| loss | within budget |", "|---|---|---|---|---|---|---|---|---|---|")
 
 
-def _search(source, profile, train_set, test_set, max_drop: float, fast: bool) -> dict:
+MODES = ("edited", "ranking edited", "quantized again")
+
+
+def _search(source, profile, train_set, test_set, max_drop: float, mode: str) -> dict:
     """One budget search (ranking and confirmation) on the test samples, timed: the budget's own
     (``targets.budget.ladder.recover``) on an attempt as the export makes it."""
     from targets.attempt import Attempt
@@ -50,7 +58,7 @@ def _search(source, profile, train_set, test_set, max_drop: float, fast: bool) -
     try:
         attempt = Attempt(staging, source, profile.parity, train_set, test_set, ExportOptions(max_drop=max_drop),
                           Budget(max_drop, 30.0))
-        with _ranking(profile.runtime, fast):
+        with _mode(profile.runtime, mode):
             start = time.perf_counter()
             found = recover(attempt, profile)
             seconds = time.perf_counter() - start
@@ -64,22 +72,25 @@ def _search(source, profile, train_set, test_set, max_drop: float, fast: bool) -
 
 
 @contextlib.contextmanager
-def _ranking(runtime_name: str, fast: bool):
-    """Within the block, the runtime ranks from full int8 (``fast``) or quantizes every candidate
-    again, every other op in float (its mixed precision without ``write_alone``)."""
+def _mode(runtime_name: str, mode: str):
+    """Within the block, the search runs ``mode`` (one of MODES): without edits the runtime's
+    mixed precision has no ``write_alone``; with edits for the ranking only, no confirmation by
+    edit."""
     from targets import runtime as runtimes
+    from targets.budget import sensitivity
 
-    original = runtimes.get_runtime(runtime_name)
-    if not fast:
+    original, confirm = runtimes.get_runtime(runtime_name), sensitivity.CONFIRM_BY_EDIT
+    if mode == "quantized again":
         runtimes._REGISTRY[runtime_name] = dataclasses.replace(
             original, mixed=type("Exhaustive", (original.mixed,), {"write_alone": None}))
+    sensitivity.CONFIRM_BY_EDIT = mode == "edited"
     try:
         yield
     finally:
-        runtimes._REGISTRY[runtime_name] = original
+        runtimes._REGISTRY[runtime_name], sensitivity.CONFIRM_BY_EDIT = original, confirm
 
 
-def run_model(name: str, zoo_out: Path, max_drop: float, targets=TARGETS) -> dict:
+def run_model(name: str, zoo_out: Path, max_drop: float, targets=TARGETS, modes=MODES) -> dict:
     from compressor.models import load_source
     from targets import Parity, export
     from targets.profiles import get_profile
@@ -101,15 +112,14 @@ def run_model(name: str, zoo_out: Path, max_drop: float, targets=TARGETS) -> dic
         finally:
             shutil.rmtree(out, ignore_errors=True)
         record["targets"][target] = {"full_int8_s": full, **{
-            mode: _search(source, profile, train_set, test_set, max_drop, fast=mode == "from full int8")
-            for mode in ("from full int8", "quantized again")}}
+            mode: _search(source, profile, train_set, test_set, max_drop, mode) for mode in modes}}
     return record
 
 
 def _rows(record: dict) -> list[str]:
     rows = []
     for target, cell in record["targets"].items():
-        for mode in ("from full int8", "quantized again"):
+        for mode in [m for m in MODES if m in cell]:
             m = cell[mode]
             loss = "-" if m["loss"] is None else f"{m['loss']:+.2f} pt"
             rows.append(f"| {record['model']} | {target} | {m['candidates']} | {cell['full_int8_s']:.1f} | {mode} | "
@@ -120,7 +130,7 @@ def _rows(record: dict) -> list[str]:
 
 
 def render(records: list[dict], host: str) -> str:
-    lines = ["## The sensitivity pass: ranking from full int8 against quantizing again", "",
+    lines = ["## The budget search: edited from full int8 against quantizing again", "",
              f"Regenerated by `{COMMAND}` on {host}; budget {records[0]['max_drop_pp']:g} pt top-1 against the float "
              "model, 200 calibration and 200 held-out samples. Search s: ranking and confirmation together; × full "
              "int8: against one full int8 export of the same target, timed alone beforehand.", "", *HEADER]
@@ -135,17 +145,18 @@ def main(argv=None) -> None:
     parser.add_argument("--zoo", type=Path, default=Path("zoo-out"))
     parser.add_argument("--max-drop", type=float, default=1.0)
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--append", action="store_true", help="add the section below the page --write names")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one model, JSON out
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_model(args.one, args.zoo, args.max_drop, args.targets)))
+        print(json.dumps(run_model(args.one, args.zoo, args.max_drop, args.targets, args.modes)))
         return
     records = []
     for name in args.models:  # one process per model: memory and library state start clean
         done = subprocess.run([sys.executable, "-m", "tools.sensitivity_cost", "--one", name, "--zoo", str(args.zoo),
-                               "--max-drop", str(args.max_drop), "--targets", *args.targets],
+                               "--max-drop", str(args.max_drop), "--targets", *args.targets, "--modes", *args.modes],
                               capture_output=True, text=True, check=True)
         records.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{name}: {json.dumps(records[-1])}", file=sys.stderr)  # kept in the log as each model ends

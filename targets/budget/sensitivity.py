@@ -14,8 +14,10 @@ does to the model's output. So:
    and every output under the parity floor in full int8 are watched; a layer ranks by its
    largest share.
 2. **Confirmation**: keep the top 1, 2, 3, 4, 6, 8, ... layers in float, each candidate
-   actually quantized and evaluated on the whole validation set, until the budget holds and
-   every output passes the parity floor its export will check.
+   evaluated on the whole validation set, until the budget holds and every output passes the
+   parity floor its export will check. Where the runtime can, each candidate is first edited
+   from full int8 (no quantization); the one that holds is then quantized for real and must
+   hold again.
 
 Memory stays bounded by the subset and the validation set (outputs only, never activations).
 Runtimes opt in by declaring ``Runtime.mixed`` (LiteRT: the converter's denylisted nodes;
@@ -43,6 +45,7 @@ from targets.runtime import get_runtime, run_batched
 SUBSET = 128  # samples the sensitivity pass runs on
 MAX_CANDIDATES = 256  # quantizations measured in the sensitivity pass; more layers than that: in groups first
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+CONFIRM_BY_EDIT = True  # each k first edited from full int8 where the runtime can (False: quantized each time)
 
 
 @dataclass(frozen=True)
@@ -262,12 +265,26 @@ def _rank(evaluate, everything: list[str], feeds, expected: Outputs, record: Rec
 
 def _confirm(evaluate, order: list[str], feeds, expected: Outputs, record: Recovery, timer, say, name: str) -> None:
     """Keep the top 1, 2, 3, 4, 6, ... of ``order`` in float, each measured on every validation
-    sample, until one holds the budget and the floor: that is the record's answer."""
+    sample, until one holds the budget and the floor: that is the record's answer.
+
+    Where the runtime edits its full int8 model (``write_alone``), each k is first measured so,
+    with no quantization: only a k that holds there is quantized for real (and must hold again),
+    so a search that ends at its first step or finds nothing costs no quantization here."""
     steps, started = [k for k in STEPS if k <= len(order)] or [len(order)], time.perf_counter()
+    edits = CONFIRM_BY_EDIT and callable(getattr(evaluate.mixed, "write_alone", None))
+    everything = list(evaluate.mixed.nodes)
     for step, k in enumerate(steps):
         float_nodes = order[:k]
         say(f"{name}: {k} layer(s) in float (step {step + 1}/{len(steps)} at most"
             f"{time_left(started, step, len(steps))})")
+        if edits:
+            kept = set(float_nodes)
+            outputs, ms = evaluate(float_nodes, feeds, timer, alone=[n for n in everything if n not in kept])
+            measured = expected.judge(outputs)
+            record.tried.append({"k": k, "float_nodes": float_nodes, "edited": True, **measured.to_dict(),
+                                 **({"p50_ms": ms} if timer else {})})
+            if not record.holds(measured):
+                continue
         outputs, ms = evaluate(float_nodes, feeds, timer)
         measured = expected.judge(outputs)
         record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict(),
