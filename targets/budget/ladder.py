@@ -109,7 +109,8 @@ def _nothing_met(profile, attempt, full: FullInt8, tried: list, found, limit: st
     closest = found.closest()
     under = f", under the parity floor: {'; '.join(closest['below_floor'])}" if closest and closest.get(
         "below_floor") else ""
-    near = (f"closest: {closest['k']} layer(s) in float, {Budget.shortfall(closest)}{under} "
+    edited = " edited from full int8" if closest and closest.get("edited") else ""
+    near = (f"closest: {closest['k']} layer(s) in float{edited}, {Budget.shortfall(closest)}{under} "
             f"({', '.join(closest['float_nodes'][:4])}{', ...' if closest['k'] > 4 else ''})" if closest
             else "no layer could be kept in float")
     also = "".join(f"; {', '.join(f'{k}={v}' for k, v in t.items() if k not in ('drop_pp', 'snr_db', 'error'))} "

@@ -123,9 +123,12 @@ class Recovery:
     candidates: int = 0
 
     def closest(self) -> dict | None:
+        """The k that came closest: among those quantized for real when any was (an edit that held
+        and then did not is no answer), else among the edited ones."""
+        tried = [t for t in self.tried if not t.get("edited")] or self.tried
         if self.min_snr_db is not None:
-            return max(self.tried, key=lambda t: (t["snr_db"], -t["k"])) if self.tried else None
-        scored = [t for t in self.tried if t.get("drop_pp") is not None]
+            return max(tried, key=lambda t: (t["snr_db"], -t["k"])) if tried else None
+        scored = [t for t in tried if t.get("drop_pp") is not None]
         return min(scored, key=lambda t: (t["drop_pp"], t["k"])) if scored else None
 
     def holds(self, measured: Loss) -> bool:
