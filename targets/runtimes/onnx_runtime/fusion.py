@@ -30,65 +30,84 @@ LAYER_NORM_OPSET = 17
 def fuse_layer_norms(model) -> int:
     """Replace each moments-form layer norm over the last axis of a rank-3 tensor in ``model``
     (an ``onnx.ModelProto``, edited in place) by ``LayerNormalization``; return how many."""
-    from onnx import helper, shape_inference
+    from onnx import helper
 
     graph = model.graph
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < LAYER_NORM_OPSET or not any(n.op_type == "GlobalAveragePool" for n in graph.node):
+    facts = _facts(model)
+    if facts is None:
         return 0
-    try:
-        ranks = _ranks(shape_inference.infer_shapes(model))
-    except Exception as exc:  # noqa: BLE001 - over 2 GB in one message, say: the graph stays as it came
-        if interrupts.interrupted(exc):
-            raise
-        return 0
-    producer = {out: node for node in graph.node for out in node.output}
-    readers: dict[str, list] = {}
-    for node in graph.node:
-        for name in dict.fromkeys(node.input):  # a node reading one tensor twice (x * x) counts once
-            readers.setdefault(name, []).append(node)
-    constants = _constants(graph)
-    outputs = {o.name for o in graph.output}
-    fused, remove, insert = 0, set(), {}
+    remove, insert = set(), {}
     for node in graph.node:
         if node.op_type != "GlobalAveragePool" or id(node) in remove:
             continue
-        found = _match(node, producer, readers, constants, ranks, outputs)
+        found = _match(node, *facts)
         if found is None:
             continue
         x, gamma, beta, epsilon, nodes, y = found
         remove.update(id(n) for n in nodes[:-1])
-        insert[id(nodes[-1])] = helper.make_node("LayerNormalization", [x, gamma, beta], [y], axis=-1, epsilon=epsilon,
-                                            name=f"{node.name}/LayerNormalization")
-        fused += 1
-    if fused:
+        insert[id(nodes[-1])] = helper.make_node("LayerNormalization", [x, gamma, beta], [y], axis=-1,
+                                                 epsilon=epsilon, name=f"{node.name}/LayerNormalization")
+    if insert:
         read_before = {name for node in graph.node for name in node.input}
-        kept = []
-        for node in graph.node:
-            if id(node) in insert:
-                kept.append(insert[id(node)])
-            elif id(node) not in remove:
-                kept.append(node)
+        kept = [insert.get(id(node), node) for node in graph.node if id(node) in insert or id(node) not in remove]
         del graph.node[:]
         graph.node.extend(kept)
         _drop_unread(graph, read_before)
-    return fused
+    return len(insert)
 
 
-def _match(mean, producer, readers, constants, ranks, outputs):
+def _facts(model):
+    """What matching reads: (tensor ranks, each tensor's readers, constants, graph outputs), or
+    None when the model cannot hold the pattern (no pool, an opset before LayerNormalization) or
+    its shapes cannot be inferred (over 2 GB in one message, say: the graph stays as it came)."""
+    from onnx import shape_inference
+
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < LAYER_NORM_OPSET or not any(n.op_type == "GlobalAveragePool" for n in graph.node):
+        return None
+    try:
+        ranks = _ranks(shape_inference.infer_shapes(model))
+    except Exception as exc:  # noqa: BLE001
+        if interrupts.interrupted(exc):
+            raise
+        return None
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):  # a node reading one tensor twice (x * x) counts once
+            readers.setdefault(name, []).append(node)
+    return ranks, readers, _constants(graph), {o.name for o in graph.output}
+
+
+def _match(mean, ranks, readers, constants, outputs):
     """``mean`` = GlobalAveragePool(x) as the start of a layer norm: (x, gamma, beta, epsilon,
     the nodes, the output name), or None. The last node is where the fused one goes (after
     every input it reads)."""
     x, mean_out = mean.input[0], mean.output[0]
-    if ranks.get(x) != 3:
-        return None  # over a rank-3 tensor the pool averages the last axis only
     users = readers.get(mean_out, [])
-    if len(users) != 2:
-        return None
+    if ranks.get(x) != 3 or len(users) != 2:
+        return None  # over a rank-3 tensor the pool averages the last axis only
     diff = next((n for n in users if n.op_type == "Sub" and list(n.input) == [x, mean_out]), None)
     scaled_mean = next((n for n in users if n.op_type == "Mul"), None)
-    if diff is None or scaled_mean is None:
+    normalizer = diff and scaled_mean and _normalizer(diff, readers, constants)
+    if not normalizer:
         return None
+    *steps, scale, epsilon, gamma = normalizer
+    if _other(scaled_mean, mean_out) != scale.output[0]:
+        return None
+    shifted = _scale_and_shift(x, scale, scaled_mean, readers, constants)
+    if shifted is None or constants[shifted[0]].shape != constants[gamma].shape:
+        return None
+    beta, tail = shifted
+    nodes = [mean, diff, *steps, scale, scaled_mean, *tail]
+    if any(out in outputs for n in nodes[:-1] for out in n.output):
+        return None
+    return x, gamma, beta, float(constants[epsilon].ravel()[0]), nodes, nodes[-1].output[0]
+
+
+def _normalizer(diff, readers, constants):
+    """From x - mean to gamma / sqrt(var + eps): (square, variance, plus_eps, root, inverse,
+    scale, epsilon, gamma), or None."""
     square = _only_reader(diff.output[0], readers, "Mul")
     if square is None or list(square.input) != [diff.output[0]] * 2:
         return None
@@ -103,8 +122,11 @@ def _match(mean, producer, readers, constants, ranks, outputs):
     gamma = scale and _other(scale, inverse.output[0])
     if gamma is None or gamma not in constants or constants[gamma].ndim != 1:
         return None
-    if _other(scaled_mean, mean_out) != scale.output[0]:
-        return None
+    return square, variance, plus_eps, root, inverse, scale, epsilon, gamma
+
+
+def _scale_and_shift(x, scale, scaled_mean, readers, constants):
+    """x * scale + (beta - mean * scale): (beta, [shift, scaled_x, total]), or None."""
     scale_users = readers.get(scale.output[0], [])
     scaled_x = next((n for n in scale_users if n is not scaled_mean and n.op_type == "Mul"
                      and _other(n, scale.output[0]) == x), None)
@@ -113,17 +135,11 @@ def _match(mean, producer, readers, constants, ranks, outputs):
     shift = _only_reader(scaled_mean.output[0], readers, "Sub")
     if shift is None or shift.input[1] != scaled_mean.output[0] or shift.input[0] not in constants:
         return None
-    beta = shift.input[0]
     total = _only_reader(scaled_x.output[0], readers, "Add")
     if total is None or _other(total, scaled_x.output[0]) != shift.output[0] or \
             len(readers.get(shift.output[0], [])) != 1:
         return None
-    if constants[beta].shape != constants[gamma].shape:
-        return None
-    nodes = [mean, diff, square, variance, plus_eps, root, inverse, scale, scaled_mean, shift, scaled_x, total]
-    if any(out in outputs for n in nodes[:-1] for out in n.output):
-        return None
-    return x, gamma, beta, float(constants[epsilon].ravel()[0]), nodes, total.output[0]
+    return shift.input[0], [shift, scaled_x, total]
 
 
 def _only_reader(name: str, readers, op_type: str):
