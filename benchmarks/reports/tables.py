@@ -250,7 +250,8 @@ def tried_rows(doc: dict) -> list[list[str]]:
         rows.append([r["name"], "0 (full int8)", full_loss, "-", _fmt(full_ms, ".3f"), "1.00x" if full_ms else "-"])
         for t in found["tried"]:
             ms = t.get("p50_ms")
-            rows.append([r["name"], f"{t['k']}{' (edited)' if t.get('edited') else ''}", loss_text(t.get("drop_pp"), t.get("snr_db")),
+            k = f"{t['k']} (edited)" if t.get("edited") else str(t["k"])
+            rows.append([r["name"], k, loss_text(t.get("drop_pp"), t.get("snr_db")),
                          _fmt(None if t.get("agreement") is None else t["agreement"] * 100, ".1f", " %"),
                          _fmt(ms, ".3f"), f"{ms / full_ms:.2f}x" if ms and full_ms else "-"])
     return rows

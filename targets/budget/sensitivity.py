@@ -280,18 +280,21 @@ def _confirm(evaluate, order: list[str], feeds, expected: Outputs, record: Recov
         float_nodes = order[:k]
         say(f"{name}: {k} layer(s) in float (step {step + 1}/{len(steps)} at most"
             f"{time_left(started, step, len(steps))})")
-        if edits:
-            kept = set(float_nodes)
-            outputs, ms = evaluate(float_nodes, feeds, timer, alone=[n for n in everything if n not in kept])
-            measured = expected.judge(outputs)
-            record.tried.append({"k": k, "float_nodes": float_nodes, "edited": True, **measured.to_dict(),
-                                 **({"p50_ms": ms} if timer else {})})
-            if not record.holds(measured):
-                continue
-        outputs, ms = evaluate(float_nodes, feeds, timer)
-        measured = expected.judge(outputs)
-        record.tried.append({"k": k, "float_nodes": float_nodes, **measured.to_dict(),
-                             **({"p50_ms": ms} if timer else {})})
-        if record.holds(measured):
+
+        if edits and not _holds(evaluate, k, float_nodes, feeds, expected, record, timer,
+                                alone=[n for n in everything if n not in set(float_nodes)]):
+            continue
+        if _holds(evaluate, k, float_nodes, feeds, expected, record, timer):
             record.float_nodes = float_nodes
             return
+
+
+def _holds(evaluate, k: int, float_nodes: list[str], feeds, expected: Outputs, record: Recovery, timer,
+           alone=None) -> bool:
+    """``float_nodes`` in float (edited from full int8: only ``alone`` in int8) measured on every
+    validation sample and recorded in ``record.tried``: does it hold the budget and the floor?"""
+    outputs, ms = evaluate(float_nodes, feeds, timer, alone=alone)
+    measured = expected.judge(outputs)
+    record.tried.append({"k": k, "float_nodes": float_nodes, **({"edited": True} if alone is not None else {}),
+                         **measured.to_dict(), **({"p50_ms": ms} if timer else {})})
+    return record.holds(measured)

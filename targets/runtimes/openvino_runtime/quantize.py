@@ -132,13 +132,13 @@ class MixedPrecision:
             "fixed_batch": fixed_batch([spec.shape for spec in source.inputs])}
         static = with_batch(ov_model, profile.options.get("batch", 1)) if profile.options.get("batch", 1) else None
         self._model = static if static is not None else ov_model
-        # the edited candidates keep the source's dynamic batch: run in batches of 64, a static
-        # batch-1 IR is compiled again at each new batch size (twice or three times per candidate)
-        self._any_batch = {i: p.get_partial_shape() for i, p in enumerate(ov_model.inputs)} if static is not None else None
         self._feeds = in_artifact_order(calibration.feeds(source), order)
         self._overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
         self._full = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix)
         self._alone_base = self._full.clone()  # full int8 as NNCF wrote it, for write_alone
+        if static is not None:  # the edited candidates keep the source's dynamic batch: run in batches
+            #                      of 64, a static batch-1 IR is compiled again at each new batch size
+            self._alone_base = _with_shapes(self._alone_base, [p.get_partial_shape() for p in ov_model.inputs])
         self._float_ops = {op.get_friendly_name(): op for op in self._model.get_ordered_ops()}
         self._quantizers = quantizer_readers(self._alone_base)
         self.nodes = quantized_ops(self._model, self._full)
@@ -156,13 +156,6 @@ class MixedPrecision:
                 op.output(0).replace(op.input_value(0))
             elif op.get_friendly_name() not in keep:
                 _float_weights(op, self._float_ops.get(op.get_friendly_name()))
-        if self._any_batch is not None:
-            try:
-                dynamic = model.clone()
-                dynamic.reshape(self._any_batch)
-                model = dynamic
-            except Exception:  # noqa: BLE001 - a graph that holds its batch: compiled per batch size, as before
-                pass
         ov.save_model(carry_options(model), str(destination), compress_to_fp16=False)
         return self._order
 
@@ -176,6 +169,17 @@ class MixedPrecision:
                                  float_nodes=float_nodes)
         ov.save_model(carry_options(stable_names(quantized)), str(destination), compress_to_fp16=False)
         return self._order
+
+
+def _with_shapes(ov_model, shapes: list):
+    """``ov_model`` reshaped to ``shapes`` (one per input), or as it is when its graph cannot take
+    them (a Reshape that holds its batch, say)."""
+    try:
+        reshaped = ov_model.clone()
+        reshaped.reshape(dict(enumerate(shapes)))
+        return reshaped
+    except Exception:  # noqa: BLE001 - compiled per batch size, as before
+        return ov_model
 
 
 def _decompressed(node) -> bool:
