@@ -6,23 +6,27 @@ No TensorFlow is involved: the ONNX Runtime and OpenVINO targets take the graph 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from compressor.errors import BadInputError, one_line
+from compressor.models import onnx_graph
 from compressor.models.inspection import LayerInfo, ModelReport, TensorSpec
 from compressor.models.source import (class_score_outputs, feed_list, file_identity, first_input_spec, fixed_batch,
                                       round_float, run_at_batch)
 
 
-def _check_external_data(proto, folder: Path, path: Path) -> None:
-    """Refuse external-data locations outside the model's folder (CVE-2024-27318)."""
+def _check_external_data(proto, folder: Path, path: Path) -> bool:
+    """Refuse external-data locations outside the model's folder (CVE-2024-27318); True when the
+    model keeps any tensor in external data."""
     from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 
-    root = folder.resolve()
+    root, found = folder.resolve(), False
     for tensor in _get_all_tensors(proto):
         if not uses_external_data(tensor):
             continue
+        found = True
         location = ExternalDataInfo(tensor).location
         candidate = folder / location
         if (Path(location).is_absolute() or ".." in Path(location).parts or candidate.is_symlink()
@@ -31,6 +35,7 @@ def _check_external_data(proto, folder: Path, path: Path) -> None:
                                 "model's folder; refused")
         if not candidate.is_file():
             raise BadInputError(f"{path}: external data file '{location}' is missing")
+    return found
 
 
 def load_onnx(path: str | Path) -> "OnnxSource":
@@ -49,13 +54,15 @@ def load_onnx(path: str | Path) -> "OnnxSource":
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise BadInputError(f"{path}: corrupt or not an ONNX model ({one_line(exc)})") from None
-    _check_external_data(proto, path.parent, path)
+    external = _check_external_data(proto, path.parent, path)
     try:
         onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise BadInputError(f"{path}: invalid ONNX model ({one_line(exc)})") from None
-    return OnnxSource(path, proto)
+    # ONNX Runtime reads a self-contained file itself; with external data it fails on a shape
+    # constant kept there ("Cannot parse data from external tensors"), so it gets the loaded proto
+    return OnnxSource(path, proto, from_file=not external)
 
 
 def _spec(value_info) -> TensorSpec:
@@ -73,25 +80,39 @@ def numpy_helper_to_array(tensor) -> np.ndarray:
 
 
 def _inferred_shapes(proto) -> dict[str, list]:
-    """Every tensor's shape for one sample (a dynamic batch set to 1), from ONNX shape inference;
-    a dimension that stays unknown is None."""
-    import onnx
-
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
+    """Every tensor's shape for one sample (a dynamic batch set to 1), from ONNX shape inference
+    on the graph's skeleton; a dimension that stays unknown is None."""
+    model = onnx_graph.skeleton(proto)
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_value = 1
     try:
-        inferred = onnx.shape_inference.infer_shapes(model).graph
+        return onnx_graph.shapes_of(onnx_graph.inferred(model))
     except Exception:  # shape inference is best effort here: MACs then stay unknown (0)
         return {}
-    return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-            for v in [*inferred.input, *inferred.value_info, *inferred.output]}
 
 
-def _node_macs(node, shapes: dict[str, list], weights: dict[str, np.ndarray]) -> int:
+class _Weight(NamedTuple):
+    """What the model report reads of one float initializer."""
+
+    size: int
+    ndim: int
+    zeros: int
+
+
+def _float_weights(graph) -> dict[str, _Weight]:
+    """Each float initializer's size, rank and zeros, converted one at a time (holding every weight
+    as an array at once would copy the model)."""
+    found = {}
+    for tensor in graph.initializer:
+        array = numpy_helper_to_array(tensor)
+        if array.dtype.kind == "f":
+            found[tensor.name] = _Weight(array.size, array.ndim, int(np.count_nonzero(array == 0)))
+    return found
+
+
+def _node_macs(node, shapes: dict[str, list], weights: dict[str, _Weight]) -> int:
     """Multiply-accumulates of one Conv / ConvTranspose / Gemm / MatMul for one sample (0 if unknown)."""
     out = shapes.get(node.output[0]) if node.output else None
     if not out or any(d is None for d in out):
@@ -145,9 +166,10 @@ class OnnxSource:
     format = "onnx"
     provides = ("onnx",)
 
-    def __init__(self, path: Path, proto, fixed_shapes: dict | None = None) -> None:
+    def __init__(self, path: Path, proto, fixed_shapes: dict | None = None, *, from_file: bool = False) -> None:
         self.path, self.proto, self.name = path, proto, path.stem
         self._session, self._report = None, None
+        self._from_file = from_file  # the proto is the file's as loaded: ONNX Runtime reads the file itself
         self.fixed_shapes = fixed_shapes or {}  # input name -> the shape --input-shape fixed it to
 
     def with_input_shapes(self, shapes: dict[str, tuple]) -> "OnnxSource":
@@ -187,7 +209,8 @@ class OnnxSource:
         import onnxruntime as ort
 
         if self._session is None:
-            self._session = ort.InferenceSession(self.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+            model = str(self.path) if self._from_file else self.proto.SerializeToString()  # not a second copy
+            self._session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
         specs = self.inputs
         return run_at_batch(lambda chunk: self._session.run(None, {
             spec.name: array.astype(spec.dtype, copy=False) for spec, array in zip(specs, chunk)}), list(x),
@@ -217,15 +240,14 @@ class OnnxSource:
         return self._report
 
     def _inspect(self) -> ModelReport:
-        weights = {t.name: numpy_helper_to_array(t) for t in self.proto.graph.initializer}
-        weights = {name: w for name, w in weights.items() if w.dtype.kind == "f"}
+        weights = _float_weights(self.proto.graph)
         shapes = _inferred_shapes(self.proto)
         layers = []
         for node in self.proto.graph.node:
             out_shape = shapes.get(node.output[0], []) if node.output else []
             kernels = [weights[i] for i in node.input if i in weights and weights[i].ndim >= 2]
             size = sum(w.size for w in kernels)
-            zeros = sum(int(np.count_nonzero(w == 0)) for w in kernels)
+            zeros = sum(w.zeros for w in kernels)
             layers.append(LayerInfo(node.name or node.op_type, node.op_type, [d for d in out_shape],
                                     sum(weights[i].size for i in node.input if i in weights),
                                     _node_macs(node, shapes, weights), zeros / size if size else 0.0, size))

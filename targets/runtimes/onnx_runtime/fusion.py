@@ -23,6 +23,7 @@ from collections import Counter
 import numpy as np
 
 from compressor import interrupts
+from compressor.models import onnx_graph
 
 LAYER_NORM_OPSET = 17
 
@@ -60,14 +61,12 @@ def _facts(model):
     """What matching reads: (tensor ranks, each tensor's readers, constants, graph outputs), or
     None when the model cannot hold the pattern (no pool, an opset before LayerNormalization) or
     its shapes cannot be inferred (over 2 GB in one message, say: the graph stays as it came)."""
-    from onnx import shape_inference
-
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < LAYER_NORM_OPSET or not any(n.op_type == "GlobalAveragePool" for n in graph.node):
         return None
     try:
-        ranks = _ranks(shape_inference.infer_shapes(model))
+        ranks = {name: len(dims) for name, dims in onnx_graph.shapes_of(onnx_graph.inferred(model)).items()}
     except Exception as exc:  # noqa: BLE001
         if interrupts.interrupted(exc):
             raise
@@ -76,7 +75,7 @@ def _facts(model):
     for node in graph.node:
         for name in dict.fromkeys(node.input):  # a node reading one tensor twice (x * x) counts once
             readers.setdefault(name, []).append(node)
-    return ranks, readers, _constants(graph), {o.name for o in graph.output}
+    return ranks, readers, onnx_graph.Constants(graph), {o.name for o in graph.output}
 
 
 def _match(mean, ranks, readers, constants, outputs):
@@ -152,21 +151,6 @@ def _other(node, name: str):
     if len(node.input) != 2 or name not in node.input:
         return None
     return node.input[1] if node.input[0] == name else node.input[0]
-
-
-def _constants(graph) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    found.update({n.output[0]: numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant"
-                  for a in n.attribute if a.name == "value"})
-    return found
-
-
-def _ranks(inferred) -> dict[str, int]:
-    graph = inferred.graph
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in [*graph.value_info, *graph.input, *graph.output]
-            if v.type.tensor_type.HasField("shape")}
 
 
 def gemm_as_matmul(model) -> int:
