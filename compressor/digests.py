@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import zlib
 from pathlib import Path
 
 
@@ -22,8 +22,13 @@ def sha256(path: Path) -> str:
 
 
 def gzip_size(path: Path) -> int:
-    """Bytes of ``path`` after gzip -9 (what a download or flash image costs)."""
-    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
+    """Bytes of ``path`` after gzip -9 (what a download or flash image costs), compressed a block
+    at a time: neither the file nor its compressed form is held whole."""
+    compressor, size = zlib.compressobj(9, zlib.DEFLATED, 31), 0  # wbits 31: the gzip container
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            size += len(compressor.compress(block))
+    return size + len(compressor.flush())
 
 
 def file_record(path: Path) -> dict:
