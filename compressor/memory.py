@@ -7,6 +7,7 @@ started (``resource.getrusage``), which :func:`reset_peak` says by returning Fal
 
 from __future__ import annotations
 
+import ctypes
 import resource
 from pathlib import Path
 
@@ -37,3 +38,14 @@ def peak_mb() -> float:
 def children_peak_mb() -> float:
     """The largest resident set of any finished child process (benchmark workers), in MB."""
     return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+
+
+def release() -> None:
+    """Hand the heap memory Python has freed back to the system. glibc keeps freed blocks under
+    its mmap threshold (which grows to 32 MB as large buffers come and go) for reuse, so after a
+    stage that held a model's copies the process stays that large and the next stage starts from
+    there. A no-op where the C library has no ``malloc_trim``."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

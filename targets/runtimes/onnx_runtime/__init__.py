@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compressor import memory
 from compressor.errors import ConversionError
 from targets.runtime import Exported, Runtime
 from targets.runtimes.onnx_runtime.convert import convert_keras, opset_of, write_float_model
@@ -28,10 +29,10 @@ WEIGHT_BITS = {"int8w": 8, "int4w": 4}  # weight-only profiles (MatMulNBits)
 def export(source, profile, calibration, workdir: Path) -> Exported:
     artifact = workdir / ARTIFACT_NAME
     if profile.precision == "fp32":
-        write_float_model(source, artifact)
-        return Exported(artifact, [], {"opset": opset_of(artifact)})
+        return Exported(artifact, [], {"opset": write_float_model(source, artifact)})
     float_model = workdir / "float.onnx"
-    write_float_model(source, float_model)
+    opset = write_float_model(source, float_model)
+    memory.release()  # the fused copy of the graph
     if profile.precision == "int8":
         details = quantize_static(float_model, artifact, calibration.feeds(source), workdir,
                                   reduce_range=bool(profile.options.get("reduce_range", False)),
@@ -49,7 +50,6 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
                                   "quantizes dynamically), so the artifact would be fp32 under another name")
     else:
         raise ConversionError(f"{profile.name}: ONNX Runtime has no precision '{profile.precision}' here")
-    opset = opset_of(float_model)
     float_model.unlink()
     return Exported(artifact, [], {"opset": opset, "quantization": details})
 

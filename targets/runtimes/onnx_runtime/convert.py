@@ -101,19 +101,21 @@ def _collecting_optimizers() -> dict:
     return {name: collected(factory) for name, factory in optimizer._get_optimizers().items()}
 
 
-def write_float_model(source, destination: Path) -> None:
-    """The float ONNX model: the source's own ONNX graph re-saved inline, or its Keras model converted;
-    tf2onnx's layer norms as one op each (``fusion.fuse_layer_norms``)."""
+def write_float_model(source, destination: Path) -> int:
+    """Write the float ONNX model: the source's own ONNX graph re-saved inline, or its Keras model
+    converted; tf2onnx's layer norms as one op each (``fusion.fuse_layer_norms``). Returns its
+    opset."""
     import onnx
 
     graph = source.representation("onnx")
-    if graph is not None:
-        if any(node.op_type == "GlobalAveragePool" for node in graph.graph.node):  # perhaps tf2onnx's layer norms
-            graph = _copy(graph)
-            fuse_layer_norms(graph)
-        onnx.save_model(graph, str(destination))
-    else:
+    if graph is None:
         convert_keras(source.representation("keras"), destination)
+        return OPSET
+    if any(node.op_type == "GlobalAveragePool" for node in graph.graph.node):  # perhaps tf2onnx's layer norms
+        graph = _copy(graph)
+        fuse_layer_norms(graph)
+    onnx.save_model(graph, str(destination))
+    return opset_in(graph)
 
 
 def _copy(model):
@@ -127,5 +129,9 @@ def _copy(model):
 def opset_of(path: Path) -> int:
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    return opset_in(onnx.load(str(path), load_external_data=False))
+
+
+def opset_in(model) -> int:
+    """The default domain's opset of an ``onnx.ModelProto``."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
