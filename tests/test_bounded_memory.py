@@ -1,0 +1,155 @@
+"""Memory that stays bounded as the model grows: shape inference on an ONNX graph's skeleton gives
+every shape full inference gives; constants are converted when read; a file's gzip size is
+counted a block at a time with the same result as gzip -9 of the whole; ONNX Runtime calibrates
+in strides when a stride's tensors would be large, with the same ranges."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+
+
+def _model():
+    """Conv -> Flatten -> MatMul with a large weight -> Reshape to a constant shape -> Add: the
+    Reshape's shape is a small integer constant that shape inference must read."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {
+        "kernel": rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+        "dense": rng.normal(size=(4 * 6 * 6, 24)).astype(np.float32),
+        "shape": np.array([-1, 4, 6], np.int64),
+        "bias": np.float32(rng.normal(size=(4, 6))),
+    }
+    nodes = [helper.make_node("Conv", ["x", "kernel"], ["conv"]),
+             helper.make_node("Flatten", ["conv"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "dense"], ["mixed"]),
+             helper.make_node("Reshape", ["mixed", "shape"], ["grid"]),
+             helper.make_node("Add", ["grid", "bias"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 6])],
+                              [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_skeleton_infers_every_shape_full_inference_does_without_the_large_weights():
+    from onnx import shape_inference
+
+    from compressor.models import onnx_graph
+
+    model = _model()
+    light = onnx_graph.skeleton(model)
+    assert {t.name for t in light.graph.initializer} == {"shape", "bias"}  # 24 floats and the shape
+    assert {"kernel", "dense"} <= {i.name for i in light.graph.input}
+    full = onnx_graph.shapes_of(shape_inference.infer_shapes(model).graph)
+    got = onnx_graph.shapes_of(onnx_graph.inferred(model))
+    assert got["grid"] == got["y"] == [None, 4, 6] and got["mixed"] == [None, 24]
+    assert {name: got[name] for name in full} == full
+    assert len(model.graph.initializer) == 4  # the model itself untouched
+
+
+def test_constants_are_converted_only_when_read():
+    from compressor.models import onnx_graph
+
+    constants = onnx_graph.Constants(_model().graph)
+    assert set(constants) == {"kernel", "dense", "shape", "bias"} and "dense" in constants
+    assert constants._arrays == {}
+    assert constants["shape"].tolist() == [-1, 4, 6]
+    assert set(constants._arrays) == {"shape"}
+
+
+def test_an_onnx_sources_report_counts_weights_zeros_and_macs(tmp_path):
+    import onnx
+
+    from compressor.models import load_source
+
+    model = _model()
+    dense = next(t for t in model.graph.initializer if t.name == "dense")
+    values = onnx.numpy_helper.to_array(dense).copy()
+    values[:36] = 0.0  # 36 of 144 rows
+    dense.CopyFrom(onnx.numpy_helper.from_array(values, "dense"))
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    report = load_source(tmp_path / "m.onnx").report()
+    by_op = {layer.type: layer for layer in report.layers}
+    assert by_op["Conv"].params == 4 * 3 * 9 and by_op["MatMul"].params == 144 * 24
+    assert by_op["Conv"].macs == 36 * 108 and by_op["MatMul"].macs == 144 * 24
+    assert by_op["MatMul"].sparsity == 0.25 and by_op["Add"].params == 24
+
+
+def test_gzip_size_streams_to_the_same_count_as_gzip_9(tmp_path):
+    from compressor.digests import gzip_size
+
+    rng = np.random.default_rng(0)
+    data = np.concatenate([rng.normal(size=600_000).astype(np.float32), np.zeros(300_000, np.float32)]).tobytes()
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)  # 3.6 MB: several 1 MB blocks
+    assert gzip_size(path) == len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def _calibrated_scales(path) -> dict:
+    import onnx
+
+    model = onnx.load(str(path))
+    return {t.name: onnx.numpy_helper.to_array(t).tolist() for t in model.graph.initializer
+            if t.name.endswith("_scale")}
+
+
+def test_calibration_goes_in_strides_only_when_a_strides_tensors_are_large(tmp_path, monkeypatch):
+    """200 samples of this model make 200 x 1,344 bytes of float tensors: one stride under the
+    bound; under a 16 kB bound 12 samples fit, so strides of 10 (the largest divisor of 200 that
+    fits), with the same min/max ranges as calibrating all at once."""
+    import onnx
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    from compressor.models import onnx_graph
+    from targets.runtimes.onnx_runtime import quantize
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_model(), str(path))
+    x = np.random.default_rng(0).normal(size=(200, 3, 8, 8)).astype(np.float32)
+    reader, strides = quantize.calibration_reader(path, [x])
+    assert reader.names == ["x"] and strides == {}
+    monkeypatch.setattr(quantize, "STRIDE_BYTES", 16 * 1024)
+    # per sample: conv 4x6x6 + flat 144 + mixed 24 + grid 24 floats (the output is not counted)
+    assert quantize._float_bytes_per_sample(onnx_graph.skeleton(_model()), {"x": x}) == (144 + 144 + 24 + 24) * 4
+    reader, strides = quantize.calibration_reader(path, [x])
+    assert strides == {"CalibStridedMinMax": 10}
+    settings = quantize._static_settings(False, "int8", "minmax")
+    scales = []
+    for extra in ({}, strides):
+        reader, _ = quantize.calibration_reader(path, [x])
+        out = tmp_path / f"q{len(scales)}.onnx"
+        ort_quantize_static(str(path), str(out), reader, per_channel=True,
+                            **{**settings, "extra_options": {**settings["extra_options"], **extra}})
+        scales.append(_calibrated_scales(out))
+    assert scales[0] == scales[1] and len(scales[0]) >= 4
+
+
+def test_calibration_of_a_graph_whose_shapes_are_unknown_goes_one_sample_at_a_time(tmp_path):
+    """A Reshape to a shape computed at run time, as tf2onnx writes around a dense layer on a
+    dynamic sequence (rows = batch x sequence through ReduceProd, which ONNX's shape inference
+    does not evaluate): the tensors' sizes are unknown, so one sample per stride."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    const = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape", "zero", "two"], ["leading"]),
+             helper.make_node("ReduceProd", ["leading"], ["count"], keepdims=1),
+             helper.make_node("Concat", ["count", "eight"], ["flat"], axis=0),
+             helper.make_node("Reshape", ["x", "flat"], ["rows"]),
+             helper.make_node("MatMul", ["rows", "w"], ["mixed"]),
+             helper.make_node("Reshape", ["mixed", "shape"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "t", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "t", 8])],
+                              [numpy_helper.from_array(np.eye(8, dtype=np.float32), "w"),
+                               const("zero", [0]), const("two", [2]), const("eight", [8])])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    from targets.runtimes.onnx_runtime import quantize
+
+    reader, strides = quantize.calibration_reader(path, [np.zeros((30, 5, 8), np.float32)])
+    assert strides == {"CalibStridedMinMax": 1}
+    assert [reader.get_next()["x"].shape for _ in range(2)] == [(1, 5, 8)] * 2
