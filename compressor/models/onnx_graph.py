@@ -45,6 +45,29 @@ def skeleton(model, max_elements: int = SKELETON_MAX_ELEMENTS):
     return light
 
 
+def on_skeleton(model, transform):
+    """``model`` (edited in place) with the graph ``transform`` makes of its skeleton: nodes,
+    inputs, outputs, shapes, opsets; its own weights kept. For passes that read the graph but not
+    the weights' values (shape inference, the opset converter), which otherwise copy every weight
+    several times over. ``transform`` takes and returns an ``onnx.ModelProto``."""
+    light = skeleton(model)
+    moved = {value.name for value in light.graph.input} - {value.name for value in model.graph.input}
+    small = [(t.name, t.SerializeToString()) for t in light.graph.initializer]
+    done = transform(light)
+    graph = model.graph
+    for field in ("node", "input", "output", "value_info"):
+        del getattr(graph, field)[:]
+        getattr(graph, field).extend(v for v in getattr(done.graph, field) if field == "node" or v.name not in moved)
+    if [(t.name, t.SerializeToString()) for t in done.graph.initializer] != small:  # the pass changed a constant
+        large = [t for t in graph.initializer if t.name in moved]
+        del graph.initializer[:]
+        graph.initializer.extend([*done.graph.initializer, *large])
+    del model.opset_import[:]
+    model.opset_import.extend(done.opset_import)
+    model.ir_version = done.ir_version
+    return model
+
+
 def _is_large_float(tensor, max_elements: int) -> bool:
     from onnx import TensorProto
 

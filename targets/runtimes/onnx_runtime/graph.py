@@ -54,16 +54,13 @@ def _symbolic_shapes(source: Path, destination: Path) -> None:
     import onnx
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    model = onnx.load(str(source))
-    light = onnx_graph.skeleton(model)
-    moved = {value.name for value in light.graph.input} - {value.name for value in model.graph.input}
-    inferred = SymbolicShapeInference.infer_shapes(light)
-    if inferred is None:
-        raise ValueError("symbolic shape inference needs opset 7 or later")
-    graph = model.graph
-    for field in ("input", "output", "value_info"):
-        del getattr(graph, field)[:]
-        getattr(graph, field).extend(v for v in getattr(inferred.graph, field) if v.name not in moved)
+    def infer(light):
+        inferred = SymbolicShapeInference.infer_shapes(light)
+        if inferred is None:
+            raise ValueError("symbolic shape inference needs opset 7 or later")
+        return inferred
+
+    model = onnx_graph.on_skeleton(onnx.load(str(source)), infer)
     onnx.save(model, str(destination))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 from compressor.errors import ConversionError
+from compressor.models import onnx_graph
 from targets.runtimes.onnx_runtime.fusion import gemm_as_matmul
 
 COMPRESSED_OPS = {"MatMulNBits", "GatherBlockQuantized"}
@@ -26,8 +27,8 @@ def _at_opset(model, opset: int):
     current = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=opset)
     if current >= opset:
         return model
-    try:
-        return version_converter.convert_version(model, opset)
+    try:  # on the skeleton: the converter copies every weight several times over
+        return onnx_graph.on_skeleton(model, lambda light: version_converter.convert_version(light, opset))
     except Exception as exc:  # the converter's message names the op it cannot move
         raise ConversionError(f"int4 weights need ONNX opset {opset}; this model's opset {current} could not be "
                               f"converted ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
