@@ -75,14 +75,20 @@ def _is_large_float(tensor, max_elements: int) -> bool:
     return tensor.data_type in floats and int(np.prod(tensor.dims, dtype=np.int64)) > max_elements
 
 
-def inferred(model, *, data_prop: bool = False):
+def inferred(model, *, data_prop: bool = False, batch: int | None = None):
     """ONNX shape inference of ``model``'s skeleton: the inferred graph (its ``value_info``,
     inputs and outputs carry the shapes). ``data_prop`` also follows the values of shape
-    computations (Shape, Gather, Concat: how tf2onnx reshapes around a dense layer). Raises what
-    shape inference raises."""
+    computations (Shape, Gather, Concat: how tf2onnx reshapes around a dense layer); ``batch``
+    sets each input's dynamic leading dimension. Raises what shape inference raises."""
     from onnx import shape_inference
 
-    return shape_inference.infer_shapes(skeleton(model), data_prop=data_prop).graph
+    light = skeleton(model)
+    if batch is not None:
+        for value in light.graph.input:
+            dims = value.type.tensor_type.shape.dim
+            if dims and not dims[0].HasField("dim_value"):
+                dims[0].dim_value = batch
+    return shape_inference.infer_shapes(light, data_prop=data_prop).graph
 
 
 def shapes_of(graph) -> dict[str, list]:

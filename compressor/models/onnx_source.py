@@ -84,13 +84,8 @@ def numpy_helper_to_array(tensor) -> np.ndarray:
 def _inferred_shapes(proto) -> dict[str, list]:
     """Every tensor's shape for one sample (a dynamic batch set to 1), from ONNX shape inference
     on the graph's skeleton; a dimension that stays unknown is None."""
-    model = onnx_graph.skeleton(proto)
-    for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_value = 1
     try:
-        return onnx_graph.shapes_of(onnx_graph.inferred(model))
+        return onnx_graph.shapes_of(onnx_graph.inferred(proto, batch=1))
     except Exception:  # shape inference is best effort here: MACs then stay unknown (0)
         return {}
 
