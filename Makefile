@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e ".[test,distributed]"
+	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e ".[test,distributed,transformers]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -21,7 +21,7 @@ UNFUSED_RECURRENT = frozenset({"GRU", "SimpleRNN"})
 # A quantization-aware-trained model carries fake-quantization: only int8 artifacts are faithful to it.
 FAKE_QUANT_WRAPPERS = frozenset({"QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"})
 # layers (Keras) and ops (ONNX) whose weights weight-only compression stores in int8/int4
-WEIGHT_ONLY_LAYERS = frozenset({"Dense", "EinsumDense", "Embedding", "MultiHeadAttention", "MatMul", "Gemm",
+WEIGHT_ONLY_LAYERS = frozenset({"Dense", "EinsumDense", "Embedding", "ReversibleEmbedding", "MultiHeadAttention", "MatMul", "Gemm",
                                 "Gather"})
 MIN_WEIGHT_ONLY_SHARE = 0.5
 

@@ -181,8 +181,38 @@ def inspect_model(model) -> ModelReport:
         >>> report.macs, report.params
     """
     inputs, outputs = tensor_specs(model)
-    layers = [_layer_info(layer) for layer in flat_layers(model) if type(layer).__name__ != "InputLayer"]
+    layers = []
+    for layer in flat_layers(model):
+        if type(layer).__name__ == "InputLayer":
+            continue
+        inner = _wrapped_leaves(layer)
+        layers.extend(_leaf_info(leaf) for leaf in inner) if inner else layers.append(_layer_info(layer))
     return ModelReport(model.name, inputs, outputs, layers)
+
+
+def _wrapped_leaves(layer) -> list:
+    """The weighted innermost layers of a bridged Keras 3 layer that holds others (a keras-hub
+    backbone run as it is), so that the report counts its Dense and embedding weights; empty for
+    any other layer."""
+    wrapped = getattr(layer, "_wrapped", None)
+    if not wrapped or not hasattr(wrapped[0], "_flatten_layers"):
+        return []
+    inner = [sub for sub in wrapped[0]._flatten_layers(include_self=False)
+             if not list(sub._flatten_layers(include_self=False, recursive=False)) and sub.weights]
+    return inner if sum(sub.count_params() for sub in inner) == layer.count_params() else []
+
+
+def _leaf_info(layer) -> LayerInfo:
+    """A Keras 3 layer inside a bridged one: its weights, named by the Keras class it is (keras-hub's
+    ReversibleEmbedding is an Embedding); shapes and MACs are not known from outside its caller."""
+    keras_class = next((cls.__name__ for cls in type(layer).__mro__ if cls.__module__.startswith("keras.src.")),
+                       type(layer).__name__)
+    weights = kernels(layer)
+    size = sum(w.size for w in weights)
+    zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
+    return LayerInfo(name=layer.path if hasattr(layer, "path") else layer.name, type=keras_class, output_shape=[],
+                     params=int(layer.count_params()), macs=0, sparsity=zeros / size if size else 0.0,
+                     kernel_elements=int(size))
 
 
 def tensor_specs(model) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -6,6 +6,12 @@ functions; CVE-2025-9905: ``.h5`` ignored ``safe_mode``; CVE-2026-12481:
 scanned here first, as plain JSON, and a model that names a Lambda layer, a
 ``TFSMLayer`` (loads another SavedModel from any path) or an object outside Keras
 itself is refused unless the user opts in with ``trust_model=True``.
+
+Model classes of a few well-kept Keras libraries (keras-hub's backbones, tasks and layers) are
+Keras' kind of code, not the file's: a config names them by their registered name and the
+installed library defines them, as Keras' own layers. They load without the opt-in when the
+library is installed and the name resolves, through the library's registry, to one of its own
+layer or model classes.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from compressor.errors import UnsafeModelError
+from compressor.errors import BadInputError, UnsafeModelError
 
 CODE_LAYERS = {
     "Lambda": "a Lambda layer runs arbitrary Python code",
@@ -21,6 +27,8 @@ CODE_LAYERS = {
 }
 MODEL_CLASSES = {"Functional", "Sequential", "Model"}
 KERAS_MODULES = ("keras", "tf_keras")
+# package -> (the name it registers its classes under, the distribution that installs it)
+KERAS_LIBRARIES = {"keras_hub": ("keras_hub", "keras-hub")}
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ def _object_finding(obj: dict, layer: str) -> Finding | None:
     class_name = str(obj.get("class_name", ""))
     if class_name in CODE_LAYERS:
         return Finding(layer, CODE_LAYERS[class_name])
-    if _bridged_activation(obj):
+    if _bridged_activation(obj) or _library_class(obj):
         return None
     module = obj.get("module")
     if module is not None and not str(module).startswith(KERAS_MODULES):
@@ -55,6 +63,32 @@ def _object_finding(obj: dict, layer: str) -> Finding | None:
     if registered and ">" in str(registered):
         return Finding(layer, f"'{registered}' is a registered custom object (custom code)")
     return None
+
+
+def _library_class(obj: dict) -> bool:
+    """A layer or model class of a known Keras library (``KERAS_LIBRARIES``), named in the config
+    by the module and registered name the library gives it. Raises BadInputError when the library
+    is not installed, since the model cannot be built without it."""
+    import importlib
+
+    module, registered = str(obj.get("module") or ""), str(obj.get("registered_name") or "")
+    package = module.split(".")[0]
+    if package not in KERAS_LIBRARIES or not module.startswith(f"{package}.src."):
+        return False
+    prefix, distribution = KERAS_LIBRARIES[package]
+    if registered != f"{prefix}>{obj.get('class_name')}":
+        return False
+    try:
+        importlib.import_module(package)  # registers its classes
+    except ImportError:
+        raise BadInputError(f"the model is built of {distribution} classes ('{registered}'); install "
+                            f"{distribution} to load it (pip install 'edge-compressor[transformers]')") from None
+    from compressor import keras_env
+
+    keras = keras_env.keras3()
+    found = keras.saving.get_registered_object(registered)
+    return (isinstance(found, type) and issubclass(found, keras.layers.Layer)
+            and found.__module__.startswith(f"{package}.src."))
 
 
 def _bridged_activation(obj: dict) -> bool:
@@ -131,7 +165,7 @@ def _walk_layer(layer_cfg: Any) -> Iterator[Finding]:
         function = layer_cfg.get("config", {}).get("function")
         yield Finding(name, f"'{class_name}' calls TensorFlow's '{function}', which is not tensor arithmetic")
     elif (class_name not in {*CODE_LAYERS, *TF_OP_LAYERS} and not _known_layer(class_name)
-          and not _keras_op(layer_cfg)):
+          and not _keras_op(layer_cfg) and not _library_class(layer_cfg)):
         yield Finding(name, f"'{class_name}' is not a built-in Keras layer (custom code)")
     yield from _walk(layer_cfg, name)
 
@@ -179,6 +213,8 @@ def _check_registered(config: dict, source: str) -> None:
 
     known = set(keras_env.keras3().saving.get_custom_objects()) | set(keras_env.tf_keras().utils.get_custom_objects())
     for name, module in _custom_classes(config):
+        if _library_class({"module": module, "registered_name": name, "class_name": name.split(">")[-1]}):
+            continue
         if name not in known and name.split(">")[-1] not in known:
             raise UnsafeModelError(
                 f"{source}: the model needs the custom class '{name}' (from module '{module}'), which is not "

@@ -50,6 +50,17 @@ def _rebuild(model, trust_model: bool):
                                   "export it to ONNX") from None
 
 
+def as_functional(model):
+    """``model`` as a plain Functional model of the same layers when it is a subclass of Keras'
+    Functional class built from its inputs and outputs (keras-hub's backbones and tasks: their
+    configs hold constructor arguments, not the layer graph); any other model as it is."""
+    from keras.src.models.functional import Functional
+
+    if type(model).__name__ in MODEL_CLASSES or not isinstance(model, Functional):
+        return model
+    return keras_env.keras3().Model(model.input, model.output, name=model.name)
+
+
 def _all_layers(model):
     for layer in model.layers:
         yield layer
@@ -80,7 +91,8 @@ def _copy_weights(source, target) -> None:
 def sample_inputs(model, *, batch: int = 4, seed: int = 0) -> list[np.ndarray]:
     """Random inputs that fit ``model`` (integers below the smallest vocabulary for int inputs)."""
     rng = np.random.default_rng(seed)
-    vocab = min((layer.input_dim for layer in _all_layers(model) if hasattr(layer, "input_dim")), default=10)
+    layers = model._flatten_layers() if hasattr(model, "_flatten_layers") else _all_layers(model)  # nested too
+    vocab = min((layer.input_dim for layer in layers if isinstance(getattr(layer, "input_dim", None), int)), default=10)
     arrays = []
     for tensor in model.inputs:
         shape = [batch] + [8 if d is None else int(d) for d in tuple(tensor.shape)[1:]]
@@ -121,6 +133,7 @@ def to_tf_keras(model, *, verify: bool = True, trust_model: bool = False):
         UnsupportedModelError: a subclassed model, or a layer/option tf-keras lacks.
         ConversionError: the copy's outputs differ from the original's.
     """
+    model = as_functional(model)
     rebuilt = _rebuild(model, trust_model)
     _copy_weights(model, rebuilt)
     if verify:

@@ -250,14 +250,18 @@ def wrapper_class(layers: dict):
     tfk = keras_env.tf_keras()
 
     class Keras3Layer(tfk.layers.Layer):
-        def __init__(self, wrapped_layer: str, wrapped_class: str = "", **kwargs):
+        def __init__(self, wrapped_layer: str, wrapped_class: str = "", input_keys=(), **kwargs):
             super().__init__(**kwargs)
-            self.wrapped_layer, self.wrapped_class = wrapped_layer, wrapped_class
+            self.wrapped_layer, self.wrapped_class, self.input_keys = wrapped_layer, wrapped_class, list(input_keys)
             self._wrapped = [layers[wrapped_layer]]  # in a list: tf-keras does not track Keras 3 layers
             self.wrapped_variables = [v.value for v in getattr(layers[wrapped_layer], "weights", [])]
 
         def call(self, inputs, *args, **kwargs):
             kwargs.pop("training", None)  # inference: the wrapped layer runs in its inference mode
+            if self.input_keys and isinstance(inputs, (list, tuple)):
+                # called on a dict (keras-hub's backbones): tf-keras' node passes its tensors as a list
+                inputs = dict(zip(self.input_keys, inputs))
+                kwargs.pop("mask", None)
             result = self._wrapped[0](inputs, *args, **kwargs)
             if isinstance(result, dict):  # a SavedModel signature's named outputs, flattened as Keras 3 does
                 result = [result[key] for key in sorted(result)]
@@ -265,7 +269,8 @@ def wrapper_class(layers: dict):
             return result
 
         def get_config(self):
-            return {**super().get_config(), "wrapped_layer": self.wrapped_layer, "wrapped_class": self.wrapped_class}
+            return {**super().get_config(), "wrapped_layer": self.wrapped_layer, "wrapped_class": self.wrapped_class,
+                    "input_keys": self.input_keys}
 
     return Keras3Layer
 
@@ -282,7 +287,7 @@ def _translate_layer(layer: dict, built: dict) -> dict:
         translated = {"class_name": class_name, "config": translate_model_config(class_name, layer["config"], built)}
     elif getattr(tfk.layers, class_name, None) is None:  # run the Keras 3 layer itself (safety vetted it)
         translated = {"class_name": WRAPPED, "config": {"name": name, "wrapped_layer": name,
-                                                   "wrapped_class": class_name}}
+                                                   "wrapped_class": class_name, "input_keys": _dict_keys(layer)}}
     elif _channelwise_conv(layer, built):
         translated = _as_depthwise(layer, where)
     else:
@@ -304,6 +309,14 @@ def _translate_layer(layer: dict, built: dict) -> dict:
         cls = None if class_name in MODEL_CLASSES else getattr(tfk.layers, class_name, None)
         translated["inbound_nodes"] = _translate_nodes(layer["inbound_nodes"], where, cls)
     return translated
+
+
+def _dict_keys(layer: dict) -> list[str]:
+    """The keys of the dict a layer is called on (keras-hub's backbones take one), in the order
+    its node lists their tensors; empty for any other call."""
+    nodes = layer.get("inbound_nodes") or []
+    args = nodes[0].get("args", []) if len(nodes) == 1 and isinstance(nodes[0], dict) else []
+    return list(args[0]) if len(args) == 1 and isinstance(args[0], dict) else []
 
 
 def _channelwise_conv(layer: dict, built: dict) -> bool:
