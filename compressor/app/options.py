@@ -17,7 +17,12 @@ def quiet_libraries() -> None:
     os.environ["COMPRESSOR_QUIET"] = "1"
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore")
-    logging.getLogger().setLevel(logging.ERROR)  # ONNX Runtime's quantizer logs to the root logger
+    root = logging.getLogger()
+    if not root.handlers:  # ONNX Runtime's int4 quantizer calls logging.basicConfig(level=INFO) on import,
+        handler = logging.StreamHandler()  # which does nothing once the root logger has a handler
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.ERROR)  # ONNX Runtime's quantizers and LiteRT's log to the root logger
     for name in ("tensorflow", "absl", "tf2onnx", "nncf", "openvino", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
