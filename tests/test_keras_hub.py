@@ -78,7 +78,7 @@ def test_a_keras_hub_classifier_loads_without_the_opt_in_and_is_bridged_as_it_co
     assert reasons["onnx-int4w"] is None and reasons["openvino-int8w"] is None
 
 
-@pytest.mark.parametrize("target", ["tflite-fp32", "onnx-fp32"])
+@pytest.mark.parametrize("target", ["tflite-fp32", pytest.param("onnx-fp32", marks=pytest.mark.slow)])
 def test_a_keras_hub_classifier_exports_artifacts_that_compute_what_it_does(bert, tmp_path, target):
     from compressor.data.dataset import Dataset
     from compressor.models import load_source
