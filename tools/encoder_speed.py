@@ -117,6 +117,9 @@ def main(argv=None) -> None:
     parser.add_argument("--remeasure", action="store_true",
                         help="time the artifacts already in --out again (on a quiet machine), without exporting")
     args = parser.parse_args(argv)
+    from compressor.app.options import quiet_libraries
+
+    quiet_libraries()  # as the CLI: NNCF's progress bars would go to stdout, before the JSON record
     args.out.mkdir(parents=True, exist_ok=True)
     record = timed(args.out) if args.remeasure else run(args.size, args.out, args.epochs, args.max_drop,
                                                         args.retrieval_drop)
