@@ -78,6 +78,22 @@ def check_steps_fit(recipe: Recipe, source) -> None:
             raise UnsupportedModelError(
                 f"steps[{index}] ({step.type}): fine-tuning a model with {len(source.outputs)} outputs needs labels "
                 "for each, which recipes do not take yet; quantize-only recipes (no steps, e.g. -r int8) work")
+        run_as_is = _keras3_layers_with_weights(source.representation("keras"))
+        if run_as_is:
+            name, kind = run_as_is[0]
+            raise UnsupportedModelError(
+                f"steps[{index}] ({step.type}): layer '{name}' ({kind}) has no tf-keras twin and runs as the Keras 3 "
+                "layer itself, whose weights tensorflow-model-optimization can neither wrap nor train in a copy; "
+                "quantize-only recipes (no steps, e.g. -r int8) and the weight-only targets work")
+
+
+def _keras3_layers_with_weights(model) -> list[tuple[str, str]]:
+    """(name, Keras 3 class) of each bridged layer that runs as the Keras 3 layer itself and holds
+    weights (a keras-hub backbone, a custom layer): a copy of the model would share them."""
+    from compressor.models.inspection import flat_layers
+
+    return [(layer.name, layer.wrapped_class or type(layer._wrapped[0]).__name__) for layer in flat_layers(model)
+            if getattr(layer, "_wrapped", None) and layer.weights]
 
 
 def compress(model, recipe, *, data, eval_data=None, trust_model: bool = False,

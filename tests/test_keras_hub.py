@@ -171,3 +171,19 @@ def test_a_trained_keras_hub_classifier_goes_through_every_target_within_the_bud
         assert written[target].get("budget") is None or written[target]["budget"]["drop_pp"] <= 1.0, target
     # integer-only targets cannot take the embeddings' float ops: refused in one line each
     assert code == 4 and "mcu: ops left in float, not int8" in err
+
+
+def test_a_recipe_that_fine_tunes_is_refused_in_one_line_before_any_work(bert):
+    """The backbone runs as the Keras 3 model it is: tfmot can neither wrap its layers nor train a
+    copy of it (a copy would share its weights), so steps that fine-tune are refused up front."""
+    from compressor.errors import UnsupportedModelError
+    from compressor.models import load_source
+    from compressor.pipeline import check_steps_fit
+    from compressor.recipes import load_recipe
+
+    folder, _, _ = bert
+    source = load_source(folder / "bert.keras")
+    for recipe in ("prune50-int8", "structured25-int8", "cluster16", "qat-int8"):
+        with pytest.raises(UnsupportedModelError, match=r"layer 'bert_backbone' \(BertBackbone\) .* -r int8"):
+            check_steps_fit(load_recipe(recipe), source)
+    check_steps_fit(load_recipe("int8"), source)  # no steps: post-training quantization per target
