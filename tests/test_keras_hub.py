@@ -74,6 +74,13 @@ def test_a_keras_hub_classifier_loads_without_the_opt_in_and_is_bridged_as_it_co
     types = {layer.type for layer in report.layers}
     assert {"EinsumDense", "Dense", "ReversibleEmbedding", "Embedding"} <= types
     assert report.params == model.count_params()
+    # MACs per token: the same architecture written in tf-keras (tools.encoder) counts the same
+    from compressor.models import as_source
+    from tools import encoder
+
+    twin = as_source(encoder.build(encoder.Config(vocabulary=VOCAB, layers=1, hidden=16, heads=2, intermediate=32,
+                                                  max_positions=32, classes=3)))
+    assert report.macs == twin.report().macs > 0
     reasons = compatibility(source)
     assert reasons["onnx-int4w"] is None and reasons["openvino-int8w"] is None
 

@@ -56,6 +56,14 @@ def _dense_macs(layer, in_shape, out_shape) -> int:
     return _prod(out_shape[1:-1]) * _prod(layer.kernel.shape)
 
 
+@mac_counter("MultiHeadAttention")
+def _attention_macs(layer, in_shape, out_shape) -> int:
+    """Its four projections at each query position (the score and context products grow with the
+    sequence, which a dynamic one leaves unknown: not counted)."""
+    return _prod(out_shape[1:-1]) * sum(int(np.prod(w.shape)) for w in layer.weights
+                                        if w.name.split("/")[-1].split(":")[0] == "kernel")
+
+
 def _recurrent_macs(layer, in_shape, gates: int) -> int:
     steps = int(in_shape[1]) if in_shape[1] is not None else 1
     units, features = int(layer.units), int(in_shape[-1])
@@ -186,7 +194,11 @@ def inspect_model(model) -> ModelReport:
         if type(layer).__name__ == "InputLayer":
             continue
         inner = _wrapped_leaves(layer)
-        layers.extend(_leaf_info(leaf) for leaf in inner) if inner else layers.append(_layer_info(layer))
+        if inner:
+            positions = _prod(list(inputs[0].shape[1:])) if inputs and inputs[0].shape else 1
+            layers.extend(_leaf_info(leaf, positions) for leaf in inner)
+        else:
+            layers.append(_layer_info(layer))
     return ModelReport(model.name, inputs, outputs, layers)
 
 
@@ -202,16 +214,19 @@ def _wrapped_leaves(layer) -> list:
     return inner if sum(sub.count_params() for sub in inner) == layer.count_params() else []
 
 
-def _leaf_info(layer) -> LayerInfo:
-    """A Keras 3 layer inside a bridged one: its weights, named by the Keras class it is (keras-hub's
-    ReversibleEmbedding is an Embedding); shapes and MACs are not known from outside its caller."""
+def _leaf_info(layer, positions: int) -> LayerInfo:
+    """A Keras 3 layer inside a bridged one: its weights, named by the Keras class it is, and, for
+    a dense layer, its kernel's MACs at each of the model input's ``positions`` (a dynamic
+    sequence counts one, as for any text encoder here). Its shapes are not known from outside
+    the call that runs it."""
     keras_class = next((cls.__name__ for cls in type(layer).__mro__ if cls.__module__.startswith("keras.src.")),
                        type(layer).__name__)
     weights = kernels(layer)
     size = sum(w.size for w in weights)
     zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
+    macs = positions * size if keras_class in ("Dense", "EinsumDense") else 0
     return LayerInfo(name=layer.path if hasattr(layer, "path") else layer.name, type=keras_class, output_shape=[],
-                     params=int(layer.count_params()), macs=0, sparsity=zeros / size if size else 0.0,
+                     params=int(layer.count_params()), macs=int(macs), sparsity=zeros / size if size else 0.0,
                      kernel_elements=int(size))
 
 
