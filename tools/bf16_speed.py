@@ -45,6 +45,9 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["resnet50_224", "mobilenet_v2_224"])
     parser.add_argument("--out", type=Path, default=Path("bf16-out"))
     args = parser.parse_args(argv)
+    from compressor.app.options import quiet_libraries
+
+    quiet_libraries()  # as the CLI: NNCF's progress bars would go to stdout, before the JSON record
     args.out.mkdir(parents=True, exist_ok=True)
     print(json.dumps(run(args.models, args.out), indent=2))
 
