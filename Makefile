@@ -41,3 +41,5 @@ speed: $(STAMP)
 cost: $(STAMP)
 	$(BIN)/python -m tools.sensitivity_cost --write COST.md
 	$(BIN)/python -m tools.overhead --write COST.md --append
+	$(BIN)/python -m tools.cost_table --write COST.md --append
+	$(BIN)/python -m tools.encoder_cost --write COST.md
