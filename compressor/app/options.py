@@ -6,10 +6,27 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
 import click
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record comes (as logging's own
+    last-resort handler does), not to the stream that was current when it was made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def quiet_libraries() -> None:
@@ -19,7 +36,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     root = logging.getLogger()
     if not root.handlers:  # ONNX Runtime's int4 quantizer calls logging.basicConfig(level=INFO) on import,
-        handler = logging.StreamHandler()  # which does nothing once the root logger has a handler
+        handler = _CurrentStderr()  # which does nothing once the root logger has a handler
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(logging.ERROR)  # ONNX Runtime's quantizers and LiteRT's log to the root logger
