@@ -94,8 +94,8 @@ def render(records: list[dict], machine: str) -> str:
         models = list(dict.fromkeys(item.split(" ")[0] for item in over))
         total = sum(len(r["targets"]) for r in records)
         first = {r["model"]: next(iter(r["targets"].values()))["peak_rss_mb"] for r in records if r["targets"]}
-        lines += ["", f"- Over the bound: {len(over)} of {total} exports, on {', '.join(models)}: on models this "
-                  "small the bound is below the process's own footprint with TensorFlow, ONNX Runtime, OpenVINO, "
+        lines += ["", f"- Over the bound: {len(over)} of {total} exports, on {', '.join(models)}: the bound of these "
+                  "models is below the process's own footprint with TensorFlow, ONNX Runtime, OpenVINO, "
                   "the model and its data loaded (the first export's peak: "
                   + ", ".join(f"{name} {mb:,.0f} MB" for name, mb in first.items()) + ")."]
     growth = []
