@@ -8,7 +8,8 @@ tf-keras, copies the weights layer by layer, and checks that both give the same 
 Options that tf-keras lacks are dropped only when they hold their default value;
 anything else is an error naming the layer and the option.
 
-The config's translation is in :mod:`.config`; the rebuild, the weights and the check here.
+The config's translation is in :mod:`.config`, the layer that runs a Keras 3 layer as it is in
+:mod:`.wrapper`; the rebuild, the weights and the check here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import CompressorError, ConversionError, UnsupportedModelError, one_line
-from compressor.models.bridge.config import MODEL_CLASSES, WRAPPED, translate_model_config, wrapper_class
+from compressor.models.bridge.config import MODEL_CLASSES, translate_model_config
+from compressor.models.bridge.wrapper import WRAPPED, wrapper_class
 
 
 # The fp32 parity bound, scaled by the output range like it: a correct copy of
