@@ -17,9 +17,6 @@ class _CurrentStderr(logging.StreamHandler):
     """A handler writing to whatever ``sys.stderr`` is when a record comes (as logging's own
     last-resort handler does), not to the stream that was current when it was made."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self):
         return sys.stderr

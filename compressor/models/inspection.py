@@ -60,8 +60,7 @@ def _dense_macs(layer, in_shape, out_shape) -> int:
 def _attention_macs(layer, in_shape, out_shape) -> int:
     """Its four projections at each query position (the score and context products grow with the
     sequence, which a dynamic one leaves unknown: not counted)."""
-    return _prod(out_shape[1:-1]) * sum(int(np.prod(w.shape)) for w in layer.weights
-                                        if w.name.split("/")[-1].split(":")[0] == "kernel")
+    return _prod(out_shape[1:-1]) * sum(int(np.prod(w.shape)) for w in layer.weights if _weight_name(w) == "kernel")
 
 
 def _recurrent_macs(layer, in_shape, gates: int) -> int:
@@ -146,10 +145,23 @@ def _first_shape(shapes):
     return tuple(_shape(shapes))
 
 
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
+
+
+def _weight_name(weight) -> str:
+    """A variable's own name, without its layer's path or its ``:0``."""
+    return weight.name.split("/")[-1].split(":")[0]
+
+
 def kernels(layer) -> list[np.ndarray]:
     """The weight tensors of a layer that multiply activations (not biases, BN, alphas)."""
-    names = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
-    return [w.numpy() for w in layer.weights if w.name.split("/")[-1].split(":")[0] in names]
+    return [w.numpy() for w in layer.weights if _weight_name(w) in KERNEL_NAMES]
+
+
+def _kernel_counts(layer) -> tuple[int, int]:
+    """Elements and zeros of a layer's kernels."""
+    weights = kernels(layer)
+    return sum(w.size for w in weights), sum(int(np.count_nonzero(w == 0)) for w in weights)
 
 
 def _layer_info(layer) -> LayerInfo:
@@ -158,9 +170,7 @@ def _layer_info(layer) -> LayerInfo:
     inner = getattr(layer, "layer", layer)  # tfmot wrappers (QAT, pruning) hold the real layer
     counter = MAC_COUNTERS.get(type(inner).__name__)
     macs = counter(inner, in_shape, out_shape) if counter else 0
-    weights = kernels(layer)
-    size = sum(w.size for w in weights)
-    zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
+    size, zeros = _kernel_counts(layer)
     return LayerInfo(
         name=layer.name,
         type=getattr(inner, "wrapped_class", None) or type(inner).__name__,  # a bridged Keras 3 layer: its class
@@ -221,9 +231,7 @@ def _leaf_info(layer, positions: int) -> LayerInfo:
     the call that runs it."""
     keras_class = next((cls.__name__ for cls in type(layer).__mro__ if cls.__module__.startswith("keras.src.")),
                        type(layer).__name__)
-    weights = kernels(layer)
-    size = sum(w.size for w in weights)
-    zeros = sum(int(np.count_nonzero(w == 0)) for w in weights)
+    size, zeros = _kernel_counts(layer)
     macs = positions * size if keras_class in ("Dense", "EinsumDense") else 0
     return LayerInfo(name=layer.path if hasattr(layer, "path") else layer.name, type=keras_class, output_shape=[],
                      params=int(layer.count_params()), macs=int(macs), sparsity=zeros / size if size else 0.0,

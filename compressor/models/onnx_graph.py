@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 SKELETON_MAX_ELEMENTS = 64  # float initializers above this are inputs in the skeleton
+FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto's FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 def skeleton(model, max_elements: int = SKELETON_MAX_ELEMENTS):
@@ -69,10 +70,7 @@ def on_skeleton(model, transform):
 
 
 def _is_large_float(tensor, max_elements: int) -> bool:
-    from onnx import TensorProto
-
-    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE)
-    return tensor.data_type in floats and int(np.prod(tensor.dims, dtype=np.int64)) > max_elements
+    return tensor.data_type in FLOAT_TYPES and int(np.prod(tensor.dims, dtype=np.int64)) > max_elements
 
 
 def inferred(model, *, data_prop: bool = False, batch: int | None = None):
