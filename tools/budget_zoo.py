@@ -51,6 +51,7 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
             plain = export(source, target, out_dir=folder / "plain", calibration=train_set, validation=test_set,
                            parity_rule=None if metric else Parity(min_agreement=1e-6), metric=metric)
             cell["plain_agreement"] = plain.manifest["parity"]["agreement"]
+            cell["plain_seconds"] = time.perf_counter() - start  # one full int8 export: what the search is against
         except Exception as exc:  # noqa: BLE001 - recorded, the other targets go on
             from compressor.errors import ParityError
 
@@ -59,6 +60,7 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
                 record["targets"][target] = cell
                 continue
             cell["plain_refused"] = True  # below a floor even the budget keeps (another output's SNR): try it
+        started = time.perf_counter()
         try:
             result = export(source, target, out_dir=folder / "budget", calibration=train_set, validation=test_set,
                             max_drop=max_drop, metric=metric)
@@ -70,6 +72,7 @@ def run_model(name: str, zoo_out: Path, out: Path, max_drop: float) -> dict:
                         full_int8=found.get("full_int8"), candidates=found.get("candidates"),
                         search_seconds=found.get("seconds"), tried=found.get("tried"),
                         sensitivity=(found.get("sensitivity") or [])[:5])
+            cell["budget_seconds"] = time.perf_counter() - started  # the whole export with --max-drop
         except Exception as exc:  # noqa: BLE001
             from compressor.errors import CompressorError
 
