@@ -117,3 +117,30 @@ def test_dynamic_int8_quantizes_dense_layers_written_as_gemm(tmp_path):
     int8 = [t for t in artifact.graph.initializer if t.data_type == onnx.TensorProto.INT8 and t.dims]  # not zero points
     assert sorted(tuple(t.dims) for t in int8) == [(12, 16), (16, 4)]  # both layers' weights, as MatMul's (in, out)
     assert _ops(result.folder / "model.onnx")["Gemm"] == 0
+
+
+def test_a_conversion_leaves_nothing_frozen_for_the_collector(tmp_path, monkeypatch):
+    """tf2onnx's optimizers run after collections of the conversion's own objects only (the
+    process's older ones frozen meanwhile); the freeze ends with the conversion, failed or not."""
+    import gc
+
+    import pytest
+    import tf2onnx
+
+    from compressor import keras_env
+    from compressor.errors import ConversionError
+    from targets.runtimes.onnx_runtime import convert_keras
+
+    tfk = keras_env.tf_keras()
+    x = tfk.Input((4,), name="x")
+    convert_keras(tfk.Model(x, tfk.layers.Dense(2)(x)), tmp_path / "a.onnx")
+    assert gc.get_freeze_count() == 0 and _ops(tmp_path / "a.onnx")["MatMul"] == 1
+
+    def fails(*args, **kwargs):
+        assert gc.get_freeze_count() > 0  # the collections during conversion skip the older objects
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(tf2onnx.convert, "from_keras", fails)
+    with pytest.raises(ConversionError, match="boom"):
+        convert_keras(tfk.Model(x, tfk.layers.Dense(3)(x)), tmp_path / "b.onnx")
+    assert gc.get_freeze_count() == 0 and not (tmp_path / "b.onnx").exists()

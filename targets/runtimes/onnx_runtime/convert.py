@@ -3,6 +3,7 @@ of any source."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def _keras_to_onnx(model) -> bytes:
     signature = [tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=name)
                  for name, t in zip(model.input_names, model.inputs)]
     try:
-        with keras_env.quiet_native():
+        with keras_env.quiet_native(), _collections_of_new_objects_only():
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET,
                                                   optimizers=_collecting_optimizers())
     except Exception as exc:
@@ -80,6 +81,21 @@ def _keras_to_onnx(model) -> bytes:
         raise ConversionError(f"ONNX conversion produced an invalid model: {one_line(exc)}") from None
     fuse_layer_norms(proto)
     return proto.SerializeToString()
+
+
+@contextlib.contextmanager
+def _collections_of_new_objects_only():
+    """The collections ``_collecting_optimizers`` asks for scan only what the conversion made:
+    the objects alive before it (TensorFlow's, the model's: millions) are frozen meanwhile
+    (``gc.freeze``). A full collection with TensorFlow loaded took 0.17 s, 24 of them per
+    conversion: 4 s of a small model's 4.6 s conversion."""
+    import gc
+
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _collecting_optimizers() -> dict:
