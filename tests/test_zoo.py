@@ -13,6 +13,9 @@ def test_zoo_model_goes_through_every_target(name, tmp_path):
 
     record = zoo.run_model(zoo.ZOO[name], tmp_path)
     assert "error" not in record, record.get("error")
+    stages = record["stages"]  # where the time went: every export attempted has its time
+    assert stages["train"] > 0 and set(stages["keras"]["exports"]) == {
+        n for n, c in record["keras"].items() if c["status"] != "cannot take it" and n != "float"}
     for source in ("keras", "onnx"):
         cells = record[source]
         assert not [n for n, c in cells.items() if c["status"] == "internal error"], cells
@@ -31,7 +34,9 @@ def test_a_later_run_is_added_below_the_zoo_page(tmp_path):
     out = tmp_path / "zoo-out"
     (out / "convnext_tiny").mkdir(parents=True)
     record = {"model": "convnext_tiny", "description": "ConvNeXt", "dataset": "digits-32rgb", "params": 5,
-              "seconds": 120.0,
+              "seconds": 120.0, "stages": {"train": 60.0, "keras": {"exports": {"onnx-int8": 20.0, "mcu": 30.0},
+                                                                 "benchmark": 5.0},
+                                           "onnx conversion": 2.0, "onnx": {"exports": {"onnx-int8": 10.0}}},
               "keras": {"float": {"status": "ok", "p50_ms": 2.0, "top1": 0.9},
                         "onnx-int8": {"status": "ok", "p50_ms": 1.0, "drop_pp": 0.5, "agreement": 0.99}},
               "onnx": {"onnx-int8": {"status": "refused", "reason": "onnx-int8: parity check failed"}}}
@@ -46,6 +51,10 @@ def test_a_later_run_is_added_below_the_zoo_page(tmp_path):
     assert "### From the Keras file" in text and "### Summary" in text and "Not in this regeneration" not in text
     assert "| convnext_tiny | 90.0%, 2.00 ms |" in text and "ok +0.50 pt, 99.0% agr, 1.00 ms" in text
     assert "1 ok, 1 refused, 0 cannot take it, 0 internal error" in text
+    # where the time went: per stage, the slowest exports named (no ONNX artifact: no benchmark)
+    assert "### Where the time goes" in text
+    assert ("| convnext_tiny | 120 | 60 | 50 | 5 | 2 | 10 | - | mcu (keras) 30, onnx-int8 (keras) 20, "
+            "onnx-int8 (onnx) 10 |") in text
 
 
 def test_a_model_judged_by_its_task_metric_shows_it_in_its_cells(tmp_path):

@@ -280,17 +280,22 @@ def train(spec: ZooModel):
     return (spec.deploy(model) if spec.deploy else model), train_set, test_set
 
 
-def _cells(source, train_set, test_set, out: Path, spec: ZooModel) -> dict:
+def _cells(source, train_set, test_set, out: Path, spec: ZooModel, stages: dict | None = None) -> dict:
     """Every target that can take ``source``: artifact + parity + accuracy drop + latency, or the reason.
-    The drop is in top-1 points, or in the points of the model's task metric where it has one."""
+    The drop is in top-1 points, or in the points of the model's task metric where it has one.
+    ``stages``, when given, gets each export's wall time and the benchmark's."""
     from benchmarks.harness import measure
     from benchmarks.latency import LatencyConfig
     from targets import PROFILES, compatibility, export_many
 
     train_set, test_set = judged(spec, train_set), judged(spec, test_set.take(EVAL_SAMPLES))
     reasons = {name: reason for name, reason in compatibility(source).items() if reason}
+    costs: dict = {}
     exported, failed = export_many(source, [p for p in PROFILES if p not in reasons], out_dir=out,
-                                   calibration=train_set, validation=test_set, metric=spec.metric)
+                                   calibration=train_set, validation=test_set, metric=spec.metric, costs=costs)
+    if stages is not None:
+        stages["exports"] = {name: cost["seconds"] for name, cost in costs.items()}
+    started = time.perf_counter()
     cells = {name: {"status": "cannot take it", "reason": reason} for name, reason in reasons.items()}
     cells.update({f.target: {"status": "refused" if f.exit_code != 1 else "internal error", "exit_code": f.exit_code,
                              "reason": f.message} for f in failed})
@@ -309,6 +314,8 @@ def _cells(source, train_set, test_set, out: Path, spec: ZooModel) -> dict:
         base = rows[doc["reference"]]
         cells["float"] = {"status": "ok", "p50_ms": base["latency"]["p50_ms"], "top1": base["accuracy"].get("top1"),
                           **_task_figures(base)}
+    if stages is not None:
+        stages["benchmark"] = round(time.perf_counter() - started, 2)
     return cells
 
 
@@ -333,8 +340,9 @@ def run_model(spec: ZooModel, out: Path) -> dict:
     model, train_set, test_set = train(spec)
     keras_path, onnx_path = folder / f"{spec.name}.keras", folder / f"{spec.name}.onnx"
     model.save(keras_path)
+    stages = {"train": round(time.perf_counter() - start, 2), "keras": {}, "onnx": {}}  # where the time goes
     record = {"model": spec.name, "description": spec.description, "dataset": spec.dataset, "params": None,
-              "metric": spec.metric}
+              "metric": spec.metric, "stages": stages}
     try:
         source = load_source(keras_path, trust_model=spec.trust_model)
         record["params"], record["macs"] = source.report().params, source.report().macs
@@ -344,10 +352,12 @@ def run_model(spec: ZooModel, out: Path) -> dict:
             from compressor.models import custom_code
 
             os.environ[custom_code.ENV] = "tools.zoo"
-        record["keras"] = _cells(source, train_set, test_set, folder / "keras", spec)
+        record["keras"] = _cells(source, train_set, test_set, folder / "keras", spec, stages["keras"])
+        started = time.perf_counter()
         convert_keras(source.model, onnx_path)
+        stages["onnx conversion"] = round(time.perf_counter() - started, 2)
         record["onnx"] = _cells(load_source(onnx_path), train_set, test_set, folder / "onnx",
-                                replace(spec, trust_model=False))
+                                replace(spec, trust_model=False), stages["onnx"])
     except CompressorError as exc:  # the source itself cannot be read or converted: one line, the rest goes on
         record["error"] = f"{type(exc).__name__}: {exc}"
     record["seconds"] = time.perf_counter() - start
@@ -441,11 +451,37 @@ def render(records: list[dict], wall: float, heading: str | None = None, command
                                           + (f"judged by `--metric {r['metric']}`; " if r.get("metric") else "")
                                           + f"{(r.get('params') or 0):,} params, {r.get('seconds', 0):.0f} s)"
                                           for r in records]
+    lines += _time_table(records, sub)
     missing = [name for name in ZOO if name not in {r["model"] for r in records}]
     if missing and not heading:
         lines += ["", f"Not in this regeneration: {', '.join(f'`{name}`' for name in missing)} "
                   "(`python -m tools.zoo --models NAME ... --write ZOO.md` adds them; finished models are kept)."]
     return "\n".join(lines) + "\n"
+
+
+def _time_table(records: list[dict], sub: str) -> list[str]:
+    """Where each model's run went: training, the exports from each file (the three slowest
+    named), the benchmark of each file's artifacts, the ONNX conversion."""
+    timed = [r for r in records if r.get("stages")]
+    if not timed:
+        return []
+    lines = ["", f"{sub} Where the time goes", "",
+             "Seconds per stage of each model's run (exports: every target's export with its calibration and "
+             "parity check; benchmark: latency and accuracy of every artifact and the float model).", "",
+             "| model | total s | train | Keras exports | Keras benchmark | ONNX conversion | ONNX exports "
+             "| ONNX benchmark | slowest exports |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for record in timed:
+        stages = record["stages"]
+        exports = {f"{name} ({source})": seconds for source in ("keras", "onnx")
+                   for name, seconds in (stages.get(source) or {}).get("exports", {}).items()}
+        slowest = sorted(exports.items(), key=lambda item: -item[1])[:3]
+        cells = [stages.get("train"), sum((stages.get("keras") or {}).get("exports", {}).values()),
+                 (stages.get("keras") or {}).get("benchmark"), stages.get("onnx conversion"),
+                 sum((stages.get("onnx") or {}).get("exports", {}).values()), (stages.get("onnx") or {}).get("benchmark")]
+        lines.append(f"| {record['model']} | {record.get('seconds', 0):.0f} | "
+                     + " | ".join("-" if c is None else f"{c:.0f}" for c in cells) + " | "
+                     + ", ".join(f"{name} {seconds:.0f}" for name, seconds in slowest) + " |")
+    return lines
 
 
 def _run_isolated(name: str, out: Path) -> None:
