@@ -214,18 +214,20 @@ def describe_artifact(path: str | Path) -> dict:
 _CONVERSIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def converted(model, kind: str, convert: Callable[[], object], digest: str | None = None):
+def converted(model, kind: str, convert: Callable[[], object], digest: str | None = None, inputs: str = ""):
     """``convert()``'s result for ``model``, made once per process while it stays the same (a
     Keras model: while its weights do; others pass their own ``digest``). Converters (tf2onnx,
     OpenVINO's SavedModel path) keep much of the memory of each conversion, and OpenVINO names
     nodes with a process-wide counter: the accuracy budget's rungs export one model several
     times and name its layers across them. Memory grew by about 170 MB a conversion of an
-    11 MB MLP before this."""
+    11 MB MLP before this. ``inputs``: a digest of whatever else the result depends on (the
+    calibration data)."""
     if digest is None:
         hasher = hashlib.sha1()
         for weight in model.weights:
             hasher.update(np.ascontiguousarray(weight.numpy()).tobytes())
         digest = hasher.hexdigest()
+    digest += inputs
     entry = _CONVERSIONS.setdefault(model, {})
     if kind in entry and entry[kind][0] == digest:
         return entry[kind][1]

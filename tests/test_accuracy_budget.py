@@ -16,6 +16,7 @@ from compressor.metrics.loss import Loss
 from targets import export, open_artifact
 from targets.budget import sensitivity as recovery
 from targets.runtime import run_batched
+from targets.runtimes.litert.convert import convert_isolated
 from tests.helpers.cli import run_cli
 from tests.helpers.models import outlier_inputs, outlier_mlp, outlier_regressor
 from tests.helpers.results import results_doc
@@ -32,13 +33,23 @@ def outlier(digits8):
                                             ("openvino-int8", "outlier_mlp/hidden/MatMul"),
                                             ("tflite-int8", "outlier_mlp/hidden/MatMul;outlier_mlp/hidden/Relu;"
                                                             "outlier_mlp/hidden/BiasAdd")])
-def test_the_search_keeps_exactly_the_layer_that_costs_accuracy_in_float(outlier, tmp_path, target, hidden):
+def test_the_search_keeps_exactly_the_layer_that_costs_accuracy_in_float(outlier, tmp_path, target, hidden,
+                                                                         monkeypatch):
+    from targets.runtimes import litert
+    from targets.runtimes.litert import mixed
+
     model, train, test = outlier
     float_top1 = float(np.mean(model.predict(test.x, verbose=0).argmax(-1) == test.y))
     with pytest.raises(ParityError):  # full int8 rounds every pixel to zero: refused by the floor
         export(model, target, out_dir=tmp_path / "plain", calibration=train, validation=test)
+    calibrations = []
+    for module in (mixed, litert):  # wherever the LiteRT target calls the converter's child process
+        monkeypatch.setattr(module, "convert_isolated", lambda *a, **k: calibrations.append(k) or convert_isolated(
+            *a, **k), raising=False)
     result = export(model, target, out_dir=tmp_path / "budget", calibration=train, validation=test, max_drop=1.0,
                     timer=runner_p50_ms)
+    # LiteRT: the search and the artifact written quantize one calibration (the converter's child process, once)
+    assert calibrations == ([{"calibrate_only": True}] if target == "tflite-int8" else [])
     budget = result.manifest["budget"]
     found = budget["recovery"]
     assert found["float_nodes"] == [hidden]  # the one layer whose input carries the offset, nothing more

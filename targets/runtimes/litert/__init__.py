@@ -10,10 +10,10 @@ from pathlib import Path
 
 from compressor.errors import ConversionError
 from targets.runtime import Exported, Runtime
-from targets.runtimes.litert.convert import convert, convert_isolated
+from targets.runtimes.litert.convert import convert
 from targets.runtimes.litert.flatbuffer import (check_integer_only, inspect_model, io_order, op_table, signature_order,
                                                unclip_lstm_cells)
-from targets.runtimes.litert.mixed import MixedPrecision, quantize_calibrated
+from targets.runtimes.litert.mixed import MixedPrecision, calibrated, quantize_calibrated
 from targets.runtimes.litert.runner import LiteRTRunner, load, tensor_info
 from targets.runtimes.litert.weights import RECIPES, quantize_weights
 
@@ -26,8 +26,8 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     float_nodes = list(profile.options.get("float_nodes", ()))
     compressed = {}
     if float_nodes:  # mixed precision: calibrate, then quantize with those ops left in float
-        calibrated = convert_isolated(source.representation("keras"), profile, feeds, calibrate_only=True)
-        content = unclip_lstm_cells(quantize_calibrated(calibrated, profile, float_nodes))[0]
+        content = unclip_lstm_cells(quantize_calibrated(calibrated(source.representation("keras"), profile, feeds),
+                                                        profile, float_nodes))[0]
     elif profile.precision in RECIPES:  # weight-only: the float model, its weights compressed after
         content = convert(source.representation("keras"), dataclasses.replace(profile, precision="fp32"), feeds)
         content, compressed = quantize_weights(content, profile.precision, profile.name)

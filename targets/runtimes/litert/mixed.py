@@ -10,6 +10,7 @@ import numpy as np
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
 from targets.runtimes.litert.convert import convert_isolated
+from targets.runtime import converted
 from targets.runtimes.litert.flatbuffer import io_order, unclip_lstm_cells
 
 
@@ -18,6 +19,21 @@ from targets.runtimes.litert.flatbuffer import io_order, unclip_lstm_cells
 # calibrated model that computes a float tensor, the quantizer's own I/O ops aside: layer
 # norms, softmax and the reshapes at a model's input cost accuracy as weighted ops do.
 NOT_CANDIDATES = ("QUANTIZE", "DEQUANTIZE")
+
+
+def calibrated(model, profile, feeds: list[np.ndarray]) -> bytes:
+    """The calibrated float flatbuffer of ``model`` (the converter's first half, in a child process),
+    made once per process for the same weights, profile and calibration data: the accuracy
+    budget's search and its final export quantize it again and again with other ops in float."""
+    import hashlib
+
+    hasher = hashlib.sha1()
+    for array in feeds:
+        hasher.update(str((array.dtype, array.shape)).encode())
+        hasher.update(np.ascontiguousarray(array).tobytes())
+    kind = f"tflite-calibrated:{profile.name}:{profile.precision}:{profile.input_type}:{profile.output_type}"
+    return converted(model, kind, lambda: convert_isolated(model, profile, feeds, calibrate_only=True),
+                     inputs=hasher.hexdigest())
 
 
 def quantize_calibrated(calibrated: bytes, profile, float_nodes=()) -> bytes:
@@ -59,8 +75,7 @@ class MixedPrecision:
         if profile.precision != "int8" or profile.builtin_int8_only:
             raise ConversionError(f"{profile.name}: only float-I/O int8 can keep layers in float")
         self._source, self._profile = source, profile
-        self._calibrated = convert_isolated(source.representation("keras"), profile, calibration.feeds(source),
-                                             calibrate_only=True)
+        self._calibrated = calibrated(source.representation("keras"), profile, calibration.feeds(source))
         self.nodes = _float_op_outputs(self._calibrated)
 
     def write(self, float_nodes, destination: Path) -> dict:
