@@ -9,8 +9,8 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
-from targets.runtimes.litert.convert import convert_isolated
 from targets.runtime import converted
+from targets.runtimes.litert.convert import convert_isolated
 from targets.runtimes.litert.flatbuffer import io_order, unclip_lstm_cells
 
 
