@@ -40,16 +40,17 @@ def test_the_search_keeps_exactly_the_layer_that_costs_accuracy_in_float(outlier
 
     model, train, test = outlier
     float_top1 = float(np.mean(model.predict(test.x, verbose=0).argmax(-1) == test.y))
-    with pytest.raises(ParityError):  # full int8 rounds every pixel to zero: refused by the floor
-        export(model, target, out_dir=tmp_path / "plain", calibration=train, validation=test)
     calibrations = []
     for module in (mixed, litert):  # wherever the LiteRT target calls the converter's child process
         monkeypatch.setattr(module, "convert_isolated", lambda *a, **k: calibrations.append(k) or convert_isolated(
             *a, **k), raising=False)
+    with pytest.raises(ParityError):  # full int8 rounds every pixel to zero: refused by the floor
+        export(model, target, out_dir=tmp_path / "plain", calibration=train, validation=test)
     result = export(model, target, out_dir=tmp_path / "budget", calibration=train, validation=test, max_drop=1.0,
                     timer=runner_p50_ms)
-    # LiteRT: the search and the artifact written quantize one calibration (the converter's child process, once)
-    assert calibrations == ([{"calibrate_only": True}] if target == "tflite-int8" else [])
+    # LiteRT: both exports' full int8, the search and the artifact written quantize one calibration (the
+    # converter's child process, once: full int8's, its calibrated model kept)
+    assert calibrations == ([{"keep_calibrated": True}] if target == "tflite-int8" else [])
     budget = result.manifest["budget"]
     found = budget["recovery"]
     assert found["float_nodes"] == [hidden]  # the one layer whose input carries the offset, nothing more
@@ -86,7 +87,7 @@ def test_budget_exhausted_exits_5_and_writes_nothing(outlier, tmp_path, capsys, 
     model.save(tmp_path / "outlier.keras")
     np.savez(tmp_path / "train.npz", x=train.x, y=train.y)
     np.savez(tmp_path / "test.npz", x=test.x, y=test.y)
-    monkeypatch.setattr(recovery, "MAX_CANDIDATES", 0)  # no layer may stay float: nothing can meet the budget
+    monkeypatch.setattr(recovery, "SEARCH", False)  # no layer may stay float: nothing can meet the budget
     code, _, err = run_cli(["export", str(tmp_path / "outlier.keras"), "-t", "onnx-int8", "--max-drop", "1",
                             "--data", str(tmp_path / "train.npz"), "--eval-data", str(tmp_path / "test.npz"),
                             "-o", str(tmp_path / "out")], capsys)
@@ -323,21 +324,59 @@ def test_a_mix_within_the_budget_but_under_the_parity_floor_is_not_the_answer():
     snr = recovery.Recovery(budget_pp=1.0, min_snr_db=30.0)
     assert snr.holds(Loss(None, None, 31.0)) and not snr.holds(Loss(None, None, 29.0))
 
-def test_more_layers_than_the_pass_measures_are_narrowed_by_runs_first(monkeypatch):
-    """A model with more quantized ops than the sensitivity pass may measure (a DenseNet has
-    hundreds): runs of consecutive ops are quantized alone first, and the ops of the noisiest
-    runs are measured one by one, within the same number of measurements."""
-    monkeypatch.setattr(recovery, "MAX_CANDIDATES", 16)
+def test_many_layers_are_ranked_by_runs_first_and_only_as_far_as_asked(monkeypatch):
+    """A model with many quantized ops (a DenseNet has hundreds): runs of consecutive ops are
+    quantized alone first, and a run is opened (its ops measured one by one) only while it may
+    hold the next op of the order; the order is the one measuring every op would give."""
+    monkeypatch.setattr(recovery, "RUNS", 5)
     layers = [f"op{i}" for i in range(40)]
     measured = []
 
-    def share_alone(quantized):  # op33 makes the noise; the rest a little each
+    def share_alone(quantized):  # op33 makes the noise; the rest a little each, op5 the second most
         measured.append(list(quantized))
-        return (0.9 if "op33" in quantized else 0.01 * len(quantized)), None
+        return sum(0.9 if q == "op33" else 0.2 if q == "op5" else 0.01 for q in quantized), {}
 
     found = recovery.Recovery(budget_pp=1.0)
-    singles = recovery._worth_measuring(layers, share_alone, found, lambda line: None, "t")
-    assert [r["layers"] for r in found.runs] == [10, 10, 10, 10] and len(measured) == 4
-    assert max(found.runs, key=lambda r: r["noise_share"])["first"] == "op30"
-    assert singles == [f"op{i}" for i in range(30, 40)]  # the noisiest run, within 16 - 4 measurements
-    assert recovery._worth_measuring(layers[:16], share_alone, found, lambda line: None, "t") == layers[:16]
+    ranking = recovery._Ranking(share_alone, layers, found, lambda line: None, "t")
+    assert [r["layers"] for r in found.runs] == [8] * 5 and len(measured) == 5
+    assert max(found.runs, key=lambda r: r["noise_share"])["first"] == "op32"
+    assert ranking.first(1) == ["op33"] and ranking.measurements == 5 + 8  # one run opened
+    assert ranking.first(2) == ["op33", "op5"] and ranking.measurements == 5 + 16
+    assert {s["node"] for s in found.sensitivity} == {f"op{i}" for i in (*range(32, 40), *range(0, 8))}
+    # with every op measured (runs of one), the same order
+    monkeypatch.setattr(recovery, "RUNS", 40)
+    exhaustive = recovery._Ranking(share_alone, layers, recovery.Recovery(budget_pp=1.0), lambda line: None, "t")
+    assert exhaustive.measurements == 40 and exhaustive.first(12) == ranking.first(12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_ranking_by_runs_orders_as_measuring_every_layer_when_noise_adds_up(monkeypatch, seed):
+    """Where each op's noise adds to the others' (a run's share is the sum of its ops'), the
+    order by runs is exactly the order of measuring every op, at any k asked."""
+    monkeypatch.setattr(recovery, "RUNS", 8)
+    rng = np.random.default_rng(seed)
+    layers = [f"op{i}" for i in range(int(rng.integers(20, 200)))]
+    shares = dict(zip(layers, rng.pareto(1.5, len(layers)).tolist()))
+    ranking = recovery._Ranking(lambda q: (sum(shares[n] for n in q), {}), layers, recovery.Recovery(budget_pp=1.0),
+                                lambda line: None, "t")
+    every = sorted(layers, key=lambda n: (-shares[n], layers.index(n)))
+    for k in (1, 2, 3, 4, 6, 8, 12, 16, 24):
+        assert ranking.first(k) == every[:k]
+
+
+def test_a_run_that_cannot_be_quantized_alone_is_opened_first_and_its_failing_layer_left_out(monkeypatch):
+    monkeypatch.setattr(recovery, "RUNS", 2)
+    layers = [f"op{i}" for i in range(8)]
+
+    def share_alone(quantized):
+        if "op6" in quantized:
+            raise ValueError("cannot quantize op6 alone")
+        return 0.1 * len(quantized) + (0.5 if "op1" in quantized else 0.0), {}
+
+    found = recovery.Recovery(budget_pp=1.0)
+    ranking = recovery._Ranking(share_alone, layers, found, lambda line: None, "t")
+    assert [r["noise_share"] for r in found.runs] == [0.9, None]
+    assert ranking.first(8) == ["op1", "op0", "op2", "op3", "op4", "op5", "op7"]  # op6: not a candidate
+    assert [s for s in found.sensitivity if "error" in s] == [{"node": "op6", "error": "cannot quantize op6 alone"}]
+
+

@@ -101,7 +101,8 @@ def test_the_confirmation_quantizes_only_the_number_of_layers_that_holds_edited(
     steps = _Steps(snr_db, reference)
     expected = sensitivity.Outputs([reference], 0, False, min_snr_db=30.0)
     record = sensitivity.Recovery(1.0, 30.0)
-    sensitivity._confirm(steps, ["c", "a", "d", "b"], [np.zeros((16, 2))], expected, record, None,
+    order = ["c", "a", "d", "b"]
+    sensitivity._confirm(steps, lambda k: order[:k], [np.zeros((16, 2))], expected, record, None,
                          lambda line: None, "int8")
     assert steps.calls == calls
     assert record.float_nodes == (None if answer is None else ["c", "a", "d", "b"][:answer])

@@ -6,7 +6,8 @@ For each model and runtime: one full int8 export timed alone, then the budget se
 
 - ``edited``: each candidate ranked, and each number of layers in float tried, by editing the
   full int8 model (``write_alone``: no quantization); the number that holds is then quantized
-  for real (the search as it is);
+  for real; on models with many layers, runs of layers are ranked first (the search as it is);
+- ``every layer``: as ``edited``, every layer measured one by one (no runs first);
 - ``ranking edited``: ranked by editing, each number of layers in float quantized for real;
 - ``quantized again``: the model quantized again per candidate, every other op in float.
 
@@ -32,18 +33,18 @@ from pathlib import Path
 from compressor import atomic
 
 COMMAND = "python -m tools.sensitivity_cost --write COST.md"
-TARGETS = ("onnx-int8", "openvino-int8")
+TARGETS = ("tflite-int8", "onnx-int8", "openvino-int8")
 PAGE_HEADER = """# What a compression job costs
 
 Measured, not estimated: each section says the command that regenerates it and the machine it ran
 on. `make cost` regenerates the page.
 
 """
-HEADER = ("| model | target | candidates | full int8 export s | search | search s | × full int8 | layers in float "
-          "| loss | within budget |", "|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| model | target | candidates | full int8 export s | search | ranking's measurements | search s "
+          "| × full int8 | layers in float | loss | within budget |", "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-MODES = ("edited", "ranking edited", "quantized again")
+MODES = ("edited", "every layer", "ranking edited", "quantized again")
 
 
 def _search(source, profile, train_set, test_set, max_drop: float, mode: str) -> dict:
@@ -65,8 +66,9 @@ def _search(source, profile, train_set, test_set, max_drop: float, mode: str) ->
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     last = found.tried[-1] if found.tried else found.full_int8_subset or {}
-    return {"seconds": round(seconds, 1), "candidates": found.candidates,
+    return {"seconds": round(seconds, 1), "candidates": found.candidates, "measurements": found.measurements,
             "float_nodes": None if found.float_nodes is None else len(found.float_nodes),
+            "chosen": found.float_nodes,
             "loss": last.get("drop_pp") if last.get("drop_pp") is not None else last.get("snr_db"),
             "within": found.float_nodes is not None}
 
@@ -79,15 +81,17 @@ def _mode(runtime_name: str, mode: str):
     from targets import runtime as runtimes
     from targets.budget import sensitivity
 
-    original, confirm = runtimes.get_runtime(runtime_name), sensitivity.CONFIRM_BY_EDIT
+    original, confirm, runs = runtimes.get_runtime(runtime_name), sensitivity.CONFIRM_BY_EDIT, sensitivity.RUNS
+    if mode != "edited":  # every layer measured one by one
+        sensitivity.RUNS = 0
     if mode == "quantized again":
         runtimes._REGISTRY[runtime_name] = dataclasses.replace(
             original, mixed=type("Exhaustive", (original.mixed,), {"write_alone": None}))
-    sensitivity.CONFIRM_BY_EDIT = mode == "edited"
+    sensitivity.CONFIRM_BY_EDIT = mode in ("edited", "every layer")
     try:
         yield
     finally:
-        runtimes._REGISTRY[runtime_name], sensitivity.CONFIRM_BY_EDIT = original, confirm
+        runtimes._REGISTRY[runtime_name], sensitivity.CONFIRM_BY_EDIT, sensitivity.RUNS = original, confirm, runs
 
 
 def run_model(name: str, zoo_out: Path, max_drop: float, targets=TARGETS, modes=MODES) -> dict:
@@ -123,7 +127,8 @@ def _rows(record: dict) -> list[str]:
             m = cell[mode]
             loss = "-" if m["loss"] is None else f"{m['loss']:+.2f} pt"
             rows.append(f"| {record['model']} | {target} | {m['candidates']} | {cell['full_int8_s']:.1f} | {mode} | "
-                        f"{m['seconds']:.1f} | {m['seconds'] / max(cell['full_int8_s'], 0.1):.1f}× | "
+                        f"{m.get('measurements', '-')} | {m['seconds']:.1f} | "
+                        f"{m['seconds'] / max(cell['full_int8_s'], 0.1):.1f}× | "
                         f"{'-' if m['float_nodes'] is None else m['float_nodes']} | {loss} | "
                         f"{'yes' if m['within'] else 'no'} |")
     return rows

@@ -12,7 +12,9 @@ does to the model's output. So:
    model on a small subset, as a share of full int8's noise. The layers whose quantization
    alone makes the most of it rank first. With several outputs, the output the budget is on
    and every output under the parity floor in full int8 are watched; a layer ranks by its
-   largest share.
+   largest share. On models with many layers, runs of consecutive layers are measured first
+   and a run is opened only when it may hold the next layer in the order (``_Ranking``): the
+   ranking is measured only as far as the confirmation needs it.
 2. **Confirmation**: keep the top 1, 2, 3, 4, 6, 8, ... layers in float, each candidate
    evaluated on the whole validation set, until the budget holds and every output passes the
    parity floor its export will check. Where the runtime can, each candidate is first edited
@@ -27,6 +29,7 @@ ONNX Runtime: ``nodes_to_exclude``; OpenVINO: NNCF's ignored scope).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 import shutil
 import time
@@ -43,7 +46,8 @@ from compressor.progress import time_left
 from targets.runtime import get_runtime, run_batched
 
 SUBSET = 128  # samples the sensitivity pass runs on
-MAX_CANDIDATES = 256  # quantizations measured in the sensitivity pass; more layers than that: in groups first
+RUNS = 16  # more candidates than twice this: runs of consecutive ones are measured first, this many
+SEARCH = True  # False: no layer may be kept in float (the ladder's other rungs only)
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 CONFIRM_BY_EDIT = True  # each k first edited from full int8 where the runtime can (False: quantized each time)
 
@@ -121,6 +125,7 @@ class Recovery:
     float_nodes: list[str] | None = None  # the answer; None: nothing met the budget
     seconds: float = 0.0
     candidates: int = 0
+    measurements: int = 0  # quantizations measured by the ranking (runs of layers and layers)
 
     def closest(self) -> dict | None:
         """The k that came closest: among those quantized for real when any was (an edit that held
@@ -141,7 +146,7 @@ class Recovery:
                 "full_int8_p50_ms": self.full_int8_p50_ms,
                 "sensitivity": self.sensitivity, "runs": self.runs,
                 "tried": self.tried, "float_nodes": self.float_nodes, "seconds": round(self.seconds, 1),
-                "candidates": self.candidates}
+                "candidates": self.candidates, "measurements": self.measurements}
 
 
 class _Evaluator:
@@ -178,30 +183,61 @@ def _take(feeds, n: int):
     return [array[:n] for array in feeds] if isinstance(feeds, list) else feeds[:n]
 
 
-def _worth_measuring(everything: list[str], share_alone, record: Recovery, say, name: str) -> list[str]:
-    """The layers to measure one by one: all of them when they fit the pass's measurements;
-    else runs of consecutive layers are measured first (each run quantized alone), and the
-    layers of the runs that make the most noise are measured one by one, as many as fit."""
-    if len(everything) <= MAX_CANDIDATES:
-        return everything
-    size = math.ceil(len(everything) / max(1, MAX_CANDIDATES // 4))
-    runs = [everything[i : i + size] for i in range(0, len(everything), size)]
-    scored, started = [], time.perf_counter()
-    for index, run in enumerate(runs):
-        say(f"{name}: sensitivity of layer runs {index + 1}/{len(runs)}{time_left(started, index, len(runs))}")
-        try:
-            share, _ = share_alone(run)
-        except Exception as exc:  # noqa: BLE001 - a run that cannot be quantized alone ranks last
-            if interrupts.interrupted(exc):
-                raise
-            share = -1.0
-        scored.append((share, index))
-        record.runs.append({"first": run[0], "last": run[-1], "layers": len(run), "noise_share": round(share, 4)})
-    chosen: set[str] = set()
-    for _, index in sorted(scored, key=lambda item: (-item[0], item[1])):
-        if len(chosen) + len(runs[index]) <= MAX_CANDIDATES - len(runs):
-            chosen.update(runs[index])
-    return [node for node in everything if node in chosen]
+class _Ranking:
+    """The candidates, the one whose quantization alone makes the largest share of full int8's
+    output noise first, measured only as far as the confirmation asks for them.
+
+    With more than ``2 * RUNS`` candidates, runs of consecutive layers are quantized alone first
+    (``RUNS`` measurements). Quantizing several layers makes about the sum of the noise each one
+    makes alone, so a run's share bounds each of its layers': the run with the largest share is
+    opened (its layers measured, in runs again when it is long) until a measured layer's share is
+    above every run not opened yet: that layer is next. When a few layers make the noise, the
+    ranking costs a few runs' measurements instead of one per layer; when every layer makes some,
+    at most ``RUNS`` measurements more than one per layer.
+    """
+
+    def __init__(self, share_alone, everything: list[str], record: Recovery, say, name: str) -> None:
+        self._share_alone, self._record, self._say, self._name = share_alone, record, say, name
+        self._position = {node: index for index, node in enumerate(everything)}
+        self._heap: list = []  # (-share, position, nodes, is_layer): measured layers and unopened runs
+        self.order: list[str] = []
+        self.measurements = 0
+        self._open(everything, "")
+
+    def first(self, k: int) -> list[str]:
+        """The ``k`` candidates that rank first (fewer when fewer could be measured)."""
+        while len(self.order) < k and self._heap:
+            _, _, nodes, is_layer = heapq.heappop(self._heap)
+            if is_layer:
+                self.order.append(nodes[0])
+            else:
+                self._open(nodes, f" in layers {nodes[0]} .. {nodes[-1]}")
+        return self.order[:k]
+
+    def _open(self, nodes: list[str], where: str) -> None:
+        """Measure ``nodes`` one by one, or, when many, in ``RUNS`` runs of consecutive ones."""
+        size = math.ceil(len(nodes) / RUNS) if RUNS > 0 and len(nodes) > 2 * RUNS else 1
+        parts, started = [nodes[i : i + size] for i in range(0, len(nodes), size)], time.perf_counter()
+        for index, part in enumerate(parts):
+            what = part[0] if size == 1 else f"run {part[0]} .. {part[-1]}"
+            self._say(f"{self._name}: sensitivity {index + 1}/{len(parts)}{where}"
+                      f"{time_left(started, index, len(parts))}: {what}")
+            self.measurements += 1
+            try:
+                share, alone = self._share_alone(part)
+            except Exception as exc:  # a layer the quantizer cannot quantize alone: not a candidate
+                if interrupts.interrupted(exc):
+                    raise
+                if size == 1:
+                    self._record.sensitivity.append({"node": part[0], "error": one_line(exc)[:200]})
+                    continue
+                share, alone = math.inf, None  # a run that cannot: its layers are measured first
+            if size > 1:
+                self._record.runs.append({"first": part[0], "last": part[-1], "layers": len(part),
+                                          "noise_share": None if math.isinf(share) else round(share, 4)})
+            else:
+                self._record.sensitivity.append({"node": part[0], "noise_share": round(share, 4), **alone})
+            heapq.heappush(self._heap, (-share, self._position[part[0]], part, size == 1))
 
 
 def search(source, profile, calibration, feeds, expected: Outputs, *, workdir: Path, timer=None,
@@ -222,62 +258,53 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, workdir: P
     mixed = runtime.mixed(source, profile, calibration, workdir)
     evaluate = _Evaluator(runtime, mixed, workdir)
     record = Recovery(expected.budget_pp, expected.min_snr_db)
-    everything = list(mixed.nodes)
-    record.candidates = len(everything) if MAX_CANDIDATES > 0 else 0
+    everything = list(mixed.nodes) if SEARCH else []
+    record.candidates = len(everything)
     if record.candidates:
-        order = _rank(evaluate, everything, feeds, expected, record, timer, say, profile.name)
-        _confirm(evaluate, order, feeds, expected, record, timer, say, profile.name)
+        ranking = _rank(evaluate, everything, feeds, expected, record, timer, say, profile.name)
+        _confirm(evaluate, ranking.first, feeds, expected, record, timer, say, profile.name)
+        record.measurements = ranking.measurements
+        record.sensitivity.sort(key=lambda s: -s.get("noise_share", -1.0))
     record.seconds = time.perf_counter() - started
     return record
 
 
 def _rank(evaluate, everything: list[str], feeds, expected: Outputs, record: Recovery, timer, say,
-          name: str) -> list[str]:
-    """The candidates, those whose quantization alone makes the largest share of full int8's
-    output noise on the pass's subset first (measured one by one; runs of them first when many)."""
+          name: str) -> _Ranking:
+    """The candidates' ranking by the share of full int8's output noise that quantizing each one
+    alone makes on the pass's subset (measured as far as it is asked)."""
     subset, near = _take(feeds, SUBSET), expected.take(SUBSET)
     full, full_ms = evaluate([], subset, timer)
     record.full_int8_subset, record.full_int8_p50_ms = near.judge(full).to_dict(), full_ms
     watched = near.watched(full)
     noise = {o: mse(full[o], near.references[o]) for o in watched}
 
-    def share_alone(quantized: list[str]):
-        """The share of full int8's output noise that quantizing ``quantized`` alone makes, and its outputs."""
+    def share_alone(quantized: list[str]) -> tuple[float, dict]:
+        """The share of full int8's output noise that quantizing ``quantized`` alone makes, and the
+        budget's output measured so."""
         chosen = set(quantized)
         alone, _ = evaluate([other for other in everything if other not in chosen], subset, alone=quantized)
-        return max(mse(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched), alone
+        share = max(mse(alone[o], near.references[o]) / noise[o] if noise[o] > 0 else 0.0 for o in watched)
+        return share, measure(alone[expected.head], near.references[expected.head], None,
+                              expected.classifier).to_dict()
 
-    nodes = _worth_measuring(everything, share_alone, record, say, name)
-    ranked, started = [], time.perf_counter()
-    for index, node in enumerate(nodes):
-        say(f"{name}: sensitivity {index + 1}/{len(nodes)}{time_left(started, index, len(nodes))}: {node}")
-        try:
-            share, alone = share_alone([node])
-        except Exception as exc:  # a layer the quantizer cannot quantize alone: not a candidate
-            if interrupts.interrupted(exc):
-                raise
-            record.sensitivity.append({"node": node, "error": one_line(exc)[:200]})
-            continue
-        measured = measure(alone[expected.head], near.references[expected.head], None, expected.classifier)
-        ranked.append((share, node))
-        record.sensitivity.append({"node": node, "noise_share": round(share, 4), **measured.to_dict()})
-    ranked.sort(key=lambda item: (-item[0], everything.index(item[1])))
-    record.sensitivity.sort(key=lambda s: -s.get("noise_share", -1.0))
-    return [node for _, node in ranked]
+    return _Ranking(share_alone, everything, record, say, name)
 
 
-def _confirm(evaluate, order: list[str], feeds, expected: Outputs, record: Recovery, timer, say, name: str) -> None:
-    """Keep the top 1, 2, 3, 4, 6, ... of ``order`` in float, each measured on every validation
-    sample, until one holds the budget and the floor: that is the record's answer.
+def _confirm(evaluate, first, feeds, expected: Outputs, record: Recovery, timer, say, name: str) -> None:
+    """Keep the ``first(k)`` ranked layers in float for k = 1, 2, 3, 4, 6, ..., each measured on
+    every validation sample, until one holds the budget and the floor: that is the record's answer.
 
     Where the runtime edits its full int8 model (``write_alone``), each k is first measured so,
     with no quantization: only a k that holds there is quantized for real (and must hold again),
     so a search that ends at its first step or finds nothing costs no quantization here."""
-    steps, started = [k for k in STEPS if k <= len(order)] or [len(order)], time.perf_counter()
-    edits = CONFIRM_BY_EDIT and callable(getattr(evaluate.mixed, "write_alone", None))
     everything = list(evaluate.mixed.nodes)
+    steps, started = [k for k in STEPS if k <= len(everything)], time.perf_counter()
+    edits = CONFIRM_BY_EDIT and callable(getattr(evaluate.mixed, "write_alone", None))
     for step, k in enumerate(steps):
-        float_nodes = order[:k]
+        float_nodes = first(k)
+        if len(float_nodes) < k:  # fewer layers could be ranked: no k this large
+            return
         say(f"{name}: {k} layer(s) in float (step {step + 1}/{len(steps)} at most"
             f"{time_left(started, step, len(steps))})")
 
