@@ -13,7 +13,7 @@ from targets.runtime import Exported, Runtime
 from targets.runtimes.litert.convert import convert
 from targets.runtimes.litert.flatbuffer import (check_integer_only, inspect_model, io_order, op_table, signature_order,
                                                unclip_lstm_cells)
-from targets.runtimes.litert.mixed import MixedPrecision, calibrated, quantize_calibrated
+from targets.runtimes.litert.mixed import MixedPrecision, calibrated, full_int8, mixable, quantize_calibrated
 from targets.runtimes.litert.runner import LiteRTRunner, load, tensor_info
 from targets.runtimes.litert.weights import RECIPES, quantize_weights
 
@@ -31,6 +31,8 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
     elif profile.precision in RECIPES:  # weight-only: the float model, its weights compressed after
         content = convert(source.representation("keras"), dataclasses.replace(profile, precision="fp32"), feeds)
         content, compressed = quantize_weights(content, profile.precision, profile.name)
+    elif mixable(profile) and feeds is not None:  # its calibrated model kept for a budget's search
+        content = unclip_lstm_cells(full_int8(source.representation("keras"), profile, feeds))[0]
     else:
         content = convert(source.representation("keras"), profile, feeds)
     if profile.builtin_int8_only:

@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 from compressor import keras_env
-from compressor.errors import ConversionError
+from compressor.errors import ConversionError, one_line
 from targets.runtimes.litert.flatbuffer import signature_order, unclip_lstm_cells
 from targets.runtimes.litert.runner import LiteRTRunner
 
@@ -114,6 +114,21 @@ def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
 CALIBRATED = ("int8", "int16x8")
 
 
+def quantize_calibrated(calibrated: bytes, profile, float_nodes=()) -> bytes:
+    """The int8 flatbuffer from a calibrated float one (the converter's own second half),
+    the ops whose outputs are named in ``float_nodes`` kept in float."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    tf = keras_env.tf()
+    try:
+        with keras_env.quiet_native():
+            return tflite_convert.mlir_quantize(calibrated, False, input_data_type=tf.as_dtype(profile.input_type),
+                                                output_data_type=tf.as_dtype(profile.output_type),
+                                                denylisted_nodes=list(float_nodes) or None)
+    except Exception as exc:
+        raise ConversionError(f"{profile.name}: TFLite quantization failed: {one_line(exc)}") from None
+
+
 def _static(profile, calibration: list[np.ndarray] | None) -> list[tuple] | None:
     """A ``static_batch`` profile's input shapes: batch one, the rest as the calibration data's."""
     if getattr(profile, "static_batch", None) != 1 or not calibration:
@@ -143,7 +158,12 @@ def _save_for_conversion(model, directory: Path, static: list[tuple] | None = No
             tf.saved_model.save(model, str(directory), signatures=concrete)
 
 
-def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate_only: bool = False) -> bytes:
+def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate_only: bool = False,
+                     keep_calibrated: bool = False):
+    """The flatbuffer the converter makes in a child process (``calibrate_only``: the calibrated
+    float model, quantized later); with ``keep_calibrated``, both: ``(quantized, calibrated)``,
+    the quantized one made from the calibrated one as the accuracy budget's search makes its
+    mixes (:func:`quantize_calibrated`), so the search needs no calibration of its own."""
     import json
     import os
     import subprocess
@@ -161,6 +181,7 @@ def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate
         spec = {"saved_model": str(work / "saved_model"), "calibration": str(work / "calibration.npz"),
                 "names": list(model.input_names), "output": str(work / "model.tflite"),
                 "error": str(work / "error.txt"), "stage": str(work / "stage.txt"), "calibrate_only": calibrate_only,
+                "calibrated": str(work / "calibrated.tflite") if keep_calibrated else None,
                 "profile": {"name": profile.name, "precision": profile.precision,
                             "input_type": profile.input_type, "output_type": profile.output_type}}
         (work / "spec.json").write_text(json.dumps(spec))
@@ -170,7 +191,8 @@ def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate
         proc = subprocess.run([sys.executable, "-m", "targets.runtimes.litert", str(work / "spec.json")],
                               capture_output=True, text=True, env=env)
         if proc.returncode == 0 and Path(spec["output"]).is_file():
-            return Path(spec["output"]).read_bytes()
+            content = Path(spec["output"]).read_bytes()
+            return (content, Path(spec["calibrated"]).read_bytes()) if keep_calibrated else content
         raise _child_failure(proc, spec, profile)
 
 
@@ -204,9 +226,13 @@ def convert_child(spec_path: str) -> int:
         calibration = [saved[f"input_{i}"] for i in range(len(saved.files))]
     converter = tf.lite.TFLiteConverter.from_saved_model(spec["saved_model"])
     _configure(converter, profile, calibration, spec["names"])
-    converter._experimental_calibrate_only = spec.get("calibrate_only", False)  # ranges only: quantized later
+    # ranges only: quantized later (by the caller, or below when the calibrated model is kept)
+    converter._experimental_calibrate_only = spec.get("calibrate_only", False) or bool(spec.get("calibrated"))
     try:
         content = _run_converter(converter, profile.name)
+        if spec.get("calibrated"):
+            Path(spec["calibrated"]).write_bytes(content)
+            converter._experimental_calibrate_only, content = False, quantize_calibrated(content, profile)
     except ConversionError as exc:
         Path(spec["error"]).write_text(str(exc))
         return 3

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import keras_env
-from compressor.errors import ConversionError, one_line
+from compressor.errors import ConversionError
 from targets.runtime import converted
-from targets.runtimes.litert.convert import convert_isolated
+from targets.runtimes.litert.convert import convert_isolated, quantize_calibrated
 from targets.runtimes.litert.flatbuffer import io_order, unclip_lstm_cells
 
 
@@ -21,34 +20,45 @@ from targets.runtimes.litert.flatbuffer import io_order, unclip_lstm_cells
 NOT_CANDIDATES = ("QUANTIZE", "DEQUANTIZE")
 
 
-def calibrated(model, profile, feeds: list[np.ndarray]) -> bytes:
-    """The calibrated float flatbuffer of ``model`` (the converter's first half, in a child process),
-    made once per process for the same weights, profile and calibration data: the accuracy
-    budget's search and its final export quantize it again and again with other ops in float."""
+def mixable(profile) -> bool:
+    """Whether ``profile``'s int8 can keep ops in float: float I/O, not integer-only hardware."""
+    return profile.precision == "int8" and not profile.builtin_int8_only
+
+
+def _calibration(profile, feeds: list[np.ndarray]) -> tuple[str, str]:
+    """The cache entry of a calibrated model: its kind, and a digest of the calibration data."""
     import hashlib
 
     hasher = hashlib.sha1()
     for array in feeds:
         hasher.update(str((array.dtype, array.shape)).encode())
         hasher.update(np.ascontiguousarray(array).tobytes())
-    kind = f"tflite-calibrated:{profile.name}:{profile.precision}:{profile.input_type}:{profile.output_type}"
+    return (f"tflite-calibrated:{profile.name}:{profile.precision}:{profile.input_type}:{profile.output_type}",
+            hasher.hexdigest())
+
+
+def calibrated(model, profile, feeds: list[np.ndarray]) -> bytes:
+    """The calibrated float flatbuffer of ``model`` (the converter's first half, in a child process),
+    made once per process for the same weights, profile and calibration data: the accuracy
+    budget's search and its final export quantize it again and again with other ops in float."""
+    kind, digest = _calibration(profile, feeds)
     return converted(model, kind, lambda: convert_isolated(model, profile, feeds, calibrate_only=True),
-                     inputs=hasher.hexdigest())
+                     inputs=digest)
 
 
-def quantize_calibrated(calibrated: bytes, profile, float_nodes=()) -> bytes:
-    """The int8 flatbuffer from a calibrated float one (the converter's own second half),
-    the ops whose outputs are named in ``float_nodes`` kept in float."""
-    from tensorflow.lite.python import convert as tflite_convert
+def full_int8(model, profile, feeds: list[np.ndarray]) -> bytes:
+    """Full int8 of ``model`` (converted and run once in a child process), its calibrated float
+    model kept as :func:`calibrated` keeps it: a budget's search after this export calibrates
+    nothing again. Made again in the same process: quantized from the kept calibrated model."""
+    made = {}
 
-    tf = keras_env.tf()
-    try:
-        with keras_env.quiet_native():
-            return tflite_convert.mlir_quantize(calibrated, False, input_data_type=tf.as_dtype(profile.input_type),
-                                                output_data_type=tf.as_dtype(profile.output_type),
-                                                denylisted_nodes=list(float_nodes) or None)
-    except Exception as exc:
-        raise ConversionError(f"{profile.name}: TFLite quantization failed: {one_line(exc)}") from None
+    def both() -> bytes:
+        made["int8"], kept = convert_isolated(model, profile, feeds, keep_calibrated=True)
+        return kept
+
+    kind, digest = _calibration(profile, feeds)
+    kept = converted(model, kind, both, inputs=digest)
+    return made["int8"] if made else quantize_calibrated(kept, profile)
 
 
 def _float_op_outputs(content: bytes) -> list[str]:
@@ -72,7 +82,7 @@ class MixedPrecision:
     suffix = ".tflite"
 
     def __init__(self, source, profile, calibration, workdir: Path) -> None:
-        if profile.precision != "int8" or profile.builtin_int8_only:
+        if not mixable(profile):
             raise ConversionError(f"{profile.name}: only float-I/O int8 can keep layers in float")
         self._source, self._profile = source, profile
         self._calibrated = calibrated(source.representation("keras"), profile, calibration.feeds(source))
