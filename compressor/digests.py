@@ -1,10 +1,13 @@
-"""Content digests of files: what manifests record to tie an artifact to its bytes and its source."""
+"""Content digests of files (what manifests record to tie an artifact to its bytes and its source)
+and of arrays (what a cached conversion was made from)."""
 
 from __future__ import annotations
 
 import hashlib
 import zlib
 from pathlib import Path
+
+import numpy as np
 
 
 def sha256(path: Path) -> str:
@@ -18,6 +21,17 @@ def sha256(path: Path) -> str:
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+    return digest.hexdigest()
+
+
+def arrays(values) -> str:
+    """sha1 of arrays (their dtypes, shapes and bytes, in order): calibration data a cached
+    conversion was made from."""
+    digest = hashlib.sha1()
+    for array in values:
+        array = np.ascontiguousarray(array)
+        digest.update(str((array.dtype, array.shape)).encode())
+        digest.update(array.tobytes())
     return digest.hexdigest()
 
 

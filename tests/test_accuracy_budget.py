@@ -5,6 +5,8 @@ artifact."""
 import json
 import re
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -157,6 +159,35 @@ def test_reports_show_the_budget_and_the_layers_that_cost_accuracy():
     assert "Layers that cost accuracy" in html and html.count("data:image/png") >= 2
     assert json.loads(reports.render(doc, "json"))["results"][2]["budget"]["recovery"]["float_nodes"] == \
         ["conv1", "conv7"]
+
+
+def test_the_onnx_search_starts_from_the_exports_own_full_int8(outlier, tmp_path, monkeypatch):
+    """The budget's search on ONNX Runtime pre-processes, calibrates and quantizes nothing to get the
+    full int8 it edits: it is the export's first attempt's (same graph, settings and data)."""
+    import onnxruntime.quantization as ort_quantization
+
+    from targets.runtimes.onnx_runtime import quantize
+
+    model, train, test = outlier
+    calls, real_quantize, real_pre_process = [], ort_quantization.quantize_static, quantize.pre_process
+
+    def counted(source, destination, reader, **kwargs):
+        cache = kwargs.get("calibration_cache_path")
+        calls.append(("quantize", kwargs.get("calibrate_method").name, bool(kwargs.get("nodes_to_exclude")),
+                      "ranges kept" if cache is not None and Path(cache).is_file() else "calibrated"))
+        return real_quantize(source, destination, reader, **kwargs)
+
+    monkeypatch.setattr(ort_quantization, "quantize_static", counted)
+    monkeypatch.setattr(quantize, "pre_process", lambda *a, **k: calls.append(("pre_process",)) or real_pre_process(
+        *a, **k))
+    result = export(model, "onnx-int8", out_dir=tmp_path, calibration=train, validation=test, max_drop=1.0)
+    assert result.manifest["budget"]["recovery"]["float_nodes"] == ["outlier_mlp/hidden/MatMul/MatMulAddFusion"]
+    assert calls == [("pre_process",), ("quantize", "MinMax", False, "calibrated"),  # full int8: refused
+                     ("pre_process",), ("quantize", "Percentile", False, "calibrated"),  # the ladder's
+                     ("pre_process",), ("quantize", "Entropy", False, "calibrated"),  # other calibrations
+                     # the search: its one layer in float quantized for real (full int8's ranges), nothing else
+                     ("quantize", "MinMax", True, "ranges kept"),
+                     ("pre_process",), ("quantize", "MinMax", True, "calibrated")]  # the artifact written
 
 
 def test_a_miss_says_what_came_closest(outlier, tmp_path, monkeypatch):

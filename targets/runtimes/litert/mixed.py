@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor import digests
 from compressor.errors import ConversionError
 from targets.runtime import converted
 from targets.runtimes.litert.convert import convert_isolated, quantize_calibrated
@@ -27,14 +28,8 @@ def mixable(profile) -> bool:
 
 def _calibration(profile, feeds: list[np.ndarray]) -> tuple[str, str]:
     """The cache entry of a calibrated model: its kind, and a digest of the calibration data."""
-    import hashlib
-
-    hasher = hashlib.sha1()
-    for array in feeds:
-        hasher.update(str((array.dtype, array.shape)).encode())
-        hasher.update(np.ascontiguousarray(array).tobytes())
     return (f"tflite-calibrated:{profile.name}:{profile.precision}:{profile.input_type}:{profile.output_type}",
-            hasher.hexdigest())
+            digests.arrays(feeds))
 
 
 def calibrated(model, profile, feeds: list[np.ndarray]) -> bytes:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import interrupts, memory
+from compressor import digests, interrupts, memory
 from compressor.errors import ConversionError, one_line
 from compressor.progress import off_stdout
 from targets.runtimes.onnx_runtime.convert import write_float_model
@@ -166,17 +166,54 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
 
     activations = _activations_for(source, activations)
     settings = _static_settings(reduce_range, activations, calibration_method)
+    ranges, made = workdir / "calibration-ranges.json", {}
 
     def quantize(prepared: Path, per_channel: bool) -> None:
         reader, strides = calibration_reader(prepared, calibration)
-        with off_stdout():  # its histogram calibrations print their progress
-            ort_quantize_static(str(prepared), str(destination), reader, per_channel=per_channel,
-                                nodes_to_exclude=list(float_nodes) or None,
-                                **{**settings, "extra_options": {**settings["extra_options"], **strides}})
+        try:
+            with off_stdout():  # its histogram calibrations print their progress
+                ort_quantize_static(str(prepared), str(destination), reader, per_channel=per_channel,
+                                    nodes_to_exclude=list(float_nodes) or None, calibration_cache_path=ranges,
+                                    **{**settings, "extra_options": {**settings["extra_options"], **strides}})
+            if per_channel and not float_nodes:
+                made.update(prepared=prepared.read_bytes(), ranges=ranges.read_text())
+        finally:
+            ranges.unlink(missing_ok=True)
 
     facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
+    if made and facts["graph_optimization"] and facts["per_channel"] and calibration_method == "minmax":
+        _keep_full(source, calibration, settings, {**made, "full": destination.read_bytes()})
     return {"format": "QDQ", "activations": activations, "weights": "int8", "reduce_range": reduce_range,
             "calibration": calibration_method, "float_nodes": list(float_nodes), **facts}
+
+
+# The last full int8 this process made, as the accuracy budget's mixed precision would make it
+# (optimized pre-processing, per-channel, min-max ranges: the ladder's other calibrations do not
+# replace it): its search on the same float graph, settings and calibration data starts from it,
+# with no pre-processing, calibration or quantization of its own. Kept in memory (the two graphs,
+# about 1.25x the float one) while the float graph is at most this large: larger ones keep their
+# memory for the search's own copies.
+KEEP_FULL_BYTES = 256 * 2**20
+_KEPT: dict = {}
+
+
+def _full_key(source: Path, calibration: list[np.ndarray], settings: dict) -> str:
+    options = sorted((k, str(v)) for k, v in settings.items() if k != "extra_options")
+    return f"{digests.sha256(source)}:{digests.arrays(calibration)}:{options}"
+
+
+def _keep_full(source: Path, calibration: list[np.ndarray], settings: dict, made: dict) -> None:
+    _KEPT.clear()
+    if source.stat().st_size <= KEEP_FULL_BYTES:
+        _KEPT.update(made, key=_full_key(source, calibration, settings))
+
+
+def kept_full(source: Path, calibration: list[np.ndarray], settings: dict) -> dict | None:
+    """The pre-processed graph, calibration ranges and full int8 QDQ graph (bytes) this process
+    made last from ``source`` with these settings and data, or None."""
+    if not _KEPT or source.stat().st_size > KEEP_FULL_BYTES:
+        return None
+    return _KEPT if _KEPT["key"] == _full_key(source, calibration, settings) else None
 
 
 # The accuracy budget's calibration rung, before mixed precision: ranges that ignore outliers.
@@ -206,24 +243,31 @@ class MixedPrecision:
     suffix = ".onnx"
 
     def __init__(self, source, profile, calibration, workdir: Path) -> None:
-        self._workdir = workdir
-        float_model = workdir / "float.onnx"
-        write_float_model(source, float_model)
-        self._prepared, _ = pre_process(float_model, workdir, optimize=True, name="mixed-prepared.onnx")
-        self._feeds = calibration.feeds(source)
         import onnx
 
         from targets import qdq
 
-        prepared = onnx.load(str(self._prepared))
-        if qdq.name_nodes(prepared):  # candidates are kept in float by name
-            onnx.save(prepared, str(self._prepared))
-        graph = prepared.graph
-        self._float, self._full = prepared, None
+        self._workdir = workdir
+        float_model = workdir / "float.onnx"
+        write_float_model(source, float_model)
+        self._feeds = calibration.feeds(source)
         self._settings = _static_settings(bool(profile.options.get("reduce_range", False)),
-                                          _activations_for(self._prepared, profile.options.get("activations", "int8")),
+                                          _activations_for(float_model, profile.options.get("activations", "int8")),
                                           profile.options.get("calibration", "minmax"))
-        self._cache = workdir / "calibration-cache.json"
+        self._cache, self._prepared = workdir / "calibration-cache.json", workdir / "mixed-prepared.onnx"
+        kept, self._full = kept_full(float_model, self._feeds, self._settings), None
+        if kept:  # the export's own full int8 of this graph: pre-processed, calibrated and quantized already
+            self._prepared.write_bytes(kept["prepared"])
+            self._cache.write_text(kept["ranges"])
+        else:
+            self._prepared, _ = pre_process(float_model, workdir, optimize=True, name=self._prepared.name)
+        prepared = onnx.load(str(self._prepared))
+        if qdq.name_nodes(prepared):  # candidates are kept in float by name (the kept full int8 has none)
+            onnx.save(prepared, str(self._prepared))
+        elif kept:
+            self._full = onnx.load_from_string(kept["full"])
+        graph = prepared.graph
+        self._float = prepared
         self._per_channel = True
         quantized = _quantized_op_types()
         self.nodes = [node.name for node in graph.node if node.op_type in quantized and node.name]
@@ -232,6 +276,11 @@ class MixedPrecision:
         """Quantize with ``float_nodes`` kept in float into ``destination``; the runner's details."""
         from onnxruntime.quantization import quantize_static as ort_quantize_static
 
+        if not float_nodes and self._full is not None:  # full int8, made already
+            import onnx
+
+            onnx.save(self._full, str(destination))
+            return {}
         reader, strides = (None, {}) if self._cache.is_file() else calibration_reader(self._prepared, self._feeds)
         try:
             with off_stdout():  # its histogram calibrations print their progress
