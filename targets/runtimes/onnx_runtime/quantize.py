@@ -180,11 +180,39 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
         finally:
             ranges.unlink(missing_ok=True)
 
-    facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
+    kept = kept_full(source, calibration, settings) if float_nodes else None
+    facts = _from_kept(kept, destination, workdir, settings, float_nodes) if kept else None
+    if facts is None:
+        facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
     if made and facts["graph_optimization"] and facts["per_channel"] and calibration_method == "minmax":
-        _keep_full(source, calibration, settings, {**made, "full": destination.read_bytes()})
+        _keep_full(source, calibration, settings, {**made, "full": destination.read_bytes(), "facts": facts})
     return {"format": "QDQ", "activations": activations, "weights": "int8", "reduce_range": reduce_range,
             "calibration": calibration_method, "float_nodes": list(float_nodes), **facts}
+
+
+def _from_kept(kept: dict, destination: Path, workdir: Path, settings: dict, float_nodes) -> dict | None:
+    """``float_nodes`` kept in float, quantized from the pre-processed graph and ranges of this
+    process's full int8 of the same graph (no pre-processing, no calibration): its facts, or None
+    when ONNX Runtime cannot load what that gives (the attempts from the start then)."""
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    prepared, ranges = workdir / "kept-prepared.onnx", workdir / "kept-ranges.json"
+    prepared.write_bytes(kept["prepared"])
+    ranges.write_text(kept["ranges"])
+    try:
+        with off_stdout():
+            ort_quantize_static(str(prepared), str(destination), None, per_channel=True,
+                                nodes_to_exclude=list(float_nodes), calibration_cache_path=ranges, **settings)
+        _loads(destination)
+        return kept["facts"]
+    except Exception as exc:
+        if interrupts.interrupted(exc):
+            raise
+        destination.unlink(missing_ok=True)
+        return None
+    finally:
+        prepared.unlink(missing_ok=True)
+        ranges.unlink(missing_ok=True)
 
 
 # The last full int8 this process made, as the accuracy budget's mixed precision would make it
