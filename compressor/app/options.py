@@ -112,7 +112,8 @@ def budget_option(func):
                         help="Accuracy budget of int8 targets, in top-1 points against the float model on the "
                              "eval data (points of disagreement without labels), or in the points of --metric. "
                              "An int8 artifact that misses it gets its most sensitive layers kept in float, "
-                             "measured layer by layer, or is refused (exit 5) with what came closest.")(
+                             "found by measuring (runs of layers first on large models), or is refused (exit 5) "
+                             "with what came closest.")(
         click.option("--min-snr", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
                      help="The budget of models without class scores and without --metric: the SNR of their "
                           "outputs against the float model, in dB; missed as --max-drop is.")(
