@@ -226,19 +226,20 @@ def convert_child(spec_path: str) -> int:
         calibration = [saved[f"input_{i}"] for i in range(len(saved.files))]
     converter = tf.lite.TFLiteConverter.from_saved_model(spec["saved_model"])
     _configure(converter, profile, calibration, spec["names"])
-    # ranges only: quantized later (by the caller, or below when the calibrated model is kept)
-    converter._experimental_calibrate_only = spec.get("calibrate_only", False) or bool(spec.get("calibrated"))
+    calibrate_only = spec.get("calibrate_only", False)  # ranges only: quantized later by the caller
+    # ranges only here too when the calibrated model is kept: quantized below, as the caller would
+    converter._experimental_calibrate_only = calibrate_only or bool(spec.get("calibrated"))
     try:
         content = _run_converter(converter, profile.name)
         if spec.get("calibrated"):
             Path(spec["calibrated"]).write_bytes(content)
-            converter._experimental_calibrate_only, content = False, quantize_calibrated(content, profile)
+            content = quantize_calibrated(content, profile)
     except ConversionError as exc:
         Path(spec["error"]).write_text(str(exc))
         return 3
     draft = Path(spec["output"] + ".tmp")
     draft.write_bytes(content)
-    if converter._experimental_calibrate_only:
+    if calibrate_only:
         draft.rename(spec["output"])
         return 0
     # A first run here, not in the caller: some quantized kernels abort the process on

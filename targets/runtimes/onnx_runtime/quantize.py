@@ -167,6 +167,7 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
     activations = _activations_for(source, activations)
     settings = _static_settings(reduce_range, activations, calibration_method)
     ranges, made = workdir / "calibration-ranges.json", {}
+    keep = not float_nodes and calibration_method == "minmax" and source.stat().st_size <= KEEP_FULL_BYTES
 
     def quantize(prepared: Path, per_channel: bool) -> None:
         reader, strides = calibration_reader(prepared, calibration)
@@ -175,7 +176,7 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
                 ort_quantize_static(str(prepared), str(destination), reader, per_channel=per_channel,
                                     nodes_to_exclude=list(float_nodes) or None, calibration_cache_path=ranges,
                                     **{**settings, "extra_options": {**settings["extra_options"], **strides}})
-            if per_channel and not float_nodes:
+            if keep and per_channel:
                 made.update(prepared=prepared.read_bytes(), ranges=ranges.read_text())
         finally:
             ranges.unlink(missing_ok=True)
@@ -184,7 +185,7 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
     facts = _from_kept(kept, destination, workdir, settings, float_nodes) if kept else None
     if facts is None:
         facts = _first_loadable(source, destination, workdir, STATIC_ATTEMPTS, quantize, "static")
-    if made and facts["graph_optimization"] and facts["per_channel"] and calibration_method == "minmax":
+    if made and facts["graph_optimization"] and facts["per_channel"]:
         _keep_full(source, calibration, settings, {**made, "full": destination.read_bytes(), "facts": facts})
     return {"format": "QDQ", "activations": activations, "weights": "int8", "reduce_range": reduce_range,
             "calibration": calibration_method, "float_nodes": list(float_nodes), **facts}
@@ -232,8 +233,7 @@ def _full_key(source: Path, calibration: list[np.ndarray], settings: dict) -> st
 
 def _keep_full(source: Path, calibration: list[np.ndarray], settings: dict, made: dict) -> None:
     _KEPT.clear()
-    if source.stat().st_size <= KEEP_FULL_BYTES:
-        _KEPT.update(made, key=_full_key(source, calibration, settings))
+    _KEPT.update(made, key=_full_key(source, calibration, settings))
 
 
 def kept_full(source: Path, calibration: list[np.ndarray], settings: dict) -> dict | None:
