@@ -87,8 +87,11 @@ def measure(run: Callable[[], object], config: LatencyConfig) -> LatencyStats:
     return summarize(samples, batch=config.batch, first_ns=first)
 
 
-# Short: the budget search times every k it tries, in its own process, beside nothing else it runs.
-SEARCH_TIMING = LatencyConfig(warmup_runs=5, warmup_seconds=0.2, min_runs=30, min_seconds=0.5)
+# Short: the budget search times every k it tries, in its own process, beside nothing else it runs;
+# what it records is the trade-off's shape, the artifact chosen is benchmarked in full. Against 0.2 s
+# of warm-up and 0.5 s of runs, on EfficientNetB0 int8 (ONNX Runtime, OpenVINO; 8 alternated rounds):
+# the same median p50 within 1 %, the rounds' largest p50 up to 17 % higher, 0.2 s per k instead of 0.7 s.
+SEARCH_TIMING = LatencyConfig(warmup_runs=3, warmup_seconds=0.05, min_runs=30, min_seconds=0.15)
 
 
 def runner_p50_ms(runner, feeds, config: LatencyConfig = SEARCH_TIMING) -> float:
