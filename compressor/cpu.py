@@ -15,6 +15,7 @@ Arm Neoverse), clock, and the int8 multiplier of the class. Every figure carries
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +169,11 @@ def host() -> dict:
             "architecture": platform.machine(), "cpu_class": classify(platform.machine(), flags),
             "flags": [f for f in INTERESTING_FLAGS if f in flags], "vendor": vendor, "family": family,
             "clock_mhz": _clock_mhz(info), "vector_bits": vector_bits(flags, vendor, family)}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

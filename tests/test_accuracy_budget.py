@@ -164,7 +164,8 @@ def test_reports_show_the_budget_and_the_layers_that_cost_accuracy():
 def test_the_onnx_search_starts_from_the_exports_own_full_int8(outlier, tmp_path, monkeypatch):
     """The budget's search on ONNX Runtime pre-processes, calibrates and quantizes nothing to get the
     full int8 it edits: it is the export's first attempt's (same graph, settings and data); the
-    artifact written with layers in float is quantized from its pre-processed graph and ranges."""
+    layers in float are quantized from its pre-processed graph and ranges, and the artifact
+    written is the quantization the search measured."""
     import onnxruntime.quantization as ort_quantization
 
     from targets.runtimes.onnx_runtime import quantize
@@ -186,9 +187,86 @@ def test_the_onnx_search_starts_from_the_exports_own_full_int8(outlier, tmp_path
     assert calls == [("pre_process",), ("quantize", "MinMax", False, "calibrated"),  # full int8: refused
                      ("pre_process",), ("quantize", "Percentile", False, "calibrated"),  # the ladder's
                      ("pre_process",), ("quantize", "Entropy", False, "calibrated"),  # other calibrations
-                     # the search: its one layer in float quantized for real (full int8's ranges), nothing else
-                     ("quantize", "MinMax", True, "ranges kept"),
-                     ("quantize", "MinMax", True, "ranges kept")]  # the artifact written: from full int8's too
+                     # the search: its one layer in float quantized for real (full int8's ranges), nothing else;
+                     # the artifact written is that quantization
+                     ("quantize", "MinMax", True, "ranges kept")]
+    # ... the same bytes as quantizing the artifact again from full int8's graph and ranges
+    made = result.manifest["details"]["quantization"]
+    again = tmp_path / "again"
+    again.mkdir()
+    kept = {key: value for key, value in quantize._KEPT.items() if key != "mixed"}
+    monkeypatch.setattr(ort_quantization, "quantize_static", real_quantize)
+    assert quantize._from_kept(kept, again / "model.onnx", again, quantize._static_settings(
+        made["reduce_range"], made["activations"], "minmax"), made["float_nodes"]) is not None
+    assert (again / "model.onnx").read_bytes() == (result.folder / "model.onnx").read_bytes()
+
+
+def test_the_openvino_search_quantizes_nothing_twice(outlier, tmp_path, monkeypatch):
+    """NNCF runs once per distinct quantization of a budgeted OpenVINO export: the search edits the
+    export's own full int8, and the artifact with layers in float is the quantization the search's
+    confirmation measured."""
+    import importlib
+
+    import weakref
+
+    from targets import runtime
+
+    quantize = importlib.import_module("targets.runtimes.openvino_runtime.quantize")  # the module, not its function
+    model, train, test = outlier
+    calls, real = [], quantize.quantize
+    monkeypatch.setattr(runtime, "_CONVERSIONS", weakref.WeakKeyDictionary())  # nothing kept by earlier tests
+
+    def counted(ov_model, calibration, **kwargs):
+        calls.append((kwargs.get("preset", "performance"), tuple(kwargs.get("float_nodes", ()))))
+        return real(ov_model, calibration, **kwargs)
+
+    monkeypatch.setattr(quantize, "quantize", counted)
+    result = export(model, "openvino-int8", out_dir=tmp_path, calibration=train, validation=test, max_drop=1.0)
+    float_nodes = result.manifest["budget"]["recovery"]["float_nodes"]
+    assert float_nodes == ["outlier_mlp/hidden/MatMul"]
+    assert calls == [("performance", ()),  # full int8: refused
+                     ("mixed", ()),  # the ladder's other preset
+                     ("performance", tuple(float_nodes))]  # the search's one real quantization, and the artifact's
+
+
+def test_litert_candidates_quantized_ahead_in_a_helper_process_are_the_same(outlier, tmp_path, monkeypatch):
+    """LiteRT's helper process (started here for three candidates, as it would be for hundreds)
+    quantizes the same bytes as this process, while this one quantizes what the helper has not
+    started; the search chooses the same layers, and no process is left behind."""
+    import psutil
+
+    from targets.runtimes.litert import ahead, mixed
+    from targets.profiles import get_profile
+
+    model, train, test = outlier
+    profile = get_profile("tflite-int8")
+    calibrated = mixed.calibrated(model, profile, [train.x[:100]])
+    nodes = mixed._float_op_outputs(calibrated)
+    sets = [nodes[:i] + nodes[i + 1:] for i in range(len(nodes))] + [[]]  # each alone in int8, and full int8
+    here = [mixed.quantized_content(calibrated, profile, s) for s in sets]
+    in_here = []
+    helper = ahead.Helper(calibrated, profile, lambda s: in_here.append(s) or mixed.quantized_content(
+        calibrated, profile, s), tmp_path)
+    process = helper._process
+    try:
+        helper.submit(sets)  # the first two sent to the helper, the others waiting
+        assert [helper.take(s) for s in sets] == here
+        assert in_here and len(in_here) < len(sets)  # some quantized here while waiting, the rest there
+        assert helper.take(sets[0]) is None  # taken: not asked ahead any more
+    finally:
+        helper.close()
+    assert process.poll() == 0 and not list(tmp_path.iterdir())  # ended when asked; its files taken
+
+    monkeypatch.setattr(mixed, "HELPER_WORTH_SECONDS", 0.0)
+    monkeypatch.setattr(mixed, "usable_cores", lambda: 2)
+    started = []
+    monkeypatch.setattr(ahead.Helper, "__init__", lambda self, *a, real=ahead.Helper.__init__: started.append(1) or
+                        real(self, *a))
+    result = export(model, "tflite-int8", out_dir=tmp_path, calibration=train, validation=test, max_drop=1.0)
+    assert started == [1]
+    assert result.manifest["budget"]["recovery"]["float_nodes"] == [
+        "outlier_mlp/hidden/MatMul;outlier_mlp/hidden/Relu;outlier_mlp/hidden/BiasAdd"]
+    assert not psutil.Process().children()
 
 
 def test_a_miss_says_what_came_closest(outlier, tmp_path, monkeypatch):
@@ -272,6 +350,36 @@ def test_the_sensitivity_pass_memory_is_bounded(tmp_path):
     # the four Dense layers and their activations (3 ReLU, the softmax), each quantized with it alone in float
     assert facts["measured"] == 8
     assert facts["peak_mb"] - facts["before_mb"] < 150, facts  # measured: 3 MB (745 MB before conversions were kept)
+
+
+@pytest.mark.parametrize("target", ["onnx-int8", "openvino-int8"])
+def test_candidates_measured_in_threads_rank_as_one_by_one(outlier, tmp_path, monkeypatch, target):
+    """ONNX Runtime's and OpenVINO's candidates are measured several at once (threads): the
+    ranking, every share to the digit, and the layers chosen are those of measuring one by one."""
+    from targets.profiles import get_profile
+    from targets.runtime import get_runtime
+
+    model, train, test = outlier
+    mixed = get_runtime(get_profile(target).runtime).mixed
+    assert mixed.concurrent
+    monkeypatch.setattr(recovery, "usable_cores", lambda: 2)
+    batches = []
+    real_each = recovery._Evaluator.each
+
+    def each(self, measure, items, float_node_sets):
+        batches.append(len(items))
+        return real_each(self, measure, items, float_node_sets)
+
+    monkeypatch.setattr(recovery._Evaluator, "each", each)
+    records = []
+    for concurrent in (True, False):
+        monkeypatch.setattr(mixed, "concurrent", concurrent)
+        result = export(model, target, out_dir=tmp_path / str(concurrent), calibration=train, validation=test,
+                        max_drop=1.0)
+        found = result.manifest["budget"]["recovery"]
+        records.append((found["float_nodes"], [(s["node"], s.get("noise_share")) for s in found["sensitivity"]]))
+    assert batches and max(batches) > 1  # a batch of several candidates, measured at once the first time
+    assert records[0] == records[1]
 
 
 @pytest.mark.parametrize("target", ["onnx-int8", "openvino-int8"])

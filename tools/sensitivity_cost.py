@@ -6,8 +6,10 @@ For each model and runtime: one full int8 export timed alone, then the budget se
 
 - ``edited``: each candidate ranked, and each number of layers in float tried, by editing the
   full int8 model (``write_alone``: no quantization); the number that holds is then quantized
-  for real; on models with many layers, runs of layers are ranked first (the search as it is);
-- ``every layer``: as ``edited``, every layer measured one by one (no runs first);
+  for real; on models with many layers, runs of layers are ranked first; a batch of candidates
+  measured at once (ONNX Runtime, OpenVINO: threads; LiteRT: a helper process) (the search as it is);
+- ``one at a time``: as ``edited``, each candidate measured alone (no threads, no helper process);
+- ``every layer``: as ``one at a time``, every layer measured (no runs first);
 - ``ranking edited``: ranked by editing, each number of layers in float quantized for real;
 - ``quantized again``: the model quantized again per candidate, every other op in float.
 
@@ -44,7 +46,7 @@ HEADER = ("| model | target | candidates | full int8 export s | search | ranking
           "| × full int8 | layers in float | loss | within budget |", "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-MODES = ("edited", "every layer", "ranking edited", "quantized again")
+MODES = ("edited", "one at a time", "every layer", "ranking edited", "quantized again")
 
 
 def _search(source, profile, train_set, test_set, max_drop: float, mode: str) -> dict:
@@ -73,6 +75,15 @@ def _search(source, profile, train_set, test_set, max_drop: float, mode: str) ->
             "within": found.float_nodes is not None}
 
 
+def _calibrate(source, profile, train_set) -> None:
+    """LiteRT's calibrated model for the searches, made before any is timed: every way then
+    starts from it (as a budgeted export's search starts from its full int8's)."""
+    from targets.runtimes.litert import mixed
+
+    if profile.runtime == "litert" and mixed.mixable(profile):
+        mixed.calibrated(source.representation("keras"), profile, train_set.feeds(source))
+
+
 @contextlib.contextmanager
 def _mode(runtime_name: str, mode: str):
     """Within the block, the search runs ``mode`` (one of MODES): without edits the runtime's
@@ -80,18 +91,23 @@ def _mode(runtime_name: str, mode: str):
     edit."""
     from targets import runtime as runtimes
     from targets.budget import sensitivity
+    from targets.runtimes.litert import mixed as litert_mixed
 
     original, confirm, runs = runtimes.get_runtime(runtime_name), sensitivity.CONFIRM_BY_EDIT, sensitivity.RUNS
-    if mode != "edited":  # every layer measured one by one
+    threads, helper = sensitivity.MAX_THREADS, litert_mixed.HELPER_WORTH_SECONDS
+    if mode != "edited":  # each candidate measured alone
+        sensitivity.MAX_THREADS, litert_mixed.HELPER_WORTH_SECONDS = 1, float("inf")
+    if mode not in ("edited", "one at a time"):  # every layer measured one by one
         sensitivity.RUNS = 0
     if mode == "quantized again":
         runtimes._REGISTRY[runtime_name] = dataclasses.replace(
             original, mixed=type("Exhaustive", (original.mixed,), {"write_alone": None}))
-    sensitivity.CONFIRM_BY_EDIT = mode in ("edited", "every layer")
+    sensitivity.CONFIRM_BY_EDIT = mode in ("edited", "one at a time", "every layer")
     try:
         yield
     finally:
         runtimes._REGISTRY[runtime_name], sensitivity.CONFIRM_BY_EDIT, sensitivity.RUNS = original, confirm, runs
+        sensitivity.MAX_THREADS, litert_mixed.HELPER_WORTH_SECONDS = threads, helper
 
 
 def run_model(name: str, zoo_out: Path, max_drop: float, targets=TARGETS, modes=MODES) -> dict:
@@ -115,6 +131,7 @@ def run_model(name: str, zoo_out: Path, max_drop: float, targets=TARGETS, modes=
             full = round(time.perf_counter() - start, 1)
         finally:
             shutil.rmtree(out, ignore_errors=True)
+        _calibrate(source, profile, train_set)
         record["targets"][target] = {"full_int8_s": full, **{
             mode: _search(source, profile, train_set, test_set, max_drop, mode) for mode in modes}}
     return record

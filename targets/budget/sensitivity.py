@@ -30,15 +30,19 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import math
 import shutil
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from compressor import interrupts
+from compressor.cpu import usable_cores
 from compressor.errors import one_line
 from compressor.metrics.compare import mse
 from compressor.metrics.loss import Loss, measure, within
@@ -49,6 +53,7 @@ SUBSET = 128  # samples the sensitivity pass runs on
 RUNS = 16  # more candidates than twice this: runs of consecutive ones are measured first, this many
 SEARCH = True  # False: no layer may be kept in float (the ladder's other rungs only)
 STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+MAX_THREADS = 4  # candidates measured at once, at most, where the runtime allows (and the cores)
 CONFIRM_BY_EDIT = True  # each k first edited from full int8 where the runtime can (False: quantized each time)
 
 
@@ -154,14 +159,13 @@ class _Evaluator:
 
     def __init__(self, runtime, mixed, workdir: Path) -> None:
         self.runtime, self.mixed, self.workdir = runtime, mixed, workdir
-        self.count = 0
+        self._numbers = itertools.count(1)  # each candidate's folder (next() is atomic: threads may ask)
 
     def __call__(self, float_nodes, feeds, timer=None, *, alone=None) -> tuple[list[np.ndarray], float | None]:
         """The outputs on ``feeds``, and with ``timer`` the candidate's p50 on the first sample (ms).
         ``alone``: only these nodes in int8, from full int8 where the runtime can (``write_alone``:
         no quantization per candidate), else by quantizing with every other node in float."""
-        self.count += 1
-        folder = self.workdir / f"candidate-{self.count}"
+        folder = self.workdir / f"candidate-{next(self._numbers)}"
         folder.mkdir()
         try:
             destination = folder / f"model{getattr(self.mixed, 'suffix', '')}"
@@ -177,6 +181,41 @@ class _Evaluator:
                 runner.close()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+    def each(self, measure, items: list, float_node_sets: list[list[str]]) -> Iterator:
+        """``measure(item)`` for each item, in order, or the exception it raised; each evaluates
+        the float nodes of ``float_node_sets`` at the same position. In threads where the runtime's
+        candidates may be written, loaded and run at once (``mixed.concurrent``: ONNX Runtime and
+        OpenVINO run and compile without the GIL), else one by one, the runtime told what comes
+        (``mixed.ahead``: LiteRT's helper process)."""
+        threads = min(usable_cores(), MAX_THREADS) if getattr(self.mixed, "concurrent", False) else 1
+        if threads > 1 and len(items) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                yield from pool.map(lambda item: _outcome(measure, item), items)
+            return
+        if callable(getattr(self.mixed, "ahead", None)):
+            self.mixed.ahead([list(nodes) for nodes in float_node_sets])
+        yield from one_by_one(measure, items)
+
+    def close(self) -> None:
+        if callable(getattr(self.mixed, "close", None)):
+            self.mixed.close()
+
+
+def _outcome(measure, item):
+    """``measure(item)``, or the exception it raised (an interrupt is raised)."""
+    try:
+        return measure(item)
+    except Exception as exc:  # noqa: BLE001 - the caller decides: a layer that cannot be quantized alone
+        if interrupts.interrupted(exc):
+            raise
+        return exc
+
+
+def one_by_one(measure, items: list) -> Iterator:
+    for item in items:
+        yield _outcome(measure, item)
 
 
 def _take(feeds, n: int):
@@ -196,8 +235,10 @@ class _Ranking:
     at most ``RUNS`` measurements more than one per layer.
     """
 
-    def __init__(self, share_alone, everything: list[str], record: Recovery, say, name: str) -> None:
+    def __init__(self, share_alone, everything: list[str], record: Recovery, say, name: str,
+                 each=one_by_one) -> None:
         self._share_alone, self._record, self._say, self._name = share_alone, record, say, name
+        self._each = each  # each(share_alone, parts): the outcomes of a batch of runs or layers, in order
         self._position = {node: index for index, node in enumerate(everything)}
         self._heap: list = []  # (-share, position, nodes, is_layer): measured layers and unopened runs
         self.order: list[str] = []
@@ -218,20 +259,20 @@ class _Ranking:
         """Measure ``nodes`` one by one, or, when many, in ``RUNS`` runs of consecutive ones."""
         size = math.ceil(len(nodes) / RUNS) if RUNS > 0 and len(nodes) > 2 * RUNS else 1
         parts, started = [nodes[i : i + size] for i in range(0, len(nodes), size)], time.perf_counter()
+        outcomes = iter(self._each(self._share_alone, parts))
         for index, part in enumerate(parts):
             what = part[0] if size == 1 else f"run {part[0]} .. {part[-1]}"
             self._say(f"{self._name}: sensitivity {index + 1}/{len(parts)}{where}"
                       f"{time_left(started, index, len(parts))}: {what}")
             self.measurements += 1
-            try:
-                share, alone = self._share_alone(part)
-            except Exception as exc:  # a layer the quantizer cannot quantize alone: not a candidate
-                if interrupts.interrupted(exc):
-                    raise
+            outcome = next(outcomes)
+            if isinstance(outcome, Exception):  # a layer the quantizer cannot quantize alone: not a candidate
                 if size == 1:
-                    self._record.sensitivity.append({"node": part[0], "error": one_line(exc)[:200]})
+                    self._record.sensitivity.append({"node": part[0], "error": one_line(outcome)[:200]})
                     continue
                 share, alone = math.inf, None  # a run that cannot: its layers are measured first
+            else:
+                share, alone = outcome
             if size > 1:
                 self._record.runs.append({"first": part[0], "last": part[-1], "layers": len(part),
                                           "noise_share": None if math.isinf(share) else round(share, 4)})
@@ -261,8 +302,11 @@ def search(source, profile, calibration, feeds, expected: Outputs, *, workdir: P
     everything = list(mixed.nodes) if SEARCH else []
     record.candidates = len(everything)
     if record.candidates:
-        ranking = _rank(evaluate, everything, feeds, expected, record, timer, say, profile.name)
-        _confirm(evaluate, ranking.first, feeds, expected, record, timer, say, profile.name)
+        try:
+            ranking = _rank(evaluate, everything, feeds, expected, record, timer, say, profile.name)
+            _confirm(evaluate, ranking.first, feeds, expected, record, timer, say, profile.name)
+        finally:
+            evaluate.close()
         record.measurements = ranking.measurements
         record.sensitivity.sort(key=lambda s: -s.get("noise_share", -1.0))
     record.seconds = time.perf_counter() - started
@@ -288,7 +332,11 @@ def _rank(evaluate, everything: list[str], feeds, expected: Outputs, record: Rec
         return share, measure(alone[expected.head], near.references[expected.head], None,
                               expected.classifier).to_dict()
 
-    return _Ranking(share_alone, everything, record, say, name)
+    def each(measure, parts: list[list[str]]):
+        return evaluate.each(measure, parts, [[other for other in everything if other not in set(part)]
+                                              for part in parts])
+
+    return _Ranking(share_alone, everything, record, say, name, each)
 
 
 def _confirm(evaluate, first, feeds, expected: Outputs, record: Recovery, timer, say, name: str) -> None:

@@ -3,13 +3,16 @@ denylisted."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 
 from compressor import digests
+from compressor.cpu import usable_cores
 from compressor.errors import ConversionError
 from targets.runtime import converted
+from targets.runtimes.litert import ahead
 from targets.runtimes.litert.convert import convert_isolated, quantize_calibrated
 from targets.runtimes.litert.flatbuffer import io_order, unclip_lstm_cells
 
@@ -70,20 +73,56 @@ def _float_op_outputs(content: bytes) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def quantized_content(calibrated: bytes, profile, float_nodes) -> bytes:
+    """The int8 flatbuffer of a calibrated model with the ops named in ``float_nodes`` in float."""
+    return unclip_lstm_cells(quantize_calibrated(calibrated, profile, float_nodes))[0]
+
+
+HELPER_WORTH_SECONDS = 30.0  # a helper process quantizes ahead when one per candidate would take this long here
+HELPER_MAX_BYTES = 64 * 2**20  # ... and the calibrated model is at most this large (the helper holds a copy)
+
+
 class MixedPrecision:
     """LiteRT int8 with chosen ops kept in float, cheaply repeated: calibrated once (in a child
-    process, as every calibrating conversion), then quantized once per candidate set."""
+    process, as every calibrating conversion), then quantized once per candidate set; on many
+    candidates, a helper process quantizes the ranking's batches beside this one
+    (:mod:`targets.runtimes.litert.ahead`)."""
 
     suffix = ".tflite"
 
     def __init__(self, source, profile, calibration, workdir: Path) -> None:
         if not mixable(profile):
             raise ConversionError(f"{profile.name}: only float-I/O int8 can keep layers in float")
-        self._source, self._profile = source, profile
+        self._source, self._profile, self._workdir = source, profile, workdir
         self._calibrated = calibrated(source.representation("keras"), profile, calibration.feeds(source))
         self.nodes = _float_op_outputs(self._calibrated)
+        self._seconds: float | None = None  # one quantization here, as measured first
+        self._helper = None
+
+    def _quantized(self, float_nodes) -> bytes:
+        started = time.perf_counter()
+        content = quantized_content(self._calibrated, self._profile, float_nodes)
+        if self._seconds is None:
+            self._seconds = time.perf_counter() - started
+        return content
+
+    def ahead(self, float_node_sets) -> None:
+        """These candidates will be asked for next: quantized beside this process when worth it."""
+        if self._helper is None and self._seconds is not None and usable_cores() > 1 \
+                and len(self._calibrated) <= HELPER_MAX_BYTES \
+                and self._seconds * len(self.nodes) >= HELPER_WORTH_SECONDS:
+            self._helper = ahead.Helper(self._calibrated, self._profile, self._quantized, self._workdir)
+        if self._helper is not None:
+            self._helper.submit(float_node_sets)
 
     def write(self, float_nodes, destination: Path) -> dict:
-        content = unclip_lstm_cells(quantize_calibrated(self._calibrated, self._profile, float_nodes))[0]
+        content = self._helper.take(float_nodes) if self._helper is not None else None
+        if content is None:
+            content = self._quantized(float_nodes)
         destination.write_bytes(content)
         return io_order(content, self._source)
+
+    def close(self) -> None:
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None

@@ -3,6 +3,7 @@ calibration ladder, dynamic int8, and int8 with chosen nodes kept in float."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,8 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
     keep = not float_nodes and calibration_method == "minmax" and source.stat().st_size <= KEEP_FULL_BYTES
 
     def quantize(prepared: Path, per_channel: bool) -> None:
+        if float_nodes:
+            _named(prepared)
         reader, strides = calibration_reader(prepared, calibration)
         try:
             with off_stdout():  # its histogram calibrations print their progress
@@ -191,14 +194,31 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
             "calibration": calibration_method, "float_nodes": list(float_nodes), **facts}
 
 
+def _named(prepared: Path) -> None:
+    """Name ``prepared``'s unnamed nodes in place, as the budget's search names them in the same
+    pre-processed graph (``qdq.name_nodes``): nodes kept in float are found by those names."""
+    import onnx
+
+    from targets import qdq
+
+    model = onnx.load(str(prepared))
+    if qdq.name_nodes(model):
+        onnx.save(model, str(prepared))
+
+
 def _from_kept(kept: dict, destination: Path, workdir: Path, settings: dict, float_nodes) -> dict | None:
     """``float_nodes`` kept in float, quantized from the pre-processed graph and ranges of this
     process's full int8 of the same graph (no pre-processing, no calibration): its facts, or None
     when ONNX Runtime cannot load what that gives (the attempts from the start then)."""
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
+    measured = kept.get("mixed")  # the budget search's last quantization, from the same graph and ranges
+    if measured is not None and measured[0] == tuple(sorted(float_nodes)):
+        destination.write_bytes(measured[1])
+        return kept["facts"]
     prepared, ranges = workdir / "kept-prepared.onnx", workdir / "kept-ranges.json"
     prepared.write_bytes(kept["prepared"])
+    _named(prepared)
     ranges.write_text(kept["ranges"])
     try:
         with off_stdout():
@@ -269,13 +289,14 @@ class MixedPrecision:
     int8" costs no quantization: full int8 with every other node given its float inputs back."""
 
     suffix = ".onnx"
+    concurrent = True  # write_alone edits a copy: candidates may be written, loaded and run in threads
 
     def __init__(self, source, profile, calibration, workdir: Path) -> None:
         import onnx
 
         from targets import qdq
 
-        self._workdir = workdir
+        self._workdir, self._lock = workdir, threading.Lock()
         float_model = workdir / "float.onnx"
         write_float_model(source, float_model)
         self._feeds = calibration.feeds(source)
@@ -284,13 +305,14 @@ class MixedPrecision:
                                           profile.options.get("calibration", "minmax"))
         self._cache, self._prepared = workdir / "calibration-cache.json", workdir / "mixed-prepared.onnx"
         kept, self._full = kept_full(float_model, self._feeds, self._settings), None
+        self._kept = kept
         if kept:  # the export's own full int8 of this graph: pre-processed, calibrated and quantized already
             self._prepared.write_bytes(kept["prepared"])
             self._cache.write_text(kept["ranges"])
         else:
             self._prepared, _ = pre_process(float_model, workdir, optimize=True, name=self._prepared.name)
         prepared = onnx.load(str(self._prepared))
-        if qdq.name_nodes(prepared):  # candidates are kept in float by name (the kept full int8 has none)
+        if qdq.name_nodes(prepared):  # candidates are kept in float by name (as the export names them: _named)
             onnx.save(prepared, str(self._prepared))
         elif kept:
             self._full = onnx.load_from_string(kept["full"])
@@ -322,6 +344,8 @@ class MixedPrecision:
                 raise
             self._per_channel = False  # as for export: per-tensor when per-channel fails on this graph
             return self.write(float_nodes, destination)
+        if self._kept is not None and self._per_channel:  # as the export quantizes from the kept full int8:
+            self._kept["mixed"] = (tuple(sorted(float_nodes)), destination.read_bytes())  # its artifact
         return {}
 
     def write_alone(self, quantized_nodes, destination: Path) -> dict:
@@ -330,11 +354,12 @@ class MixedPrecision:
 
         from targets import qdq
 
-        if self._full is None:
-            full = destination.with_name("full-int8.onnx")
-            self.write([], full)
-            self._full = onnx.load(str(full))
-            full.unlink()
+        with self._lock:  # quantized once, by the first thread to ask
+            if self._full is None:
+                full = destination.with_name("full-int8.onnx")
+                self.write([], full)
+                self._full = onnx.load(str(full))
+                full.unlink()
         onnx.save(qdq.alone(self._full, self._float, set(quantized_nodes)), str(destination))
         return {}
 

@@ -16,7 +16,7 @@ from compressor.models.source import fixed_batch
 from targets.runtime import Exported, Runtime, in_artifact_order, name_order
 from targets.runtimes.openvino_runtime.convert import convert, decline_telemetry, stable_names, with_batch
 from targets.runtimes.openvino_runtime.quantize import (ALTERNATIVES, WEIGHT_MODES, MixedPrecision, compress_weights,
-                                                       quantize)
+                                                       quantize, quantized)
 from targets.runtimes.openvino_runtime.runner import (VERIFIED_OPTIONS, OpenVINORunner, carry_options, cpu_config,
                                                      kernels, load, runtime_options)
 
@@ -41,7 +41,8 @@ def export(source, profile, calibration, workdir: Path) -> Exported:
         overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
         float_nodes = list(profile.options.get("float_nodes", ()))
         preset = profile.options.get("preset", "performance")
-        ov_model = quantize(ov_model, in_ir_order, overflow_fix=overflow_fix, float_nodes=float_nodes, preset=preset)
+        ov_model = quantized(source, ov_model, in_ir_order, overflow_fix=overflow_fix, float_nodes=float_nodes,
+                             preset=preset)
         details = {"weights": "int8", "activations": "int8", "quantizer": f"nncf.quantize ({preset} preset)",
                    "overflow_fix": overflow_fix, "float_nodes": float_nodes}
     elif profile.precision in WEIGHT_MODES:

@@ -50,6 +50,12 @@ def convert(source, workdir: Path):
     return _convert_keras(source.representation("keras"), workdir)
 
 
+def conversion_key(source) -> tuple[object, str | None]:
+    """What ``convert``'s result for ``source`` is kept under, and its digest (None: the Keras
+    model's weights): results made from that conversion are kept the same way."""
+    return (source, "") if source.representation("onnx") is not None else (source.representation("keras"), None)
+
+
 def _convert_onnx(graph, path: Path, workdir: Path):
     import onnx
     import openvino as ov

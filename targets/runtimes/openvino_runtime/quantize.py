@@ -3,15 +3,16 @@ int8 with chosen nodes kept in float (NNCF's ignored scope, or one node alone fr
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from compressor import keras_env
+from compressor import digests, keras_env
 from compressor.models.source import fixed_batch
-from targets.runtime import in_artifact_order, name_order
-from targets.runtimes.openvino_runtime.convert import stable_names, convert, with_batch
+from targets.runtime import converted, in_artifact_order, name_order
+from targets.runtimes.openvino_runtime.convert import conversion_key, stable_names, convert, with_batch
 from targets.runtimes.openvino_runtime.runner import carry_options
 
 
@@ -36,6 +37,23 @@ def quantize(ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "fi
         return nncf.quantize(ov_model, nncf.Dataset(items), subset_size=min(subset_size or len(items), len(items)),
                              target_device=nncf.TargetDevice.CPU, advanced_parameters=advanced, preset=presets[preset],
                              **({"ignored_scope": ignored} if ignored else {}))
+
+
+def quantized(source, ov_model, calibration: list[np.ndarray], *, overflow_fix: str = "first_layer_only",
+              float_nodes=(), preset: str = "performance"):
+    """``quantize``'s result for ``ov_model``, ``source``'s conversion, made once per process
+    for the same model, data and settings; each caller gets its own copy. The last one of each
+    preset is kept: the accuracy budget's search starts from the export's own full int8, and
+    its artifact with layers in float is the quantization its confirmation measured (on
+    EfficientNetB0 one ``nncf.quantize`` is 9-13 s)."""
+    owner, digest = conversion_key(source)
+    shapes = [str(port.get_partial_shape()) for port in ov_model.inputs]
+    settings = json.dumps({"overflow_fix": overflow_fix, "float_nodes": sorted(float_nodes), "shapes": shapes})
+    made = converted(owner, f"openvino-int8-{preset}",
+                     lambda: quantize(ov_model.clone(), calibration, overflow_fix=overflow_fix,
+                                      float_nodes=float_nodes, preset=preset),
+                     digest=digest, inputs=digests.arrays(calibration) + settings)
+    return made.clone()
 
 
 WEIGHT_MODES = {"int8w": "INT8_ASYM", "int4w": "INT4_SYM"}  # profile precision -> NNCF's weight mode
@@ -123,8 +141,10 @@ class MixedPrecision:
     in int8" costs no quantization: full int8 with every other FakeQuantize bypassed."""
 
     suffix = ".xml"
+    concurrent = True  # write_alone edits a clone: candidates may be written, compiled and run in threads
 
     def __init__(self, source, profile, calibration, workdir: Path) -> None:
+        self._source = source
         ov_model = convert(source, workdir)
         order = name_order([i.name for i in source.inputs], [p.get_names() for p in ov_model.inputs])
         self._order = {"input_order": order, "output_order": name_order(
@@ -134,7 +154,7 @@ class MixedPrecision:
         self._model = static if static is not None else ov_model
         self._feeds = in_artifact_order(calibration.feeds(source), order)
         self._overflow_fix = profile.options.get("overflow_fix", "first_layer_only")
-        self._full = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix)
+        self._full = quantized(source, self._model, self._feeds, overflow_fix=self._overflow_fix)
         self._alone_base = self._full.clone()  # full int8 as NNCF wrote it, for write_alone
         if static is not None:  # the edited candidates keep the source's dynamic batch: run in batches
             #                      of 64, a static batch-1 IR is compiled again at each new batch size
@@ -163,11 +183,11 @@ class MixedPrecision:
         import openvino as ov
 
         if not float_nodes and self._full is not None:  # full int8, quantized already to list the candidates
-            quantized, self._full = self._full, None
+            made, self._full = self._full, None
         else:
-            quantized = quantize(self._model.clone(), self._feeds, overflow_fix=self._overflow_fix,
-                                 float_nodes=float_nodes)
-        ov.save_model(carry_options(stable_names(quantized)), str(destination), compress_to_fp16=False)
+            made = quantized(self._source, self._model, self._feeds, overflow_fix=self._overflow_fix,
+                             float_nodes=float_nodes)
+        ov.save_model(carry_options(stable_names(made)), str(destination), compress_to_fp16=False)
         return self._order
 
 
