@@ -3,9 +3,10 @@ models from 0.1 M to 25 M parameters, each model in a process of its own, and ho
 the parameters and the layers.
 
 The models: the trained samples (mnist_cnn, cifar_cnn, the mobilenet_v2 sample) on their own
-data, and keras.applications' MobileNetV2 and ResNet50 at 224x224 with seeded untrained weights
-(cost does not depend on the values), calibrated on 64 noise images and checked on 48 others, as
-the speed suite makes them (tools.speed). Each export is one export: the profiles' parity
+data, and keras.applications' MobileNetV2 and ResNet50 at 224x224 and an SSDLite-style detector
+at 320x320 (two outputs: boxes and class scores) with seeded untrained weights (cost does not
+depend on the values), calibrated on 64 noise images and checked on 48 others, as the speed
+suite makes them (tools.speed). Each export is one export: the profiles' parity
 floors, no accuracy budget (the budget search's cost against one export is the page's first
 section). The 110 M-parameter encoder has its own table (tools.encoder_cost).
 
@@ -21,7 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODELS = ("mnist_cnn", "cifar_cnn", "mobilenet_v2", "mobilenet_v2_224", "resnet50_224")
+DETECTOR = "ssdlite_320"  # a detector at 320x320, as SSDLite lays one out (the edge's usual detector)
+MODELS = ("mnist_cnn", "cifar_cnn", "mobilenet_v2", DETECTOR, "mobilenet_v2_224", "resnet50_224")
 COMMAND = "python -m tools.cost_table --write COST.md --append"
 BOUND_MB = 1536  # one export's bound: 4 x the model's fp32 size + 1.5 GB
 
@@ -32,15 +34,19 @@ def measure(name: str, out: Path) -> dict:
     from targets import export_many, profiles_for
     from tools import speed
 
-    source_path, calibration, evaluation = speed._data(name)
+    large = name in speed.LARGE or name == DETECTOR
+    if name == DETECTOR:
+        source_path, calibration, evaluation = _detector(out), _noise(1, 64, 320), _noise(0, 48, 320)
+    else:
+        source_path, calibration, evaluation = speed._data(name)
     if source_path is None:
         source_path = speed._large_model(name, out)
     source = load_source(source_path)
     report = source.report()
-    names = [t for t in profiles_for(source) if not (name in speed.LARGE and t in speed.NOT_FOR_LARGE)]
+    names = [t for t in profiles_for(source) if not (large and t in speed.NOT_FOR_LARGE)]
     costs: dict = {}
     exported, failed = export_many(source, names, out_dir=out / name, calibration=calibration, validation=evaluation,
-                                   validation_samples=48 if name in speed.LARGE else 500, source_path=source_path,
+                                   validation_samples=48 if large else 500, source_path=source_path,
                                    overwrite=True, costs=costs,
                                    on_progress=lambda line: print(f"{name}: {line}", file=sys.stderr, flush=True))
     for result in exported:
@@ -51,6 +57,42 @@ def measure(name: str, out: Path) -> dict:
     return {"model": name, "params": report.params, "layers": len(weighted), "macs": report.macs,
             "targets": {target: {key: cost[key] for key in ("seconds", "peak_rss_mb", "status") if key in cost}
                         for target, cost in costs.items()}}
+
+
+def _noise(seed: int, samples: int, side: int):
+    """Images of uniform noise, pixels 0-255, as the speed suite calibrates its untrained models."""
+    import numpy as np
+
+    from compressor.data import Dataset
+
+    return Dataset(np.random.default_rng(seed).uniform(0, 255, (samples, side, side, 3)).astype(np.float32),
+                   name="uniform noise 0-255")
+
+
+def _detector(folder: Path) -> Path:
+    """An SSDLite-style detector at 320x320 with seeded untrained weights: a MobileNetV2 (alpha 0.5)
+    trunk, box and class heads (separable 3x3 convolutions, 6 anchors a cell, 20 classes) on its
+    stride-16 and stride-32 maps (20x20 and 10x10 cells), 3,000 boxes and their sigmoid scores."""
+    from compressor import keras_env
+
+    path = folder / f"{DETECTOR}.keras"
+    if path.is_file():
+        return path
+    keras = keras_env.keras3()
+    keras.utils.set_random_seed(0)
+    layers, anchors, classes = keras.layers, 6, 20
+    image = keras.Input((320, 320, 3), name="image")
+    trunk = keras.applications.MobileNetV2(input_tensor=image, alpha=0.5, include_top=False, weights=None)
+    boxes, scores = [], []
+    for index, features in enumerate([trunk.get_layer("block_13_expand_relu").output, trunk.output]):
+        box = layers.SeparableConv2D(anchors * 4, 3, padding="same", name=f"boxes_{index}")(features)
+        score = layers.SeparableConv2D(anchors * classes, 3, padding="same", name=f"scores_{index}")(features)
+        boxes.append(layers.Reshape((-1, 4), name=f"boxes_{index}_flat")(box))
+        scores.append(layers.Reshape((-1, classes), name=f"scores_{index}_flat")(score))
+    outputs = [layers.Concatenate(axis=1, name="boxes")(boxes),
+               layers.Activation("sigmoid", name="scores")(layers.Concatenate(axis=1)(scores))]
+    keras.Model(image, outputs, name=DETECTOR).save(path)
+    return path
 
 
 def _slope(points: list[tuple[float, float]]) -> float | None:
@@ -68,8 +110,9 @@ def render(records: list[dict], machine: str) -> str:
              f"Regenerated by `{COMMAND}` on a {machine}, 2 cores; each model in a process of its own, "
              "one export per target (the profiles' parity floors, no accuracy budget: the search's cost is the "
              "first section). "
-             "Peak RSS: the export's own high-water mark (reset as it starts). The 224×224 models are untrained "
-             "(calibrated on noise); the samples are trained. Bound: 4 × the fp32 weights + 1.5 GB. "
+             "Peak RSS: the export's own high-water mark (reset as it starts). The 224×224 models and the "
+             f"320×320 detector ({DETECTOR}: boxes and class scores) are untrained (calibrated on noise); the "
+             "samples are trained. Bound: 4 × the fp32 weights + 1.5 GB. "
              "The first ONNX Runtime target carries the model's one ONNX conversion, which the OpenVINO "
              "targets reuse. The 110 M-parameter encoder: its own section below.", ""]
     targets = list(dict.fromkeys(t for r in records for t in r["targets"]))
