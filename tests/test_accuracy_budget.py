@@ -235,17 +235,18 @@ def test_litert_candidates_quantized_ahead_in_a_helper_process_are_the_same(outl
     started; the search chooses the same layers, and no process is left behind."""
     import psutil
 
-    from targets.runtimes.litert import ahead, mixed
     from targets.profiles import get_profile
+    from targets.runtimes.litert import ahead, mixed
+    from targets.runtimes.litert.convert import quantized_content
 
     model, train, test = outlier
     profile = get_profile("tflite-int8")
     calibrated = mixed.calibrated(model, profile, [train.x[:100]])
     nodes = mixed._float_op_outputs(calibrated)
     sets = [nodes[:i] + nodes[i + 1:] for i in range(len(nodes))] + [[]]  # each alone in int8, and full int8
-    here = [mixed.quantized_content(calibrated, profile, s) for s in sets]
+    here = [quantized_content(calibrated, profile, s) for s in sets]
     in_here = []
-    helper = ahead.Helper(calibrated, profile, lambda s: in_here.append(s) or mixed.quantized_content(
+    helper = ahead.Helper(calibrated, profile, lambda s: in_here.append(s) or quantized_content(
         calibrated, profile, s), tmp_path)
     process = helper._process
     try:

@@ -32,7 +32,7 @@ def serve(fd: int) -> int:
     from multiprocessing.connection import Connection
     from types import SimpleNamespace
 
-    from targets.runtimes.litert.mixed import quantized_content
+    from targets.runtimes.litert.convert import quantized_content
 
     connection = Connection(fd)
     try:

@@ -129,6 +129,12 @@ def quantize_calibrated(calibrated: bytes, profile, float_nodes=()) -> bytes:
         raise ConversionError(f"{profile.name}: TFLite quantization failed: {one_line(exc)}") from None
 
 
+def quantized_content(calibrated: bytes, profile, float_nodes) -> bytes:
+    """The int8 flatbuffer of a calibrated model with the ops named in ``float_nodes`` in float
+    (the accuracy budget's candidates and artifact)."""
+    return unclip_lstm_cells(quantize_calibrated(calibrated, profile, float_nodes))[0]
+
+
 def _static(profile, calibration: list[np.ndarray] | None) -> list[tuple] | None:
     """A ``static_batch`` profile's input shapes: batch one, the rest as the calibration data's."""
     if getattr(profile, "static_batch", None) != 1 or not calibration:

@@ -13,8 +13,8 @@ from compressor.cpu import usable_cores
 from compressor.errors import ConversionError
 from targets.runtime import converted
 from targets.runtimes.litert import ahead
-from targets.runtimes.litert.convert import convert_isolated, quantize_calibrated
-from targets.runtimes.litert.flatbuffer import io_order, unclip_lstm_cells
+from targets.runtimes.litert.convert import convert_isolated, quantize_calibrated, quantized_content
+from targets.runtimes.litert.flatbuffer import io_order
 
 
 # Mixed precision keeps an op in float by the name of its output tensor (the converter's
@@ -71,11 +71,6 @@ def _float_op_outputs(content: bytes) -> list[str]:
             continue
         names.append(tensors[outputs[0]]["name"])
     return list(dict.fromkeys(names))
-
-
-def quantized_content(calibrated: bytes, profile, float_nodes) -> bytes:
-    """The int8 flatbuffer of a calibrated model with the ops named in ``float_nodes`` in float."""
-    return unclip_lstm_cells(quantize_calibrated(calibrated, profile, float_nodes))[0]
 
 
 HELPER_WORTH_SECONDS = 30.0  # a helper process quantizes ahead when one per candidate would take this long here
