@@ -11,6 +11,7 @@ import numpy as np
 from compressor import digests, interrupts, memory
 from compressor.errors import ConversionError, one_line
 from compressor.progress import off_stdout
+from targets import qdq
 from targets.runtimes.onnx_runtime.convert import write_float_model
 from targets.runtimes.onnx_runtime.fusion import gemm_as_matmul
 from targets.runtimes.onnx_runtime.graph import pre_process
@@ -172,7 +173,7 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
 
     def quantize(prepared: Path, per_channel: bool) -> None:
         if float_nodes:
-            _named(prepared)
+            qdq.name_file_nodes(prepared)
         reader, strides = calibration_reader(prepared, calibration)
         try:
             with off_stdout():  # its histogram calibrations print their progress
@@ -194,18 +195,6 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
             "calibration": calibration_method, "float_nodes": list(float_nodes), **facts}
 
 
-def _named(prepared: Path) -> None:
-    """Name ``prepared``'s unnamed nodes in place, as the budget's search names them in the same
-    pre-processed graph (``qdq.name_nodes``): nodes kept in float are found by those names."""
-    import onnx
-
-    from targets import qdq
-
-    model = onnx.load(str(prepared))
-    if qdq.name_nodes(model):
-        onnx.save(model, str(prepared))
-
-
 def _from_kept(kept: dict, destination: Path, workdir: Path, settings: dict, float_nodes) -> dict | None:
     """``float_nodes`` kept in float, quantized from the pre-processed graph and ranges of this
     process's full int8 of the same graph (no pre-processing, no calibration): its facts, or None
@@ -218,7 +207,7 @@ def _from_kept(kept: dict, destination: Path, workdir: Path, settings: dict, flo
         return kept["facts"]
     prepared, ranges = workdir / "kept-prepared.onnx", workdir / "kept-ranges.json"
     prepared.write_bytes(kept["prepared"])
-    _named(prepared)
+    qdq.name_file_nodes(prepared)
     ranges.write_text(kept["ranges"])
     try:
         with off_stdout():
@@ -294,8 +283,6 @@ class MixedPrecision:
     def __init__(self, source, profile, calibration, workdir: Path) -> None:
         import onnx
 
-        from targets import qdq
-
         self._workdir, self._lock = workdir, threading.Lock()
         float_model = workdir / "float.onnx"
         write_float_model(source, float_model)
@@ -312,7 +299,7 @@ class MixedPrecision:
         else:
             self._prepared, _ = pre_process(float_model, workdir, optimize=True, name=self._prepared.name)
         prepared = onnx.load(str(self._prepared))
-        if qdq.name_nodes(prepared):  # candidates are kept in float by name (as the export names them: _named)
+        if qdq.name_nodes(prepared):  # candidates are kept in float by name (as the export names them)
             onnx.save(prepared, str(self._prepared))
         elif kept:
             self._full = onnx.load_from_string(kept["full"])
@@ -351,8 +338,6 @@ class MixedPrecision:
     def write_alone(self, quantized_nodes, destination: Path) -> dict:
         """Only ``quantized_nodes`` in int8, edited from the full int8 graph (quantized once)."""
         import onnx
-
-        from targets import qdq
 
         with self._lock:  # quantized once, by the first thread to ask
             if self._full is None:
