@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from compressor import memory
 from compressor.data import Dataset
 from compressor.digests import file_record
 from compressor.errors import ParityError
@@ -70,6 +71,7 @@ class Attempt:
         write the manifest; ``recovery_record``: what the budget's ladder did to get here."""
         runtime = get_runtime(profile.runtime)
         exported = runtime.export(self.source, profile, self.calibration, self.staging)
+        memory.settle()  # the conversion's garbage, before the artifact and the source run beside each other
         _drop_unnamed(self.staging, exported)
         if self.options.device is not None:
             devices.check_fits(self.options.device, exported.details, profile.name)

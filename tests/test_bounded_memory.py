@@ -153,3 +153,28 @@ def test_calibration_of_a_graph_whose_shapes_are_unknown_goes_one_sample_at_a_ti
     reader, strides = quantize.calibration_reader(path, [np.zeros((30, 5, 8), np.float32)])
     assert strides == {"CalibStridedMinMax": 1}
     assert [reader.get_next()["x"].shape for _ in range(2)] == [(1, 5, 8)] * 2
+
+
+def test_settling_after_a_stage_frees_the_cycles_it_left():
+    """A converter's traced graphs hold reference cycles: settle() collects them (and returns the
+    heap), so the next stage does not start from the last one's garbage."""
+    import weakref
+
+    from compressor import memory
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other, a.weights = b, a, np.ones(1 << 20)
+    alive = weakref.ref(a)
+    del a, b
+    import gc
+
+    gc.disable()  # no automatic collection between the del and the settle
+    try:
+        assert alive() is not None
+        memory.settle()
+        assert alive() is None
+    finally:
+        gc.enable()

@@ -3,8 +3,9 @@ child process (some quantized kernels abort the process that meets them), its er
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -86,14 +87,21 @@ def _batch_one_signature(model, static: list[tuple] | None = None):
     return tf.function(call).get_concrete_function(*specs)
 
 
-def _converter(model, static: list[tuple] | None = None):
+def _converter(model, work: Path, static: list[tuple] | None = None):
     """A converter for ``model`` (recurrent models and ``static`` ones through
-    :func:`_batch_one_signature`)."""
+    :func:`_batch_one_signature`), others from the SavedModel it writes in ``work``.
+
+    ``from_keras_model`` writes the same SavedModel, and with it the Python stack of every op's
+    creation (``save_debug_info``), for error locations the toolkit does not report: 180 MB of
+    the process's peak on the 105-layer MobileNetV2 sample (1,165 -> 983 MB), and a flatbuffer
+    that differs only in the conversion metadata's record of where the model came from."""
     tf = keras_env.tf()
     concrete = _batch_one_signature(model, static)
-    if concrete is None:
-        return tf.lite.TFLiteConverter.from_keras_model(model)
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    if concrete is not None:
+        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    with keras_env.quiet_native():
+        tf.saved_model.save(model, str(work / "saved_model"))
+    return tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model"))
 
 
 def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
@@ -106,9 +114,14 @@ def convert(model, profile, calibration: list[np.ndarray] | None) -> bytes:
     """
     if profile.precision in CALIBRATED:
         return unclip_lstm_cells(convert_isolated(model, profile, calibration))[0]
-    converter = _converter(model, _static(profile, calibration))
-    _configure(converter, profile, calibration, list(model.input_names))
-    return unclip_lstm_cells(_run_converter(converter, profile.name))[0]
+    with tempfile.TemporaryDirectory(prefix="compressor-tflite-") as work:
+        try:
+            converter = _converter(model, Path(work), _static(profile, calibration))
+        except Exception as exc:  # as convert_isolated says it
+            raise ConversionError(f"{profile.name}: the model could not be traced for the TFLite converter: "
+                                  f"{str(exc).strip().splitlines()[0][:200]}") from None
+        _configure(converter, profile, calibration, list(model.input_names))
+        return unclip_lstm_cells(_run_converter(converter, profile.name))[0]
 
 
 CALIBRATED = ("int8", "int16x8")
@@ -174,7 +187,6 @@ def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate
     import os
     import subprocess
     import sys
-    import tempfile
 
     with tempfile.TemporaryDirectory(prefix="compressor-tflite-") as tmp:
         work = Path(tmp)
