@@ -28,3 +28,12 @@ def test_the_table_names_what_passes_the_bound():
     assert "onnx-int8 time ∝ params^0.83 (layers^1.27)" in text  # 1 -> 100 s over 0.1 -> 25 M parameters
     records[0]["targets"]["onnx-int8"]["peak_rss_mb"] = 5000  # over 4 x 0.4 MB + 1,536 MB (large: 1,800 within 4 x 95 MB + 1,536)
     assert "Over the bound: 1 of 3 exports, on small" in cost_table.render(records, "a test machine")
+
+
+def test_the_fresh_process_table_names_each_export_over_the_bound_with_its_peak():
+    records = [_record("small", 100_000, 3, 1.0, 1600), _record("large", 25_000_000, 100, 100.0, 1800)]
+    text = cost_table.render(records, "a test machine", fresh=True)
+    assert "each export by `compressor export` in a fresh process" in text
+    assert "`python -m tools.cost_table --fresh --write COST.md --append`" in text
+    # small: 1,600 MB over 4 x 0.4 MB + 1,536 MB; large: 1,800 MB within 4 x 95 MB + 1,536 MB
+    assert "Over the bound: 1 of 2 exports: small onnx-int8 1,600 MB (bound 1,538)." in text

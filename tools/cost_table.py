@@ -10,7 +10,11 @@ suite makes them (tools.speed). Each export is one export: the profiles' parity
 floors, no accuracy budget (the budget search's cost against one export is the page's first
 section). The 110 M-parameter encoder has its own table (tools.encoder_cost).
 
-Usage: python -m tools.cost_table [--models NAME ...] [--out cost-out] [--write COST.md [--append]]
+With ``--fresh`` each export is the CLI's (``compressor export``) in a process of its own, the
+data passed as .npz files: its peak is one export's alone, not a process that has done the ones
+before it (tools.export_memory).
+
+Usage: python -m tools.cost_table [--models NAME ...] [--fresh] [--out cost-out] [--write COST.md [--append]]
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ COMMAND = "python -m tools.cost_table --write COST.md --append"
 BOUND_MB = 1536  # one export's bound: 4 x the model's fp32 size + 1.5 GB
 
 
-def measure(name: str, out: Path) -> dict:
-    """Every target ``name`` can take, exported in this process; its cost per target."""
+def measure(name: str, out: Path, fresh: bool = False) -> dict:
+    """Every target ``name`` can take, exported in this process (or, ``fresh``, each by the CLI in a
+    process of its own); its cost per target."""
     from compressor.models import load_source
-    from targets import export_many, profiles_for
+    from targets import profiles_for
     from tools import speed
 
     large = name in speed.LARGE or name == DETECTOR
@@ -44,19 +49,58 @@ def measure(name: str, out: Path) -> dict:
     source = load_source(source_path)
     report = source.report()
     names = [t for t in profiles_for(source) if not (large and t in speed.NOT_FOR_LARGE)]
+    validation = evaluation.take(48 if large else 500)
+    run = _fresh_exports if fresh else _exports
+    costs = run(name, source, source_path, names, calibration, validation, out)
+    weighted = [layer for layer in report.layers if layer.params]
+    return {"model": name, "params": report.params, "layers": len(weighted), "macs": report.macs,
+            "targets": {target: {key: cost[key] for key in ("seconds", "peak_rss_mb", "status") if key in cost}
+                        for target, cost in costs.items()}}
+
+
+def _exports(name, source, source_path, names, calibration, validation, out: Path) -> dict:
+    """One export per target in this process, each with its own high-water mark (reset as it starts)."""
+    from targets import export_many
+
     costs: dict = {}
-    exported, failed = export_many(source, names, out_dir=out / name, calibration=calibration, validation=evaluation,
-                                   validation_samples=48 if large else 500, source_path=source_path,
-                                   overwrite=True, costs=costs,
+    exported, failed = export_many(source, names, out_dir=out / name, calibration=calibration, validation=validation,
+                                   source_path=source_path, overwrite=True, costs=costs,
                                    on_progress=lambda line: print(f"{name}: {line}", file=sys.stderr, flush=True))
     for result in exported:
         costs[result.target]["status"] = "ok"
     for failure in failed:
         costs[failure.target]["status"] = f"refused (exit {failure.exit_code})"
-    weighted = [layer for layer in report.layers if layer.params]
-    return {"model": name, "params": report.params, "layers": len(weighted), "macs": report.macs,
-            "targets": {target: {key: cost[key] for key in ("seconds", "peak_rss_mb", "status") if key in cost}
-                        for target, cost in costs.items()}}
+    return costs
+
+
+def _fresh_exports(name, source, source_path, names, calibration, validation, out: Path) -> dict:
+    """Each target exported by ``compressor export`` in a fresh process, the data as .npz files; one
+    export, not the accuracy budget's search (``--max-drop 100``, ``--min-snr`` at its least)."""
+    import numpy as np
+
+    from targets.export import DEFAULT_CALIBRATION_SAMPLES
+    from tools.export_memory import measure as export_alone
+
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    calibration = calibration.shuffled(0).take(DEFAULT_CALIBRATION_SAMPLES)  # the samples the export takes
+    for label, dataset in (("calibration", calibration), ("validation", validation)):
+        arrays = dict(dataset.arrays)  # "x", or one array per named input
+        if dataset.y is not None:
+            arrays["y"] = dataset.y
+        files.append(folder / f"{label}.npz")
+        np.savez(files[-1], **arrays)
+    options = ["--data", str(files[0]), "--eval-data", str(files[1]), "--calibration-samples",
+               str(len(next(iter(calibration.arrays.values())))), "--max-drop", "100", "--min-snr", "1e-9"]
+    tree = Path(__file__).resolve().parents[1]
+    costs = {}
+    for target in names:
+        row = export_alone(str(source_path), target, tree, options)
+        status = "ok" if row["exit"] == 0 else f"refused (exit {row['exit']})"
+        costs[target] = {"seconds": row["seconds"], "peak_rss_mb": row["peak_mb"], "status": status}
+        print(f"{name}: {target} {status} {row['seconds']} s, peak {row['peak_mb']} MB", file=sys.stderr, flush=True)
+    return costs
 
 
 def _noise(seed: int, samples: int, side: int):
@@ -105,16 +149,22 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in points) / var if var else None
 
 
-def render(records: list[dict], machine: str) -> str:
-    lines = ["## One export's cost as the model grows (0.1 M to 25 M parameters)", "",
-             f"Regenerated by `{COMMAND}` on a {machine}, 2 cores; each model in a process of its own, "
-             "one export per target (the profiles' parity floors, no accuracy budget: the search's cost is the "
-             "first section). "
-             "Peak RSS: the export's own high-water mark (reset as it starts). The 224×224 models and the "
+def render(records: list[dict], machine: str, fresh: bool = False) -> str:
+    how = ("each export by `compressor export` in a fresh process (the data as .npz files, `--max-drop 100`: "
+           "one export, not the accuracy budget's search). Peak RSS: the process's high-water mark (`VmHWM`), "
+           "TensorFlow, ONNX Runtime and OpenVINO loaded as the export needs them; each export converts the "
+           "model again where it needs ONNX." if fresh else
+           "each model in a process of its own, one export per target (the profiles' parity floors, no accuracy "
+           "budget: the search's cost is the first section). Peak RSS: the export's own high-water mark (reset "
+           "as it starts), in a process that has done the exports above it. The first ONNX Runtime target "
+           "carries the model's one ONNX conversion, which the OpenVINO targets reuse.")
+    command = COMMAND.replace("--write", "--fresh --write") if fresh else COMMAND
+    lines = ["## One export's cost as the model grows (0.1 M to 25 M parameters)"
+             + (", each export a process of its own" if fresh else ""), "",
+             f"Regenerated by `{command}` on a {machine}, 2 cores; {how} The 224×224 models and the "
              f"320×320 detector ({DETECTOR}: boxes and class scores) are untrained (calibrated on noise); the "
              "samples are trained. Bound: 4 × the fp32 weights + 1.5 GB. "
-             "The first ONNX Runtime target carries the model's one ONNX conversion, which the OpenVINO "
-             "targets reuse. The 110 M-parameter encoder: its own section below.", ""]
+             "The 110 M-parameter encoder: its own section below.", ""]
     targets = list(dict.fromkeys(t for r in records for t in r["targets"]))
     header = " | ".join(f"{r['model']} ({r['params'] / 1e6:.2f} M, {r['layers']} layers)" for r in records)
     lines += [f"| target | {header} |", "|---|" + "---|" * len(records)]
@@ -129,10 +179,16 @@ def render(records: list[dict], machine: str) -> str:
             seconds = f"{cost['seconds']:.1f}" if cost["seconds"] < 10 else f"{cost['seconds']:.0f}"
             cells.append(f"{seconds} s, {cost['peak_rss_mb']:,.0f} MB{mark}")
         lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    bound = {r["model"]: 4 * r["params"] * 4 / 2**20 + BOUND_MB for r in records}
     over = [f"{r['model']} {t}" for r in records for t, c in r["targets"].items()
-            if c["peak_rss_mb"] > 4 * r["params"] * 4 / 2**20 + BOUND_MB]
+            if c["peak_rss_mb"] is None or c["peak_rss_mb"] > bound[r["model"]]]
     if not over:
         lines += ["", "- Within the bound: every export."]
+    elif fresh:
+        cells = {f"{r['model']} {t}": c["peak_rss_mb"] for r in records for t, c in r["targets"].items()}
+        lines += ["", f"- Over the bound: {len(over)} of {len(cells)} exports: "
+                  + ", ".join(f"{item} {cells[item] or 0:,.0f} MB (bound {bound[item.split(' ')[0]]:,.0f})"
+                              for item in over) + "."]
     else:
         models = list(dict.fromkeys(item.split(" ")[0] for item in over))
         total = sum(len(r["targets"]) for r in records)
@@ -161,6 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("cost-out"))
     parser.add_argument("--write", type=Path, help="the page to write (e.g. COST.md)")
     parser.add_argument("--append", action="store_true", help="add the section below the page --write names")
+    parser.add_argument("--fresh", action="store_true", help="each export by the CLI in a process of its own")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one model, JSON out
     args = parser.parse_args(argv)
     from compressor.app.options import quiet_libraries
@@ -168,11 +225,12 @@ def main(argv=None) -> int:
     quiet_libraries()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        print(json.dumps(measure(args.one, args.out)))
+        print(json.dumps(measure(args.one, args.out, fresh=args.fresh)))
         return 0
     records = []
     for name in args.models:  # a process per model: its peak is its own
-        done = subprocess.run([sys.executable, "-m", "tools.cost_table", "--one", name, "--out", str(args.out)],
+        done = subprocess.run([sys.executable, "-m", "tools.cost_table", "--one", name, "--out", str(args.out),
+                               *(["--fresh"] if args.fresh else [])],
                               stdout=subprocess.PIPE, text=True, check=True)
         records.append(json.loads(done.stdout.strip().splitlines()[-1]))
         (args.out / f"{name}.json").write_text(json.dumps(records[-1], indent=2))
@@ -180,7 +238,8 @@ def main(argv=None) -> int:
     from tools.publish import publish
 
     host = capture()
-    return publish(render(records, f"{host.get('cpu', '?')} (class {host.get('cpu_class', '?')})"), args.write,
+    machine = f"{host.get('cpu', '?')} (class {host.get('cpu_class', '?')})"
+    return publish(render(records, machine, fresh=args.fresh), args.write,
                    append=args.append)
 
 
