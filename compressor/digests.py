@@ -45,6 +45,8 @@ def gzip_size(path: Path) -> int:
     return size + len(compressor.flush())
 
 
-def file_record(path: Path) -> dict:
-    """What a manifest says of one file: its name, size, size after gzip and sha256."""
-    return {"file": path.name, "bytes": path.stat().st_size, "gzip_bytes": gzip_size(path), "sha256": sha256(path)}
+def file_record(path: Path, *, compressed: bool = True) -> dict:
+    """What a manifest says of one file: its name, size, size after gzip (None with ``compressed``
+    false) and sha256."""
+    return {"file": path.name, "bytes": path.stat().st_size,
+            "gzip_bytes": gzip_size(path) if compressed else None, "sha256": sha256(path)}

@@ -58,3 +58,15 @@ def settle() -> None:
     (running the artifact, the source's reference outputs) would start from the converter's peak."""
     gc.collect()
     release()
+
+
+BATCH_INPUT_BYTES = 4 << 20  # the inputs of one inference batch; its activations are some multiple
+
+
+def batch_for(feeds, most: int = 64) -> int:
+    """How many samples of ``feeds`` (one array per input, first axis = samples) one inference
+    batch takes: as many as fit :data:`BATCH_INPUT_BYTES` of inputs, at least 1 and at most
+    ``most``. A runtime holds a batch's activations (ONNX Runtime's arena keeps the largest it
+    has seen), so images of 320×320 go 3 at a time and digits of 28×28 64 at a time."""
+    sample = sum(array[:1].nbytes for array in feeds)
+    return max(1, min(most, BATCH_INPUT_BYTES // max(1, sample)))

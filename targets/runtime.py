@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from compressor.errors import BadInputError
+from compressor.memory import batch_for
 from compressor.models.source import feed_list
 
 
@@ -127,9 +128,11 @@ def baseline_runtime(source_format: str) -> Runtime:
     raise BadInputError(f"no runtime runs {source_format} models as they are")
 
 
-def run_batched(runner: Runner, x, batch_size: int = 64) -> list[np.ndarray]:
-    """Run ``x`` (one array per input, or one array) through ``runner`` in batches; concatenate each output."""
+def run_batched(runner: Runner, x, batch_size: int | None = None) -> list[np.ndarray]:
+    """Run ``x`` (one array per input, or one array) through ``runner`` in batches (by default as
+    many samples as :func:`compressor.memory.batch_for` gives); concatenate each output."""
     inputs = feed_list(x)
+    batch_size = batch_size or batch_for(inputs)
     chunks = [runner.run([a[start : start + batch_size] for a in inputs])
               for start in range(0, len(inputs[0]), batch_size)]
     return [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]

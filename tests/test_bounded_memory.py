@@ -178,3 +178,39 @@ def test_settling_after_a_stage_frees_the_cycles_it_left():
         assert alive() is None
     finally:
         gc.enable()
+
+
+def test_inference_batches_hold_a_few_large_images_or_many_small_ones(tmp_path):
+    """A runtime holds one batch's activations (ONNX Runtime's arena keeps its largest): batches of
+    320x320 images are small, batches of 28x28 digits are not, and the outputs are the same as one
+    batch of everything."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from compressor.memory import batch_for
+    from compressor.models import load_source
+    from targets.runtime import run_batched
+
+    images, digits = np.ones((20, 320, 320, 3), np.float32), np.ones((200, 28, 28, 1), np.float32)
+    assert batch_for([images]) == 3 and batch_for([digits]) == 64 and batch_for([digits], most=16) == 16
+    assert batch_for([np.ones((2, 4096, 4096), np.float32)]) == 1
+
+    class Recorder:
+        sizes: list[int] = []
+
+        def run(self, inputs):
+            self.sizes.append(len(inputs[0]))
+            return [inputs[0].sum(axis=(1, 2, 3))]
+
+    recorder = Recorder()
+    summed = run_batched(recorder, images)[0]
+    assert recorder.sizes == [3] * 6 + [2] and np.array_equal(summed, images.sum(axis=(1, 2, 3)))
+
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2], keepdims=0)], "mean",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 320, 320, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])
+    path = tmp_path / "mean.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    varied = np.random.default_rng(0).normal(size=images.shape).astype(np.float32)
+    source = load_source(path)
+    assert np.allclose(source.predict(varied)[0], source.predict(varied, batch_size=20)[0], atol=1e-6)

@@ -100,6 +100,11 @@ def test_manifest_records_what_a_deployer_needs(exported):
     assert results["openvino-fp16"].manifest["details"]["weights"] == "fp16"
     sizes = {name: r.manifest["size"]["bytes"] for name, r in results.items()}
     assert sizes["tflite-int8"] < sizes["tflite-fp16"] < sizes["tflite-fp32"]
+    mcu = results["mcu"].manifest  # the C array is built into firmware: its cost is the artifact's bytes
+    sources = {r["file"]: r for r in mcu["extra_files"]}
+    assert set(sources) >= {"model_data.cc", "model_data.h"}
+    assert all(r["gzip_bytes"] is None and len(r["sha256"]) == 64 for r in sources.values())
+    assert mcu["size"] == {"bytes": mcu["artifact"]["bytes"], "gzip_bytes": mcu["artifact"]["gzip_bytes"]}
 
 
 def named_files(folder) -> set[str]:

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from compressor.errors import BadInputError, one_line
+from compressor.memory import batch_for
 from compressor.models import onnx_graph
 from compressor.models.inspection import LayerInfo, ModelReport, TensorSpec
 from compressor.models.source import (class_score_outputs, feed_list, file_identity, first_input_spec, fixed_batch,
@@ -213,8 +214,9 @@ class OnnxSource:
             spec.name: array.astype(spec.dtype, copy=False) for spec, array in zip(specs, chunk)}), list(x),
             fixed_batch([spec.shape for spec in specs]))
 
-    def predict(self, x, batch_size: int = 64) -> list[np.ndarray]:
+    def predict(self, x, batch_size: int | None = None) -> list[np.ndarray]:
         feeds = feed_list(x)
+        batch_size = batch_size or batch_for(feeds)
         parts = [self._run([f[i : i + batch_size] for f in feeds]) for i in range(0, len(feeds[0]), batch_size)]
         return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 

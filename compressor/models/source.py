@@ -15,6 +15,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import BadInputError
+from compressor.memory import batch_for
 from compressor.models import inspection
 from compressor.models.inspection import ModelReport, TensorSpec, flat_layers, tensor_specs
 
@@ -34,9 +35,10 @@ class SourceModel(Protocol):
     def op_types(self) -> set[str]:
         """Layer (Keras) or op (ONNX) type names: what target profiles are checked against."""
 
-    def predict(self, x, batch_size: int = 64) -> list[np.ndarray]:
+    def predict(self, x, batch_size: int | None = None) -> list[np.ndarray]:
         """Run the float model on ``x`` (one array per input, in input order; or the one array of
-        a single-input model); one array per output."""
+        a single-input model); one array per output. ``batch_size``: samples per batch (default:
+        :func:`compressor.memory.batch_for`'s)."""
 
     def predict_with_weights(self, dtype: str, x) -> list[np.ndarray]:
         """``predict`` with every float weight rounded to ``dtype`` first (the model itself unchanged)."""
@@ -221,9 +223,10 @@ class KerasSource:
                     types.add(type(inner).__name__)
         return types
 
-    def predict(self, x, batch_size: int = 64) -> list[np.ndarray]:
+    def predict(self, x, batch_size: int | None = None) -> list[np.ndarray]:
         feeds = feed_list(x)
-        result = self.model.predict(keras_env.as_called(self.model, feeds), batch_size=batch_size, verbose=0)
+        result = self.model.predict(keras_env.as_called(self.model, feeds), batch_size=batch_size or batch_for(feeds),
+                                    verbose=0)
         return [np.asarray(r) for r in (result if isinstance(result, list) else [result])]
 
     def predict_with_weights(self, dtype: str, x) -> list[np.ndarray]:
