@@ -214,3 +214,51 @@ def test_inference_batches_hold_a_few_large_images_or_many_small_ones(tmp_path):
     varied = np.random.default_rng(0).normal(size=images.shape).astype(np.float32)
     source = load_source(path)
     assert np.allclose(source.predict(varied)[0], source.predict(varied, batch_size=20)[0], atol=1e-6)
+
+
+def test_the_lean_freezing_gives_the_model_tf2onnx_own_freezing_gives():
+    """Keras -> ONNX freezes the model to a graph def alone (no function built from it, no third
+    graph): the same ops, the same weights and the same outputs as tf2onnx's own freezing, on a
+    model with what the converter rewrites (a batch norm, a layer norm, an exact GELU through
+    the Erfc handler, dense layers)."""
+    import contextlib
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from compressor import keras_env
+    from targets.runtimes.onnx_runtime import convert
+
+    keras = keras_env.tf_keras()
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(6, 3, use_bias=False)(image)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Reshape((36, 6))(x)
+    x = keras.layers.LayerNormalization()(x)
+    x = keras.layers.Dense(8, activation=lambda t: keras.activations.gelu(t, approximate=False))(x)
+    model = keras.Model(image, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    for layer in model.layers:  # batch statistics that are not the initial ones, so the fold shows
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([w + np.random.default_rng(1).uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
+
+    def converted(freezing):
+        original = convert._freezing_to_a_graph_def
+        convert._freezing_to_a_graph_def = freezing
+        try:
+            return convert._keras_to_onnx(model)
+        finally:
+            convert._freezing_to_a_graph_def = original
+
+    lean, own = converted(convert._freezing_to_a_graph_def), converted(contextlib.nullcontext)
+    graphs = [onnx.load_from_string(b).graph for b in (lean, own)]
+    assert Counter(n.op_type for n in graphs[0].node) == Counter(n.op_type for n in graphs[1].node)
+    assert "Erf" in {n.op_type for n in graphs[0].node}  # the exact GELU, through the Erfc handler
+    weights = [sorted(numpy_helper.to_array(t).tobytes() for t in g.initializer) for g in graphs]
+    assert weights[0] == weights[1]
+    feed = {"image": np.random.default_rng(2).normal(size=(4, 8, 8, 3)).astype(np.float32)}
+    outputs = [ort.InferenceSession(b).run(None, feed)[0] for b in (lean, own)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(outputs[0], model(feed["image"]).numpy(), rtol=1e-4, atol=1e-5)
