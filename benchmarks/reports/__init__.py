@@ -54,9 +54,8 @@ _discover()
 
 from benchmarks.reports.figures import accuracy_latency_figure, sensitivity_figure  # noqa: E402
 from benchmarks.reports.markdown import to_markdown  # noqa: E402
-from benchmarks.reports.tables import (MD_COLUMNS, machine_line, md_cells, noise_pp, recommendations,
-                                       # noqa: E402                                        slower_than_fp32,
-                                       table_rows)
+from benchmarks.reports.tables import (MD_COLUMNS, machine_line, md_cells, noise_pp,  # noqa: E402
+                                       recommendations, slower_than_fp32, table_rows)
 
 __all__ = ["MD_COLUMNS", "WRITERS", "accuracy_latency_figure", "machine_line", "md_cells", "noise_pp",
            "recommendations", "render", "sensitivity_figure", "slower_than_fp32", "table_rows", "to_markdown",
