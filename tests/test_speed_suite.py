@@ -27,6 +27,25 @@ def test_headline_ratios_come_from_one_configuration():
     assert h["int8_size_ratio"] == {"tflite-int8": pytest.approx(16000 / 4000)}
 
 
+def test_a_run_on_another_class_is_a_section_with_each_fraction_of_its_own_ceiling():
+    """``--section``: the tables one level down under the run's heading, below the page; a
+    roofline fraction names the ceiling it is of (the AMX tiles' for OpenVINO's int8 there)."""
+    from tools import speed
+
+    record = _record()
+    best = record["docs"]["1t-b1"]["results"][2]
+    best["roofline"] = {"gops": 310.0, "fraction": 0.072, "ceiling": "int8 (AMX)"}
+    record["docs"]["1t-b1"]["machine"]["cpu_class"] = "x86-amx"
+    for row in record["docs"]["1t-b1"]["results"]:
+        row["latency"] = {**row["latency"], "p50_spread_ms": [row["latency"]["p50_ms"]] * 2}
+    text = speed.render([record], heading="On an Intel Xeon with AMX (x86-amx)", command="python -m tools.speed ...")
+    lines = text.splitlines()
+    assert lines[0] == "## On an Intel Xeon with AMX (x86-amx)" and "# Speed per CPU class" not in lines
+    assert "### Headline (1 thread, batch 1)" in lines and "### m" in lines
+    assert "| 7 % of int8 (AMX) |" in text and "| 310.0 | 7 % of int8 (AMX) |" in text
+    assert speed.render([record]).startswith("# Speed per CPU class")
+
+
 def _pruned_record():
     record = _record()
     rows = record["docs"]["1t-b1"]["results"]
