@@ -144,3 +144,96 @@ def test_a_conversion_leaves_nothing_frozen_for_the_collector(tmp_path, monkeypa
     with pytest.raises(ConversionError, match="boom"):
         convert_keras(tfk.Model(x, tfk.layers.Dense(3)(x)), tmp_path / "b.onnx")
     assert gc.get_freeze_count() == 0 and not (tmp_path / "b.onnx").exists()
+
+
+def _attention_model(opset: int = 17, axis: int | None = None):
+    """One attention head as a PyTorch export writes it: int64 ``input_ids`` and
+    ``attention_mask``, the mask term ``(1 - mask) * -1e9`` added to the scores, a softmax, and
+    a class head whose softmax reads a bias ``Add`` (no mask: not to be guarded)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    const = lambda name, a: numpy_helper.from_array(np.asarray(a, np.float32), name)  # noqa: E731
+    inits = [const("table", rng.normal(0, 1, (20, 16))), const("wq", rng.normal(0, 0.5, (16, 16))),
+             const("wk", rng.normal(0, 0.5, (16, 16))), const("one", 1.0), const("big", -1e9),
+             const("head", rng.normal(0, 1, (16, 3))), const("bias", [0.1, -0.2, 0.3]),
+             numpy_helper.from_array(np.array([0, 1, -1], np.int64), "row"),
+             numpy_helper.from_array(np.array(0, np.int64), "first")]
+    softmax = {} if axis is None else {"axis": axis}
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["tokens"]),
+             helper.make_node("MatMul", ["tokens", "wq"], ["q"]), helper.make_node("MatMul", ["tokens", "wk"], ["k"]),
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+             helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+             helper.make_node("Reshape", ["maskf", "row"], ["mask3"]),
+             helper.make_node("Sub", ["one", "mask3"], ["hidden"]), helper.make_node("Mul", ["hidden", "big"], ["term"]),
+             helper.make_node("Add", ["scores", "term"], ["masked"]),
+             helper.make_node("Softmax", ["masked"], ["weights"], name="attention_softmax", **softmax),
+             helper.make_node("MatMul", ["weights", "tokens"], ["mixed"]),
+             helper.make_node("Gather", ["mixed", "first"], ["pooled"], axis=1),
+             helper.make_node("MatMul", ["pooled", "head"], ["logits"]),
+             helper.make_node("Add", ["logits", "bias"], ["biased"]),
+             helper.make_node("Softmax", ["biased"], ["classes"], name="class_softmax", axis=-1)]
+    graph = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info(n, TensorProto.INT64, [None, None])
+                                                   for n in ("input_ids", "attention_mask")],
+                              [helper.make_tensor_value_info("classes", TensorProto.FLOAT, [None, 3]),
+                               helper.make_tensor_value_info("weights", TensorProto.FLOAT, [None, None, None])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _padded(n: int = 12, length: int = 32) -> dict:
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(3, length + 1, n)
+    mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int64)
+    return {"input_ids": rng.integers(0, 20, (n, length)) * mask, "attention_mask": mask}
+
+
+def test_a_masked_softmax_is_guarded_from_denormals_with_the_same_outputs(tmp_path):
+    """The attention softmax reads Max(x, ReduceMax(x) - 80) in every ONNX Runtime artifact (the
+    source file as it was); the class head's softmax, after a bias, is left alone; outputs equal
+    the source's on sentences padded to different lengths, masked weights still 0 to float32."""
+    import onnx
+    import onnxruntime as ort
+
+    from compressor.data import Dataset
+    from compressor.models import load_source
+    from targets import export
+
+    source = tmp_path / "attention.onnx"
+    onnx.save_model(_attention_model(), str(source))
+    before = source.read_bytes()
+    feeds = _padded()
+    want = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for profile in ("onnx-fp32", "onnx-dynamic-int8"):
+        result = export(load_source(source), profile, out_dir=tmp_path / profile, validation=Dataset(feeds, None, "t"))
+        artifact = onnx.load(str(result.folder / "model.onnx"))
+        readers = {name: n for n in artifact.graph.node for name in n.input}
+        softmaxes = {n.name: n for n in artifact.graph.node if n.op_type == "Softmax"}
+        guard = next(n for n in artifact.graph.node if n.output[0] == softmaxes["attention_softmax"].input[0])
+        assert guard.op_type == "Max" and readers["biased"].name == "class_softmax", profile
+        assert sum(n.op_type == "ReduceMax" for n in artifact.graph.node) == 1, profile
+        assert result.manifest["parity"]["passed"], profile
+        if profile == "onnx-fp32":
+            got = ort.InferenceSession(str(result.folder / "model.onnx"),
+                                       providers=["CPUExecutionProvider"]).run(None, feeds)
+            np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-30)
+            hidden = feeds["attention_mask"][:, None, :].repeat(32, 1) == 0
+            assert got[1][hidden].max() < 1e-30 and np.allclose(got[1].sum(-1), 1.0, atol=1e-6)
+    assert source.read_bytes() == before
+
+
+def test_the_guard_follows_the_opset_axis_rules():
+    """Opset 18 reads ReduceMax's axes as an input; before opset 13 a softmax over axis 1 of a
+    rank-3 tensor flattens axes 1 and 2, so no per-axis guard can stand for it: left alone."""
+    import onnxruntime as ort
+
+    from targets.runtimes.onnx_runtime.fusion import guard_masked_softmax
+
+    feeds = _padded(4)
+    for opset, axis, guarded in ((18, None, 1), (12, 1, 0), (12, 2, 1)):
+        model = _attention_model(opset, axis)
+        want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+        assert guard_masked_softmax(model) == guarded, (opset, axis)
+        got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-30)

@@ -4,7 +4,8 @@ Static int8 follows ONNX Runtime's own advice for CNNs on x86 and ARM: QDQ forma
 signed int8 activations and weights (S8S8), per-channel weights, after its
 ``quant_pre_process``. Dynamic int8 is the path for LSTM/transformer-like models.
 Weight-only int8/int4 (``MatMulNBits``) for transformers. Every artifact's float graph has
-tf2onnx's layer norms as one ``LayerNormalization`` each. One module each: :mod:`.convert`,
+tf2onnx's layer norms as one ``LayerNormalization`` each and its masked softmaxes kept out of
+denormal floats (:mod:`.fusion`). One module each: :mod:`.convert`,
 :mod:`.fusion`, :mod:`.graph`, :mod:`.quantize`, :mod:`.weights`, :mod:`.runner`.
 """
 

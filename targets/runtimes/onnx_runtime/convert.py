@@ -11,7 +11,7 @@ import numpy as np
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
 from targets.runtime import converted
-from targets.runtimes.onnx_runtime.fusion import fuse_layer_norms
+from targets.runtimes.onnx_runtime.fusion import fuse_layer_norms, guard_masked_softmax, masked_softmaxes
 
 
 OPSET = 17
@@ -47,7 +47,11 @@ def _register_handlers() -> None:
 def convert_keras(model, destination: Path) -> None:
     """Write ``model`` as ONNX (opset ``OPSET``) with a dynamic batch axis (converted once per
     process while its weights stay the same)."""
-    destination.write_bytes(converted(model, "onnx", lambda: _keras_to_onnx(model)))
+    destination.write_bytes(_keras_onnx(model))
+
+
+def _keras_onnx(model) -> bytes:
+    return converted(model, "onnx", lambda: _keras_to_onnx(model))
 
 
 FUNCTION_CALLS = {"PartitionedCall", "StatefulPartitionedCall"}
@@ -161,19 +165,30 @@ def _collecting_optimizers() -> dict:
 
 def write_float_model(source, destination: Path) -> int:
     """Write the float ONNX model: the source's own ONNX graph re-saved inline, or its Keras model
-    converted; tf2onnx's layer norms as one op each (``fusion.fuse_layer_norms``). Returns its
-    opset."""
+    converted; tf2onnx's layer norms as one op each (``fusion.fuse_layer_norms``), masked
+    softmaxes guarded (``fusion.guard_masked_softmax``). Returns its opset."""
     import onnx
 
     graph = source.representation("onnx")
     if graph is None:
-        convert_keras(source.representation("keras"), destination)
+        serialized = _keras_onnx(source.representation("keras"))
+        graph = onnx.load_from_string(serialized) if b"Softmax" in serialized else None
+        if graph is not None and guard_masked_softmax(graph):
+            onnx.save_model(graph, str(destination))
+        else:  # no masked softmax: the conversion as it is
+            destination.write_bytes(serialized)
         return OPSET
-    if any(node.op_type == "GlobalAveragePool" for node in graph.graph.node):  # perhaps tf2onnx's layer norms
+    if _may_rewrite(graph):  # the source's graph stays as it is
         graph = _copy(graph)
         fuse_layer_norms(graph)
+        guard_masked_softmax(graph)
     onnx.save_model(graph, str(destination))
     return opset_in(graph)
+
+
+def _may_rewrite(model) -> bool:
+    """Whether ``model`` may hold tf2onnx's layer norms or a masked softmax (``fusion``)."""
+    return any(n.op_type == "GlobalAveragePool" for n in model.graph.node) or bool(masked_softmaxes(model))
 
 
 def _copy(model):

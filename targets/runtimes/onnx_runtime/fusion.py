@@ -11,6 +11,14 @@ for: what its transformer optimizer does for PyTorch exports, for the patterns t
   which ONNX Runtime's dynamic quantizer leaves in float (it quantizes ``MatMul`` only): on the
   encoder, the 16 attention projections. They become ``MatMul`` (plus ``Add`` for a bias), which
   it quantizes and then fuses back into one int8 kernel with the bias.
+- **Masked softmax kept out of denormals.** An attention mask adds a large negative number
+  (-1e4, -1e9) to the scores of padding tokens. ONNX Runtime's CPU softmax then computes
+  ``exp`` of values 87 or more below the row's maximum, which come out as denormal floats; on an
+  Intel Xeon one ``Softmax`` over ``[1, 4, 128, 128]`` took 0.31 ms with 97 of 128 columns
+  masked against 0.03 ms unmasked (0.56 ms at exactly 87 below; 80 below: 0.03 ms), and
+  ``session.set_denormal_as_zero`` did not change it. Each softmax fed by a mask (``Add``,
+  ``Sub``, ``Where``) reads ``Max(x, ReduceMax(x) - 80)`` instead: exp(-80) = 1.8e-35 where the
+  mask gave 0, a difference no float32 sum of probabilities can hold (0.06 ms masked).
 
 Each rewrite changes nothing it does not recognise exactly; the numbers are the same to float
 rounding (the parity check of every export still compares against the source model).
@@ -151,6 +159,88 @@ def _other(node, name: str):
     if len(node.input) != 2 or name not in node.input:
         return None
     return node.input[1] if node.input[0] == name else node.input[0]
+
+
+MASKING_OPS = ("Add", "Sub", "Where")  # what writes an attention mask into the scores
+SOFTMAX_FLOOR = 80.0  # below the row's maximum; exp(-87.3) is float32's smallest normal number
+
+
+def guard_masked_softmax(model) -> int:
+    """Before each float32 ``Softmax`` whose input a masking op writes (``MASKING_OPS``), hold
+    the input at most ``SOFTMAX_FLOOR`` below its maximum along the softmax axis (``model``, an
+    ``onnx.ModelProto``, edited in place); return how many. A softmax reading dequantized int8
+    is left alone (ONNX Runtime runs it as one quantized kernel), as is any whose input type or,
+    before opset 13 (which flattens the axes from ``axis`` on), rank is not known."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    found = masked_softmaxes(model)
+    if not found:
+        return 0
+    try:
+        inferred = onnx_graph.inferred(model)
+    except Exception as exc:  # noqa: BLE001
+        if interrupts.interrupted(exc):
+            raise
+        return 0
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.input, *inferred.value_info, *inferred.output]}
+    ranks = {name: len(dims) for name, dims in onnx_graph.shapes_of(inferred).items()}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    taken = {t.name for t in graph.initializer} | {v.name for v in graph.input} | {o for n in graph.node for o in n.output}
+    guards = {}
+    floor = _fresh("softmax_floor", taken)
+    for node in found:
+        x = node.input[0]
+        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"),
+                    -1 if opset >= 13 else 1)
+        rank = ranks.get(x)
+        if rank is not None and axis < 0:
+            axis += rank
+        if types.get(x) != TensorProto.FLOAT or (opset < 13 and (rank is None or axis != rank - 1)):
+            continue
+        top, low, kept = (_fresh(f"{x}/softmax_{part}", taken) for part in ("max", "floor", "guarded"))
+        if opset >= 18:
+            axes = _fresh(f"{x}/softmax_axis", taken)
+            graph.initializer.append(numpy_helper.from_array(np.array([axis], np.int64), axes))
+            reduce = helper.make_node("ReduceMax", [x, axes], [top], keepdims=1, name=top)
+        else:
+            reduce = helper.make_node("ReduceMax", [x], [top], axes=[axis], keepdims=1, name=top)
+        guards[node.output[0]] = [reduce, helper.make_node("Sub", [top, floor], [low], name=low),
+                                  helper.make_node("Max", [x, low], [kept], name=kept)]
+        node.input[0] = kept
+    if guards:
+        graph.initializer.append(numpy_helper.from_array(np.array(SOFTMAX_FLOOR, np.float32), floor))
+        nodes = [n for node in graph.node for n in (*guards.get(node.output[0], ()), node)]
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return len(guards)
+
+
+def masked_softmaxes(model) -> list:
+    """The ``Softmax`` nodes of ``model`` whose input a masking op (``MASKING_OPS``) computes from
+    a computed mask: scores plus a mask term, or ``Where`` on a computed condition; not a
+    layer's bias added to its output."""
+    graph = model.graph
+    constants = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant"
+                                                         for o in n.output}
+    producers = {out: node for node in graph.node for out in node.output}
+
+    def masked(node) -> bool:  # Where(condition, a, b): the condition is the mask
+        computed = node.input[:1] if node.op_type == "Where" else node.input
+        return node.op_type in MASKING_OPS and not any(name in constants for name in computed)
+
+    return [n for n in graph.node if n.op_type == "Softmax" and n.domain in ("", "ai.onnx")
+            and n.input[0] in producers and masked(producers[n.input[0]])]
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    """``name``, or with a number added if the graph has it; taken from then on."""
+    candidate, n = name, 0
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}_{n}"
+    taken.add(candidate)
+    return candidate
 
 
 def gemm_as_matmul(model) -> int:
