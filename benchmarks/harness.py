@@ -84,9 +84,18 @@ def _candidates(artifacts: list[Path], source: Path | None) -> list[Candidate]:
                                artifact.manifest.get("budget"), artifact.manifest.get("task_metric")))
     if not found:
         raise BadInputError("nothing to measure: no artifact folders (with manifest.json) and no source model")
-    names = [c.name for c in found]  # one target from several runs (a search's recipes): named by their folders
-    return [dataclasses.replace(c, name=f"{c.name} [{c.path.parent.name}]") if names.count(c.name) > 1 else c
-            for c in found]
+    return _named_apart(found)
+
+
+def _named_apart(found: list[Candidate]) -> list[Candidate]:
+    """One target from several runs (a search's recipes) named by the folder each run wrote
+    (``onnx-int8 [structured25]``), or by the artifact's own folder where those are one folder
+    (``onnx-fp32 [onnx-fp32-before]``): every name in a results document is one artifact."""
+    names = [c.name for c in found]
+    by_run = [f"{c.name} [{c.path.parent.name}]" for c in found]
+    return [c if names.count(c.name) == 1 else dataclasses.replace(
+                c, name=run if by_run.count(run) == 1 else f"{c.name} [{c.path.name}]")
+            for c, run in zip(found, by_run)]
 
 
 def thread_env(threads: int) -> dict:

@@ -272,3 +272,19 @@ def test_side_by_side_alternates_in_abba_order():
     assert values == {"a": [1.0, 4.0, 5.0], "b": [2.0, 3.0, 6.0]}
     with pytest.raises(BadInputError, match="rounds must be at least 1"):
         alternate(timers, 0)
+
+
+def test_one_target_measured_from_several_folders_gets_one_name_each():
+    """Runs in folders of their own are told apart by the run's folder; copies side by side in
+    one folder by their own folder's name: no result of a document overwrites another."""
+    from pathlib import Path
+
+    from benchmarks.harness import Candidate, _named_apart
+
+    make = lambda path: Candidate("onnx-int8", "artifact", Path(path), "onnxruntime", "int8", {})  # noqa: E731
+    names = [c.name for c in _named_apart([make("out/int8/onnx-int8"), make("out/structured25/onnx-int8"),
+                                           make("ab/onnx-int8"), make("ab/onnx-int8-before"),
+                                           Candidate("onnx-fp32", "artifact", Path("ab/onnx-fp32"), "onnxruntime",
+                                                     "fp32", {})])]
+    assert names == ["onnx-int8 [int8]", "onnx-int8 [structured25]", "onnx-int8 [onnx-int8]",
+                     "onnx-int8 [onnx-int8-before]", "onnx-fp32"]
