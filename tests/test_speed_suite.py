@@ -100,3 +100,21 @@ def test_ort_settings_are_compared_with_the_toolkits_own_per_thread_count():
     text = ort_settings.render(entries, ort_settings.Path("speed-out/m"))
     assert "| onnx-int8 | ORT_ENABLE_BASIC | 1 | on | 18.000 | 0.17× |" in text
     assert "| onnx-int8 | ORT_ENABLE_ALL | 2 | off | 2.500 | 0.80× |" in text
+
+
+def test_cached_records_are_held_to_the_ceilings_the_runtimes_declare_now():
+    """``--cached``: a LiteRT int8 row measured while LiteRT was held to the vector units' int8
+    peak is held to the AMX tiles' (XNNPACK's AMX kernels) on an AMX host; its latency stays."""
+    from compressor import cpu
+    from tools import speed
+
+    record = _record()
+    doc = record["docs"]["1t-b1"]
+    doc["config"] = {**doc.get("config", {}), "batch": 1}
+    doc["machine"]["peak"] = cpu.peak({"cpu_class": "x86-amx", "clock_mhz": 2000.0, "vector_bits": 512,
+                                       "flags": ["avx512f", "avx512_vnni", "amx_int8", "amx_bf16"]})
+    row = doc["results"][2]  # tflite-int8, 3.4 ms
+    row["roofline"] = {"macs": 300_000_000, "gops": 176.47, "peak_gops": 256.0, "ceiling": "int8", "fraction": 0.69}
+    again = speed.reroofed(record)["docs"]["1t-b1"]["results"][2]
+    assert again["roofline"]["ceiling"] == "int8 (AMX)" and again["latency"]["p50_ms"] == 3.4
+    assert again["roofline"]["fraction"] == pytest.approx(2 * 300e6 / 3.4e-3 / 1e9 / (2048 * 2.0), abs=1e-4)
