@@ -177,14 +177,10 @@ def guard_masked_softmax(model) -> int:
     found = masked_softmaxes(model)
     if not found:
         return 0
-    try:
-        inferred = onnx_graph.inferred(model)
-    except Exception as exc:  # noqa: BLE001
-        if interrupts.interrupted(exc):
-            raise
+    facts = _types_and_ranks(model)
+    if facts is None:
         return 0
-    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.input, *inferred.value_info, *inferred.output]}
-    ranks = {name: len(dims) for name, dims in onnx_graph.shapes_of(inferred).items()}
+    types, ranks = facts
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     taken = {t.name for t in graph.initializer} | {v.name for v in graph.input} | {o for n in graph.node for o in n.output}
     guards = {}
@@ -198,22 +194,42 @@ def guard_masked_softmax(model) -> int:
             axis += rank
         if types.get(x) != TensorProto.FLOAT or (opset < 13 and (rank is None or axis != rank - 1)):
             continue
-        top, low, kept = (_fresh(f"{x}/softmax_{part}", taken) for part in ("max", "floor", "guarded"))
-        if opset >= 18:
-            axes = _fresh(f"{x}/softmax_axis", taken)
-            graph.initializer.append(numpy_helper.from_array(np.array([axis], np.int64), axes))
-            reduce = helper.make_node("ReduceMax", [x, axes], [top], keepdims=1, name=top)
-        else:
-            reduce = helper.make_node("ReduceMax", [x], [top], axes=[axis], keepdims=1, name=top)
-        guards[node.output[0]] = [reduce, helper.make_node("Sub", [top, floor], [low], name=low),
-                                  helper.make_node("Max", [x, low], [kept], name=kept)]
-        node.input[0] = kept
+        guards[node.output[0]] = _guard(graph, x, axis, opset >= 18, floor, taken)
+        node.input[0] = guards[node.output[0]][-1].output[0]
     if guards:
         graph.initializer.append(numpy_helper.from_array(np.array(SOFTMAX_FLOOR, np.float32), floor))
         nodes = [n for node in graph.node for n in (*guards.get(node.output[0], ()), node)]
         del graph.node[:]
         graph.node.extend(nodes)
     return len(guards)
+
+
+def _types_and_ranks(model):
+    """Each tensor's element type and rank by shape inference, or None where it fails."""
+    try:
+        inferred = onnx_graph.inferred(model)
+    except Exception as exc:  # noqa: BLE001
+        if interrupts.interrupted(exc):
+            raise
+        return None
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.input, *inferred.value_info, *inferred.output]}
+    return types, {name: len(dims) for name, dims in onnx_graph.shapes_of(inferred).items()}
+
+
+def _guard(graph, x: str, axis: int, axes_as_input: bool, floor: str, taken: set[str]) -> list:
+    """The nodes of ``Max(x, ReduceMax(x, axis) - floor)``, the last one writing the guarded
+    tensor (ReduceMax reads its axes as an input from opset 18 on)."""
+    from onnx import helper, numpy_helper
+
+    top, low, kept = (_fresh(f"{x}/softmax_{part}", taken) for part in ("max", "floor", "guarded"))
+    if axes_as_input:
+        axes = _fresh(f"{x}/softmax_axis", taken)
+        graph.initializer.append(numpy_helper.from_array(np.array([axis], np.int64), axes))
+        reduce = helper.make_node("ReduceMax", [x, axes], [top], keepdims=1, name=top)
+    else:
+        reduce = helper.make_node("ReduceMax", [x], [top], axes=[axis], keepdims=1, name=top)
+    return [reduce, helper.make_node("Sub", [top, floor], [low], name=low),
+            helper.make_node("Max", [x, low], [kept], name=kept)]
 
 
 def masked_softmaxes(model) -> list:
