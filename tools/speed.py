@@ -156,7 +156,8 @@ def reroofed(record: dict) -> dict:
     """A cached record's roofline points held again to the ceilings the runtimes declare now
     (``Runtime.amx``): which peak an artifact is measured against is a fact about its runtime's
     kernels, not a measurement, and may be learnt after the run. Latencies stay as measured."""
-    from benchmarks import harness, roofline
+    from benchmarks import roofline
+    from targets.runtime import get_runtime
 
     for doc in record["docs"].values():
         roof, batch = doc["machine"].get("peak") or {}, doc["config"]["batch"]
@@ -164,7 +165,7 @@ def reroofed(record: dict) -> dict:
             macs = (row.get("roofline") or {}).get("macs")
             if macs:
                 row["roofline"] = roofline.point(macs, row["precision"], row["latency"]["p50_ms"], batch, roof,
-                                                 harness._amx(row["runtime"]))
+                                                 get_runtime(row["runtime"]).amx)
     return record
 
 

@@ -70,8 +70,7 @@ def _facts(model):
     None when the model cannot hold the pattern (no pool, an opset before LayerNormalization) or
     its shapes cannot be inferred (over 2 GB in one message, say: the graph stays as it came)."""
     graph = model.graph
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < LAYER_NORM_OPSET or not any(n.op_type == "GlobalAveragePool" for n in graph.node):
+    if _opset(model) < LAYER_NORM_OPSET or not any(n.op_type == "GlobalAveragePool" for n in graph.node):
         return None
     try:
         ranks = {name: len(dims) for name, dims in onnx_graph.shapes_of(onnx_graph.inferred(model)).items()}
@@ -149,6 +148,11 @@ def _scale_and_shift(x, scale, scaled_mean, readers, constants):
     return shift.input[0], [shift, scaled_x, total]
 
 
+def _opset(model) -> int:
+    """The default domain's opset of ``model`` (0 where it names none)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def _only_reader(name: str, readers, op_type: str):
     users = readers.get(name, [])
     return users[0] if len(users) == 1 and users[0].op_type == op_type else None
@@ -181,7 +185,7 @@ def guard_masked_softmax(model) -> int:
     if facts is None:
         return 0
     types, ranks = facts
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = _opset(model)
     taken = {t.name for t in graph.initializer} | {v.name for v in graph.input} | {o for n in graph.node for o in n.output}
     guards = {}
     floor = _fresh("softmax_floor", taken)
