@@ -229,7 +229,7 @@ def test_the_lean_freezing_gives_the_model_tf2onnx_own_freezing_gives(monkeypatc
     from onnx import numpy_helper
 
     from compressor import keras_env
-    from targets.runtimes.onnx_runtime import convert
+    from targets.runtimes.onnx_runtime import convert, lean
 
     keras = keras_env.tf_keras()
     keras.utils.set_random_seed(0)
@@ -244,15 +244,97 @@ def test_the_lean_freezing_gives_the_model_tf2onnx_own_freezing_gives(monkeypatc
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.set_weights([w + np.random.default_rng(1).uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
 
-    lean = convert._keras_to_onnx(model)
-    monkeypatch.setattr(convert, "_freezing_to_a_graph_def", contextlib.nullcontext)  # tf2onnx's own freezing
+    graph_def_only = convert._keras_to_onnx(model)
+    monkeypatch.setattr(lean, "freezing_to_a_graph_def", contextlib.nullcontext)  # tf2onnx's own freezing
     own = convert._keras_to_onnx(model)
-    graphs = [onnx.load_from_string(b).graph for b in (lean, own)]
+    graphs = [onnx.load_from_string(b).graph for b in (graph_def_only, own)]
     assert Counter(n.op_type for n in graphs[0].node) == Counter(n.op_type for n in graphs[1].node)
     assert "Erf" in {n.op_type for n in graphs[0].node}  # the exact GELU, through the Erfc handler
     weights = [sorted(numpy_helper.to_array(t).tobytes() for t in g.initializer) for g in graphs]
     assert weights[0] == weights[1]
     feed = {"image": np.random.default_rng(2).normal(size=(4, 8, 8, 3)).astype(np.float32)}
-    outputs = [ort.InferenceSession(b).run(None, feed)[0] for b in (lean, own)]
+    outputs = [ort.InferenceSession(b).run(None, feed)[0] for b in (graph_def_only, own)]
     np.testing.assert_array_equal(outputs[0], outputs[1])
     np.testing.assert_allclose(outputs[0], model(feed["image"]).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_weights_kept_from_grappler_and_held_once_give_the_same_model(monkeypatch):
+    """Keras -> ONNX with the large weights kept from TensorFlow's graph optimizer (placeholders
+    while it runs) and held once by tf2onnx's graph (no copy in a constant's node proto, none
+    in the optimizers' roll-back copies): the same ops, weights and outputs as without, on a
+    model whose weights above 64 KB are read by a convolution, a dense layer, attention's
+    einsums and, not as a weight, by an addition (which grappler still sees)."""
+    import contextlib
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from compressor import keras_env
+    from targets.runtimes.onnx_runtime import convert, lean
+
+    keras = keras_env.tf_keras()
+    keras.utils.set_random_seed(0)
+
+    class AddTable(keras.layers.Layer):  # a large constant read by an Add, not as a weight
+        def build(self, shape):
+            self.table = self.add_weight(name="table", shape=tuple(shape[1:]), trainable=False,
+                                         initializer=keras.initializers.RandomNormal(seed=3))
+
+        def call(self, x):
+            return x + self.table
+
+    image = keras.Input((6, 6, 32), name="image")
+    x = keras.layers.Conv2D(64, 3, padding="same")(image)  # 73 KB kernel
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Reshape((36, 64))(x)
+    biased = {"bias_initializer": "random_normal"}  # as trained: a bias of zeros is dropped by grappler alone
+    x = keras.layers.Dense(256, **biased)(x)  # 64 KB + bias
+    x = keras.layers.MultiHeadAttention(4, 32, **biased)(x, x)  # 128 KB einsum kernels
+    x = AddTable()(keras.layers.Dense(512, **biased)(x))  # a 36 x 512 table: 72 KB
+    model = keras.Model(image, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+
+    held = convert._keras_to_onnx(model)
+    hidden = []
+    monkeypatch.setattr(lean, "hide_weights", lambda graph_def, weights: hidden.append(1) or {})
+    monkeypatch.setattr(lean, "weights_held_once", contextlib.nullcontext)
+    plain = convert._keras_to_onnx(model)
+    assert hidden  # the plain conversion ran without hiding
+    graphs = [onnx.load_from_string(b).graph for b in (held, plain)]
+    assert Counter(n.op_type for n in graphs[0].node) == Counter(n.op_type for n in graphs[1].node)
+    weights = [sorted(numpy_helper.to_array(t).tobytes() for t in g.initializer) for g in graphs]
+    assert weights[0] == weights[1]
+    assert max(len(w) for w in weights[0]) > lean.HIDDEN_BYTES
+    feed = {"image": np.random.default_rng(2).normal(size=(2, 6, 6, 32)).astype(np.float32)}
+    outputs = [ort.InferenceSession(b).run(None, feed)[0] for b in (held, plain)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(outputs[0], model(feed["image"]).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_only_constants_read_as_weights_go_past_grappler_hidden():
+    """A constant above 64 KB read by a convolution through an Identity (and ordered by a
+    control input) is hidden, its value handed over by name; one of the same size read by an
+    Add, and a small one, stay for grappler to fold."""
+    import tensorflow as tf
+
+    from targets.runtimes.onnx_runtime import lean
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (None, 8, 8, 32), name="x")
+        kernel = tf.constant(np.ones((3, 3, 32, 64), np.float32), name="kernel")
+        table = tf.constant(np.ones((8, 8, 64 * 32), np.float32)[..., :64], name="table")
+        small = tf.constant(np.ones((64,), np.float32), name="small")
+        read = tf.identity(kernel, name="read")
+        with tf.control_dependencies([read]):
+            y = tf.nn.conv2d(x, read, 1, "SAME") + table + small
+        tf.identity(y, name="y")
+    graph_def = graph.as_graph_def()
+    weights: dict = {}
+    hidden = lean.hide_weights(graph_def, weights)
+    assert set(hidden) == set(weights) == {"kernel"}
+    assert len(weights["kernel"]) == 3 * 3 * 32 * 64 * 4
+    ops = {node.name: node.op for node in graph_def.node}
+    assert (ops["kernel"], ops["table"], ops["small"]) == ("Placeholder", "Const", "Const")
+    assert hidden["kernel"].op == "Const" and not hidden["kernel"].attr["value"].tensor.tensor_content
