@@ -237,3 +237,31 @@ def test_the_guard_follows_the_opset_axis_rules():
         assert guard_masked_softmax(model) == guarded, (opset, axis)
         got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
         np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-30)
+
+
+def test_the_exact_gelu_is_written_as_onnx_runtime_fuses_it_with_the_same_outputs(tmp_path):
+    """Keras' exact GELU (through the Erfc handler: 1 - Erf(-x * 0.7071)) converted as
+    1 + Erf(x / sqrt 2): no Neg or Sub left, ONNX Runtime's optimized graph holds one fused
+    Gelu per activation, and the outputs are the Keras model's."""
+    import onnx
+    import onnxruntime as ort
+
+    from compressor import keras_env
+    from targets.runtimes.onnx_runtime import convert
+
+    keras = keras_env.tf_keras()
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 16), name="x")
+    gelu = lambda t: keras.activations.gelu(t, approximate=False)  # noqa: E731
+    y = keras.layers.Dense(16, activation=gelu)(keras.layers.Dense(32, activation=gelu)(x))
+    model = keras.Model(x, y)
+    converted = convert._keras_to_onnx(model)
+    ops = Counter(n.op_type for n in onnx.load_from_string(converted).graph.node)
+    assert ops["Erf"] == ops["Div"] == 2 and not ops["Neg"] and not ops["Sub"]
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    session = ort.InferenceSession(converted, options, providers=["CPUExecutionProvider"])
+    fused = Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+    assert fused["Gelu"] == 2 and not fused["Erf"]
+    feed = np.random.default_rng(1).normal(size=(3, 8, 16)).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {"x": feed})[0], model(feed).numpy(), rtol=1e-5, atol=1e-6)

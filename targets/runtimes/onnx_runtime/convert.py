@@ -12,7 +12,7 @@ from compressor.memory import settle
 from compressor.errors import ConversionError, one_line
 from targets.runtime import converted
 from targets.runtimes.onnx_runtime import lean
-from targets.runtimes.onnx_runtime.fusion import fuse_layer_norms, guard_masked_softmax, masked_softmaxes
+from targets.runtimes.onnx_runtime.fusion import erf_gelus, fuse_layer_norms, guard_masked_softmax, masked_softmaxes
 
 
 OPSET = 17
@@ -82,6 +82,7 @@ def _keras_to_onnx(model) -> bytes:
             "(a grouped Conv2D does) that tf2onnx cannot convert; try the tflite or openvino targets, which convert "
             "from TensorFlow, or export the model to ONNX with the framework that trained it")
     fuse_layer_norms(proto)
+    erf_gelus(proto)
     serialized = proto.SerializeToString()
     del proto  # checked as the bytes it is written as: one copy of the weights less
     try:
