@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from compressor import keras_env
-from compressor.memory import settle
 from compressor.errors import ConversionError, one_line
+from compressor.memory import settle
 from targets.runtime import converted
 from targets.runtimes.onnx_runtime import lean
 from targets.runtimes.onnx_runtime.fusion import erf_gelus, fuse_layer_norms, guard_masked_softmax, masked_softmaxes
