@@ -47,6 +47,34 @@ def test_tf_keras_formats(tmp_path, tf_model, name):
     assert keras_env.is_tf_keras_model(loaded) and _same_outputs(tf_model, loaded)
 
 
+def test_a_tf_keras_archive_s_weights_are_read_from_a_copy_on_disk_then_removed(tmp_path, tf_model, monkeypatch):
+    """tf-keras reads a .keras archive's weights through the zip member (each backward seek a
+    re-read from the member's start): the toolkit hands HDF5 a copy in a temporary file, the
+    same weights, and leaves no copy behind."""
+    import tempfile
+
+    import h5py
+    from tf_keras.src.saving import saving_lib
+
+    path = tmp_path / "m.keras"
+    tf_model.save(path)
+    own = saving_lib.H5IOStore.__init__
+    opened = []
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    real_file = h5py.File
+
+    def spy(name, *args, **kwargs):
+        opened.append(name)
+        return real_file(name, *args, **kwargs)
+
+    monkeypatch.setattr(saving_lib.h5py, "File", spy)
+    loaded = load_model(path)
+    assert [type(name) for name in opened] == [str] and "compressor-weights-" in opened[0]  # a file, not the member
+    assert saving_lib.H5IOStore.__init__ is own and not list((tmp_path / "tmp").iterdir())
+    assert all(np.array_equal(a, b) for a, b in zip(tf_model.get_weights(), loaded.get_weights()))
+
+
 def test_in_memory_models_pass_through(tf_model, keras3_model):
     assert load_model(tf_model) is tf_model
     assert keras_env.is_tf_keras_model(load_model(keras3_model))
