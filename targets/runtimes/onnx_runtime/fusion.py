@@ -351,8 +351,10 @@ def _erfc_gelus(graph) -> list:
         if sub.op_type != "Sub" or len(sub.input) != 2 or not scalar(sub.input[0], 1.0):
             continue
         erf = producer.get(sub.input[1])
-        scale = erf is not None and erf.op_type == "Erf" and producer.get(erf.input[0])
-        if not scale or scale.op_type != "Mul" or readers[erf.output[0]] != 1 or readers[scale.output[0]] != 1:
+        if erf is None or erf.op_type != "Erf" or readers[erf.output[0]] != 1:
+            continue
+        scale = producer.get(erf.input[0])
+        if scale is None or scale.op_type != "Mul" or readers[scale.output[0]] != 1:
             continue
         neg = next((producer[i] for i in scale.input if i in producer and producer[i].op_type == "Neg"), None)
         if neg is not None and readers[neg.output[0]] == 1 and scalar(_other(scale, neg.output[0]), 0.5 ** 0.5):
