@@ -265,3 +265,35 @@ def test_the_exact_gelu_is_written_as_onnx_runtime_fuses_it_with_the_same_output
     assert fused["Gelu"] == 2 and not fused["Erf"]
     feed = np.random.default_rng(1).normal(size=(3, 8, 16)).astype(np.float32)
     np.testing.assert_allclose(session.run(None, {"x": feed})[0], model(feed).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_keras_encoders_conversion_is_guarded_and_written_as_it_is(tmp_path):
+    """A tf-keras encoder's conversion guards each attention softmax itself, so the float model
+    is the conversion's bytes written as they are (no parse and re-serialisation of its weights
+    beside the bytes kept for the other targets); outputs equal Keras' on sentences padded to
+    different lengths."""
+    import onnx
+    import onnxruntime as ort
+
+    from compressor.data import Dataset
+    from compressor.models import load_source
+    from targets import export
+    from targets.runtimes.onnx_runtime import convert
+    from tools import encoder
+
+    model = encoder.build(encoder.Config(vocabulary=20, layers=2, hidden=16, intermediate=32))
+    feeds = _padded()
+    source = load_source(model)
+    result = export(source, "onnx-fp32", out_dir=tmp_path / "out", validation=Dataset(feeds, None, "t"))
+    conversion = convert._keras_onnx(source.representation("keras"))  # the process's one conversion, kept
+    assert (result.folder / "model.onnx").read_bytes() == conversion and result.manifest["parity"]["passed"]
+    graph = onnx.load_from_string(conversion)
+    producers = {o: n for n in graph.graph.node for o in n.output}
+    guarded = {n.name.split("/")[1]: producers[n.input[0]].op_type == "Max"
+               for n in graph.graph.node if n.op_type == "Softmax"}
+    assert guarded == {"attention_0": True, "attention_1": True, "classes": False}
+    session = ort.InferenceSession(str(result.folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run([o.name for o in source.outputs], {k: feeds[k] for k in ("input_ids", "attention_mask")})
+    want = source.predict([feeds[i.name] for i in source.inputs])
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

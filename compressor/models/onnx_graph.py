@@ -69,6 +69,73 @@ def on_skeleton(model, transform):
     return model
 
 
+def serialized(model) -> bytearray:
+    """``model``'s bytes as ``SerializeToString`` gives them, but for the order of the fields (its
+    graph last, the graph's initializers last in it), in a buffer allocated once at its final
+    size, each initializer encoded alone into it. Protobuf's own encoding of the 110 M-parameter
+    encoder's model (498 MB) peaked 1.2 GB above the model; this, with the model then dropped and
+    the freed heap handed back before the buffer becomes ``bytes``, 0.75 GB (the buffer and the
+    largest initializer's encoding)."""
+    chunks = _encoded(model)
+    buffer = bytearray(next(chunks))
+    at = 0
+    for chunk in chunks:
+        buffer[at:at + len(chunk)] = chunk
+        at += len(chunk)
+    assert at == len(buffer), "an initializer's encoding is not the size protobuf gave it"
+    return buffer
+
+
+def write(model, path) -> None:
+    """``model`` written to the file ``path`` as :func:`serialized` encodes it, one initializer at
+    a time: no copy of the whole model beside it."""
+    chunks = _encoded(model)
+    next(chunks)
+    with open(path, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+
+
+def _encoded(model) -> Iterator:
+    """The size of ``model``'s encoding, then its chunks: the fields but the graph, the graph's
+    key and length (field 7), its fields but the initializers, then each initializer (field 5)."""
+    import onnx
+
+    graph = model.graph
+    head, body = _fields_but(model, onnx.ModelProto(), "graph"), _fields_but(graph, onnx.GraphProto(), "initializer")
+    sizes = [tensor.ByteSize() for tensor in graph.initializer]
+    graph_size = len(body) + sum(1 + len(_varint(size)) + size for size in sizes)
+    start = head + b"\x3a" + _varint(graph_size) + body
+    yield len(start) + graph_size - len(body)
+    yield start
+    for tensor, size in zip(graph.initializer, sizes, strict=True):
+        yield b"\x2a" + _varint(size)
+        yield tensor.SerializeToString()
+
+
+def _fields_but(message, empty, skipped: str) -> bytes:
+    """``message`` encoded without its field ``skipped`` (the others copied into ``empty``)."""
+    for field, value in message.ListFields():
+        if field.name == skipped:
+            continue
+        if field.is_repeated:
+            getattr(empty, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(empty, field.name).CopyFrom(value)
+        else:
+            setattr(empty, field.name, value)
+    return empty.SerializeToString()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
 def _is_large_float(tensor, max_elements: int) -> bool:
     return tensor.data_type in FLOAT_TYPES and int(np.prod(tensor.dims, dtype=np.int64)) > max_elements
 

@@ -10,6 +10,7 @@ import numpy as np
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
 from compressor.memory import settle
+from compressor.models import onnx_graph
 from targets.runtime import converted
 from targets.runtimes.onnx_runtime import lean
 from targets.runtimes.onnx_runtime.fusion import erf_gelus, fuse_layer_norms, guard_masked_softmax, masked_softmaxes
@@ -46,8 +47,9 @@ def _register_handlers() -> None:
 
 
 def convert_keras(model, destination: Path) -> None:
-    """Write ``model`` as ONNX (opset ``OPSET``) with a dynamic batch axis (converted once per
-    process while its weights stay the same)."""
+    """Write ``model`` as ONNX (opset ``OPSET``) with a dynamic batch axis, its layer norms and
+    GELUs fused and its masked softmaxes guarded (converted once per process while its weights
+    stay the same)."""
     destination.write_bytes(_keras_onnx(model))
 
 
@@ -83,8 +85,12 @@ def _keras_to_onnx(model) -> bytes:
             "from TensorFlow, or export the model to ONNX with the framework that trained it")
     fuse_layer_norms(proto)
     erf_gelus(proto)
-    serialized = proto.SerializeToString()
+    guard_masked_softmax(proto)  # here, not on the float model's copy: the bytes kept are the model written
+    buffer = onnx_graph.serialized(proto)
     del proto  # checked as the bytes it is written as: one copy of the weights less
+    settle()  # the model's heap handed back before its bytes are copied out of the buffer
+    serialized = bytes(buffer)
+    del buffer
     try:
         onnx.checker.check_model(serialized)
     except Exception as exc:
@@ -99,13 +105,8 @@ def write_float_model(source, destination: Path) -> int:
     import onnx
 
     graph = source.representation("onnx")
-    if graph is None:
-        serialized = _keras_onnx(source.representation("keras"))
-        graph = onnx.load_from_string(serialized) if b"Softmax" in serialized else None
-        if graph is not None and guard_masked_softmax(graph):
-            onnx.save_model(graph, str(destination))
-        else:  # no masked softmax: the conversion as it is
-            destination.write_bytes(serialized)
+    if graph is None:  # the conversion's bytes as they are, fused and guarded already
+        destination.write_bytes(_keras_onnx(source.representation("keras")))
         return OPSET
     if _may_rewrite(graph):  # the source's graph stays as it is
         graph = _copy(graph)
