@@ -50,6 +50,57 @@ def test_the_skeleton_infers_every_shape_full_inference_does_without_the_large_w
     assert len(model.graph.initializer) == 4  # the model itself untouched
 
 
+def test_a_model_encoded_one_initializer_at_a_time_parses_back_the_same(tmp_path):
+    """``onnx_graph.serialized``: the same message protobuf's own encoding gives (model fields,
+    metadata, value infos, initializers from 1 to 2**21 bytes, so lengths of one to three varint
+    bytes), in a buffer of exactly its size; written to a file, the same bytes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from compressor.models import onnx_graph
+
+    model = _model()
+    model.producer_name, model.doc_string = "test", "d" * 300
+    helper.set_model_props(model, {"key": "value"})
+    model.graph.value_info.append(helper.make_tensor_value_info("conv", onnx.TensorProto.FLOAT, ["n", 4, 6, 6]))
+    model.graph.initializer.append(numpy_helper.from_array(np.ones(1 << 19, np.float32), "large"))
+    want = model.SerializeToString()
+    got = onnx_graph.serialized(model)
+    assert isinstance(got, bytearray) and len(got) == len(want) and bytes(got) != want  # the graph last
+    parsed = onnx.ModelProto()
+    parsed.ParseFromString(bytes(got))
+    assert parsed == model and parsed.SerializeToString() == want
+    onnx.checker.check_model(bytes(got))
+    onnx_graph.write(model, tmp_path / "model.onnx")
+    assert (tmp_path / "model.onnx").read_bytes() == got
+
+
+def test_the_lean_pre_processing_gives_the_model_onnx_runtimes_gives(tmp_path):
+    """``graph._optimized_and_shaped`` (a session reading the file optimizes it, ONNX shapes are
+    inferred on the skeleton) writes the model ``quant_pre_process`` writes: the same nodes,
+    weights, value infos and mark, optimized or not, on a CNN and on a two-layer encoder."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from targets.runtimes.onnx_runtime import convert, graph
+    from tools import encoder
+
+    encoder_path = tmp_path / "encoder.onnx"
+    encoder_path.write_bytes(convert._keras_to_onnx(encoder.build(encoder.Config(vocabulary=20, hidden=16))))
+    onnx.save_model(_model(), str(tmp_path / "cnn.onnx"))
+    for source in (tmp_path / "cnn.onnx", encoder_path):
+        for optimize in (True, False):
+            ours, theirs = tmp_path / "ours.onnx", tmp_path / "theirs.onnx"
+            graph._optimized_and_shaped(source, ours, optimize)
+            quant_pre_process(str(source), str(theirs), skip_symbolic_shape=True, skip_optimization=not optimize)
+            a, b = onnx.load(str(ours)), onnx.load(str(theirs))
+            assert a.graph.node == b.graph.node and a.graph.initializer == b.graph.initializer, (source, optimize)
+            assert sorted(v.SerializeToString() for v in a.graph.value_info) == sorted(
+                v.SerializeToString() for v in b.graph.value_info), (source, optimize)
+            assert a.metadata_props == b.metadata_props and a.graph.output == b.graph.output, (source, optimize)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.onnx", "encoder.onnx", "ours.onnx", "theirs.onnx"]
+
+
 def test_constants_are_converted_only_when_read():
     from compressor.models import onnx_graph
 

@@ -8,8 +8,9 @@ import contextlib
 import shutil
 import tempfile
 
-from compressor import interrupts
+from compressor import interrupts, memory
 from compressor.models import onnx_graph
+from targets.runtimes.onnx_runtime.convert import opset_in
 
 
 def pre_process(source: Path, workdir: Path, *, optimize: bool = True,
@@ -17,8 +18,6 @@ def pre_process(source: Path, workdir: Path, *, optimize: bool = True,
     """ONNX Runtime's quantization pre-processing (shape inference, graph optimization),
     which its docs ask for before static and dynamic quantization alike. Returns the
     prepared model and whether symbolic shape inference had to be skipped."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     prepared = (workdir / name).resolve()
     source = source.resolve()  # before the chdir below: the paths may be relative to the caller's cwd
     unreshaped = (workdir / f"unreshaped-{name}").resolve()
@@ -32,14 +31,12 @@ def pre_process(source: Path, workdir: Path, *, optimize: bool = True,
             shaped = scratch / "shaped.onnx"
             try:
                 _symbolic_shapes(source, shaped)
-                quant_pre_process(str(shaped), str(prepared), skip_symbolic_shape=True,
-                                  skip_optimization=not optimize)
+                _optimized_and_shaped(shaped, prepared, optimize)
                 return prepared, False
             except Exception as exc:  # "Incomplete symbolic shape inference" on some models: ORT's advice
                 if interrupts.interrupted(exc):  # is to skip it
                     raise
-                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True,
-                                  skip_optimization=not optimize)
+                _optimized_and_shaped(source, prepared, optimize)
                 return prepared, True
     finally:
         unreshaped.unlink(missing_ok=True)
@@ -61,7 +58,42 @@ def _symbolic_shapes(source: Path, destination: Path) -> None:
         return inferred
 
     model = onnx_graph.on_skeleton(onnx.load(str(source)), infer)
-    onnx.save(model, str(destination))
+    onnx_graph.write(model, destination)
+
+
+def _optimized_and_shaped(source: Path, destination: Path, optimize: bool) -> None:
+    """The rest of ONNX Runtime's pre-processing (``quant_pre_process`` with its symbolic shape
+    inference skipped, done before: :func:`_symbolic_shapes`) in bounded memory: its basic graph
+    optimization by a session reading the file, ONNX shape inference on the graph's skeleton, its
+    pre-processing mark, then the model written. ``quant_pre_process`` holds the model while its
+    session optimizes it and infers shapes on the whole file (the 110 M encoder: 1.8 GB above the
+    process). As it does, an optimization that fails leaves the graph unoptimized."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization.quant_utils import add_pre_process_metadata
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix=".optimized.", dir=destination.parent) as scratch:
+        optimized = Path(scratch) / "optimized.onnx"
+        if optimize:
+            options = ort.SessionOptions()
+            options.optimized_model_filepath = str(optimized)
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.add_session_config_entry("session.disable_prepacking", "1")  # it runs nothing: no kernel's copies
+            try:
+                ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # noqa: BLE001 - quant_pre_process logs it and goes on unoptimized
+                if interrupts.interrupted(exc):
+                    raise
+            memory.release()  # what the session freed, before the model is read back
+        model = onnx.load(str(optimized if optimized.is_file() else source))
+    if opset_in(model) <= 10:  # its Upsample rewrite and opset conversion first: such a model is an old, small one
+        del model
+        quant_pre_process(str(source), str(destination), skip_symbolic_shape=True, skip_optimization=not optimize)
+        return
+    model = onnx_graph.on_skeleton(model, onnx.shape_inference.infer_shapes)
+    add_pre_process_metadata(model)
+    onnx_graph.write(model, destination)
 
 
 def _drop_identity_reshapes(source: Path, destination: Path) -> int:
