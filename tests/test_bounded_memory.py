@@ -50,10 +50,10 @@ def test_the_skeleton_infers_every_shape_full_inference_does_without_the_large_w
     assert len(model.graph.initializer) == 4  # the model itself untouched
 
 
-def test_a_model_encoded_one_initializer_at_a_time_parses_back_the_same(tmp_path):
-    """``onnx_graph.serialized``: the same message protobuf's own encoding gives (model fields,
-    metadata, value infos, initializers from 1 to 2**21 bytes, so lengths of one to three varint
-    bytes), in a buffer of exactly its size; written to a file, the same bytes."""
+def test_a_model_written_one_initializer_at_a_time_parses_back_the_same(tmp_path):
+    """``onnx_graph.write``: the same message protobuf's own encoding gives (model fields, metadata,
+    value infos, initializers from 1 to 2**21 bytes, so lengths of one to three varint bytes), and
+    as many bytes."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -65,14 +65,12 @@ def test_a_model_encoded_one_initializer_at_a_time_parses_back_the_same(tmp_path
     model.graph.value_info.append(helper.make_tensor_value_info("conv", onnx.TensorProto.FLOAT, ["n", 4, 6, 6]))
     model.graph.initializer.append(numpy_helper.from_array(np.ones(1 << 19, np.float32), "large"))
     want = model.SerializeToString()
-    got = onnx_graph.serialized(model)
-    assert isinstance(got, bytearray) and len(got) == len(want) and bytes(got) != want  # the graph last
-    parsed = onnx.ModelProto()
-    parsed.ParseFromString(bytes(got))
-    assert parsed == model and parsed.SerializeToString() == want
-    onnx.checker.check_model(bytes(got))
     onnx_graph.write(model, tmp_path / "model.onnx")
-    assert (tmp_path / "model.onnx").read_bytes() == got
+    got = (tmp_path / "model.onnx").read_bytes()
+    assert len(got) == len(want) and got != want  # the graph last
+    parsed = onnx.load(str(tmp_path / "model.onnx"))
+    assert parsed == model and parsed.SerializeToString() == want
+    onnx.checker.check_model(str(tmp_path / "model.onnx"))
 
 
 def test_the_lean_pre_processing_gives_the_model_onnx_runtimes_gives(tmp_path):
@@ -86,7 +84,7 @@ def test_the_lean_pre_processing_gives_the_model_onnx_runtimes_gives(tmp_path):
     from tools import encoder
 
     encoder_path = tmp_path / "encoder.onnx"
-    encoder_path.write_bytes(convert._keras_to_onnx(encoder.build(encoder.Config(vocabulary=20, hidden=16))))
+    convert._keras_to_onnx(encoder.build(encoder.Config(vocabulary=20, hidden=16)), encoder_path)
     onnx.save_model(_model(), str(tmp_path / "cnn.onnx"))
     for source in (tmp_path / "cnn.onnx", encoder_path):
         for optimize in (True, False):
@@ -267,7 +265,7 @@ def test_inference_batches_hold_a_few_large_images_or_many_small_ones(tmp_path):
     assert np.allclose(source.predict(varied)[0], source.predict(varied, batch_size=20)[0], atol=1e-6)
 
 
-def test_the_lean_freezing_gives_the_model_tf2onnx_own_freezing_gives(monkeypatch):
+def test_the_lean_freezing_gives_the_model_tf2onnx_own_freezing_gives(monkeypatch, tmp_path):
     """Keras -> ONNX freezes the model to a graph def alone (no function built from it, no third
     graph): the same ops, the same weights and the same outputs as tf2onnx's own freezing, on a
     model with what the converter rewrites (a batch norm, a layer norm, an exact GELU through
@@ -295,9 +293,9 @@ def test_the_lean_freezing_gives_the_model_tf2onnx_own_freezing_gives(monkeypatc
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.set_weights([w + np.random.default_rng(1).uniform(0.5, 1.5, w.shape) for w in layer.get_weights()])
 
-    graph_def_only = convert._keras_to_onnx(model)
+    graph_def_only = convert._keras_to_onnx(model, tmp_path / "graph_def_only.onnx").read_bytes()
     monkeypatch.setattr(lean, "freezing_to_a_graph_def", contextlib.nullcontext)  # tf2onnx's own freezing
-    own = convert._keras_to_onnx(model)
+    own = convert._keras_to_onnx(model, tmp_path / "own.onnx").read_bytes()
     graphs = [onnx.load_from_string(b).graph for b in (graph_def_only, own)]
     assert Counter(n.op_type for n in graphs[0].node) == Counter(n.op_type for n in graphs[1].node)
     assert "Erf" in {n.op_type for n in graphs[0].node}  # the exact GELU, through the Erfc handler
@@ -309,7 +307,7 @@ def test_the_lean_freezing_gives_the_model_tf2onnx_own_freezing_gives(monkeypatc
     np.testing.assert_allclose(outputs[0], model(feed["image"]).numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_weights_kept_from_grappler_and_held_once_give_the_same_model(monkeypatch):
+def test_weights_kept_from_grappler_and_held_once_give_the_same_model(monkeypatch, tmp_path):
     """Keras -> ONNX with the large weights kept from TensorFlow's graph optimizer (placeholders
     while it runs) and held once by tf2onnx's graph (no copy in a constant's node proto, none
     in the optimizers' roll-back copies): the same ops, weights and outputs as without, on a
@@ -346,11 +344,11 @@ def test_weights_kept_from_grappler_and_held_once_give_the_same_model(monkeypatc
     x = AddTable()(keras.layers.Dense(512, **biased)(x))  # a 36 x 512 table: 72 KB
     model = keras.Model(image, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
 
-    held = convert._keras_to_onnx(model)
+    held = convert._keras_to_onnx(model, tmp_path / "held.onnx").read_bytes()
     hidden = []
     monkeypatch.setattr(lean, "hide_weights", lambda graph_def, weights: hidden.append(1) or {})
     monkeypatch.setattr(lean, "weights_held_once", contextlib.nullcontext)
-    plain = convert._keras_to_onnx(model)
+    plain = convert._keras_to_onnx(model, tmp_path / "plain.onnx").read_bytes()
     assert hidden  # the plain conversion ran without hiding
     graphs = [onnx.load_from_string(b).graph for b in (held, plain)]
     assert Counter(n.op_type for n in graphs[0].node) == Counter(n.op_type for n in graphs[1].node)

@@ -545,7 +545,9 @@ tfk = keras_env.tf_keras()
 L = tfk.layers
 model = tfk.Sequential([tfk.Input((784,), name="x")] + [L.Dense(1024, activation="relu") for _ in range(3)]
                        + [L.Dense(10, activation="softmax")])  # 11.6 MB of weights
-onnx_convert._keras_to_onnx(tfk.Sequential([tfk.Input((4,)), L.Dense(2)]))  # the converter loaded and warm
+import pathlib, tempfile
+folder = pathlib.Path(tempfile.mkdtemp())
+onnx_convert._keras_to_onnx(tfk.Sequential([tfk.Input((4,)), L.Dense(2)]), folder / "warm.onnx")  # the converter loaded
 process = psutil.Process()
 before, peak, done = process.memory_info().rss, [0], threading.Event()
 def sample():
@@ -554,10 +556,12 @@ def sample():
         time.sleep(0.002)
 sampler = threading.Thread(target=sample)
 sampler.start()
-onnx_convert._keras_to_onnx(model)
+onnx_convert._keras_to_onnx(model, folder / "model.onnx")
 done.set()
 sampler.join()
 print((peak[0] - before) / model.count_params() / 4)
+import shutil
+shutil.rmtree(folder)
 """
 
 

@@ -69,26 +69,11 @@ def on_skeleton(model, transform):
     return model
 
 
-def serialized(model) -> bytearray:
-    """``model``'s bytes as ``SerializeToString`` gives them, but for the order of the fields (its
-    graph last, the graph's initializers last in it), in a buffer allocated once at its final
-    size, each initializer encoded alone into it. Protobuf's own encoding of the 110 M-parameter
-    encoder's model (498 MB) peaked 1.2 GB above the model; this, with the model then dropped and
-    the freed heap handed back before the buffer becomes ``bytes``, 0.75 GB (the buffer and the
-    largest initializer's encoding)."""
-    chunks = _encoded(model)
-    buffer = bytearray(next(chunks))
-    at = 0
-    for chunk in chunks:
-        buffer[at:at + len(chunk)] = chunk
-        at += len(chunk)
-    assert at == len(buffer), "an initializer's encoding is not the size protobuf gave it"
-    return buffer
-
-
 def write(model, path) -> None:
-    """``model`` written to the file ``path`` as :func:`serialized` encodes it, one initializer at
-    a time: no copy of the whole model beside it."""
+    """``model`` written to the file ``path`` one initializer at a time, with no copy of the whole
+    encoding in memory: the bytes ``SerializeToString`` gives, but for the order of the fields (the
+    graph last, its initializers last in it). Protobuf's own encoding of the 110 M-parameter
+    encoder's model (498 MB) peaked 1.2 GB above the model."""
     chunks = _encoded(model)
     next(chunks)
     with open(path, "wb") as out:
@@ -97,7 +82,7 @@ def write(model, path) -> None:
 
 
 def _encoded(model) -> Iterator:
-    """The size of ``model``'s encoding, then its chunks: the fields but the graph, the graph's
+    """The size of ``model``'s encoding, then its chunks in order: the fields but the graph, the graph's
     key and length (field 7), its fields but the initializers, then each initializer (field 5)."""
     import onnx
 
