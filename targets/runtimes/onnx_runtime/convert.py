@@ -107,13 +107,13 @@ def _keras_to_onnx(model, destination: Path) -> Path:
     fuse_layer_norms(proto)
     erf_gelus(proto)
     guard_masked_softmax(proto)  # here, not on the float model's copy: the file kept is the model written
-    onnx_graph.write(proto, destination)
-    del proto  # checked as the file it is written as
-    settle()
-    try:
-        onnx.checker.check_model(str(destination))
+    try:  # the graph, its large weights as typed inputs: the checker reading the file held two copies of them
+        onnx.checker.check_model(onnx_graph.skeleton(proto))
     except Exception as exc:
         raise ConversionError(f"ONNX conversion produced an invalid model: {one_line(exc)}") from None
+    onnx_graph.write(proto, destination)
+    del proto
+    settle()
     return destination
 
 

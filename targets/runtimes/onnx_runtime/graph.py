@@ -36,8 +36,8 @@ def pre_process(source: Path, workdir: Path, *, optimize: bool = True,
             except Exception as exc:  # "Incomplete symbolic shape inference" on some models: ORT's advice
                 if interrupts.interrupted(exc):  # is to skip it
                     raise
-                _optimized_and_shaped(source, prepared, optimize)
-                return prepared, True
+            _optimized_and_shaped(source, prepared, optimize)  # out of the handler: its traceback held the model
+            return prepared, True
     finally:
         unreshaped.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -75,6 +75,7 @@ def _optimized_and_shaped(source: Path, destination: Path, optimize: bool) -> No
 
     with tempfile.TemporaryDirectory(prefix=".optimized.", dir=destination.parent) as scratch:
         optimized = Path(scratch) / "optimized.onnx"
+        memory.settle()  # the models the steps before read and dropped (a failed inference's traceback holds one)
         if optimize:
             options = ort.SessionOptions()
             options.optimized_model_filepath = str(optimized)

@@ -356,7 +356,9 @@ def _carries_qdq(model: Path) -> bool:
     """Does the graph already hold int8 quantization (a quantization-aware-trained model's)?"""
     import onnx
 
-    return bool({node.op_type for node in onnx.load(str(model), load_external_data=False).graph.node} & QDQ_OPS)
+    ops = {node.op_type for node in onnx.load(str(model), load_external_data=False).graph.node}
+    memory.release()  # the model read for its op types (a 500 MB encoder's: the stages after started above it)
+    return bool(ops & QDQ_OPS)
 
 
 def _activations_for(model: Path, asked: str) -> str:
