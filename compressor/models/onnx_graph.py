@@ -73,9 +73,11 @@ def write(model, path) -> None:
     """``model`` written to the file ``path`` one initializer at a time, with no copy of the whole
     encoding in memory: the bytes ``SerializeToString`` gives, but for the order of the fields (the
     graph last, its initializers last in it). Protobuf's own encoding of the 110 M-parameter
-    encoder's model (498 MB) peaked 1.2 GB above the model."""
+    encoder's model (498 MB) peaked 1.2 GB above the model. Raises ValueError, as protobuf does,
+    for a model of 2 GB or more (one message cannot hold it)."""
     chunks = _encoded(model)
-    next(chunks)
+    if next(chunks) >= 1 << 31:
+        raise ValueError("the model exceeds protobuf's 2 GB limit for one message; save its weights as external data")
     with open(path, "wb") as out:
         for chunk in chunks:
             out.write(chunk)

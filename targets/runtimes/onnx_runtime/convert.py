@@ -121,8 +121,6 @@ def write_float_model(source, destination: Path) -> int:
     """Write the float ONNX model: the source's own ONNX graph re-saved inline, or its Keras model
     converted; tf2onnx's layer norms as one op each (``fusion.fuse_layer_norms``), masked
     softmaxes guarded (``fusion.guard_masked_softmax``). Returns its opset."""
-    import onnx
-
     graph = source.representation("onnx")
     if graph is None:  # the conversion as it is, fused and guarded already
         shutil.copyfile(_keras_onnx(source.representation("keras")), destination)
@@ -131,7 +129,7 @@ def write_float_model(source, destination: Path) -> int:
         graph = _copy(graph)
         fuse_layer_norms(graph)
         guard_masked_softmax(graph)
-    onnx.save_model(graph, str(destination))
+    onnx_graph.write(graph, destination)
     return opset_in(graph)
 
 

@@ -111,7 +111,7 @@ def _drop_identity_reshapes(source: Path, destination: Path) -> int:
         if not bypass:
             return 0
         _bypass(model.graph, bypass)
-        onnx.save(model, str(destination))
+        onnx_graph.write(model, destination)
         return len(bypass)
     except Exception as exc:  # noqa: BLE001 - an optional clean-up: the graph is quantized as it came
         if interrupts.interrupted(exc):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor import digests, interrupts, memory
+from compressor.models import onnx_graph
 from compressor.errors import ConversionError, one_line
 from compressor.progress import off_stdout
 from targets import qdq
@@ -54,8 +55,6 @@ def calibration_reader(model: Path, calibration: list[np.ndarray]) -> tuple[Cali
     fits, one sample per stride when the tensors' sizes cannot be worked out from the graph."""
     import onnx
 
-    from compressor.models import onnx_graph
-
     proto = onnx.load(str(model), load_external_data=False)
     initializers = {t.name for t in proto.graph.initializer}
     reader = CalibrationReader([i.name for i in proto.graph.input if i.name not in initializers], calibration)
@@ -72,8 +71,6 @@ def _float_bytes_per_sample(skeleton, feeds: dict[str, np.ndarray]) -> int | Non
     data's shapes (batch 1); None when the size of any cannot be inferred (tf2onnx's dense layers
     on a dynamic sequence reshape through computed shapes that ONNX's inference does not follow)."""
     from onnx import TensorProto
-
-    from compressor.models import onnx_graph
 
     del skeleton.graph.value_info[:]  # shapes pre-processing inferred at a symbolic batch
     for value in skeleton.graph.input:
@@ -381,7 +378,7 @@ def quantize_dynamic(source: Path, destination: Path, workdir: Path) -> dict:
     def quantize(prepared: Path, per_channel) -> None:
         model = onnx.load(str(prepared))
         if gemm_as_matmul(model):  # its dynamic quantizer takes MatMul, not Gemm
-            onnx.save(model, str(prepared))
+            onnx_graph.write(model, prepared)
         del model
         ort_quantize_dynamic(str(prepared), str(destination), weight_type=QuantType.QInt8, per_channel=False)
 

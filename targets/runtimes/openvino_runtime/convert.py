@@ -9,6 +9,7 @@ import shutil
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
+from compressor.models import onnx_graph
 from targets.runtime import converted
 
 
@@ -57,11 +58,10 @@ def conversion_key(source) -> tuple[object, str | None]:
 
 
 def _convert_onnx(graph, path: Path, workdir: Path):
-    import onnx
     import openvino as ov
 
     inline = workdir / "source.onnx"
-    onnx.save_model(graph, str(inline))
+    onnx_graph.write(graph, inline)
     try:
         return _without_paths(ov.convert_model(str(inline)), path.name)
     except Exception as exc:
