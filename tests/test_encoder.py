@@ -111,6 +111,32 @@ def test_the_litert_runner_sizes_a_dynamic_sequence_from_the_data(encoder, tmp_p
         runner.close()
 
 
+def test_full_int8_litert_of_the_encoder_agrees_with_its_float_top1(encoder):
+    """LiteRT's calibration records each activation's own range (targets.runtimes.litert.calibration):
+    with TensorFlow's calibrator the attention scores took the range of the mask's -1e9 added
+    into them in place, and full int8 agreed with the float model's top-1 on 68.5 % of these 200
+    test sentences; 90 % with the toolkit's ranges."""
+    from compressor.data import Dataset
+    from compressor.models import load_source
+    from targets import PROFILES
+    from targets.runtimes.litert import LiteRTRunner, convert, io_order
+
+    folder, test_set = encoder
+    source = load_source(folder / "encoder.keras")
+    with np.load(folder / "train.npz") as saved:
+        train = Dataset({name: saved[name] for name in ("input_ids", "attention_mask")}, saved["y"])
+    content = convert(source.representation("keras"), PROFILES["tflite-int8"], train.take(200).feeds(source))
+    (folder / "int8.tflite").write_bytes(content)
+    feeds = test_set.take(200).feeds(source)
+    runner = LiteRTRunner(folder / "int8.tflite", **io_order(content, source))
+    try:
+        got = np.concatenate([runner.run([f[i:i + 25] for f in feeds])[0] for i in range(0, 200, 25)])
+    finally:
+        runner.close()
+    agreement = np.mean(got.argmax(-1) == source.predict(feeds)[0].argmax(-1))
+    assert agreement >= 0.85, agreement
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["keras", "onnx"])
 def test_the_encoder_goes_through_every_target_judged_by_top1_and_retrieval(encoder, tmp_path, capsys, form):

@@ -11,6 +11,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
+from targets.runtimes.litert.calibration import lean_calibration
 from targets.runtimes.litert.flatbuffer import lean_reencoding, signature_order, unclip_lstm_cells
 from targets.runtimes.litert.runner import LiteRTRunner
 
@@ -157,7 +158,7 @@ def _static(profile, calibration: list[np.ndarray] | None) -> list[tuple] | None
 
 def _run_converter(converter, target: str) -> bytes:
     try:
-        with keras_env.quiet_native(), lean_reencoding():
+        with keras_env.quiet_native(), lean_reencoding(), lean_calibration():
             return converter.convert()
     except Exception as exc:
         ops = _failed_ops(str(exc))
