@@ -179,15 +179,22 @@ def test_the_onnx_search_starts_from_the_exports_own_full_int8(outlier, tmp_path
                       "ranges kept" if cache is not None and Path(cache).is_file() else "calibrated"))
         return real_quantize(source, destination, reader, **kwargs)
 
+    def calibrated(prepared, reader, settings, cache, workdir):
+        calls.append(("calibrate", settings["calibrate_method"].name))
+        return real_calibrate(prepared, reader, settings, cache, workdir)
+
+    real_calibrate = quantize.calibrate_to_cache
     monkeypatch.setattr(ort_quantization, "quantize_static", counted)
+    monkeypatch.setattr(quantize, "calibrate_to_cache", calibrated)
     monkeypatch.setattr(quantize, "pre_process", lambda *a, **k: calls.append(("pre_process",)) or real_pre_process(
         *a, **k))
     result = export(model, "onnx-int8", out_dir=tmp_path, calibration=train, validation=test, max_drop=1.0)
     assert result.manifest["budget"]["recovery"]["float_nodes"] == ["outlier_mlp/hidden/MatMul/MatMulAddFusion"]
-    assert calls == [("pre_process",), ("quantize", "MinMax", False, "calibrated"),  # full int8: refused
-                     ("pre_process",), ("quantize", "Percentile", False, "calibrated"),  # the ladder's
-                     ("pre_process",), ("quantize", "Entropy", False, "calibrated"),  # other calibrations
-                     # the search: its one layer in float quantized for real (full int8's ranges), nothing else;
+    # each export calibrates ahead, then quantize_static reads those ranges from its cache
+    assert calls == [("pre_process",), ("calibrate", "MinMax"), ("quantize", "MinMax", False, "ranges kept"),
+                     ("pre_process",), ("calibrate", "Percentile"), ("quantize", "Percentile", False, "ranges kept"),
+                     ("pre_process",), ("calibrate", "Entropy"), ("quantize", "Entropy", False, "ranges kept"),
+                     # the search: its one layer in float quantized for real (full int8's ranges), no calibration;
                      # the artifact written is that quantization
                      ("quantize", "MinMax", True, "ranges kept")]
     # ... the same bytes as quantizing the artifact again from full int8's graph and ranges

@@ -153,22 +153,22 @@ def test_calibration_goes_in_strides_only_when_a_strides_tensors_are_large(tmp_p
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
     from compressor.models import onnx_graph
-    from targets.runtimes.onnx_runtime import quantize
+    from targets.runtimes.onnx_runtime import calibration, quantize
 
     path = tmp_path / "m.onnx"
     onnx.save(_model(), str(path))
     x = np.random.default_rng(0).normal(size=(200, 3, 8, 8)).astype(np.float32)
-    reader, strides = quantize.calibration_reader(path, [x])
+    reader, strides = calibration.calibration_reader(path, [x])
     assert reader.names == ["x"] and strides == {}
-    monkeypatch.setattr(quantize, "STRIDE_BYTES", 16 * 1024)
+    monkeypatch.setattr(calibration, "STRIDE_BYTES", 16 * 1024)
     # per sample: conv 4x6x6 + flat 144 + mixed 24 + grid 24 floats (the output is not counted)
-    assert quantize._float_bytes_per_sample(onnx_graph.skeleton(_model()), {"x": x}) == (144 + 144 + 24 + 24) * 4
-    reader, strides = quantize.calibration_reader(path, [x])
+    assert calibration._float_bytes_per_sample(onnx_graph.skeleton(_model()), {"x": x}) == (144 + 144 + 24 + 24) * 4
+    reader, strides = calibration.calibration_reader(path, [x])
     assert strides == {"CalibStridedMinMax": 10}
     settings = quantize._static_settings(False, "int8", "minmax")
     scales = []
     for extra in ({}, strides):
-        reader, _ = quantize.calibration_reader(path, [x])
+        reader, _ = calibration.calibration_reader(path, [x])
         out = tmp_path / f"q{len(scales)}.onnx"
         ort_quantize_static(str(path), str(out), reader, per_channel=True,
                             **{**settings, "extra_options": {**settings["extra_options"], **extra}})
@@ -197,9 +197,9 @@ def test_calibration_of_a_graph_whose_shapes_are_unknown_goes_one_sample_at_a_ti
                                const("zero", [0]), const("two", [2]), const("eight", [8])])
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    from targets.runtimes.onnx_runtime import quantize
+    from targets.runtimes.onnx_runtime import calibration
 
-    reader, strides = quantize.calibration_reader(path, [np.zeros((30, 5, 8), np.float32)])
+    reader, strides = calibration.calibration_reader(path, [np.zeros((30, 5, 8), np.float32)])
     assert strides == {"CalibStridedMinMax": 1}
     assert [reader.get_next()["x"].shape for _ in range(2)] == [(1, 5, 8)] * 2
 

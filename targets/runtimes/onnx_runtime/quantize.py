@@ -13,84 +13,11 @@ from compressor.models import onnx_graph
 from compressor.errors import ConversionError, one_line
 from compressor.progress import off_stdout
 from targets import qdq
+from targets.runtimes.onnx_runtime.calibration import calibrate_to_cache, calibration_reader
 from targets.runtimes.onnx_runtime.convert import write_float_model
 from targets.runtimes.onnx_runtime.fusion import gemm_as_matmul
 from targets.runtimes.onnx_runtime.graph import pre_process
 from targets.runtimes.onnx_runtime.runner import session
-
-
-class CalibrationReader:
-    """ONNX Runtime's calibration protocol over a Dataset, one sample at a time, in strides
-    (``set_range``) that its quantizer calibrates one after the other."""
-
-    def __init__(self, input_names: list[str], calibration: list[np.ndarray]) -> None:
-        self.names, self._arrays = input_names, calibration
-        self.set_range(0, len(self))
-
-    def __len__(self) -> int:
-        return len(self._arrays[0])
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        self._next, self._end = start_index, min(end_index, len(self))
-
-    def get_next(self):
-        if self._next >= self._end:
-            return None
-        i, self._next = self._next, self._next + 1
-        return {name: array[i : i + 1] for name, array in zip(self.names, self._arrays)}
-
-
-# ONNX Runtime's calibrators hold every calibrated tensor of every sample they are given before
-# reducing them (onnxruntime issue #10503: >256 GB for BERT with percentile calibration); a
-# BERT-base encoder's float tensors are ~200 MB per sample of 128 tokens, 40 GB for 200 samples.
-# Given strides (its ``CalibStridedMinMax`` option, which every calibrator honours), it reduces
-# one stride's tensors at a time: min/max merge exactly, histograms grow from the first stride's
-# bins. A stride holds at most this many bytes of tensors (one sample when one is larger).
-STRIDE_BYTES = 256 * 2**20
-
-
-def calibration_reader(model: Path, calibration: list[np.ndarray]) -> tuple[CalibrationReader, dict]:
-    """A reader of ``calibration`` for ``model``'s inputs, and the quantizer's extra options that
-    calibrate it in strides of at most ``STRIDE_BYTES`` of float tensors: none when every sample
-    fits, one sample per stride when the tensors' sizes cannot be worked out from the graph."""
-    import onnx
-
-    proto = onnx.load(str(model), load_external_data=False)
-    initializers = {t.name for t in proto.graph.initializer}
-    reader = CalibrationReader([i.name for i in proto.graph.input if i.name not in initializers], calibration)
-    per_sample = _float_bytes_per_sample(onnx_graph.skeleton(proto), dict(zip(reader.names, calibration)))
-    del proto
-    fits = 1 if per_sample is None else max(1, STRIDE_BYTES // max(per_sample, 1))
-    if fits >= len(reader):
-        return reader, {}
-    return reader, {"CalibStridedMinMax": max(d for d in range(1, fits + 1) if len(reader) % d == 0)}
-
-
-def _float_bytes_per_sample(skeleton, feeds: dict[str, np.ndarray]) -> int | None:
-    """Bytes of the float tensors one sample makes in the graph, from shape inference at the
-    data's shapes (batch 1); None when the size of any cannot be inferred (tf2onnx's dense layers
-    on a dynamic sequence reshape through computed shapes that ONNX's inference does not follow)."""
-    from onnx import TensorProto
-
-    del skeleton.graph.value_info[:]  # shapes pre-processing inferred at a symbolic batch
-    for value in skeleton.graph.input:
-        dims, array = value.type.tensor_type.shape.dim, feeds.get(value.name)
-        if array is not None and len(dims) == array.ndim:
-            for dim, size in zip(dims, (1, *array.shape[1:])):
-                dim.Clear()
-                dim.dim_value = int(size)
-    try:
-        graph = onnx_graph.inferred(skeleton, data_prop=True)
-    except Exception as exc:  # noqa: BLE001 - an estimate: unknown means one sample per stride
-        if interrupts.interrupted(exc):
-            raise
-        return None
-    sizes = {TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2, TensorProto.BFLOAT16: 2, TensorProto.DOUBLE: 8}
-    shapes = onnx_graph.shapes_of(graph)
-    floats = [value for value in graph.value_info if value.type.tensor_type.elem_type in sizes]
-    if any(None in shapes.get(value.name, [None]) for value in floats):
-        return None
-    return sum(int(np.prod(shapes[v.name], dtype=np.int64)) * sizes[v.type.tensor_type.elem_type] for v in floats)
 
 
 # Each attempt: (graph optimization in pre-processing, per-channel weights). The first is ONNX
@@ -172,11 +99,14 @@ def quantize_static(source: Path, destination: Path, calibration, workdir: Path,
         if float_nodes:
             qdq.name_file_nodes(prepared)
         reader, strides = calibration_reader(prepared, calibration)
+        options = {**settings, "extra_options": {**settings["extra_options"], **strides}}
         try:
             with off_stdout():  # its histogram calibrations print their progress
+                if calibrate_to_cache(prepared, reader, options, ranges, workdir):
+                    reader = None  # quantize_static reads the ranges from the cache
                 ort_quantize_static(str(prepared), str(destination), reader, per_channel=per_channel,
                                     nodes_to_exclude=list(float_nodes) or None, calibration_cache_path=ranges,
-                                    **{**settings, "extra_options": {**settings["extra_options"], **strides}})
+                                    **options)
             if keep and per_channel:
                 made.update(prepared=prepared.read_bytes(), ranges=ranges.read_text())
         finally:
