@@ -246,12 +246,14 @@ def convert_child(spec_path: str) -> int:
     converter = tf.lite.TFLiteConverter.from_saved_model(spec["saved_model"])
     _configure(converter, profile, calibration, spec["names"])
     calibrate_only = spec.get("calibrate_only", False)  # ranges only: quantized later by the caller
-    # ranges only here too when the calibrated model is kept: quantized below, as the caller would
-    converter._experimental_calibrate_only = calibrate_only or bool(spec.get("calibrated"))
+    # int8 calibrates only and is quantized below, as the budget's mixes are: the converter's own
+    # quantization ran with its float result still held (the 110 M encoder's edgetpu: 3,419 MB)
+    converter._experimental_calibrate_only = calibrate_only or profile.precision == "int8"
     try:
         content = _run_converter(converter, profile.name)
         if spec.get("calibrated"):
             Path(spec["calibrated"]).write_bytes(content)
+        if profile.precision == "int8" and not calibrate_only:
             content = quantize_calibrated(content, profile)
     except ConversionError as exc:
         Path(spec["error"]).write_text(str(exc))
