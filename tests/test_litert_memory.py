@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def _twin_dense_model():
@@ -57,6 +58,7 @@ def test_the_lean_reencoding_writes_the_converters_own_bytes():
     assert len(kernels) == 1 and np.all(np.frombuffer(kernels[0].data.tobytes(), np.float32) == 0.25)
 
 
+@pytest.mark.slow  # the same check as above, on another graph's shape
 def test_the_lean_encoding_is_the_librarys_on_a_graph_of_many_small_ops():
     """A graph that is mostly ops and tensor names, not constant data: the same bytes, and the
     extra buffer appended as the library appends it."""

@@ -125,7 +125,9 @@ def loggable_tensors(content) -> list[int] | None:
         if tensor.IsVariable():
             return None
         buffer = model.Buffers(tensor.Buffer())
-        if tensor.Type() == FLOAT32 and (buffer is None or buffer.DataLength() == 0):
+        # constant data inline, or after the flatbuffer (a model over 2 GB stores it by offset)
+        constant = buffer is not None and (buffer.DataLength() > 0 or getattr(buffer, "Offset", lambda: 0)() > 1)
+        if tensor.Type() == FLOAT32 and not constant:
             logged.append(index)
     return logged
 
