@@ -4,6 +4,7 @@ cell handed back without a copy."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -33,11 +34,8 @@ def _converted(model, lean: bool, dynamic: bool) -> bytes:
         converter = _converter(model, Path(work))
         if dynamic:
             converter.optimizations = [keras_env.tf().lite.Optimize.DEFAULT]
-        with keras_env.quiet_native():
-            if not lean:
-                return converter.convert()
-            with lean_reencoding():
-                return converter.convert()
+        with keras_env.quiet_native(), lean_reencoding() if lean else contextlib.nullcontext():
+            return converter.convert()
 
 
 def test_the_lean_reencoding_writes_the_converters_own_bytes():
@@ -102,11 +100,8 @@ def _calibrated(model, feeds: list[np.ndarray], lean: bool) -> bytes:
         converter = _converter(model, Path(work))
         _configure(converter, profile, feeds, list(model.input_names))
         converter._experimental_calibrate_only = True
-        with keras_env.quiet_native():
-            if not lean:
-                return converter.convert()
-            with lean_calibration():
-                return converter.convert()
+        with keras_env.quiet_native(), lean_calibration() if lean else contextlib.nullcontext():
+            return converter.convert()
 
 
 def _ranges(content: bytes) -> dict[str, tuple]:

@@ -59,14 +59,11 @@ def _recurrent(content) -> bool:
     above it on the 418 MB encoder); it is skipped."""
     from tensorflow.lite.python import schema_py_generated as schema
 
+    from targets.runtimes.litert.flatbuffer import builtin_codes
+
     names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    model = schema.Model.GetRootAs(content, 0)
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
-        if "LSTM" in name or "RNN" in name:
-            return True
-    return False
+    return any("LSTM" in names.get(code, "") or "RNN" in names.get(code, "")
+               for code in builtin_codes(schema.Model.GetRootAs(content, 0)))
 
 
 class LeanCalibrator:

@@ -31,8 +31,7 @@ def unclip_lstm_cells(content: bytes) -> tuple[bytes, int]:
     lstm_ops = {schema.BuiltinOperator.LSTM, schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM,
                 schema.BuiltinOperator.BIDIRECTIONAL_SEQUENCE_LSTM}
     model = schema.Model.GetRootAs(content, 0)
-    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-    opcodes = [max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) for code in codes]
+    opcodes = builtin_codes(model)
     clipped = []  # the byte position of each nonzero cell_clip
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
@@ -48,6 +47,13 @@ def unclip_lstm_cells(content: bytes) -> tuple[bytes, int]:
     for position in clipped:
         struct.pack_into("<f", buffer, position, 0.0)
     return bytes(buffer), len(clipped)
+
+
+def builtin_codes(model) -> list[int]:
+    """Each operator code's builtin op of a flatbuffer ``Model`` read in place (the schema keeps
+    codes above 127 in a second field, the first then holding 127)."""
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    return [max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) for code in codes]
 
 
 @contextlib.contextmanager
