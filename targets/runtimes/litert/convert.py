@@ -11,6 +11,7 @@ import numpy as np
 
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
+from targets import saved_model
 from targets.runtimes.litert.calibration import lean_calibration
 from targets.runtimes.litert.flatbuffer import lean_reencoding, signature_order, unclip_lstm_cells
 from targets.runtimes.litert.runner import LiteRTRunner
@@ -58,11 +59,10 @@ def _failed_ops(message: str) -> list[str]:
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
 
 
-def _batch_one_signature(model, static: list[tuple] | None = None):
-    """For a recurrent model, a concrete function with a batch of one (inputs named as the
-    model's); for any model with ``static`` shapes (a profile's ``static_batch``: one per
-    input, batch one, the other dimensions as the calibration data has them), one on those
-    shapes; None otherwise.
+def _batch_one_shapes(model, static: list[tuple] | None = None) -> list[tuple] | None:
+    """For a recurrent model, its inputs with a batch of one; for any model with ``static``
+    shapes (a profile's ``static_batch``: one per input, batch one, the other dimensions as the
+    calibration data has them), those; None otherwise (the batch stays dynamic).
 
     With a dynamic batch, Keras' recurrent layers lower to TensorList ops that LiteRT's
     builtins lack; a fixed batch lets the converter fuse them into
@@ -71,37 +71,27 @@ def _batch_one_signature(model, static: list[tuple] | None = None):
     target shape or a pooling's length is a constant instead of Shape/ReduceProd arithmetic
     that TFLite Micro has no kernel for.
     """
-    tf = keras_env.tf()
     from compressor.models.inspection import flat_layers
 
     if not static and not any(type(layer).__name__ in RECURRENT_LAYERS for layer in flat_layers(model)):
         return None
-    shapes = static or [(1, *t.shape[1:]) for t in model.inputs]
-    specs = [tf.TensorSpec(shape, t.dtype, name=name)
-             for t, shape, name in zip(model.inputs, shapes, model.input_names)]
-    names = list(model.output_names)
-
-    def call(*x):  # outputs by the model's own names, so the signature maps them back as from_keras_model's does
-        outputs = model(keras_env.as_called(model, x), training=False)
-        return dict(zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
-
-    return tf.function(call).get_concrete_function(*specs)
+    return static or [(1, *t.shape[1:]) for t in model.inputs]
 
 
 def _converter(model, work: Path, static: list[tuple] | None = None):
-    """A converter for ``model`` (recurrent models and ``static`` ones through
-    :func:`_batch_one_signature`), others from the SavedModel it writes in ``work``.
+    """A converter for ``model``: recurrent models and ``static`` ones from their serving function
+    on :func:`_batch_one_shapes`, others from the SavedModel it writes in ``work``
+    (:mod:`targets.saved_model`).
 
-    ``from_keras_model`` writes the same SavedModel, and with it the Python stack of every op's
+    ``from_keras_model`` writes Keras' own SavedModel, and with it the Python stack of every op's
     creation (``save_debug_info``), for error locations the toolkit does not report: 180 MB of
     the process's peak on the 105-layer MobileNetV2 sample (1,165 -> 983 MB), and a flatbuffer
     that differs only in the conversion metadata's record of where the model came from."""
     tf = keras_env.tf()
-    concrete = _batch_one_signature(model, static)
-    if concrete is not None:
-        return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    with keras_env.quiet_native():
-        tf.saved_model.save(model, str(work / "saved_model"))
+    shapes = _batch_one_shapes(model, static)
+    if shapes is not None:
+        return tf.lite.TFLiteConverter.from_concrete_functions([saved_model.serving_function(model, shapes)], model)
+    saved_model.save(model, work / "saved_model")
     return tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model"))
 
 
@@ -167,15 +157,9 @@ def _run_converter(converter, target: str) -> bytes:
 
 
 def _save_for_conversion(model, directory: Path, static: list[tuple] | None = None) -> None:
-    """The model as a SavedModel, which is what ``from_keras_model`` converts internally too;
-    recurrent and ``static`` models with the signature of :func:`_batch_one_signature`."""
-    tf = keras_env.tf()
-    with keras_env.quiet_native():
-        concrete = _batch_one_signature(model, static)
-        if concrete is None:
-            tf.saved_model.save(model, str(directory))
-        else:
-            tf.saved_model.save(model, str(directory), signatures=concrete)
+    """The model as a SavedModel for the converter's process (:mod:`targets.saved_model`), recurrent
+    and ``static`` models on the shapes of :func:`_batch_one_shapes`."""
+    saved_model.save(model, directory, _batch_one_shapes(model, static))
 
 
 def convert_isolated(model, profile, calibration: list[np.ndarray], *, calibrate_only: bool = False,

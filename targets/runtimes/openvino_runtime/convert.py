@@ -10,6 +10,7 @@ import shutil
 from compressor import keras_env
 from compressor.errors import ConversionError, one_line
 from compressor.models import onnx_graph
+from targets import saved_model
 from targets.runtime import converted
 
 
@@ -82,8 +83,8 @@ def _convert_saved_model(model, workdir: Path):
 
     saved = workdir / "saved_model"
     try:
+        saved_model.save(model, saved)  # its serving signature, not Keras' own SavedModel
         with keras_env.quiet_native():
-            keras_env.tf().saved_model.save(model, str(saved))
             return _without_paths(ov.convert_model(str(saved)), "saved_model")
     except Exception as exc:
         raise ConversionError(f"OpenVINO conversion failed: {one_line(exc, prefer=UNMAPPED_OP)}") from None
