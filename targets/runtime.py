@@ -237,3 +237,10 @@ def converted(model, kind: str, convert: Callable[[], object], digest: str | Non
     value = convert()
     entry[kind] = (digest, value)
     return value
+
+
+def forget_conversions() -> None:
+    """Drop every result :func:`converted` keeps: the next export of any model converts and
+    quantizes afresh, as in a new process (what timing one export against the bare library calls
+    it wraps needs; a kept NNCF quantization or LiteRT calibration would be timed as free)."""
+    _CONVERSIONS.clear()
