@@ -63,8 +63,9 @@ def _bare_openvino(model: Path, calibration, workdir: Path) -> None:
 
 
 def _bare_litert(model, calibration, workdir: Path) -> None:
-    import tensorflow as tf
+    from compressor import keras_env
 
+    tf = keras_env.tf()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([calibration[i:i + 1]] for i in range(len(calibration)))
@@ -92,7 +93,8 @@ def run_model(name: str, zoo_out: Path, rounds: int) -> list[str]:
                                     "--zoo", str(zoo_out), "--rounds", str(rounds), "--work", str(work)],
                                    capture_output=True, text=True)
             if child.returncode:
-                raise RuntimeError(f"{name} ({group}): {child.stderr.strip().splitlines()[-1:]}")
+                last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RuntimeError(f"{name} ({group}): {last}")
             rows += [line for line in child.stdout.splitlines() if line.startswith(f"| {name} |")]
         return rows
     finally:
@@ -128,12 +130,12 @@ def _onnx_rows(name: str, rounds: int, work: Path) -> list[str]:
     from compressor.models import load_source
     from targets.profiles import get_profile
 
-    source = load_source(work / "model.onnx")
+    onnx_path = work / "model.onnx"
+    source = load_source(onnx_path)
     calibration, validation = (Dataset(**dict(np.load(work / f"{part}.npz")), name=part)
                                for part in ("calibration", "validation"))
     arrays = calibration.feeds(source)[0]
     activations = get_profile("onnx-int8").for_cpu().options.get("activations", "int8")
-    onnx_path = work / "model.onnx"
     times = _alternated({"onnx-int8": (source, lambda: _bare_onnx(onnx_path, arrays, work, activations)),
                          "openvino-int8": (source, lambda: _bare_openvino(onnx_path, arrays, work))},
                         calibration, validation, work, rounds)
@@ -143,8 +145,11 @@ def _onnx_rows(name: str, rounds: int, work: Path) -> list[str]:
 
 
 def _rows(name: str, times: dict) -> list[str]:
-    return [f"| {name} | {target} | {statistics.median(t['toolkit']):.2f} | {statistics.median(t['bare']):.2f} | "
-            f"{statistics.median(t['toolkit']) / statistics.median(t['bare']):.2f}× |" for target, t in times.items()]
+    rows = []
+    for target, t in times.items():
+        ours, theirs = statistics.median(t["toolkit"]), statistics.median(t["bare"])
+        rows.append(f"| {name} | {target} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}× |")
+    return rows
 
 
 def _alternated(bare: dict, calibration, validation, work: Path, rounds: int) -> dict:
